@@ -1,0 +1,99 @@
+package embed
+
+import "context"
+
+// Data is the input of a run: N rows of D values, row-major, held either as
+// uint8 (the loader's pixels) or as float32 (features computed elsewhere).
+// Exactly one of U8 and F32 is set. Pixels stay uint8 until PCA reads them in
+// blocks, so 100,000 images of 100×100 RGB cost 3 GB, not 12 GB.
+type Data struct {
+	N, D int
+	U8   []uint8
+	F32  []float32
+}
+
+// Neighbors lists, for each of N points, its K nearest other points in
+// ascending order of squared Euclidean distance. Row i occupies
+// Index[i*K:(i+1)*K] and Dist2[i*K:(i+1)*K]; a point never lists itself.
+type Neighbors struct {
+	N, K  int
+	Index []int32
+	Dist2 []float32
+}
+
+// CSR is a sparse N×N matrix in compressed sparse row form. Values are
+// float32 to halve memory traffic in the attractive-force loop (the hot loop
+// of every iteration); every sum over them is accumulated in float64.
+type CSR struct {
+	N      int
+	RowPtr []int32 // len N+1
+	Col    []int32 // len nnz, sorted within each row
+	Val    []float32
+}
+
+// NNZ is the number of stored entries.
+func (m *CSR) NNZ() int { return len(m.Col) }
+
+// OptimizerConfig describes the embedding problem handed to a backend.
+type OptimizerConfig struct {
+	N, Dims   int
+	Repulsion Repulsion // may be RepulsionAuto: the backend then picks
+	Theta     float64   // Barnes-Hut opening angle
+}
+
+// StepParams are the schedule values of one gradient step.
+type StepParams struct {
+	Exaggeration float64 // multiplies P in the attractive term
+	Momentum     float64
+	LearningRate float64
+}
+
+// Backend is the set of heavy kernels a run needs. The algorithm (what to
+// compute, in which order, with which parameters) lives in this package; a
+// backend only decides how each kernel runs: on every CPU core (package cpu)
+// or on a CUDA device (package gpu).
+type Backend interface {
+	// Name describes the backend for logs and jobs, e.g. "cpu (2 threads)".
+	Name() string
+
+	// ColumnMeans writes the mean of each of the D columns of x into dst.
+	ColumnMeans(ctx context.Context, x Data, dst []float64) error
+	// MulRight writes dst (N×l, row-major) = (X − 1·meanᵀ)·B, where B is D×l
+	// row-major. X is read in row blocks; it is never converted whole.
+	MulRight(ctx context.Context, x Data, mean []float32, b []float32, l int, dst []float32) error
+	// MulTransLeft writes dst (D×l, row-major) = (X − 1·meanᵀ)ᵀ·B, where B is
+	// N×l row-major.
+	MulTransLeft(ctx context.Context, x Data, mean []float32, b []float32, l int, dst []float32) error
+
+	// KNearest finds the k nearest neighbours of each of the n rows of the
+	// n×d row-major matrix x. method is NeighborsExact or NeighborsApprox
+	// (already resolved); seed drives any randomness of the approximate method.
+	KNearest(ctx context.Context, x []float32, n, d, k int, method NeighborMethod, seed int64) (*Neighbors, error)
+
+	// NewOptimizer uploads P (symmetric, summing to 1) and the initial
+	// coordinates y0 (N×Dims) and returns the optimiser state. P, Y, gains
+	// and velocities stay with the backend (on the device, for a GPU) across
+	// iterations; only Coordinates brings Y back.
+	NewOptimizer(ctx context.Context, p *CSR, y0 []float32, cfg OptimizerConfig) (Optimizer, error)
+}
+
+// Optimizer is one t-SNE optimisation in progress on a backend.
+type Optimizer interface {
+	// Repulsion names the repulsion method in use (never RepulsionAuto).
+	Repulsion() Repulsion
+	// Step performs one gradient-descent step on KL(P‖Q) with P multiplied
+	// by params.Exaggeration: gradient 4·Σ_j (e·p_ij − q_ij)·w_ij·(y_i − y_j)
+	// with w_ij = 1/(1+‖y_i−y_j‖²), delta-bar-delta gains (+0.2 when the
+	// gradient's sign differs from the last update's, ×0.8 otherwise, never
+	// below 0.01), update = momentum·update − rate·gain·gradient, y += update,
+	// then Y is re-centred on the origin.
+	Step(ctx context.Context, params StepParams) error
+	// KL returns KL(P‖Q) of the current coordinates (P unexaggerated). It is
+	// computed the same way whatever the repulsion method, so runs with
+	// different methods are comparable.
+	KL(ctx context.Context) (float64, error)
+	// Coordinates copies Y (N×Dims, row-major) into dst.
+	Coordinates(dst []float32) error
+	// Close releases the backend's memory.
+	Close() error
+}
