@@ -16,9 +16,10 @@ type Data struct {
 // ascending order of squared Euclidean distance. Row i occupies
 // Index[i*K:(i+1)*K] and Dist2[i*K:(i+1)*K]; a point never lists itself.
 type Neighbors struct {
-	N, K  int
-	Index []int32
-	Dist2 []float32
+	N, K   int
+	Index  []int32
+	Dist2  []float32
+	Method NeighborMethod // the method used: NeighborsExact or NeighborsApprox
 }
 
 // CSR is a sparse N×N matrix in compressed sparse row form. Values are
@@ -66,8 +67,8 @@ type Backend interface {
 	MulTransLeft(ctx context.Context, x Data, mean []float32, b []float32, l int, dst []float32) error
 
 	// KNearest finds the k nearest neighbours of each of the n rows of the
-	// n×d row-major matrix x. method is NeighborsExact or NeighborsApprox
-	// (already resolved); seed drives any randomness of the approximate method.
+	// n×d row-major matrix x. method may be NeighborsAuto, and the backend
+	// then picks by n; seed drives any randomness of the approximate method.
 	KNearest(ctx context.Context, x []float32, n, d, k int, method NeighborMethod, seed int64) (*Neighbors, error)
 
 	// NewOptimizer uploads P (symmetric, summing to 1) and the initial
