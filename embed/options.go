@@ -188,9 +188,9 @@ func (o Options) EffectiveLearningRate(n int) float64 {
 	return math.Max(float64(n)/o.EarlyExaggeration/4, 50)
 }
 
-// NeighborCount is k = min(N − 1, ⌊3·perplexity⌋).
+// NeighborCount is k = min(N − 1, ⌊3·perplexity⌋), and at least 1.
 func (o Options) NeighborCount(n int) int {
-	return min(n-1, int(math.Floor(3*o.Perplexity)))
+	return max(1, min(n-1, int(math.Floor(3*o.Perplexity))))
 }
 
 // Validate checks the shape and values of the input.

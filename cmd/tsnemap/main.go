@@ -1,0 +1,57 @@
+// Command tsnemap turns a collection of images into a map. Subcommands:
+//
+//	tsnemap embed   embed a numeric matrix (features computed elsewhere)
+//	tsnemap bench   time the engine's stages on synthetic data
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: tsnemap <command> [flags]
+
+commands:
+  embed   embed a numeric matrix (.tsv, .csv or .npy) and write id, x, y (, z)
+  bench   time PCA, neighbours, affinities and optimisation on synthetic data
+
+Run 'tsnemap <command> -h' for a command's flags.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "embed":
+		err = embedCommand(ctx, args[1:], stdout, stderr)
+	case "bench":
+		err = benchCommand(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "tsnemap: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err == nil {
+		return 0
+	}
+	if err == errUsage {
+		return 2
+	}
+	fmt.Fprintf(stderr, "tsnemap %s: %v\n", args[0], err)
+	return 1
+}
