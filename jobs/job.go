@@ -1,0 +1,250 @@
+// Package jobs is the job model and its state machine, kept on NATS
+// JetStream: a work-queue stream carries one message per job to the workers,
+// a key-value bucket holds each Job (updated by compare-and-set, so two nodes
+// never overwrite each other), and an object store holds the results.
+package jobs
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Status is where a job is in its life: queued → running → succeeded,
+// failed or canceled. A running job handed back by a stopping worker goes
+// back to queued.
+type Status string
+
+const (
+	StatusQueued    Status = "queued"
+	StatusRunning   Status = "running"
+	StatusSucceeded Status = "succeeded"
+	StatusFailed    Status = "failed"
+	StatusCanceled  Status = "canceled"
+)
+
+// Terminal reports whether a job in this status will never change again.
+func (s Status) Terminal() bool {
+	return s == StatusSucceeded || s == StatusFailed || s == StatusCanceled
+}
+
+// Valid reports whether s is one of the five statuses.
+func (s Status) Valid() bool {
+	return s == StatusQueued || s == StatusRunning || s.Terminal()
+}
+
+// Stage is what a running job is doing.
+type Stage string
+
+const (
+	StageQueued              Stage = "queued"
+	StageFetchingDataset     Stage = "fetching_dataset"
+	StageLoadingImages       Stage = "loading_images"
+	StageReducing            Stage = "reducing"
+	StageComputingAffinities Stage = "computing_affinities"
+	StageOptimizing          Stage = "optimizing"
+	StageWritingResult       Stage = "writing_result"
+	StageFinished            Stage = "finished"
+)
+
+// Request is a job's normalized request: every default filled in. Its JSON
+// form is the contract's JobRequest.
+type Request struct {
+	DatasetURL             string    `json:"dataset_url"`
+	ImageURLTemplate       string    `json:"image_url_template,omitempty"`
+	ImageURLColumn         string    `json:"image_url_column,omitempty"`
+	IDColumn               string    `json:"id_column"`
+	Limit                  int       `json:"limit,omitempty"`
+	ImageSize              ImageSize `json:"image_size"`
+	Method                 string    `json:"method"`
+	Dimensions             int       `json:"dimensions"`
+	Perplexity             float64   `json:"perplexity"`
+	Iterations             int       `json:"iterations"`
+	EarlyExaggeration      float64   `json:"early_exaggeration"`
+	ExaggerationIterations int       `json:"exaggeration_iterations"`
+	LearningRate           Rate      `json:"learning_rate"`
+	Init                   string    `json:"init"`
+	Seed                   int64     `json:"seed"`
+	Backend                string    `json:"backend"`
+	TimeoutSeconds         int       `json:"timeout_seconds"`
+}
+
+// ImageSize is the size every image is resized to.
+type ImageSize struct {
+	Width  int `json:"width"`
+	Height int `json:"height"`
+}
+
+// Rate is a learning rate: 0 means "auto", written as the string "auto".
+type Rate float64
+
+func (r Rate) MarshalJSON() ([]byte, error) {
+	if r == 0 {
+		return []byte(`"auto"`), nil
+	}
+	return strconv.AppendFloat(nil, float64(r), 'g', -1, 64), nil
+}
+
+func (r *Rate) UnmarshalJSON(b []byte) error {
+	if string(b) == `"auto"` {
+		*r = 0
+		return nil
+	}
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return fmt.Errorf("learning_rate: want a number or \"auto\": %w", err)
+	}
+	*r = Rate(f)
+	return nil
+}
+
+// Progress counts a job's work so far.
+type Progress struct {
+	ImagesTotal    int      `json:"images_total"`
+	ImagesLoaded   int      `json:"images_loaded"`
+	ImagesFailed   int      `json:"images_failed"`
+	Iteration      int      `json:"iteration"`
+	Iterations     int      `json:"iterations"`
+	KLDivergence   *float64 `json:"kl_divergence"`
+	ElapsedSeconds float64  `json:"elapsed_seconds"`
+}
+
+// Job is the record kept for each job. Its JSON form is the contract's Job
+// less links (which depend on where the API is mounted) plus bookkeeping
+// fields the API does not show.
+type Job struct {
+	ID         string     `json:"id"`
+	Status     Status     `json:"status"`
+	Stage      Stage      `json:"stage"`
+	Progress   Progress   `json:"progress"`
+	Backend    string     `json:"backend"`
+	Request    Request    `json:"request"`
+	CreatedAt  time.Time  `json:"created_at"`
+	StartedAt  *time.Time `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+	Error      *Error     `json:"error"`
+
+	// CancelRequested is set by DELETE on a running job; the worker running
+	// it watches the record and cancels the job's context.
+	CancelRequested bool `json:"cancel_requested,omitempty"`
+	// Attempts counts the deliveries that started running the job.
+	Attempts int `json:"attempts,omitempty"`
+	// HasResult: a result object was written for this job.
+	HasResult bool `json:"has_result,omitempty"`
+}
+
+// Error codes of the contract.
+const (
+	CodeDatasetUnreachable = "dataset_unreachable"
+	CodeDatasetInvalid     = "dataset_invalid"
+	CodeNoImages           = "no_images"
+	CodePerplexityTooLarge = "perplexity_too_large"
+	CodeTimeout            = "timeout"
+	CodeBackendUnavailable = "backend_unavailable"
+	CodeInternal           = "internal"
+)
+
+// Error is why a job failed: a code of the contract and a human message. A
+// Runner returns one (possibly wrapped) to choose the code; any other error
+// fails the job as "internal".
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Sentinel errors of the package.
+var (
+	ErrNotFound = errors.New("job not found")
+	// ErrConflict: the job is not in a state that allows the operation
+	// (e.g. its result is asked for before it succeeded).
+	ErrConflict = errors.New("job state conflict")
+	// ErrCanceled is the cause of a job context cancelled by DELETE.
+	ErrCanceled = errors.New("job canceled")
+	// ErrTimeout is the cause of a job context cancelled by timeout_seconds.
+	ErrTimeout = errors.New("job timed out")
+	// ErrShutdown is the cause of a job context cancelled because its worker
+	// is stopping; the job is handed back for redelivery.
+	ErrShutdown = errors.New("worker shutting down")
+)
+
+// crockford is the ULID alphabet: no I, L, O or U, so ids read aloud well.
+const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+// NewID returns a ULID-shaped id: 48 bits of milliseconds then 80 random
+// bits, 26 characters. Ids sort by creation time (the list is newest first
+// by sorting ids) and cannot be guessed.
+func NewID(now time.Time) string {
+	var b [16]byte
+	ms := uint64(now.UnixMilli())
+	for i := 0; i < 6; i++ {
+		b[i] = byte(ms >> (40 - 8*i))
+	}
+	_, _ = rand.Read(b[6:]) // crypto/rand.Read never fails (Go ≥ 1.24)
+	// 128 bits as 26 base-32 digits; the first digit carries the top 3 bits.
+	var out [26]byte
+	var acc uint64
+	var bits uint
+	pos := 0
+	// Prepend two zero bits so 130 bits split evenly into 26 groups of 5.
+	acc, bits = 0, 2
+	for _, x := range b {
+		acc = acc<<8 | uint64(x)
+		bits += 8
+		for bits >= 5 {
+			bits -= 5
+			out[pos] = crockford[(acc>>bits)&31]
+			pos++
+		}
+	}
+	return string(out[:])
+}
+
+// ValidID reports whether s could be an id (so it is safe as a KV key).
+func ValidID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// Result is what a succeeded job produced: the kept rows of the table, each
+// with its coordinates (nil where its image failed), and the failures.
+type Result struct {
+	Columns    []string    `json:"columns"`
+	Dimensions int         `json:"dimensions"`
+	Rows       []ResultRow `json:"rows"`
+	Failures   []Failure   `json:"failures"`
+}
+
+// ResultRow is one kept row of the table.
+type ResultRow struct {
+	ID     string    `json:"id"`
+	Values []string  `json:"values"`
+	Coords []float64 `json:"coords,omitempty"`
+}
+
+// Failure is one image that could not be loaded; Row is its position among
+// the kept rows.
+type Failure struct {
+	Row   int    `json:"row"`
+	ID    string `json:"id"`
+	URL   string `json:"url"`
+	Error string `json:"error"`
+}
+
+// Embedding is a snapshot of the coordinates during optimisation.
+type Embedding struct {
+	Iteration   int       `json:"iteration"`
+	Dimensions  int       `json:"dimensions"`
+	Rows        []int     `json:"rows"`
+	Coordinates []float32 `json:"coordinates"`
+}

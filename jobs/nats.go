@@ -1,0 +1,108 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Embedded is a NATS server with JetStream running in this process.
+type Embedded struct {
+	srv *server.Server
+}
+
+// EmbeddedConfig configures StartEmbedded.
+type EmbeddedConfig struct {
+	// DataDir holds the JetStream file store; jobs and results survive a
+	// restart that reuses it.
+	DataDir string
+	// Listen, if set (host:port), opens a client port so workers on other
+	// machines can join; otherwise the server takes no network connections.
+	Listen string
+}
+
+// StartEmbedded starts an in-process NATS server and waits until it takes
+// connections.
+func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("start embedded NATS: data dir is required")
+	}
+	opts := &server.Options{
+		ServerName: "tsnemap",
+		JetStream:  true,
+		StoreDir:   cfg.DataDir,
+		DontListen: cfg.Listen == "",
+		NoSigs:     true,
+		NoLog:      true,
+	}
+	if cfg.Listen != "" {
+		host, port, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("start embedded NATS: listen address %q: %w", cfg.Listen, err)
+		}
+		opts.Host = host
+		if opts.Port, err = strconv.Atoi(port); err != nil {
+			return nil, fmt.Errorf("start embedded NATS: listen port %q: %w", port, err)
+		}
+		if opts.Port == 0 {
+			opts.Port = server.RANDOM_PORT
+		}
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("start embedded NATS: %w", err)
+	}
+	srv.Start()
+	// ReadyForConnections takes a duration, not a context: honour the
+	// context by bounding the wait with its deadline, if any.
+	wait := 30 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		wait = time.Until(d)
+	}
+	if !srv.ReadyForConnections(wait) {
+		srv.Shutdown()
+		return nil, errors.New("start embedded NATS: not ready in time (is the data dir locked by another process?)")
+	}
+	return &Embedded{srv: srv}, nil
+}
+
+// Connect opens a client connection to the embedded server, in-process.
+func (e *Embedded) Connect() (*nats.Conn, error) {
+	nc, err := nats.Connect("", nats.InProcessServer(e.srv), nats.Name("tsnemap"))
+	if err != nil {
+		return nil, fmt.Errorf("connect to embedded NATS: %w", err)
+	}
+	return nc, nil
+}
+
+// ClientURL is the URL other processes use to reach the server ("" when it
+// takes no network connections).
+func (e *Embedded) ClientURL() string {
+	if e.srv.Addr() == nil {
+		return ""
+	}
+	return e.srv.ClientURL()
+}
+
+// Shutdown stops the server and waits until it has.
+func (e *Embedded) Shutdown() {
+	e.srv.Shutdown()
+	e.srv.WaitForShutdown()
+}
+
+// Connect opens a connection to an external NATS (a comma-separated list of
+// URLs of one cluster). It keeps reconnecting for ever, since a worker
+// without NATS has nothing else to do.
+func Connect(url string) (*nats.Conn, error) {
+	nc, err := nats.Connect(url, nats.Name("tsnemap"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false))
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS %s: %w", url, err)
+	}
+	return nc, nil
+}

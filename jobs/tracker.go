@@ -1,0 +1,156 @@
+package jobs
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// flushEvery bounds the writes of progress to the job record: a few per
+// second keep polls and SSE lively without loading NATS.
+const flushEvery = 250 * time.Millisecond
+
+// Tracker is how a Runner reports a running job's stage and progress. Its
+// methods are cheap and safe for concurrent use; changes are written to the
+// job record at most every flushEvery.
+type Tracker struct {
+	store   *Store
+	id      string
+	metrics *Metrics
+	log     *slog.Logger
+	started time.Time
+
+	mu         sync.Mutex
+	stage      Stage
+	stageSince time.Time
+	progress   Progress
+	backend    string
+	dirty      bool
+	lastEmbed  time.Time
+	lastIter   int
+	lastIterAt time.Time
+}
+
+func newTracker(s *Store, job Job, m *Metrics, log *slog.Logger) *Tracker {
+	now := s.now()
+	return &Tracker{store: s, id: job.ID, metrics: m, log: log, started: now,
+		stage: job.Stage, stageSince: now, progress: job.Progress, backend: job.Backend}
+}
+
+// SetBackend names the compute backend the job runs on.
+func (t *Tracker) SetBackend(name string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.backend != name {
+		t.backend, t.dirty = name, true
+	}
+}
+
+// SetStage moves the job to a new stage.
+func (t *Tracker) SetStage(s Stage) { t.setStage(s) }
+
+func (t *Tracker) setStage(s Stage) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stage == s {
+		return
+	}
+	now := t.store.now()
+	t.metrics.stageDone(t.stage, now.Sub(t.stageSince))
+	t.stage, t.stageSince, t.dirty = s, now, true
+}
+
+// UpdateProgress changes the job's progress counters.
+func (t *Tracker) UpdateProgress(fn func(p *Progress)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	before := t.progress
+	fn(&t.progress)
+	t.metrics.images(t.progress.ImagesLoaded-before.ImagesLoaded, t.progress.ImagesFailed-before.ImagesFailed)
+	if t.progress.Iteration != t.lastIter {
+		now := t.store.now()
+		if !t.lastIterAt.IsZero() && t.progress.Iteration > t.lastIter {
+			if dt := now.Sub(t.lastIterAt).Seconds(); dt > 0 {
+				t.metrics.iterationRate(float64(t.progress.Iteration-t.lastIter) / dt)
+			}
+		}
+		t.lastIter, t.lastIterAt = t.progress.Iteration, now
+	}
+	t.dirty = true
+}
+
+// AddBytes counts bytes downloaded for the job (a metric only).
+func (t *Tracker) AddBytes(n int64) { t.metrics.bytes(n) }
+
+// SetFailures records the images that failed to load so far; they are
+// served by /v1/jobs/{id}/failures at once.
+func (t *Tracker) SetFailures(ctx context.Context, f []Failure) error {
+	return t.store.PutFailures(ctx, t.id, f)
+}
+
+// Embedding offers a snapshot of the coordinates to live viewers, at most
+// one a second.
+func (t *Tracker) Embedding(e Embedding) {
+	t.mu.Lock()
+	now := t.store.now()
+	due := now.Sub(t.lastEmbed) >= time.Second
+	if due {
+		t.lastEmbed = now
+	}
+	t.mu.Unlock()
+	if due {
+		if err := t.store.PublishEmbedding(t.id, e); err != nil {
+			t.log.Warn("publish embedding", "err", err)
+		}
+	}
+}
+
+// EmbeddingDue reports whether Embedding would publish now, so a Runner
+// can skip copying coordinates nobody will see.
+func (t *Tracker) EmbeddingDue() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.store.now().Sub(t.lastEmbed) >= time.Second
+}
+
+func (t *Tracker) start(ctx context.Context) {
+	go func() {
+		tick := time.NewTicker(flushEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				t.flush(ctx)
+			}
+		}
+	}()
+}
+
+// flush writes pending changes to the job record.
+func (t *Tracker) flush(ctx context.Context) {
+	t.mu.Lock()
+	if !t.dirty {
+		t.mu.Unlock()
+		return
+	}
+	stage, progress, backend := t.stage, t.progress, t.backend
+	progress.ElapsedSeconds = t.store.now().Sub(t.started).Seconds()
+	t.dirty = false
+	t.mu.Unlock()
+	_, err := t.store.Update(ctx, t.id, func(j *Job) error {
+		if j.Status != StatusRunning {
+			return errNoChange
+		}
+		j.Stage, j.Progress, j.Backend = stage, progress, backend
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		t.log.Warn("record progress", "err", err)
+		t.mu.Lock()
+		t.dirty = true
+		t.mu.Unlock()
+	}
+}

@@ -1,0 +1,292 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Runner does one job's work: fetch, load, embed. It reports through the
+// Tracker and must return soon after ctx is cancelled. A returned *Error
+// (possibly wrapped) chooses the job's error code.
+type Runner interface {
+	Run(ctx context.Context, job Job, t *Tracker) (*Result, error)
+}
+
+// WorkerConfig configures a Worker.
+type WorkerConfig struct {
+	// Concurrency is how many jobs run at once (default 1).
+	Concurrency int
+	// MaxTimeout caps (and is the default of) a job's timeout_seconds.
+	// Default 24 hours.
+	MaxTimeout time.Duration
+	// Logger, default slog.Default().
+	Logger *slog.Logger
+	// Metrics, optional.
+	Metrics *Metrics
+}
+
+// Worker pulls jobs from the work queue and runs them.
+type Worker struct {
+	store  *Store
+	runner Runner
+	cfg    WorkerConfig
+	log    *slog.Logger
+}
+
+// NewWorker returns a worker taking jobs from store and running them with
+// runner.
+func NewWorker(store *Store, runner Runner, cfg WorkerConfig) *Worker {
+	if cfg.Concurrency < 1 {
+		cfg.Concurrency = 1
+	}
+	if cfg.MaxTimeout <= 0 {
+		cfg.MaxTimeout = 24 * time.Hour
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Worker{store: store, runner: runner, cfg: cfg, log: cfg.Logger}
+}
+
+// Run takes and runs jobs until ctx ends. Then it stops taking work, cancels
+// the jobs it is running, hands each back to the queue (queued again, to be
+// redelivered to any worker), and returns.
+func (w *Worker) Run(ctx context.Context) error {
+	cons, err := w.store.stream.Consumer(ctx, workConsumer)
+	if err != nil {
+		return fmt.Errorf("worker: work consumer: %w", err)
+	}
+	var wg sync.WaitGroup
+	for range w.cfg.Concurrency {
+		wg.Go(func() { w.slot(ctx, cons) })
+	}
+	wg.Wait()
+	return nil
+}
+
+// slot runs one job at a time, pulling the next only when free, so a busy
+// worker never holds messages another worker could run.
+func (w *Worker) slot(ctx context.Context, cons jetstream.Consumer) {
+	for ctx.Err() == nil {
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			w.log.Warn("fetch work", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		for msg := range batch.Messages() {
+			w.handle(ctx, msg)
+		}
+	}
+}
+
+// handle runs the job of one message and settles the message: Ack once the
+// job's outcome is recorded, Nak to hand it back.
+func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
+	id := string(msg.Data())
+	log := w.log.With("job", id)
+	// Book-keeping writes must finish even while shutting down.
+	bctx, bcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer bcancel()
+
+	delivered := uint64(1)
+	if meta, err := msg.Metadata(); err == nil {
+		delivered = meta.NumDelivered
+	}
+	var gaveUp bool
+	job, err := w.store.Update(bctx, id, func(j *Job) error {
+		gaveUp = false
+		switch {
+		case j.Status.Terminal():
+			return errNoChange
+		case j.CancelRequested:
+			w.store.finish(j, StatusCanceled, nil)
+		case int(delivered) > w.store.cfg.MaxDeliveries:
+			gaveUp = true
+			w.store.finish(j, StatusFailed, &Error{Code: CodeInternal,
+				Message: fmt.Sprintf("the job was started %d times and never finished (its worker stopped each time)", delivered-1)})
+		default:
+			now := w.store.now().UTC()
+			j.Status = StatusRunning
+			j.Stage = StageFetchingDataset
+			j.StartedAt = &now
+			j.Attempts++
+			j.Error = nil
+			j.Progress = Progress{Iterations: j.Progress.Iterations}
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, ErrNotFound):
+		_ = msg.Ack() // deleted before it ran
+		return
+	case err != nil:
+		log.Error("start job", "err", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	case job.Status != StatusRunning:
+		if gaveUp {
+			log.Error("job failed: too many deliveries", "deliveries", delivered)
+			w.cfg.Metrics.finished(job.Status)
+		}
+		_ = msg.Ack()
+		return
+	}
+	log.Info("job started", "attempt", job.Attempts)
+	w.cfg.Metrics.started()
+
+	jctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancel(nil)
+	timeout := w.cfg.MaxTimeout
+	if t := time.Duration(job.Request.TimeoutSeconds) * time.Second; t > 0 && t < timeout {
+		timeout = t
+	}
+	jctx, tcancel := context.WithTimeoutCause(jctx, timeout, ErrTimeout)
+	defer tcancel()
+
+	var side sync.WaitGroup
+	sideCtx, sideStop := context.WithCancel(jctx)
+	side.Go(func() { w.keepAlive(sideCtx, msg) })
+	side.Go(func() { w.watchCancel(sideCtx, ctx, id, cancel) })
+
+	tracker := newTracker(w.store, job, w.cfg.Metrics, log)
+	tracker.start(sideCtx)
+	res, runErr := w.runner.Run(jctx, job, tracker)
+	sideStop()
+	side.Wait()
+	tracker.flush(bctx)
+
+	status, jobErr := w.outcome(jctx, job, res, runErr)
+	if status == StatusQueued {
+		// Hand the job back: another worker (or this one, restarted)
+		// runs it again from the start.
+		_, err := w.store.Update(bctx, id, func(j *Job) error {
+			if j.Status.Terminal() {
+				return errNoChange
+			}
+			j.Status = StatusQueued
+			j.Stage = StageQueued
+			j.StartedAt = nil
+			return nil
+		})
+		if err != nil {
+			log.Error("hand job back", "err", err)
+		}
+		_ = msg.Nak()
+		log.Info("job handed back for redelivery")
+		w.cfg.Metrics.stopped()
+		return
+	}
+	if status == StatusSucceeded {
+		tracker.setStage(StageWritingResult)
+		tracker.flush(bctx)
+		if err := w.store.PutResult(bctx, id, res); err != nil {
+			status, jobErr = StatusFailed, &Error{Code: CodeInternal, Message: "storing the result: " + err.Error()}
+		}
+	}
+	final, err := w.store.Update(bctx, id, func(j *Job) error {
+		if j.Status.Terminal() {
+			return errNoChange
+		}
+		w.store.finish(j, status, jobErr)
+		j.HasResult = status == StatusSucceeded
+		return nil
+	})
+	if err != nil {
+		log.Error("record job outcome", "err", err)
+		_ = msg.NakWithDelay(time.Second)
+		w.cfg.Metrics.stopped()
+		return
+	}
+	_ = msg.Ack()
+	w.cfg.Metrics.stopped()
+	w.cfg.Metrics.finished(final.Status)
+	if jobErr != nil {
+		log.Info("job ended", "status", final.Status, "code", jobErr.Code, "error", jobErr.Message)
+	} else {
+		log.Info("job ended", "status", final.Status, "seconds", final.Progress.ElapsedSeconds)
+	}
+}
+
+// outcome turns what Run returned into the job's next status. StatusQueued
+// means: hand back for redelivery.
+func (w *Worker) outcome(jctx context.Context, job Job, res *Result, runErr error) (Status, *Error) {
+	cause := context.Cause(jctx)
+	switch {
+	case runErr == nil && res != nil:
+		return StatusSucceeded, nil
+	case jctx.Err() != nil && errors.Is(cause, ErrShutdown):
+		return StatusQueued, nil
+	case jctx.Err() != nil && errors.Is(cause, ErrCanceled):
+		return StatusCanceled, nil
+	case jctx.Err() != nil && errors.Is(cause, ErrTimeout):
+		limit := job.Request.TimeoutSeconds
+		if limit <= 0 {
+			limit = int(w.cfg.MaxTimeout / time.Second)
+		}
+		return StatusFailed, &Error{Code: CodeTimeout, Message: fmt.Sprintf("the job ran longer than its time limit of %d s and was stopped", limit)}
+	}
+	var je *Error
+	if errors.As(runErr, &je) {
+		return StatusFailed, je
+	}
+	if runErr == nil {
+		runErr = errors.New("the runner returned no result")
+	}
+	return StatusFailed, &Error{Code: CodeInternal, Message: runErr.Error()}
+}
+
+// keepAlive tells JetStream the job is still being worked on, well within
+// AckWait, so it is not redelivered to another worker meanwhile.
+func (w *Worker) keepAlive(ctx context.Context, msg jetstream.Msg) {
+	t := time.NewTicker(w.store.cfg.AckWait / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := msg.InProgress(); err != nil {
+				w.log.Warn("in-progress ack", "err", err)
+			}
+		}
+	}
+}
+
+// watchCancel cancels the job's context when DELETE marks the job (or
+// deletes it), and when the worker itself is stopping.
+func (w *Worker) watchCancel(ctx, workerCtx context.Context, id string, cancel context.CancelCauseFunc) {
+	updates, err := w.store.Watch(ctx, id)
+	if err != nil {
+		w.log.Error("watch job for cancel", "job", id, "err", err)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-workerCtx.Done():
+			cancel(ErrShutdown)
+			return
+		case j, ok := <-updates:
+			if !ok {
+				if ctx.Err() == nil {
+					cancel(ErrCanceled) // the record is gone
+				}
+				return
+			}
+			if j.CancelRequested {
+				cancel(ErrCanceled)
+				return
+			}
+		}
+	}
+}
