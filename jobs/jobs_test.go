@@ -44,7 +44,9 @@ func startNATS(t *testing.T, dir string, cfg Config) *testNATS {
 // real pipeline, which jobs does not know about.
 type funcRunner func(ctx context.Context, job Job, t *Tracker) (*Result, error)
 
-func (f funcRunner) Run(ctx context.Context, job Job, t *Tracker) (*Result, error) { return f(ctx, job, t) }
+func (f funcRunner) Run(ctx context.Context, job Job, t *Tracker) (*Result, error) {
+	return f(ctx, job, t)
+}
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
