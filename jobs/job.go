@@ -229,7 +229,7 @@ type Result struct {
 type ResultRow struct {
 	ID     string    `json:"id"`
 	Values []string  `json:"values"`
-	Coords []float64 `json:"coords,omitempty"`
+	Coords []float32 `json:"coords,omitempty"`
 }
 
 // Failure is one image that could not be loaded; Row is its position among

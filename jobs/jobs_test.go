@@ -106,7 +106,7 @@ func TestSubmitRunSucceed(t *testing.T) {
 			sawStage.Store(true)
 		}
 		return &Result{Columns: []string{"id"}, Dimensions: 2,
-			Rows: []ResultRow{{ID: "a", Values: []string{"a"}, Coords: []float64{1, 2}}}}, nil
+			Rows: []ResultRow{{ID: "a", Values: []string{"a"}, Coords: []float32{1, 2}}}}, nil
 	}), WorkerConfig{})
 
 	ctx := context.Background()

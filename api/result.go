@@ -1,0 +1,166 @@
+package api
+
+import (
+	"bytes"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tsnemap/tsnemap/jobs"
+	"github.com/tsnemap/tsnemap/openapi"
+)
+
+const (
+	mimeTSV = "text/tab-separated-values"
+	mimeCSV = "text/csv"
+)
+
+func (s *Server) GetJobResult(c echo.Context, id openapi.JobID, params openapi.GetJobResultParams) error {
+	format := "tsv"
+	if params.Format != nil {
+		format = string(*params.Format)
+	} else {
+		format = formatFromAccept(c.Request().Header.Get(echo.HeaderAccept))
+	}
+	res, err := s.cfg.Jobs.Result(c.Request().Context(), id)
+	if err != nil {
+		return jobError(id, err)
+	}
+	c.Response().Header().Set("Vary", "Accept")
+	switch format {
+	case "json":
+		return c.JSON(http.StatusOK, resultJSON(res))
+	case "csv":
+		c.Response().Header().Set("Content-Disposition", `attachment; filename="tsnemap-`+id+`.csv"`)
+		return c.Blob(http.StatusOK, mimeCSV+"; charset=utf-8", WriteTable(res, ','))
+	default:
+		c.Response().Header().Set("Content-Disposition", `attachment; filename="tsnemap-`+id+`.tab"`)
+		return c.Blob(http.StatusOK, mimeTSV+"; charset=utf-8", WriteTable(res, '\t'))
+	}
+}
+
+// formatFromAccept picks the first of our formats the Accept header names
+// (in the client's order of preference, ignoring q-values of 0), TSV when
+// none.
+func formatFromAccept(accept string) string {
+	best, bestQ := "tsv", -1.0
+	for _, part := range strings.Split(accept, ",") {
+		fields := strings.Split(part, ";")
+		mt := strings.ToLower(strings.TrimSpace(fields[0]))
+		q := 1.0
+		for _, f := range fields[1:] {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(f), "q="); ok {
+				if x, err := strconv.ParseFloat(v, 64); err == nil {
+					q = x
+				}
+			}
+		}
+		var f string
+		switch mt {
+		case mimeTSV:
+			f = "tsv"
+		case mimeCSV:
+			f = "csv"
+		case "application/json":
+			f = "json"
+		default:
+			continue
+		}
+		if q > 0 && q > bestQ {
+			best, bestQ = f, q
+		}
+	}
+	return best
+}
+
+// WriteTable writes the result as the museum script's table: the original
+// header and values, then x, y (and z); rows whose image failed keep empty
+// coordinates. A value is quoted only when it holds the delimiter, a quote
+// or a line break, so every other value comes out byte for byte.
+func WriteTable(res *jobs.Result, delim byte) []byte {
+	var b bytes.Buffer
+	coordNames := []string{"x", "y", "z"}[:res.Dimensions]
+	writeRow := func(values []string, coords []float32, width int) {
+		for i := 0; i < width; i++ {
+			if i > 0 {
+				b.WriteByte(delim)
+			}
+			if i < len(values) {
+				writeField(&b, values[i], delim)
+			}
+		}
+		for d := range coordNames {
+			if width > 0 || d > 0 {
+				b.WriteByte(delim)
+			}
+			if coords != nil {
+				b.WriteString(formatCoord(coords[d]))
+			}
+		}
+		b.WriteByte('\n')
+	}
+	for i, h := range res.Columns {
+		if i > 0 {
+			b.WriteByte(delim)
+		}
+		writeField(&b, h, delim)
+	}
+	for d, n := range coordNames {
+		if len(res.Columns) > 0 || d > 0 {
+			b.WriteByte(delim)
+		}
+		b.WriteString(n)
+	}
+	b.WriteByte('\n')
+	for _, r := range res.Rows {
+		writeRow(r.Values, r.Coords, len(res.Columns))
+	}
+	return b.Bytes()
+}
+
+func writeField(b *bytes.Buffer, v string, delim byte) {
+	if !strings.ContainsAny(v, string(delim)+"\"\r\n") {
+		b.WriteString(v)
+		return
+	}
+	b.WriteByte('"')
+	b.WriteString(strings.ReplaceAll(v, `"`, `""`))
+	b.WriteByte('"')
+}
+
+// formatCoord writes a coordinate with the fewest digits that read back as
+// the same float32 (the engine's precision).
+func formatCoord(v float32) string { return strconv.FormatFloat(float64(v), 'g', -1, 32) }
+
+// coord64 is v as the float64 that prints like formatCoord, so JSON shows
+// 1.25, not 1.2500000476837158.
+func coord64(v float32) *float64 {
+	f, _ := strconv.ParseFloat(formatCoord(v), 64)
+	return &f
+}
+
+func resultJSON(res *jobs.Result) openapi.Result {
+	out := openapi.Result{Columns: res.Columns, Points: make([]openapi.Point, 0, len(res.Rows)), Failures: toAPIFailures(res.Failures)}
+	if out.Columns == nil {
+		out.Columns = []string{}
+	}
+	for i, r := range res.Rows {
+		fields := make(map[string]string, len(res.Columns))
+		for k, col := range res.Columns {
+			if k < len(r.Values) {
+				fields[col] = r.Values[k]
+			}
+		}
+		p := openapi.Point{Row: i, Id: r.ID, Fields: fields}
+		if r.Coords != nil {
+			p.X, p.Y = coord64(r.Coords[0]), coord64(r.Coords[1])
+			if res.Dimensions == 3 {
+				p.Z = coord64(r.Coords[2])
+			}
+		}
+		out.Points = append(out.Points, p)
+	}
+	return out
+}

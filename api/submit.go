@@ -1,0 +1,192 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tsnemap/tsnemap/jobs"
+	"github.com/tsnemap/tsnemap/openapi"
+)
+
+func (s *Server) SubmitJob(c echo.Context) error {
+	body, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return echo.ErrStatusRequestEntityTooLarge
+		}
+		return fmt.Errorf("read request body: %w", err)
+	}
+	// The spec's validator has already rejected unknown fields; decoding
+	// strictly again keeps that true even if the spec is loosened.
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	var in openapi.JobRequest
+	if err := dec.Decode(&in); err != nil {
+		return decodeProblem(err)
+	}
+	if dec.More() {
+		return fieldProblem(http.StatusBadRequest, "body", "must hold one JSON object and nothing after it")
+	}
+	req, p := s.normalize(in)
+	if p != nil {
+		return p
+	}
+	ctx := c.Request().Context()
+	if s.cfg.URLs != nil {
+		if err := s.cfg.URLs.ValidateURL(ctx, req.DatasetURL); err != nil {
+			return fieldProblem(http.StatusUnprocessableEntity, "dataset_url",
+				"the server may not fetch this URL ("+err.Error()+"); use a public http(s) address")
+		}
+		if req.ImageURLTemplate != "" {
+			probe := strings.ReplaceAll(req.ImageURLTemplate, "{id}", "1")
+			if err := s.cfg.URLs.ValidateURL(ctx, probe); err != nil {
+				return fieldProblem(http.StatusUnprocessableEntity, "image_url_template",
+					"the server may not fetch images from this address ("+err.Error()+"); use a public http(s) address")
+			}
+		}
+	}
+	job, err := s.cfg.Jobs.Submit(ctx, req)
+	if err != nil {
+		return newProblem(http.StatusServiceUnavailable, "unavailable", "Job store unavailable",
+			"the job could not be queued; try again shortly")
+	}
+	c.Response().Header().Set(echo.HeaderLocation, "/v1/jobs/"+job.ID)
+	return c.JSON(http.StatusAccepted, toAPI(job))
+}
+
+func decodeProblem(err error) *problem {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		return fieldProblem(http.StatusBadRequest, orBody(te.Field), fmt.Sprintf("must be a %s, not %s", te.Type, te.Value))
+	case errors.As(err, &se):
+		return fieldProblem(http.StatusBadRequest, "body", "is not valid JSON: "+se.Error())
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return fieldProblem(http.StatusBadRequest, name, "unknown field; check its spelling against the JobRequest schema")
+	case errors.Is(err, io.EOF):
+		return fieldProblem(http.StatusBadRequest, "body", "is empty; send a JobRequest JSON object")
+	}
+	return fieldProblem(http.StatusBadRequest, "body", err.Error())
+}
+
+// normalize checks what the schema cannot say and fills in the defaults
+// of the contract.
+func (s *Server) normalize(in openapi.JobRequest) (jobs.Request, *problem) {
+	r := jobs.Request{
+		DatasetURL:             in.DatasetUrl,
+		IDColumn:               "id",
+		ImageSize:              jobs.ImageSize{Width: 100, Height: 100},
+		Method:                 "tsne",
+		Dimensions:             2,
+		Perplexity:             30,
+		Iterations:             1000,
+		EarlyExaggeration:      12,
+		ExaggerationIterations: 250,
+		Init:                   "pca",
+		Backend:                "auto",
+		TimeoutSeconds:         int(s.cfg.MaxTimeout / time.Second),
+	}
+	var fields []openapi.FieldProblem
+	bad := func(field, msg string) { fields = append(fields, openapi.FieldProblem{Field: field, Message: msg}) }
+
+	if u, err := url.Parse(in.DatasetUrl); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("dataset_url", "must be an absolute http(s) URL, such as https://example.org/data.tab")
+	}
+	if in.ImageUrlTemplate != nil {
+		r.ImageURLTemplate = *in.ImageUrlTemplate
+		if !strings.Contains(r.ImageURLTemplate, "{id}") {
+			bad("image_url_template", "must contain {id}, where each row's id goes, e.g. https://host/images/{id}.jpg")
+		} else if u, err := url.Parse(strings.ReplaceAll(r.ImageURLTemplate, "{id}", "1")); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("image_url_template", "must be an absolute http(s) URL with {id} in it")
+		}
+	}
+	if in.ImageUrlColumn != nil {
+		r.ImageURLColumn = *in.ImageUrlColumn
+	}
+	if r.ImageURLTemplate != "" && r.ImageURLColumn != "" {
+		bad("image_url_column", "give image_url_template or image_url_column, not both")
+	}
+	if r.ImageURLTemplate == "" && r.ImageURLColumn == "" {
+		bad("image_url_template", "give image_url_template (with {id}) or image_url_column, so the server knows where each row's image is")
+	}
+	if in.IdColumn != nil {
+		r.IDColumn = *in.IdColumn
+	}
+	if in.Limit != nil {
+		r.Limit = *in.Limit
+	}
+	if in.ImageSize != nil {
+		r.ImageSize = jobs.ImageSize{Width: in.ImageSize.Width, Height: in.ImageSize.Height}
+	}
+	if in.Method != nil {
+		r.Method = string(*in.Method)
+	}
+	if in.Dimensions != nil {
+		r.Dimensions = int(*in.Dimensions)
+	}
+	if in.Perplexity != nil {
+		r.Perplexity = *in.Perplexity
+	}
+	if in.Iterations != nil {
+		r.Iterations = *in.Iterations
+	}
+	if in.EarlyExaggeration != nil {
+		r.EarlyExaggeration = *in.EarlyExaggeration
+	}
+	if in.ExaggerationIterations != nil {
+		r.ExaggerationIterations = *in.ExaggerationIterations
+	}
+	if in.LearningRate != nil {
+		if v, err := in.LearningRate.AsLearningRate0(); err == nil {
+			if !(v > 0) || math.IsInf(v, 0) {
+				bad("learning_rate", "must be a number > 0 or \"auto\"")
+			}
+			r.LearningRate = jobs.Rate(v)
+		} else if v, err := in.LearningRate.AsLearningRate1(); err != nil || v != openapi.LearningRate1Auto {
+			bad("learning_rate", "must be a number > 0 or \"auto\"")
+		}
+	}
+	if in.Init != nil {
+		r.Init = string(*in.Init)
+	}
+	if in.Seed != nil {
+		r.Seed = *in.Seed
+	}
+	if in.Backend != nil {
+		r.Backend = string(*in.Backend)
+	}
+	if in.TimeoutSeconds != nil {
+		// The server's maximum caps every job, so one request cannot hold a
+		// worker for longer than the operator allows.
+		r.TimeoutSeconds = min(*in.TimeoutSeconds, r.TimeoutSeconds)
+	}
+	if len(fields) > 0 {
+		return r, badRequest(http.StatusBadRequest, fields)
+	}
+	if r.Backend == "gpu" && !s.cfg.GPU {
+		return r, fieldProblem(http.StatusUnprocessableEntity, "backend",
+			"this server has no GPU (it runs on "+s.cfg.Backend+"); ask for \"auto\" or \"cpu\"")
+	}
+	return r, nil
+}
+
+func badRequest(status int, fields []openapi.FieldProblem) *problem {
+	var parts []string
+	for _, f := range fields {
+		parts = append(parts, f.Field+": "+f.Message)
+	}
+	return newProblem(status, "invalid-request", "Invalid request", strings.Join(parts, "; "), fields...)
+}
