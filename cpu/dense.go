@@ -48,13 +48,18 @@ func columnMeans(ctx context.Context, b *Backend, x embed.Data, dst []float64) e
 	n, d := x.N, x.D
 	// Partial sums per chunk of rows, added in chunk order: deterministic
 	// for a thread count. uint8 sums are integers and therefore exact.
-	cs := b.chunks(n, max(1, 1<<16/d))
-	partial := make([][]float64, len(cs))
-	err := b.parallelFor(ctx, n, max(1, 1<<16/d), func(c, lo, hi int) {
+	grain := max(1, 1<<16/d)
+	// a cancel is seen within about a million values read
+	rowsPerCheck := max(1, 1<<20/d)
+	partial := make([][]float64, len(b.chunks(n, grain)))
+	err := b.parallelFor(ctx, n, grain, func(c, lo, hi int) {
 		s := make([]float64, d)
 		if x.U8 != nil {
 			iu := make([]uint64, d)
 			for r := lo; r < hi; r++ {
+				if (r-lo)%rowsPerCheck == 0 && ctx.Err() != nil {
+					return
+				}
 				row := x.U8[r*d : r*d+d]
 				for j, v := range row {
 					iu[j] += uint64(v)
@@ -65,6 +70,9 @@ func columnMeans(ctx context.Context, b *Backend, x embed.Data, dst []float64) e
 			}
 		} else {
 			for r := lo; r < hi; r++ {
+				if (r-lo)%rowsPerCheck == 0 && ctx.Err() != nil {
+					return
+				}
 				row := x.F32[r*d : r*d+d]
 				for j, v := range row {
 					s[j] += float64(v)

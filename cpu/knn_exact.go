@@ -170,6 +170,9 @@ func searchRows(ctx context.Context, x, bp, norms []float32, d, k, lo, hi int, o
 	}
 	short := -1
 	for r := range rows {
+		if r%256 == 0 && ctx.Err() != nil {
+			return -1
+		}
 		i := lo + r
 		if count[r] < k {
 			short = i
