@@ -3,11 +3,415 @@ package cpu
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 
 	"github.com/tsnemap/tsnemap/embed"
 )
 
-// TODO(optimizer): replaced by the real optimiser.
+// errClosed is returned by every method of an optimizer after Close.
+var errClosed = errors.New("cpu: optimizer is closed")
+
+// repulser computes the repulsive half of the t-SNE gradient: for every point
+// i the unnormalised force Σ_j w_ij² (y_i − y_j) into rep (N×dims), and the
+// normalisation Z = Σ_{i≠j} w_ij, with w_ij = 1/(1+‖y_i−y_j‖²).
+type repulser interface {
+	repulse(ctx context.Context, y []float32, rep []float64) (z float64, err error)
+}
+
+// optimizer is the CPU t-SNE optimiser state.
+//
+// Y, the gains and the velocities are stored as float32: they are read every
+// iteration and their precision is far beyond what the picture needs. Every
+// sum over many terms (forces, Z, KL, the centroid) is accumulated in float64
+// so that it does not drift with N.
+type optimizer struct {
+	b      *Backend
+	p      *embed.CSR
+	n      int
+	dims   int
+	method embed.Repulsion
+	rep    repulser
+
+	y, yNext []float32 // N×dims; yNext is the double buffer of the update pass
+	gains    []float32
+	update   []float32
+	force    []float64 // repulsion Σ_j w_ij²(y_i−y_j), N×dims
+	part     []float64 // per-chunk partial sums, reused
+
+	plogp  float64 // Σ p_ij log p_ij, fixed for the run
+	psum   float64 // Σ p_ij (1 up to rounding)
+	klZ    zEstimator
+	closed bool
+}
+
+// zEstimator computes Z = Σ_{i≠j} w_ij for KL.
+type zEstimator interface {
+	z(ctx context.Context, y []float32) (float64, error)
+}
+
+// Crossovers of the automatic repulsion method, measured with
+// BenchmarkStep on the 2-core development machine (see autoRepulsion).
+const (
+	autoExactMax2D = 0 // the exact method never wins in 2-D: FFT is faster from N = 500
+	autoExactMax3D = 1500
+)
+
+// autoRepulsion picks the repulsion method for n points in dims dimensions.
+//
+// Measured ms per Step (attraction + repulsion + update), 2 cores shared
+// with other jobs, clustered data, ~90 neighbours a point; "late" is a spread
+// embedding (extent ~80), "early" a compact one:
+// see the comment at the end of optimizer_bench_test.go for the table.
+func autoRepulsion(n, dims int) embed.Repulsion {
+	if dims == 2 {
+		if n <= autoExactMax2D {
+			return embed.RepulsionExact
+		}
+		return embed.RepulsionFFT
+	}
+	if n <= autoExactMax3D {
+		return embed.RepulsionExact
+	}
+	return embed.RepulsionBarnesHut
+}
+
+// klExactMax is the largest N for which KL computes Z exactly (O(N²), ~N²/2
+// kernel evaluations: about 5 ms at N = 3000 on two cores). Above it Z comes
+// from a high-accuracy approximation fixed per dimension (see newKLZ).
+const klExactMax = 3000
+
 func newOptimizer(ctx context.Context, b *Backend, p *embed.CSR, y0 []float32, cfg embed.OptimizerConfig) (embed.Optimizer, error) {
-	return nil, errors.New("cpu: newOptimizer not implemented")
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := validateProblem(p, y0, cfg); err != nil {
+		return nil, fmt.Errorf("cpu: new optimizer: %w", err)
+	}
+	n, dims := cfg.N, cfg.Dims
+	o := &optimizer{
+		b:      b,
+		p:      p,
+		n:      n,
+		dims:   dims,
+		y:      make([]float32, n*dims),
+		yNext:  make([]float32, n*dims),
+		gains:  make([]float32, n*dims),
+		update: make([]float32, n*dims),
+		force:  make([]float64, n*dims),
+		part:   make([]float64, 4*max(b.threads, 1)*(dims+1)),
+	}
+	copy(o.y, y0)
+	for i := range o.gains {
+		o.gains[i] = 1
+	}
+	o.method = cfg.Repulsion
+	if o.method == embed.RepulsionAuto {
+		o.method = autoRepulsion(n, dims)
+	}
+	switch o.method {
+	case embed.RepulsionExact:
+		o.rep = &exactRepulsion{b: b, n: n, dims: dims}
+	case embed.RepulsionBarnesHut:
+		o.rep = newBHTree(b, n, dims, cfg.Theta)
+	case embed.RepulsionFFT:
+		o.rep = newFFTRepulsion(b, n, fftStepSpacing, fftStepOrder)
+	}
+	for _, v := range p.Val {
+		if v > 0 {
+			o.plogp += float64(v) * math.Log(float64(v))
+		}
+		o.psum += float64(v)
+	}
+	o.klZ = newKLZ(b, n, dims)
+	return o, nil
+}
+
+// validateProblem checks everything the kernels index by, so that bad input
+// is an error and never a panic.
+func validateProblem(p *embed.CSR, y0 []float32, cfg embed.OptimizerConfig) error {
+	if cfg.Dims != 2 && cfg.Dims != 3 {
+		return fmt.Errorf("dims must be 2 or 3, not %d", cfg.Dims)
+	}
+	if cfg.N < 2 {
+		return fmt.Errorf("need at least 2 points, not %d", cfg.N)
+	}
+	if p == nil {
+		return errors.New("P is nil")
+	}
+	if p.N != cfg.N {
+		return fmt.Errorf("P is %d×%d but N is %d", p.N, p.N, cfg.N)
+	}
+	if len(y0) != cfg.N*cfg.Dims {
+		return fmt.Errorf("y0 has %d values, want N·dims = %d", len(y0), cfg.N*cfg.Dims)
+	}
+	for i, v := range y0 {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return fmt.Errorf("y0[%d] is %v", i, v)
+		}
+	}
+	if len(p.RowPtr) != p.N+1 || p.RowPtr[0] != 0 {
+		return fmt.Errorf("P row pointers: %d of them starting at %v, want N+1 from 0", len(p.RowPtr), p.RowPtr)
+	}
+	nnz := int(p.RowPtr[p.N])
+	if len(p.Col) != nnz || len(p.Val) != nnz {
+		return fmt.Errorf("P has %d columns and %d values, row pointers say %d", len(p.Col), len(p.Val), nnz)
+	}
+	for i := range p.N {
+		if p.RowPtr[i+1] < p.RowPtr[i] {
+			return fmt.Errorf("P row pointers decrease at row %d", i)
+		}
+	}
+	for e, c := range p.Col {
+		if c < 0 || int(c) >= p.N {
+			return fmt.Errorf("P column index %d at entry %d is out of range", c, e)
+		}
+		if v := float64(p.Val[e]); !(v >= 0) || math.IsInf(v, 0) {
+			return fmt.Errorf("P value %v at entry %d is not a finite non-negative number", v, e)
+		}
+	}
+	switch cfg.Repulsion {
+	case embed.RepulsionAuto, embed.RepulsionExact:
+	case embed.RepulsionBarnesHut:
+		if !(cfg.Theta >= 0) || math.IsInf(cfg.Theta, 0) {
+			return fmt.Errorf("theta must be a finite non-negative number, not %v", cfg.Theta)
+		}
+	case embed.RepulsionFFT:
+		if cfg.Dims != 2 {
+			return errors.New("fft repulsion is implemented for 2 dimensions only")
+		}
+	default:
+		return fmt.Errorf("unknown repulsion method %q", cfg.Repulsion)
+	}
+	return nil
+}
+
+// Repulsion implements embed.Optimizer.
+func (o *optimizer) Repulsion() embed.Repulsion { return o.method }
+
+// Step implements embed.Optimizer.
+func (o *optimizer) Step(ctx context.Context, params embed.StepParams) error {
+	if o.closed {
+		return errClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	z, err := o.rep.repulse(ctx, o.y, o.force)
+	if err != nil {
+		return err
+	}
+	if !(z > 0) {
+		return fmt.Errorf("cpu: step: normalisation Z = %v", z)
+	}
+	if err := o.updatePass(ctx, params, z); err != nil {
+		return err
+	}
+	o.y, o.yNext = o.yNext, o.y
+	return o.recentre(ctx, o.y)
+}
+
+// updatePass computes the attractive forces row by row over P, combines them
+// with the repulsion into the gradient and writes the moved points into
+// yNext. Attraction is fused here so P is streamed once per iteration and the
+// attractive force never needs an N-sized buffer; reading y while writing
+// yNext keeps every row's forces those of the same Y.
+func (o *optimizer) updatePass(ctx context.Context, params embed.StepParams, z float64) error {
+	dims := o.dims
+	y, yn := o.y, o.yNext
+	rp, col, val := o.p.RowPtr, o.p.Col, o.p.Val
+	ex := params.Exaggeration
+	mom := float32(params.Momentum)
+	lr := float32(params.LearningRate)
+	invZ := 1 / z
+	force := o.force
+	gains, upd := o.gains, o.update
+	return o.b.parallelFor(ctx, o.n, 256, func(_, lo, hi int) {
+		var g [3]float64
+		for i := lo; i < hi; i++ {
+			a := attraction(y, rp, col, val, dims, i)
+			for c := range dims {
+				k := i*dims + c
+				g[c] = 4 * (ex*a[c] - force[k]*invZ)
+				gr := float32(g[c])
+				gain := gains[k]
+				// sign(grad) ≠ sign(update), with sign(0) = 0 as in
+				// van der Maaten's implementation.
+				if sign32(gr) != sign32(upd[k]) {
+					gain += 0.2
+				} else {
+					gain *= 0.8
+				}
+				gain = max(gain, 0.01)
+				gains[k] = gain
+				u := mom*upd[k] - lr*gain*gr
+				upd[k] = u
+				yn[k] = y[k] + u
+			}
+		}
+	})
+}
+
+// attraction is Σ_j p_ij w_ij (y_i − y_j) over row i of P.
+func attraction(y []float32, rp, col []int32, val []float32, dims, i int) (a [3]float64) {
+	if dims == 2 {
+		yi0, yi1 := y[2*i], y[2*i+1]
+		var a0, a1 float64
+		for e := rp[i]; e < rp[i+1]; e++ {
+			j := col[e]
+			d0 := float64(yi0) - float64(y[2*j])
+			d1 := float64(yi1) - float64(y[2*j+1])
+			pw := float64(val[e]) / (1 + d0*d0 + d1*d1)
+			a0 += pw * d0
+			a1 += pw * d1
+		}
+		a[0], a[1] = a0, a1
+		return a
+	}
+	yi0, yi1, yi2 := y[3*i], y[3*i+1], y[3*i+2]
+	var a0, a1, a2 float64
+	for e := rp[i]; e < rp[i+1]; e++ {
+		j := col[e]
+		d0 := float64(yi0) - float64(y[3*j])
+		d1 := float64(yi1) - float64(y[3*j+1])
+		d2 := float64(yi2) - float64(y[3*j+2])
+		pw := float64(val[e]) / (1 + d0*d0 + d1*d1 + d2*d2)
+		a0 += pw * d0
+		a1 += pw * d1
+		a2 += pw * d2
+	}
+	a[0], a[1], a[2] = a0, a1, a2
+	return a
+}
+
+// gradient writes the full gradient of the current Y with exaggeration ex
+// into dst (N×dims), by the optimiser's repulsion method. Step fuses the same
+// computation with the update; this is the form the tests check.
+func (o *optimizer) gradient(ctx context.Context, ex float64, dst []float64) error {
+	z, err := o.rep.repulse(ctx, o.y, o.force)
+	if err != nil {
+		return err
+	}
+	rp, col, val := o.p.RowPtr, o.p.Col, o.p.Val
+	return o.b.parallelFor(ctx, o.n, 256, func(_, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			a := attraction(o.y, rp, col, val, o.dims, i)
+			for c := range o.dims {
+				k := i*o.dims + c
+				dst[k] = 4 * (ex*a[c] - o.force[k]/z)
+			}
+		}
+	})
+}
+
+func sign32(v float32) int {
+	switch {
+	case v > 0:
+		return 1
+	case v < 0:
+		return -1
+	}
+	return 0
+}
+
+// recentre moves the centroid of y to the origin. The centroid is summed per
+// chunk in float64 and combined in chunk order, so it is deterministic.
+func (o *optimizer) recentre(ctx context.Context, y []float32) error {
+	dims := o.dims
+	cs := o.b.chunks(o.n, 1024)
+	part := o.part[:len(cs)*dims]
+	err := o.b.parallelFor(ctx, o.n, 1024, func(c, lo, hi int) {
+		var s [3]float64
+		for i := lo; i < hi; i++ {
+			for d := range dims {
+				s[d] += float64(y[i*dims+d])
+			}
+		}
+		copy(part[c*dims:(c+1)*dims], s[:dims])
+	})
+	if err != nil {
+		return err
+	}
+	var mean [3]float32
+	for d := range dims {
+		s := 0.0
+		for c := range cs {
+			s += part[c*dims+d]
+		}
+		mean[d] = float32(s / float64(o.n))
+	}
+	return o.b.parallelFor(ctx, o.n, 1024, func(_, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			for d := range dims {
+				y[i*dims+d] -= mean[d]
+			}
+		}
+	})
+}
+
+// KL implements embed.Optimizer:
+// KL(P‖Q) = Σ p_ij log p_ij − Σ p_ij log w_ij + log Z.
+func (o *optimizer) KL(ctx context.Context) (float64, error) {
+	if o.closed {
+		return 0, errClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	z, err := o.klZ.z(ctx, o.y)
+	if err != nil {
+		return 0, err
+	}
+	dims := o.dims
+	y := o.y
+	rp, col, val := o.p.RowPtr, o.p.Col, o.p.Val
+	cs := o.b.chunks(o.n, 256)
+	part := o.part[:len(cs)]
+	err = o.b.parallelFor(ctx, o.n, 256, func(c, lo, hi int) {
+		s := 0.0
+		for i := lo; i < hi; i++ {
+			for e := rp[i]; e < rp[i+1]; e++ {
+				if val[e] <= 0 {
+					continue
+				}
+				j := int(col[e])
+				d2 := 0.0
+				for d := range dims {
+					t := float64(y[i*dims+d] - y[j*dims+d])
+					d2 += t * t
+				}
+				// log w = −log(1+d²)
+				s += float64(val[e]) * math.Log1p(d2)
+			}
+		}
+		part[c] = s
+	})
+	if err != nil {
+		return 0, err
+	}
+	sumPLogInvW := 0.0
+	for _, s := range part {
+		sumPLogInvW += s
+	}
+	return o.plogp + sumPLogInvW + o.psum*math.Log(z), nil
+}
+
+// Coordinates implements embed.Optimizer.
+func (o *optimizer) Coordinates(dst []float32) error {
+	if o.closed {
+		return errClosed
+	}
+	if len(dst) != len(o.y) {
+		return fmt.Errorf("cpu: coordinates: dst has %d values, want %d", len(dst), len(o.y))
+	}
+	copy(dst, o.y)
+	return nil
+}
+
+// Close implements embed.Optimizer.
+func (o *optimizer) Close() error {
+	o.closed = true
+	o.y, o.yNext, o.gains, o.update, o.force = nil, nil, nil, nil, nil
+	o.rep, o.klZ = nil, nil
+	return nil
 }

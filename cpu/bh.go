@@ -1,0 +1,368 @@
+package cpu
+
+import (
+	"context"
+	"math"
+)
+
+// bhTree is the Barnes-Hut repulsion (van der Maaten 2014, "Accelerating
+// t-SNE using tree-based algorithms", JMLR 15): a quad-tree in 2-D or an
+// oct-tree in 3-D over Y, and for each point a walk that replaces every cell
+// that is small and far enough (width/distance < θ) by its centre of mass.
+//
+// The tree is rebuilt every iteration without any per-node allocation: points
+// are sorted by their Morton code (a radix sort of fixed-width integer keys),
+// so every cell is a contiguous range of the sorted order and the nodes are
+// written depth-first into one flat slice. Each node stores the index of the
+// node after its subtree, so the walk needs no stack: skip to next when the
+// cell is accepted, step to node+1 to open it. Points are walked in Morton
+// order too, so consecutive walks touch the same nodes.
+type bhTree struct {
+	b       *Backend
+	n, dims int
+	theta   float64
+	bits    int // Morton bits per dimension = maximum depth
+
+	keys, keysTmp []uint32
+	order, ordTmp []int32 // order[s] = point at sorted position s
+	pos           []int32 // pos[i] = sorted position of point i
+	ys            []float64
+	nodes         []bhNode
+	width2        []float64 // squared cell width by depth
+	part          []float64
+}
+
+// bhNode is a cell: points order[lo:hi], their centre of mass and the index
+// of the next node after this cell's subtree.
+type bhNode struct {
+	com   [3]float64
+	lo    int32
+	hi    int32
+	next  int32
+	depth int16
+	leaf  bool
+}
+
+// bhLeafSize is the largest cell that is not split: opening a small leaf
+// costs a few direct evaluations, cheaper than more nodes to walk.
+const bhLeafSize = 8
+
+func newBHTree(b *Backend, n, dims int, theta float64) *bhTree {
+	t := &bhTree{b: b, n: n, dims: dims, theta: theta}
+	if dims == 2 {
+		t.bits = 16
+	} else {
+		t.bits = 10
+	}
+	t.keys = make([]uint32, n)
+	t.keysTmp = make([]uint32, n)
+	t.order = make([]int32, n)
+	t.ordTmp = make([]int32, n)
+	t.pos = make([]int32, n)
+	t.ys = make([]float64, n*dims)
+	t.nodes = make([]bhNode, 0, 2*n/bhLeafSize+64)
+	t.width2 = make([]float64, t.bits+1)
+	return t
+}
+
+// build sorts the points by Morton code and writes the tree.
+func (t *bhTree) build(ctx context.Context, y []float32) error {
+	n, dims := t.n, t.dims
+	var lo, hi [3]float64
+	for d := range dims {
+		lo[d], hi[d] = math.Inf(1), math.Inf(-1)
+	}
+	for i := range n {
+		for d := range dims {
+			v := float64(y[i*dims+d])
+			lo[d] = min(lo[d], v)
+			hi[d] = max(hi[d], v)
+		}
+	}
+	side := 0.0
+	for d := range dims {
+		side = max(side, hi[d]-lo[d])
+	}
+	side = max(side*(1+1e-9), 1e-12)
+	cells := float64(uint32(1) << t.bits)
+	scale := cells / side
+	for l := range t.width2 {
+		w := side / float64(uint64(1)<<l)
+		t.width2[l] = w * w
+	}
+	err := t.b.parallelFor(ctx, n, 4096, func(_, a, b int) {
+		for i := a; i < b; i++ {
+			var key uint32
+			for d := range dims {
+				q := uint32(min((float64(y[i*dims+d])-lo[d])*scale, cells-1))
+				key |= spreadBits(q, dims) << (dims - 1 - d)
+			}
+			t.keys[i] = key
+			t.order[i] = int32(i)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	t.radixSort()
+	for s, i := range t.order {
+		t.pos[i] = int32(s)
+		for d := range dims {
+			t.ys[s*dims+d] = float64(y[int(i)*dims+d])
+		}
+	}
+	t.nodes = t.nodes[:0]
+	t.buildNode(0, int32(n), 0)
+	return ctx.Err()
+}
+
+// spreadBits puts bit k of v at bit k·dims of the result (dims 2 or 3).
+func spreadBits(v uint32, dims int) uint32 {
+	if dims == 2 {
+		x := v & 0xffff
+		x = (x | x<<8) & 0x00ff00ff
+		x = (x | x<<4) & 0x0f0f0f0f
+		x = (x | x<<2) & 0x33333333
+		x = (x | x<<1) & 0x55555555
+		return x
+	}
+	x := v & 0x3ff
+	x = (x | x<<16) & 0x030000ff
+	x = (x | x<<8) & 0x0300f00f
+	x = (x | x<<4) & 0x030c30c3
+	x = (x | x<<2) & 0x09249249
+	return x
+}
+
+// radixSort sorts order by keys, stably, in four 8-bit passes.
+func (t *bhTree) radixSort() {
+	keys, kt := t.keys, t.keysTmp
+	ord, ot := t.order, t.ordTmp
+	for shift := 0; shift < 32; shift += 8 {
+		var count [257]int
+		for _, k := range keys {
+			count[(k>>shift)&0xff+1]++
+		}
+		if count[(keys[0]>>shift)&0xff+1] == len(keys) {
+			continue // every key has the same byte here
+		}
+		for i := 1; i < 257; i++ {
+			count[i] += count[i-1]
+		}
+		for s, k := range keys {
+			b := (k >> shift) & 0xff
+			d := count[b]
+			count[b]++
+			kt[d] = k
+			ot[d] = ord[s]
+		}
+		keys, kt = kt, keys
+		ord, ot = ot, ord
+	}
+	// After an odd number of effective passes the data sits in the scratch
+	// buffers; copy them back so the fields always hold the result.
+	if &ord[0] != &t.order[0] {
+		copy(t.order, ord)
+		copy(t.keys, keys)
+	}
+}
+
+// buildNode writes the cell of sorted points [lo, hi) at depth and its
+// subtree, and returns its node index.
+func (t *bhTree) buildNode(lo, hi int32, depth int) int32 {
+	idx := int32(len(t.nodes))
+	t.nodes = append(t.nodes, bhNode{lo: lo, hi: hi, depth: int16(depth)})
+	dims := t.dims
+	var com [3]float64
+	if hi-lo <= bhLeafSize || depth == t.bits {
+		for s := lo; s < hi; s++ {
+			for d := range dims {
+				com[d] += t.ys[int(s)*dims+d]
+			}
+		}
+		t.nodes[idx].leaf = true
+	} else {
+		shift := uint(dims * (t.bits - 1 - depth))
+		mask := uint32(1)<<dims - 1
+		for a := lo; a < hi; {
+			child := (t.keys[a] >> shift) & mask
+			b := a + 1
+			// Children are contiguous; find this one's end by galloping.
+			step := int32(1)
+			for b < hi && (t.keys[b]>>shift)&mask == child {
+				b = min(b+step, hi)
+				step *= 2
+			}
+			// Back off to the exact boundary by binary search in (a, b].
+			l, r := a+1, b
+			for l < r {
+				m := (l + r) / 2
+				if (t.keys[m]>>shift)&mask == child {
+					l = m + 1
+				} else {
+					r = m
+				}
+			}
+			b = l
+			c := t.buildNode(a, b, depth+1)
+			cnt := float64(b - a)
+			for d := range dims {
+				com[d] += t.nodes[c].com[d] * cnt
+			}
+			a = b
+		}
+	}
+	inv := 1 / float64(hi-lo)
+	for d := range dims {
+		t.nodes[idx].com[d] = com[d] * inv
+	}
+	t.nodes[idx].next = int32(len(t.nodes))
+	return idx
+}
+
+func (t *bhTree) repulse(ctx context.Context, y []float32, rep []float64) (float64, error) {
+	if err := t.build(ctx, y); err != nil {
+		return 0, err
+	}
+	return t.walkAll(ctx, t.theta, rep)
+}
+
+// walkAll computes the forces (rep may be nil to compute Z alone) and Z with
+// opening angle theta on the built tree.
+func (t *bhTree) walkAll(ctx context.Context, theta float64, rep []float64) (float64, error) {
+	cs := t.b.chunks(t.n, 64)
+	if cap(t.part) < len(cs) {
+		t.part = make([]float64, len(cs))
+	}
+	part := t.part[:len(cs)]
+	theta2 := theta * theta
+	err := t.b.parallelFor(ctx, t.n, 64, func(c, lo, hi int) {
+		z := 0.0
+		for s := lo; s < hi; s++ {
+			if s&255 == 0 && ctx.Err() != nil {
+				return
+			}
+			var f [3]float64
+			if t.dims == 2 {
+				z += t.walk2(s, theta2, &f)
+			} else {
+				z += t.walk3(s, theta2, &f)
+			}
+			if rep != nil {
+				i := int(t.order[s])
+				for d := range t.dims {
+					rep[i*t.dims+d] = f[d]
+				}
+			}
+		}
+		part[c] = z
+	})
+	if err != nil {
+		return 0, err
+	}
+	z := 0.0
+	for _, p := range part {
+		z += p
+	}
+	return z, nil
+}
+
+// walk2 sums over the tree the force on the point at sorted position s in
+// 2-D and returns its share of Z.
+func (t *bhTree) walk2(s int, theta2 float64, f *[3]float64) float64 {
+	nodes, ys := t.nodes, t.ys
+	xi, yi := ys[2*s], ys[2*s+1]
+	s32 := int32(s)
+	var fx, fy, z float64
+	for k := int32(0); k < int32(len(nodes)); {
+		nd := &nodes[k]
+		dx, dy := xi-nd.com[0], yi-nd.com[1]
+		d2 := dx*dx + dy*dy
+		inside := nd.lo <= s32 && s32 < nd.hi
+		if !inside && t.width2[nd.depth] < theta2*d2 {
+			cnt := float64(nd.hi - nd.lo)
+			w := 1 / (1 + d2)
+			z += cnt * w
+			w *= w * cnt
+			fx += w * dx
+			fy += w * dy
+			k = nd.next
+			continue
+		}
+		if nd.leaf {
+			for j := nd.lo; j < nd.hi; j++ {
+				if j == s32 {
+					continue
+				}
+				ex, ey := xi-ys[2*j], yi-ys[2*j+1]
+				w := 1 / (1 + ex*ex + ey*ey)
+				z += w
+				w *= w
+				fx += w * ex
+				fy += w * ey
+			}
+			k = nd.next
+			continue
+		}
+		k++
+	}
+	f[0], f[1] = fx, fy
+	return z
+}
+
+// walk3 is walk2 in 3-D.
+func (t *bhTree) walk3(s int, theta2 float64, f *[3]float64) float64 {
+	nodes, ys := t.nodes, t.ys
+	xi, yi, zi := ys[3*s], ys[3*s+1], ys[3*s+2]
+	s32 := int32(s)
+	var f0, f1, f2, z float64
+	for k := int32(0); k < int32(len(nodes)); {
+		nd := &nodes[k]
+		d0, d1, d2 := xi-nd.com[0], yi-nd.com[1], zi-nd.com[2]
+		r2 := d0*d0 + d1*d1 + d2*d2
+		inside := nd.lo <= s32 && s32 < nd.hi
+		if !inside && t.width2[nd.depth] < theta2*r2 {
+			cnt := float64(nd.hi - nd.lo)
+			w := 1 / (1 + r2)
+			z += cnt * w
+			w *= w * cnt
+			f0 += w * d0
+			f1 += w * d1
+			f2 += w * d2
+			k = nd.next
+			continue
+		}
+		if nd.leaf {
+			for j := nd.lo; j < nd.hi; j++ {
+				if j == s32 {
+					continue
+				}
+				e0, e1, e2 := xi-ys[3*j], yi-ys[3*j+1], zi-ys[3*j+2]
+				w := 1 / (1 + e0*e0 + e1*e1 + e2*e2)
+				z += w
+				w *= w
+				f0 += w * e0
+				f1 += w * e1
+				f2 += w * e2
+			}
+			k = nd.next
+			continue
+		}
+		k++
+	}
+	f[0], f[1], f[2] = f0, f1, f2
+	return z
+}
+
+// bhZ estimates Z for KL with a small opening angle on its own tree.
+type bhZ struct {
+	t     *bhTree
+	theta float64
+}
+
+func (e *bhZ) z(ctx context.Context, y []float32) (float64, error) {
+	if err := e.t.build(ctx, y); err != nil {
+		return 0, err
+	}
+	return e.t.walkAll(ctx, e.theta, nil)
+}

@@ -1,0 +1,34 @@
+//go:build amd64
+
+package cpu
+
+import "golang.org/x/sys/cpu"
+
+// haveAVX2FMA selects the assembly kernels; it is set once at start-up from
+// CPUID and never changed.
+var haveAVX2FMA = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+
+//go:noescape
+func gemmTileAVX2(k int, a, b *float32, c *[mr * nr]float32)
+
+//go:noescape
+func distTileAVX2(k int, a, b *float32, nb *[nr]float32, na, thr *[mr]float32, out *[mr * nr]float32, masks *[mr]uint32)
+
+// gemmTile computes one mr×nr tile; see gemmTileGo.
+func gemmTile(k int, a, b []float32, c *[mr * nr]float32) {
+	if !haveAVX2FMA || k <= 0 {
+		gemmTileGo(k, a, b, c)
+		return
+	}
+	// The slicing checks the bounds the assembly relies on.
+	gemmTileAVX2(k, &a[:k*mr][0], &b[:k*nr][0], c)
+}
+
+// distTile computes one mr×nr tile of squared distances; see distTileGo.
+func distTile(k int, a, b []float32, nb *[nr]float32, na, thr *[mr]float32, out *[mr * nr]float32, masks *[mr]uint32) {
+	if !haveAVX2FMA || k <= 0 {
+		distTileGo(k, a, b, nb, na, thr, out, masks)
+		return
+	}
+	distTileAVX2(k, &a[:k*mr][0], &b[:k*nr][0], nb, na, thr, out, masks)
+}

@@ -1,0 +1,48 @@
+package cpu
+
+// The dense kernels share one register-blocked micro-kernel in the style of
+// GotoBLAS (Goto & van de Geijn 2008, "Anatomy of high-performance matrix
+// multiplication"): a tile of mr×nr dot products over k, where the left
+// operand is packed k×mr (a[t*mr+i]) and the right operand k×nr
+// (b[t*nr+j]). With mr = 6 and nr = 16 the 12 AVX2 accumulators, two loads of
+// b and one broadcast of a fill the 16 vector registers.
+const (
+	mr = 6
+	nr = 16
+)
+
+// gemmTileGo is the portable kernel: c[i*nr+j] = Σ_t a[t*mr+i]·b[t*nr+j].
+func gemmTileGo(k int, a, b []float32, c *[mr * nr]float32) {
+	*c = [mr * nr]float32{}
+	a = a[:k*mr]
+	b = b[:k*nr]
+	for t := range k {
+		bt := (*[nr]float32)(b[t*nr : t*nr+nr])
+		at := (*[mr]float32)(a[t*mr : t*mr+mr])
+		for i, ai := range at {
+			ci := (*[nr]float32)(c[i*nr : i*nr+nr])
+			for j, bj := range bt {
+				ci[j] += ai * bj
+			}
+		}
+	}
+}
+
+// distTileGo is the portable distance kernel. With a packed as −2·x it gives
+// out[i*nr+j] = (na[i]+nb[j]) + Σ_t a[t*mr+i]·b[t*nr+j] = ‖x_i‖²+‖y_j‖²−2x_i·y_j,
+// and sets bit j of masks[i] when out[i*nr+j] < thr[i], so the caller only
+// looks at the few candidates that can enter a row's heap.
+func distTileGo(k int, a, b []float32, nb *[nr]float32, na, thr *[mr]float32, out *[mr * nr]float32, masks *[mr]uint32) {
+	gemmTileGo(k, a, b, out)
+	for i := range mr {
+		var m uint32
+		for j := range nr {
+			v := out[i*nr+j] + (na[i] + nb[j])
+			out[i*nr+j] = v
+			if v < thr[i] {
+				m |= 1 << j
+			}
+		}
+		masks[i] = m
+	}
+}

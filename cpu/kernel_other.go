@@ -1,0 +1,13 @@
+//go:build !amd64
+
+package cpu
+
+const haveAVX2FMA = false
+
+// gemmTile computes one mr×nr tile; see gemmTileGo.
+func gemmTile(k int, a, b []float32, c *[mr * nr]float32) { gemmTileGo(k, a, b, c) }
+
+// distTile computes one mr×nr tile of squared distances; see distTileGo.
+func distTile(k int, a, b []float32, nb *[nr]float32, na, thr *[mr]float32, out *[mr * nr]float32, masks *[mr]uint32) {
+	distTileGo(k, a, b, nb, na, thr, out, masks)
+}

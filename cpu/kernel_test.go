@@ -1,0 +1,95 @@
+package cpu
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func randF32(r *rand.Rand, n int, scale float32) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = (r.Float32()*2 - 1) * scale
+	}
+	return s
+}
+
+// The assembly and the portable kernel sum the same products in the same
+// order; they differ only in that FMA rounds once per step where the Go code
+// rounds twice, so each result may differ by at most about 2k·u·Σ|a||b|.
+func TestKernelsAssemblyMatchesGo(t *testing.T) {
+	if !haveAVX2FMA {
+		t.Skip("no AVX2+FMA on this CPU: only the portable kernel is in use")
+	}
+	r := rand.New(rand.NewPCG(7, 11))
+	const u = 1.0 / (1 << 24)
+	for _, k := range []int{1, 2, 3, 7, 16, 49, 50, 257, 1000} {
+		a := randF32(r, k*mr, 3)
+		b := randF32(r, k*nr, 5)
+		var cg, ca [mr * nr]float32
+		gemmTileGo(k, a, b, &cg)
+		gemmTile(k, a, b, &ca)
+		for i := range mr {
+			for j := range nr {
+				var abs, exact float64
+				for tt := range k {
+					p := float64(a[tt*mr+i]) * float64(b[tt*nr+j])
+					exact += p
+					abs += math.Abs(p)
+				}
+				tol := 2 * float64(k+1) * u * abs
+				for name, c := range map[string]*[mr * nr]float32{"go": &cg, "avx2": &ca} {
+					if d := math.Abs(float64(c[i*nr+j]) - exact); d > tol {
+						t.Fatalf("k=%d %s tile[%d][%d] = %v, want %v ± %v", k, name, i, j, c[i*nr+j], exact, tol)
+					}
+				}
+			}
+		}
+
+		nb := (*[nr]float32)(randF32(r, nr, 10))
+		na := (*[mr]float32)(randF32(r, mr, 10))
+		thr := (*[mr]float32)(randF32(r, mr, 10))
+		thr[0] = float32(math.Inf(1))
+		thr[1] = float32(math.Inf(-1))
+		nb[3] = float32(math.Inf(1))
+		var og, oa [mr * nr]float32
+		var mg, ma [mr]uint32
+		distTileGo(k, a, b, nb, na, thr, &og, &mg)
+		distTile(k, a, b, nb, na, thr, &oa, &ma)
+		for i := range mr {
+			for j := range nr {
+				want := float64(cg[i*nr+j]) + float64(na[i]+nb[j])
+				got := float64(oa[i*nr+j])
+				if math.IsInf(want, 1) {
+					if !math.IsInf(got, 1) {
+						t.Fatalf("k=%d dist[%d][%d] = %v, want +Inf", k, i, j, got)
+					}
+				} else if math.Abs(got-want) > 2*float64(k+1)*u*math.Abs(want)+1e-4*(1+math.Abs(want)) {
+					t.Fatalf("k=%d dist[%d][%d] = %v, want %v", k, i, j, got, want)
+				}
+				// The mask must agree with the value the kernel returned.
+				if bit := ma[i]>>j&1 == 1; bit != (oa[i*nr+j] < thr[i]) {
+					t.Fatalf("k=%d avx2 mask row %d bit %d = %v for %v < %v", k, i, j, bit, oa[i*nr+j], thr[i])
+				}
+				if bit := mg[i]>>j&1 == 1; bit != (og[i*nr+j] < thr[i]) {
+					t.Fatalf("k=%d go mask row %d bit %d = %v for %v < %v", k, i, j, bit, og[i*nr+j], thr[i])
+				}
+			}
+		}
+		if ma[0] != 1<<nr-1-1<<3 || ma[1] != 0 {
+			t.Fatalf("k=%d masks for thresholds +Inf/-Inf = %#x, %#x", k, ma[0], ma[1])
+		}
+	}
+}
+
+func BenchmarkGemmTile(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	const k = 256
+	a := randF32(r, k*mr, 1)
+	bb := randF32(r, k*nr, 1)
+	var c [mr * nr]float32
+	for b.Loop() {
+		gemmTile(k, a, bb, &c)
+	}
+	b.ReportMetric(float64(2*k*mr*nr)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}

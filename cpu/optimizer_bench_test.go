@@ -1,0 +1,85 @@
+package cpu
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/tsnemap/tsnemap/embed"
+)
+
+// BenchmarkStep measures one Step (attraction + repulsion + update) on
+// clustered data with ~90 neighbours a point, at a compact embedding as early
+// in a run ("early", extent ~5) and a spread one as late in a run ("late",
+// extent ~20 at 2,000 points up to ~80 at 70,000).
+func BenchmarkStep(b *testing.B) {
+	methods := []struct {
+		name string
+		m    embed.Repulsion
+	}{{"exact", embed.RepulsionExact}, {"bh", embed.RepulsionBarnesHut}, {"fft", embed.RepulsionFFT}, {"auto", embed.RepulsionAuto}}
+	for _, n := range []int{2000, 10000, 70000} {
+		var tp *testProblem
+		problem := func() *testProblem {
+			if tp == nil {
+				tp = newTestProblem(n, 5, 30, 90, 99)
+			}
+			return tp
+		}
+		late := map[int]float64{2000: 10, 10000: 20, 70000: 40}[n]
+		for _, dims := range []int{2, 3} {
+			for _, m := range methods {
+				if m.m == embed.RepulsionFFT && dims == 3 || m.m == embed.RepulsionExact && n > 10000 {
+					continue
+				}
+				for _, phase := range []struct {
+					name   string
+					radius float64
+				}{{"early", 2}, {"late", late}} {
+					b.Run(fmt.Sprintf("%s/%dd/%d/%s", m.name, dims, n, phase.name), func(b *testing.B) {
+						tp := problem()
+						y0 := spreadY(tp, dims, phase.radius, 5)
+						o, err := newOptimizer(context.Background(), New(0), tp.p, y0, embed.OptimizerConfig{N: n, Dims: dims, Repulsion: m.m, Theta: 0.5})
+						if err != nil {
+							b.Fatal(err)
+						}
+						// Tiny steps keep the layout as it is.
+						params := embed.StepParams{Exaggeration: 1, Momentum: 0, LearningRate: 1e-6}
+						b.ResetTimer()
+						start := time.Now()
+						for range b.N {
+							if err := o.Step(context.Background(), params); err != nil {
+								b.Fatal(err)
+							}
+						}
+						b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/iter")
+					})
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkKL measures KL (Z by the method fixed for N and dims).
+func BenchmarkKL(b *testing.B) {
+	for _, n := range []int{2000, 10000, 70000} {
+		for _, dims := range []int{2, 3} {
+			b.Run(fmt.Sprintf("%dd/%d", dims, n), func(b *testing.B) {
+				tp := newTestProblem(n, 5, 30, 90, 99)
+				y0 := spreadY(tp, dims, map[int]float64{2000: 10, 10000: 20, 70000: 40}[n], 5)
+				o, err := newOptimizer(context.Background(), New(0), tp.p, y0, embed.OptimizerConfig{N: n, Dims: dims, Repulsion: embed.RepulsionAuto, Theta: 0.5})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ResetTimer()
+				start := time.Now()
+				for range b.N {
+					if _, err := o.KL(context.Background()); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/op")
+			})
+		}
+	}
+}
