@@ -31,7 +31,7 @@ func (s *Server) GetJobResult(c echo.Context, id openapi.JobID, params openapi.G
 	c.Response().Header().Set("Vary", "Accept")
 	switch format {
 	case "json":
-		return c.JSON(http.StatusOK, resultJSON(res))
+		return c.JSON(http.StatusOK, ResultJSON(res))
 	case "csv":
 		c.Response().Header().Set("Content-Disposition", `attachment; filename="tsnemap-`+id+`.csv"`)
 		return c.Blob(http.StatusOK, mimeCSV+"; charset=utf-8", WriteTable(res, ','))
@@ -141,7 +141,8 @@ func coord64(v float32) *float64 {
 	return &f
 }
 
-func resultJSON(res *jobs.Result) openapi.Result {
+// ResultJSON renders a result as the contract's JSON result.
+func ResultJSON(res *jobs.Result) openapi.Result {
 	out := openapi.Result{Columns: res.Columns, Points: make([]openapi.Point, 0, len(res.Rows)), Failures: toAPIFailures(res.Failures)}
 	if out.Columns == nil {
 		out.Columns = []string{}

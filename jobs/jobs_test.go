@@ -55,6 +55,9 @@ func startWorker(t *testing.T, st *Store, r Runner, cfg WorkerConfig) (stop func
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg.Logger = quietLogger()
 	w := NewWorker(st, r, cfg)
+	// Short enough that a job outliving it shows whether the bookkeeping
+	// deadlines are taken per write (as they must be) or per job.
+	w.bookTimeout = 300 * time.Millisecond
 	done := make(chan struct{})
 	go func() { defer close(done); _ = w.Run(ctx) }()
 	stopped := false
@@ -401,5 +404,22 @@ func TestNewIDIsSortableAndUnique(t *testing.T) {
 			t.Fatalf("%q sorts before %q", id, prev)
 		}
 		seen[id], prev = true, id
+	}
+}
+
+func TestJobLongerThanBookkeepingDeadlineSucceeds(t *testing.T) {
+	n := startNATS(t, t.TempDir(), Config{})
+	startWorker(t, n.store, funcRunner(func(ctx context.Context, job Job, tr *Tracker) (*Result, error) {
+		select { // the work: longer than one bookkeeping deadline
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return &Result{Columns: []string{"id"}}, nil
+	}), WorkerConfig{})
+	job, _ := n.store.Submit(context.Background(), req())
+	got := waitFor(t, n.store, job.ID, 10*time.Second, func(j Job) bool { return j.Status.Terminal() })
+	if got.Status != StatusSucceeded || got.Attempts != 1 {
+		t.Errorf("job = %s after %d attempts (%+v)", got.Status, got.Attempts, got.Error)
 	}
 }

@@ -21,6 +21,11 @@ type Tracker struct {
 	log     *slog.Logger
 	started time.Time
 
+	// report, set instead of store for a job run without a service
+	// (tsnemap run), receives each flushed state.
+	report func(Job)
+	job    Job
+
 	mu         sync.Mutex
 	stage      Stage
 	stageSince time.Time
@@ -36,6 +41,27 @@ func newTracker(s *Store, job Job, m *Metrics, log *slog.Logger) *Tracker {
 	now := s.now()
 	return &Tracker{store: s, id: job.ID, metrics: m, log: log, started: now,
 		stage: job.Stage, stageSince: now, progress: job.Progress, backend: job.Backend}
+}
+
+// NewLocalTracker returns a Tracker for a job run in this process without a
+// store: report receives the job's state at most every 250 ms while ctx
+// lasts, and once more when Close is called.
+func NewLocalTracker(ctx context.Context, job Job, log *slog.Logger, report func(Job)) *Tracker {
+	now := time.Now()
+	t := &Tracker{id: job.ID, log: log, started: now, report: report, job: job,
+		stage: job.Stage, stageSince: now, progress: job.Progress, backend: job.Backend}
+	t.start(ctx)
+	return t
+}
+
+// Close flushes a local tracker's last state to its report function.
+func (t *Tracker) Close() { t.flush(context.Background()) }
+
+func (t *Tracker) now() time.Time {
+	if t.store == nil {
+		return time.Now()
+	}
+	return t.store.now()
 }
 
 // SetBackend names the compute backend the job runs on.
@@ -56,7 +82,7 @@ func (t *Tracker) setStage(s Stage) {
 	if t.stage == s {
 		return
 	}
-	now := t.store.now()
+	now := t.now()
 	t.metrics.stageDone(t.stage, now.Sub(t.stageSince))
 	t.stage, t.stageSince, t.dirty = s, now, true
 }
@@ -69,7 +95,7 @@ func (t *Tracker) UpdateProgress(fn func(p *Progress)) {
 	fn(&t.progress)
 	t.metrics.images(t.progress.ImagesLoaded-before.ImagesLoaded, t.progress.ImagesFailed-before.ImagesFailed)
 	if t.progress.Iteration != t.lastIter {
-		now := t.store.now()
+		now := t.now()
 		if !t.lastIterAt.IsZero() && t.progress.Iteration > t.lastIter {
 			if dt := now.Sub(t.lastIterAt).Seconds(); dt > 0 {
 				t.metrics.iterationRate(float64(t.progress.Iteration-t.lastIter) / dt)
@@ -86,6 +112,9 @@ func (t *Tracker) AddBytes(n int64) { t.metrics.bytes(n) }
 // SetFailures records the images that failed to load so far; they are
 // served by /v1/jobs/{id}/failures at once.
 func (t *Tracker) SetFailures(ctx context.Context, f []Failure) error {
+	if t.store == nil {
+		return nil
+	}
 	return t.store.PutFailures(ctx, t.id, f)
 }
 
@@ -93,13 +122,13 @@ func (t *Tracker) SetFailures(ctx context.Context, f []Failure) error {
 // one a second.
 func (t *Tracker) Embedding(e Embedding) {
 	t.mu.Lock()
-	now := t.store.now()
+	now := t.now()
 	due := now.Sub(t.lastEmbed) >= time.Second
 	if due {
 		t.lastEmbed = now
 	}
 	t.mu.Unlock()
-	if due {
+	if due && t.store != nil {
 		if err := t.store.PublishEmbedding(t.id, e); err != nil {
 			t.log.Warn("publish embedding", "err", err)
 		}
@@ -111,7 +140,7 @@ func (t *Tracker) Embedding(e Embedding) {
 func (t *Tracker) EmbeddingDue() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.store.now().Sub(t.lastEmbed) >= time.Second
+	return t.now().Sub(t.lastEmbed) >= time.Second
 }
 
 func (t *Tracker) start(ctx context.Context) {
@@ -137,9 +166,15 @@ func (t *Tracker) flush(ctx context.Context) {
 		return
 	}
 	stage, progress, backend := t.stage, t.progress, t.backend
-	progress.ElapsedSeconds = t.store.now().Sub(t.started).Seconds()
+	progress.ElapsedSeconds = t.now().Sub(t.started).Seconds()
 	t.dirty = false
 	t.mu.Unlock()
+	if t.store == nil {
+		j := t.job
+		j.Stage, j.Progress, j.Backend = stage, progress, backend
+		t.report(j)
+		return
+	}
 	_, err := t.store.Update(ctx, t.id, func(j *Job) error {
 		if j.Status != StatusRunning {
 			return errNoChange

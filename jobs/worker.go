@@ -37,6 +37,8 @@ type Worker struct {
 	runner Runner
 	cfg    WorkerConfig
 	log    *slog.Logger
+	// bookTimeout bounds each write of the job record.
+	bookTimeout time.Duration
 }
 
 // NewWorker returns a worker taking jobs from store and running them with
@@ -51,7 +53,7 @@ func NewWorker(store *Store, runner Runner, cfg WorkerConfig) *Worker {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Worker{store: store, runner: runner, cfg: cfg, log: cfg.Logger}
+	return &Worker{store: store, runner: runner, cfg: cfg, log: cfg.Logger, bookTimeout: 10 * time.Second}
 }
 
 // Run takes and runs jobs until ctx ends. Then it stops taking work, cancels
@@ -94,16 +96,26 @@ func (w *Worker) slot(ctx context.Context, cons jetstream.Consumer) {
 func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	id := string(msg.Data())
 	log := w.log.With("job", id)
-	// Book-keeping writes must finish even while shutting down.
-	bctx, bcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer bcancel()
+	// Book-keeping writes must finish even while shutting down, each
+	// within its own deadline (a job may run for hours in between).
+	var cancels []context.CancelFunc
+	defer func() {
+		for _, c := range cancels {
+			c()
+		}
+	}()
+	book := func() context.Context {
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.bookTimeout)
+		cancels = append(cancels, cancel)
+		return bctx
+	}
 
 	delivered := uint64(1)
 	if meta, err := msg.Metadata(); err == nil {
 		delivered = meta.NumDelivered
 	}
 	var gaveUp bool
-	job, err := w.store.Update(bctx, id, func(j *Job) error {
+	job, err := w.store.Update(book(), id, func(j *Job) error {
 		gaveUp = false
 		switch {
 		case j.Status.Terminal():
@@ -163,13 +175,13 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	res, runErr := w.runner.Run(jctx, job, tracker)
 	sideStop()
 	side.Wait()
-	tracker.flush(bctx)
+	tracker.flush(book())
 
 	status, jobErr := w.outcome(jctx, job, res, runErr)
 	if status == StatusQueued {
 		// Hand the job back: another worker (or this one, restarted)
 		// runs it again from the start.
-		_, err := w.store.Update(bctx, id, func(j *Job) error {
+		_, err := w.store.Update(book(), id, func(j *Job) error {
 			if j.Status.Terminal() {
 				return errNoChange
 			}
@@ -188,12 +200,12 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	if status == StatusSucceeded {
 		tracker.setStage(StageWritingResult)
-		tracker.flush(bctx)
-		if err := w.store.PutResult(bctx, id, res); err != nil {
+		tracker.flush(book())
+		if err := w.store.PutResult(book(), id, res); err != nil {
 			status, jobErr = StatusFailed, &Error{Code: CodeInternal, Message: "storing the result: " + err.Error()}
 		}
 	}
-	final, err := w.store.Update(bctx, id, func(j *Job) error {
+	final, err := w.store.Update(book(), id, func(j *Job) error {
 		if j.Status.Terminal() {
 			return errNoChange
 		}
