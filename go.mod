@@ -1,5 +1,8 @@
 module github.com/tsnemap/tsnemap
 
-go 1.26
+go 1.26.0
 
-require gonum.org/v1/gonum v0.17.0 // indirect
+require (
+	github.com/disintegration/imaging v1.6.2
+	golang.org/x/image v0.47.0
+)
