@@ -116,6 +116,8 @@ type Loader struct {
 	transport *http.Transport
 	client    *http.Client
 
+	fullJPEG bool // tests: always use image/jpeg, to compare with the fast path
+
 	stats struct {
 		total, loaded, failed, bytes atomic.Int64
 	}

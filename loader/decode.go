@@ -9,6 +9,7 @@ import (
 	"image/jpeg"
 	"image/png"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 
@@ -99,17 +100,19 @@ func (l *Loader) decodeInto(data []byte, w, h int, dst []byte) (err error) {
 	if orient >= 5 && orient <= 8 {
 		tw, th = h, w
 	}
-	var img image.Image
-	if f.name == "jpeg" {
-		img = decodeJPEGScaled(data, tw, th)
+	var small *image.NRGBA
+	if f.name == "jpeg" && !l.fullJPEG {
+		if fast, n := decodeJPEGScaled(data, tw, th); fast != nil {
+			small = resizeScaled(fast, float64(cfg.Width*n)/8, float64(cfg.Height*n)/8, tw, th)
+		}
 	}
-	if img == nil {
-		img, err = f.decode(bytes.NewReader(data))
+	if small == nil {
+		img, err := f.decode(bytes.NewReader(data))
 		if err != nil {
 			return fmt.Errorf("cannot decode %s: %w", f.name, err)
 		}
+		small = resize(img, tw, th)
 	}
-	small := resize(img, tw, th)
 	small = applyOrientation(small, orient)
 	writeRGBOnWhite(small, dst)
 	return nil
@@ -142,6 +145,21 @@ func resize(img image.Image, w, h int) *image.NRGBA {
 		filter = imaging.Linear
 	}
 	return imaging.Resize(img, w, h, filter)
+}
+
+// resizeScaled resizes a DCT-scaled decode whose true extent is exW×exH
+// reduced pixels: when the width is not a multiple of 8 the last column
+// stands for only part of one, so the picture is resized slightly larger
+// and that overhang cropped off, to keep it aligned with a full decode.
+func resizeScaled(img *image.NRGBA, exW, exH float64, w, h int) *image.NRGBA {
+	rw, rh := img.Bounds().Dx(), img.Bounds().Dy()
+	w2 := max(w, int(math.Round(float64(w)*float64(rw)/exW)))
+	h2 := max(h, int(math.Round(float64(h)*float64(rh)/exH)))
+	out := resize(img, w2, h2)
+	if w2 != w || h2 != h {
+		out = imaging.Crop(out, image.Rect(0, 0, w, h))
+	}
+	return out
 }
 
 func applyOrientation(img *image.NRGBA, orient int) *image.NRGBA {
@@ -185,6 +203,3 @@ func writeRGBOnWhite(img *image.NRGBA, dst []byte) {
 		}
 	}
 }
-
-// decodeJPEGScaled is the fast path: nil means "use the full decoder".
-func decodeJPEGScaled(data []byte, minW, minH int) image.Image { return nil }
