@@ -86,7 +86,7 @@ func scaledFixtures(t *testing.T) map[string][]byte {
 	}
 	// Go's encoder: 4:2:0, sizes that are and are not multiples of 16.
 	r := rand.New(rand.NewPCG(1, 2))
-	for _, sz := range [][2]int{{64, 48}, {97, 131}, {800, 600}, {17, 9}} {
+	for _, sz := range [][2]int{{64, 48}, {97, 131}, {800, 600}, {250, 190}} {
 		img := image.NewRGBA(image.Rect(0, 0, sz[0], sz[1]))
 		for y := 0; y < sz[1]; y++ {
 			for x := 0; x < sz[0]; x++ {
