@@ -283,6 +283,7 @@ func BenchmarkDecode(b *testing.B) {
 	}
 	dst := make([]byte, 100*100*3)
 	i := 0
+	cpu0 := cpuTime(syscall.RUSAGE_SELF)
 	for b.Loop() {
 		if err := l.decodeInto(files[i%len(files)], 100, 100, dst); err != nil {
 			b.Fatal(err)
@@ -290,4 +291,5 @@ func BenchmarkDecode(b *testing.B) {
 		i++
 	}
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(i)/1000, "ms/image")
+	b.ReportMetric((cpuTime(syscall.RUSAGE_SELF)-cpu0).Seconds()*1000/float64(i), "cpu-ms/image")
 }

@@ -126,45 +126,6 @@ func (b *bitReader) fill() {
 	}
 }
 
-func (b *bitReader) decode(h *huffTable) uint8 {
-	if b.n < 16 {
-		b.fill()
-	}
-	if e := h.lut[b.acc>>(64-lutBits)]; e != 0 {
-		l := uint(e >> 8)
-		b.acc <<= l
-		b.n -= l
-		return uint8(e)
-	}
-	for l := uint(lutBits + 1); l <= 16; l++ {
-		code := int32(b.acc >> (64 - l))
-		if code <= h.maxcode[l] {
-			b.acc <<= l
-			b.n -= l
-			return h.vals[h.valptr[l]+code-h.mincode[l]]
-		}
-	}
-	b.broken = true
-	return 0
-}
-
-// receiveExtend reads s bits and sign-extends them (T.81 F.2.2.1).
-func (b *bitReader) receiveExtend(s uint8) int32 {
-	if s == 0 {
-		return 0
-	}
-	if b.n < uint(s) {
-		b.fill()
-	}
-	v := int32(b.acc >> (64 - uint(s)))
-	b.acc <<= s
-	b.n -= uint(s)
-	if v < 1<<(s-1) {
-		v += -1<<s + 1
-	}
-	return v
-}
-
 // restart skips to after the RSTn marker the stream must be at.
 func (b *bitReader) restart() bool {
 	b.acc, b.n, b.zeros = 0, 0, 0
@@ -448,42 +409,24 @@ func (d *scaledJPEG) readScan(seg, data []byte, pos int) (int, error) {
 	var coef [64]int32
 
 	block := func(c *jpegComponent, bx, by int) {
-		dct, act := &d.dcTables[c.dc], &d.acTables[c.ac]
-		q := &d.quant[c.tq]
-		// DC
-		t := br.decode(dct)
-		if t > 16 {
+		ok, flat := d.decodeBlock(br, c, &coef)
+		if !ok {
 			br.broken = true
 			return
 		}
-		c.predictor += br.receiveExtend(t)
-		coef = [64]int32{}
-		coef[0] = c.predictor * q[0]
-		// AC: all must be read to stay in step, but only those inside the
-		// kept n×n corner are stored.
-		for k := 1; k < 64; {
-			rs := br.decode(act)
-			r, s := int(rs>>4), rs&15
-			if s == 0 {
-				if r != 15 {
-					break // end of block
+		dst := c.plane[by*c.sh*c.stride+bx*c.sw:]
+		if flat {
+			// Smooth blocks are common: every output sample is the DC.
+			v := clampByte(float32(coef[0])/8 + 128)
+			for y := 0; y < c.sh; y++ {
+				row := dst[y*c.stride : y*c.stride+c.sw]
+				for x := range row {
+					row[x] = v
 				}
-				k += 16
-				continue
 			}
-			k += r
-			if k > 63 {
-				br.broken = true
-				return
-			}
-			v := br.receiveExtend(s)
-			z := zigzag[k]
-			if int(z&7) < c.sw && int(z>>3) < c.sh {
-				coef[z] = v * q[k]
-			}
-			k++
+			return
 		}
-		reconstruct(&coef, c.sw, c.sh, c.plane[by*c.sh*c.stride+bx*c.sw:], c.stride)
+		reconstruct(&coef, c.sw, c.sh, dst, c.stride)
 	}
 
 	mcu := 0
@@ -526,6 +469,112 @@ func (d *scaledJPEG) readScan(seg, data []byte, pos int) (int, error) {
 		return 0, errFallback
 	}
 	return br.pos, nil
+}
+
+// decodeBlock reads one block's coefficients (T.81 F.2.2), keeping in
+// coef, dequantised, only those inside the component's kept corner. The
+// bit buffer lives in locals here, refilled to at least 32 bits before
+// every symbol: a code (≤ 16 bits) and its extra bits (≤ 11) always fit.
+func (d *scaledJPEG) decodeBlock(br *bitReader, c *jpegComponent, coef *[64]int32) (ok, flat bool) {
+	dct, act := &d.dcTables[c.dc], &d.acTables[c.ac]
+	q := &d.quant[c.tq]
+	sw, sh := uint8(c.sw), uint8(c.sh)
+	*coef = [64]int32{}
+	flat = true // no kept AC coefficient: the block reconstructs to its DC
+	acc, n := br.acc, br.n
+	refill := func() {
+		br.acc, br.n = acc, n
+		br.fill()
+		acc, n = br.acc, br.n
+	}
+	if n < 32 {
+		refill()
+	}
+	// DC: a size category, then that many bits of difference.
+	var sym uint8
+	if e := dct.lut[acc>>(64-lutBits)]; e != 0 {
+		l := uint(e >> 8)
+		acc <<= l
+		n -= l
+		sym = uint8(e)
+	} else {
+		var l uint
+		if sym, l = dct.slow(acc); l == 0 {
+			return false, false
+		}
+		acc <<= l
+		n -= l
+	}
+	if sym > 11 {
+		return false, false
+	}
+	if sym != 0 {
+		v := int32(acc >> (64 - uint(sym)))
+		acc <<= sym
+		n -= uint(sym)
+		if v < 1<<(sym-1) {
+			v += -1<<sym + 1
+		}
+		c.predictor += v
+	}
+	coef[0] = c.predictor * q[0]
+	// AC: (run, size) symbols until end of block. All must be read to stay
+	// in step; only those inside the kept corner are stored.
+	for k := 1; k < 64; {
+		if n < 32 {
+			refill()
+		}
+		if e := act.lut[acc>>(64-lutBits)]; e != 0 {
+			l := uint(e >> 8)
+			acc <<= l
+			n -= l
+			sym = uint8(e)
+		} else {
+			var l uint
+			if sym, l = act.slow(acc); l == 0 {
+				return false, false
+			}
+			acc <<= l
+			n -= l
+		}
+		r, s := int(sym>>4), sym&15
+		if s == 0 {
+			if r != 15 {
+				break // end of block
+			}
+			k += 16
+			continue
+		}
+		k += r
+		if k > 63 || s > 10 {
+			return false, false
+		}
+		v := int32(acc >> (64 - uint(s)))
+		acc <<= s
+		n -= uint(s)
+		if z := zigzag[k]; z&7 < sw && z>>3 < sh {
+			if v < 1<<(s-1) {
+				v += -1<<s + 1
+			}
+			coef[z] = v * q[k]
+			flat = false
+		}
+		k++
+	}
+	br.acc, br.n = acc, n
+	return true, flat
+}
+
+// slow decodes a code longer than the lookup table: its value and length,
+// or length 0 if no code matches (a corrupt stream).
+func (h *huffTable) slow(acc uint64) (uint8, uint) {
+	for l := uint(lutBits + 1); l <= 16; l++ {
+		code := int32(acc >> (64 - l))
+		if code <= h.maxcode[l] {
+			return h.vals[h.valptr[l]+code-h.mincode[l]], l
+		}
+	}
+	return 0, 0
 }
 
 // reconstruct writes the nw×nh reduced inverse DCT of coef (natural
