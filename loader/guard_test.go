@@ -154,3 +154,31 @@ func TestGuardRefusesImagesAndRedirects(t *testing.T) {
 		}
 	}
 }
+
+func TestApplyEnv(t *testing.T) {
+	env := map[string]string{EnvAllowPrivateNetworks: "true"}
+	var c Config
+	if err := c.ApplyEnv(func(k string) string { return env[k] }); err != nil || !c.AllowPrivateNetworks {
+		t.Errorf("true: %v %v", err, c.AllowPrivateNetworks)
+	}
+	env[EnvAllowPrivateNetworks] = "0"
+	if err := c.ApplyEnv(func(k string) string { return env[k] }); err != nil || c.AllowPrivateNetworks {
+		t.Errorf("0: %v %v", err, c.AllowPrivateNetworks)
+	}
+	env[EnvAllowPrivateNetworks] = "perhaps"
+	if err := c.ApplyEnv(func(k string) string { return env[k] }); err == nil {
+		t.Error("perhaps: no error")
+	}
+}
+
+func TestValidateURLAllowsPublic(t *testing.T) {
+	l := guardedLoader(t, map[string]string{"public.test": "93.184.216.34"}, nil)
+	if err := l.ValidateURL(ctxT(t), "https://public.test/table.tsv"); err != nil {
+		t.Errorf("public host refused: %v", err)
+	}
+	for _, u := range []string{"ftp://public.test/x", "https://user:pw@public.test/x", "http:///x"} {
+		if err := l.ValidateURL(ctxT(t), u); !errors.Is(err, ErrForbiddenAddress) {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+}
