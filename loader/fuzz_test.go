@@ -3,6 +3,8 @@ package loader
 import (
 	"context"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -85,4 +87,36 @@ func FuzzTemplate(f *testing.F) {
 			t.Fatalf("query %v from id %q", q, id)
 		}
 	})
+}
+
+// FuzzDecodeScaled: the JPEG fast path reads untrusted bytes; whatever they
+// are it must return an image of the promised size or refuse, never panic.
+// Seed corpus: the JPEG fixtures in testdata/. Run with
+// -fuzzminimizetime 1x: minimising 8 KB inputs otherwise stalls the engine.
+func FuzzDecodeScaled(f *testing.F) {
+	for _, name := range []string{"scaled-444.jpg", "scaled-422-restart.jpg", "scaled-420-optimized.jpg", "scaled-lowq.jpg", "scaled-gray.jpg", "scaled-440.jpg"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, 8, 8)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, minW, minH int) {
+		minW, minH = 1+abs(minW)%64, 1+abs(minH)%64
+		img, n, err := decodeScaled(data, minW, minH)
+		if err != nil {
+			return
+		}
+		b := img.Bounds()
+		if b.Dx() < minW || b.Dy() < minH || (n != 1 && n != 2 && n != 4) {
+			t.Fatalf("got %v at 1/%d for at least %d×%d", b, 8/n, minW, minH)
+		}
+	})
+}
+
+func abs(v int) int {
+	if v < 0 {
+		return -v
+	}
+	return v
 }

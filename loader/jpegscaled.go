@@ -70,6 +70,9 @@ func (h *huffTable) build(bits [17]int, vals []uint8) error {
 		h.maxcode[l] = -1
 		if bits[l] > 0 {
 			for i := 0; i < bits[l]; i++ {
+				if code >= 1<<l {
+					return errFallback // over-subscribed: more codes than fit
+				}
 				if l <= lutBits {
 					// Every lutBits-bit prefix that starts with this code.
 					shift := lutBits - l
@@ -82,9 +85,6 @@ func (h *huffTable) build(bits [17]int, vals []uint8) error {
 				k++
 			}
 			h.maxcode[l] = code - 1
-		}
-		if code > 1<<l {
-			return errFallback // over-subscribed table
 		}
 		code <<= 1
 	}
@@ -260,7 +260,9 @@ func (d *scaledJPEG) readSOF(seg []byte, minW, minH int) error {
 	d.height = int(binary.BigEndian.Uint16(seg[1:]))
 	d.width = int(binary.BigEndian.Uint16(seg[3:]))
 	nc := int(seg[5])
-	if d.width == 0 || d.height == 0 || (nc != 1 && nc != 3) || len(seg) < 6+3*nc {
+	// Past the default pixel limit the loader refuses the image anyway;
+	// the bound also keeps plane sizes sane for any caller.
+	if d.width == 0 || d.height == 0 || d.width*d.height > 100_000_000 || (nc != 1 && nc != 3) || len(seg) < 6+3*nc {
 		return errFallback
 	}
 	// Three components are YCbCr unless Adobe says RGB (transform 0) or
@@ -458,7 +460,10 @@ func (d *scaledJPEG) readScan(seg, data []byte, pos int) (int, error) {
 				}
 			}
 		}
-		if br.broken {
+		// Reading ahead takes at most 8 bytes past the scan's end; more
+		// zeros than that mean the data ran out: a truncated file,
+		// refused now rather than decoded to the end as grey.
+		if br.broken || br.zeros > 16 {
 			return 0, errFallback
 		}
 		mcu++
