@@ -266,7 +266,8 @@ func BenchmarkSeedPython(b *testing.B) {
 }
 
 // BenchmarkDecode is the CPU cost of one image, without the network: the
-// figure to profile (-cpuprofile).
+// figure to profile (-cpuprofile). "stdlib" forces image/jpeg, for the
+// comparison with the fast path.
 func BenchmarkDecode(b *testing.B) {
 	dir := benchDir(b)
 	var files [][]byte
@@ -277,19 +278,28 @@ func BenchmarkDecode(b *testing.B) {
 		}
 		files = append(files, d)
 	}
-	l, err := New(Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	dst := make([]byte, 100*100*3)
-	i := 0
-	cpu0 := cpuTime(syscall.RUSAGE_SELF)
-	for b.Loop() {
-		if err := l.decodeInto(files[i%len(files)], 100, 100, dst); err != nil {
-			b.Fatal(err)
+	for _, full := range []bool{false, true} {
+		name := "fast"
+		if full {
+			name = "stdlib"
 		}
-		i++
+		b.Run(name, func(b *testing.B) {
+			l, err := New(Config{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			l.fullJPEG = full
+			dst := make([]byte, 100*100*3)
+			i := 0
+			cpu0 := cpuTime(syscall.RUSAGE_SELF)
+			for b.Loop() {
+				if err := l.decodeInto(files[i%len(files)], 100, 100, dst); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(i)/1000, "ms/image")
+			b.ReportMetric((cpuTime(syscall.RUSAGE_SELF)-cpu0).Seconds()*1000/float64(i), "cpu-ms/image")
+		})
 	}
-	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(i)/1000, "ms/image")
-	b.ReportMetric((cpuTime(syscall.RUSAGE_SELF)-cpu0).Seconds()*1000/float64(i), "cpu-ms/image")
 }
