@@ -50,9 +50,14 @@ var idctMatrix = func() (m [9][]float32) {
 // The tables above are read-only after package initialisation.
 
 type huffTable struct {
-	lut     [1 << lutBits]uint16 // code prefix → length<<8 | value; 0 = longer than lutBits
-	maxcode [18]int32            // largest code of each length, -1 if none
-	valptr  [17]int32            // index in vals of the first code of each length
+	lut [1 << lutBits]uint16 // code prefix → length<<8 | value; 0 = longer than lutBits
+	// fastAC decodes, for AC tables, a whole (run, size) symbol and its
+	// extra bits when both fit in lutBits: value<<16 | run<<8 | length, or
+	// 0. Most coefficients of a photograph are small, so this one lookup
+	// replaces a lookup, a second read and a sign extension.
+	fastAC  [1 << lutBits]int32
+	maxcode [18]int32 // largest code of each length, -1 if none
+	valptr  [17]int32 // index in vals of the first code of each length
 	mincode [17]int32
 	vals    [256]uint8
 	defined bool
@@ -89,6 +94,22 @@ func (h *huffTable) build(bits [17]int, vals []uint8) error {
 		code <<= 1
 	}
 	h.maxcode[17] = math.MaxInt32
+	for p := range h.fastAC {
+		e := h.lut[p]
+		if e == 0 {
+			continue
+		}
+		l, rs := int(e>>8), uint8(e)
+		r, sz := int(rs>>4), int(rs&15)
+		if sz == 0 || l+sz > lutBits {
+			continue
+		}
+		v := int32(p>>(lutBits-l-sz)) & (1<<sz - 1)
+		if v < 1<<(sz-1) {
+			v += -1<<sz + 1
+		}
+		h.fastAC[p] = v<<16 | int32(r)<<8 | int32(l+sz)
+	}
 	return nil
 }
 
@@ -528,6 +549,21 @@ func (d *scaledJPEG) decodeBlock(br *bitReader, c *jpegComponent, coef *[64]int3
 	for k := 1; k < 64; {
 		if n < 32 {
 			refill()
+		}
+		if f := act.fastAC[acc>>(64-lutBits)]; f != 0 {
+			l := uint(f & 15)
+			acc <<= l
+			n -= l
+			k += int(f>>8) & 15
+			if k > 63 {
+				return false, false
+			}
+			if z := zigzag[k]; z&7 < sw && z>>3 < sh {
+				coef[z] = (f >> 16) * q[k]
+				flat = false
+			}
+			k++
+			continue
 		}
 		if e := act.lut[acc>>(64-lutBits)]; e != 0 {
 			l := uint(e >> 8)
