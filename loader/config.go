@@ -1,0 +1,171 @@
+package loader
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// EnvAllowPrivateNetworks is the environment variable that, when true, opens
+// the private-network guard (the flag --allow-private-networks does the same).
+const EnvAllowPrivateNetworks = "TSNEMAP_ALLOW_PRIVATE_NETWORKS"
+
+// Config holds the limits and settings of a Loader. Zero fields take the
+// defaults given in their comments.
+type Config struct {
+	MaxTableBytes  int64 // bytes of the table; default 100 MB
+	MaxRows        int   // data rows of the table; default 1,000,000
+	MaxImageBytes  int64 // bytes of one image, enforced while streaming; default 50 MB
+	MaxImagePixels int64 // width×height of one image, from its header; default 100 megapixels
+
+	MaxInFlight   int // downloads in flight for one LoadImages call; default 64
+	MaxPerHost    int // of those, to one host; default 16
+	DecodeWorkers int // decoding and resizing goroutines; default GOMAXPROCS
+
+	RequestTimeout time.Duration // one HTTP attempt, headers and body; default 30 s
+	MaxAttempts    int           // attempts per URL on retryable failures; default 3
+	RetryBaseDelay time.Duration // first backoff, doubled each attempt, with jitter; default 250 ms
+	MaxRetryAfter  time.Duration // cap on a server's Retry-After; default 10 s
+	MaxRedirects   int           // default 5
+
+	// AllowPrivateNetworks opens the guard that otherwise refuses loopback,
+	// private, link-local, CGNAT, multicast and unspecified addresses.
+	AllowPrivateNetworks bool
+	// AllowedNetworks are opened even with the guard on: an on-premises
+	// image server, say, without opening every private address.
+	AllowedNetworks []netip.Prefix
+
+	UserAgent string // default "tsnemap-loader/1"
+
+	// LookupIP resolves host names; nil means net.DefaultResolver. Tests set
+	// it to resolve names without DNS.
+	LookupIP func(ctx context.Context, host string) ([]netip.Addr, error)
+
+	// TLSConfig for https; nil means the system roots.
+	TLSConfig *tls.Config
+}
+
+// ApplyEnv sets AllowPrivateNetworks from EnvAllowPrivateNetworks when it is
+// set; getenv is usually os.Getenv.
+func (c *Config) ApplyEnv(getenv func(string) string) error {
+	v := strings.TrimSpace(getenv(EnvAllowPrivateNetworks))
+	if v == "" {
+		return nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("%s=%q: %w", EnvAllowPrivateNetworks, v, err)
+	}
+	c.AllowPrivateNetworks = b
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def64 := func(v *int64, d int64) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def64(&c.MaxTableBytes, 100<<20)
+	def(&c.MaxRows, 1_000_000)
+	def64(&c.MaxImageBytes, 50<<20)
+	def64(&c.MaxImagePixels, 100_000_000)
+	def(&c.MaxInFlight, 64)
+	def(&c.MaxPerHost, 16)
+	def(&c.DecodeWorkers, runtime.GOMAXPROCS(0))
+	defDur(&c.RequestTimeout, 30*time.Second)
+	def(&c.MaxAttempts, 3)
+	defDur(&c.RetryBaseDelay, 250*time.Millisecond)
+	defDur(&c.MaxRetryAfter, 10*time.Second)
+	def(&c.MaxRedirects, 5)
+	if c.UserAgent == "" {
+		c.UserAgent = "tsnemap-loader/1"
+	}
+	if c.LookupIP == nil {
+		r := net.DefaultResolver
+		c.LookupIP = func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return r.LookupNetIP(ctx, "ip", host)
+		}
+	}
+	return c
+}
+
+// Loader fetches tables and images. Build one with New and share it: it
+// holds the guarded HTTP transport whose connections are reused between
+// calls, and the counters read by Stats. It is safe for concurrent use.
+type Loader struct {
+	cfg       Config
+	transport *http.Transport
+	client    *http.Client
+
+	fullJPEG bool // tests: always use image/jpeg, to compare with the fast path
+
+	stats struct {
+		total, loaded, failed, bytes atomic.Int64
+	}
+}
+
+// New builds a Loader from cfg.
+func New(cfg Config) (*Loader, error) {
+	cfg = cfg.withDefaults()
+	if cfg.MaxPerHost > cfg.MaxInFlight {
+		cfg.MaxPerHost = cfg.MaxInFlight
+	}
+	l := &Loader{cfg: cfg}
+	g := &guard{allow: cfg.AllowPrivateNetworks, allowed: cfg.AllowedNetworks, lookup: cfg.LookupIP}
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: g.control}
+	l.transport = &http.Transport{
+		// No Proxy: a proxy would dial on our behalf and defeat the guard.
+		Proxy:                 nil,
+		DialContext:           g.dialContext(dialer),
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          4 * cfg.MaxInFlight,
+		MaxIdleConnsPerHost:   cfg.MaxPerHost,
+		MaxConnsPerHost:       cfg.MaxPerHost,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ResponseHeaderTimeout: cfg.RequestTimeout,
+		TLSClientConfig:       cfg.TLSConfig,
+	}
+	l.client = &http.Client{
+		Transport:     l.transport,
+		CheckRedirect: l.checkRedirect,
+	}
+	return l, nil
+}
+
+// Close releases idle connections.
+func (l *Loader) Close() { l.transport.CloseIdleConnections() }
+
+// Config returns the effective configuration, defaults filled in.
+func (l *Loader) Config() Config { return l.cfg }
+
+// Stats are cumulative image counters of a Loader over all its jobs, for
+// metrics.
+func (l *Loader) Stats() Progress {
+	return Progress{
+		Total:  l.stats.total.Load(),
+		Loaded: l.stats.loaded.Load(),
+		Failed: l.stats.failed.Load(),
+		Bytes:  l.stats.bytes.Load(),
+	}
+}

@@ -1,0 +1,173 @@
+package loader
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// fetchError is a download failure with a short human reason ("http 404",
+// "timeout after 30s") and the error beneath it.
+type fetchError struct {
+	reason     string
+	err        error
+	retry      bool
+	retryAfter time.Duration
+}
+
+func (e *fetchError) Error() string { return e.reason }
+func (e *fetchError) Unwrap() error { return e.err }
+
+// fetch GETs rawURL with retries and returns at most limit bytes of body;
+// a larger body is an error found while streaming, so it costs at most
+// limit+1 bytes of memory and transfer.
+func (l *Loader) fetch(ctx context.Context, rawURL string, limit int64, accept string) ([]byte, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, &fetchError{reason: "invalid URL", err: err}
+	}
+	if err := l.checkURL(u); err != nil {
+		return nil, &fetchError{reason: err.Error(), err: err}
+	}
+	for attempt := 1; ; attempt++ {
+		body, ferr := l.fetchOnce(ctx, u.String(), limit, accept)
+		if ferr == nil {
+			return body, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w", context.Cause(ctx))
+		}
+		if !ferr.retry || attempt >= l.cfg.MaxAttempts {
+			if attempt > 1 {
+				ferr.reason = fmt.Sprintf("%s (after %d attempts)", ferr.reason, attempt)
+			}
+			return nil, ferr
+		}
+		// Exponential backoff with full jitter, so that many rows failing
+		// together against one host do not retry in lock-step.
+		d := l.cfg.RetryBaseDelay << (attempt - 1)
+		d = d/2 + rand.N(d/2+1)
+		if ferr.retryAfter > 0 {
+			d = min(ferr.retryAfter, l.cfg.MaxRetryAfter)
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("%w", context.Cause(ctx))
+		case <-t.C:
+		}
+	}
+}
+
+func (l *Loader) fetchOnce(ctx context.Context, rawURL string, limit int64, accept string) ([]byte, *fetchError) {
+	actx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(actx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return nil, &fetchError{reason: "invalid URL", err: err}
+	}
+	req.Header.Set("User-Agent", l.cfg.UserAgent)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := l.client.Do(req)
+	if err != nil {
+		return nil, l.classify(ctx, actx, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		fe := &fetchError{reason: "http " + strconv.Itoa(resp.StatusCode), err: fmt.Errorf("http status %s", resp.Status)}
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
+			fe.retry = true
+			fe.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"))
+		}
+		// Drain a little so the connection can be reused.
+		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+		return nil, fe
+	}
+	if resp.ContentLength > limit {
+		return nil, &fetchError{reason: tooLargeBytes(limit), err: ErrTooLarge}
+	}
+	var buf bytes.Buffer
+	if resp.ContentLength > 0 {
+		buf.Grow(int(resp.ContentLength) + 1)
+	}
+	n, err := buf.ReadFrom(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, l.classify(ctx, actx, err)
+	}
+	if n > limit {
+		return nil, &fetchError{reason: tooLargeBytes(limit), err: ErrTooLarge}
+	}
+	return buf.Bytes(), nil
+}
+
+func tooLargeBytes(limit int64) string {
+	return "too large: more than " + formatBytes(limit)
+}
+
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// classify turns a transport error into a reason and says whether trying
+// again could help.
+func (l *Loader) classify(ctx, actx context.Context, err error) *fetchError {
+	var ae *AddressError
+	switch {
+	case errors.As(err, &ae):
+		return &fetchError{reason: ae.Error(), err: err}
+	case errors.Is(err, ErrForbiddenAddress):
+		return &fetchError{reason: unwrapURLError(err).Error(), err: err}
+	case errors.Is(err, errTooManyRedirects):
+		return &fetchError{reason: unwrapURLError(err).Error(), err: err}
+	case ctx.Err() != nil:
+		return &fetchError{reason: "cancelled", err: context.Cause(ctx)}
+	case errors.Is(actx.Err(), context.DeadlineExceeded) || isTimeout(err):
+		return &fetchError{reason: "timeout after " + l.cfg.RequestTimeout.String(), err: err, retry: true}
+	}
+	return &fetchError{reason: "connection error: " + unwrapURLError(err).Error(), err: err, retry: true}
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// parseRetryAfter reads delta-seconds or an HTTP date; 0 if absent or bad.
+func parseRetryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := time.Until(t); d > 0 {
+			return d
+		}
+	}
+	return 0
+}

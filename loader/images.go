@@ -1,0 +1,310 @@
+package loader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrInvalidOptions: an option is out of range (the request is wrong, not
+// the data).
+var ErrInvalidOptions = errors.New("invalid options")
+
+// ImageOptions say how every image is resized.
+type ImageOptions struct {
+	Width, Height int // default 100×100; each 4..512
+}
+
+// Progress counts images of one LoadImages call (or of a Loader, in Stats).
+type Progress struct {
+	Total  int64 // images asked for
+	Loaded int64 // decoded and resized
+	Failed int64 // given up on
+	Bytes  int64 // image bytes downloaded
+}
+
+// Failure is one image that could not be loaded.
+type Failure struct {
+	Row    int    // index into the rows given to LoadImages
+	ID     string // the row's id
+	URL    string // the image URL tried
+	Reason string // short and human: "http 404", "not an image (text/html)", ...
+}
+
+// Images holds the pixels of the images that loaded.
+type Images struct {
+	Width, Height int
+	// Pix holds Len() images of Width·Height·3 bytes each (RGB, row-major,
+	// alpha composited on white), contiguous, in row order.
+	Pix []uint8
+	// Rows[k] is the index, in the rows given to LoadImages, of image k.
+	Rows []int
+	// Failures, in row order.
+	Failures []Failure
+}
+
+// Len is the number of loaded images.
+func (im *Images) Len() int { return len(im.Rows) }
+
+// At returns the pixels of loaded image k.
+func (im *Images) At(k int) []uint8 {
+	sz := im.Width * im.Height * 3
+	return im.Pix[k*sz : (k+1)*sz : (k+1)*sz]
+}
+
+func (o ImageOptions) withDefaults() (ImageOptions, error) {
+	if o.Width == 0 {
+		o.Width = 100
+	}
+	if o.Height == 0 {
+		o.Height = 100
+	}
+	if o.Width < 4 || o.Width > 512 || o.Height < 4 || o.Height > 512 {
+		return o, fmt.Errorf("%w: image size %d×%d: each side must be 4..512", ErrInvalidOptions, o.Width, o.Height)
+	}
+	return o, nil
+}
+
+// LoadImages downloads, decodes and resizes the image of every row.
+//
+// A broken image never fails the call: it becomes a Failure. The call fails
+// with ErrNoImages when every image failed, and with the context's error
+// when ctx is cancelled (every download stops before it returns). progress,
+// if not nil, is called with the running counters, never concurrently, at
+// most every 50 ms and once at the end.
+func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, progress func(Progress)) (*Images, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	n := len(rows)
+	sz := opts.Width * opts.Height * 3
+	pix := make([]uint8, n*sz)
+	reasons := make([]string, n) // "" once loaded; set exactly once per row by one goroutine
+	loaded := make([]bool, n)
+
+	var (
+		cnt        struct{ loaded, failed, bytes atomic.Int64 }
+		progressMu sync.Mutex
+		lastReport time.Time
+	)
+	l.stats.total.Add(int64(n))
+	report := func(final bool) {
+		if progress == nil {
+			return
+		}
+		progressMu.Lock()
+		defer progressMu.Unlock()
+		now := time.Now()
+		if !final && now.Sub(lastReport) < 50*time.Millisecond {
+			return
+		}
+		lastReport = now
+		progress(Progress{Total: int64(n), Loaded: cnt.loaded.Load(), Failed: cnt.failed.Load(), Bytes: cnt.bytes.Load()})
+	}
+	fail := func(i int, reason string) {
+		reasons[i] = reason
+		cnt.failed.Add(1)
+		l.stats.failed.Add(1)
+		report(false)
+	}
+
+	s := newScheduler(ctx, l.cfg.MaxPerHost)
+	defer s.stop()
+	for i, r := range rows {
+		u, err := url.Parse(r.ImageURL)
+		switch {
+		case r.ImageURL == "":
+			fail(i, "no image URL")
+		case err != nil:
+			fail(i, "invalid URL")
+		default:
+			s.add(u.Host, i)
+		}
+	}
+	report(true)
+
+	// Downloads feed decoders through a buffer of a few images per decoder:
+	// enough that a decoder finishing never waits for the network, small
+	// enough that a slow decode holds back downloads (and their memory)
+	// instead of piling bodies up.
+	type decodeJob struct {
+		row  int
+		data []byte
+	}
+	jobs := make(chan decodeJob, 2*l.cfg.DecodeWorkers)
+
+	var dl sync.WaitGroup
+	for range min(l.cfg.MaxInFlight, max(n, 1)) {
+		dl.Go(func() {
+			for {
+				i, host, ok := s.next()
+				if !ok {
+					return
+				}
+				data, err := l.fetch(ctx, rows[i].ImageURL, l.cfg.MaxImageBytes, "image/*")
+				s.done(host)
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					fail(i, err.Error())
+					continue
+				}
+				cnt.bytes.Add(int64(len(data)))
+				l.stats.bytes.Add(int64(len(data)))
+				select {
+				case jobs <- decodeJob{i, data}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
+	}
+	var dec sync.WaitGroup
+	for range l.cfg.DecodeWorkers {
+		dec.Go(func() {
+			for j := range jobs {
+				if ctx.Err() != nil {
+					continue // drain so that downloaders never block
+				}
+				if err := l.decodeInto(j.data, opts.Width, opts.Height, pix[j.row*sz:(j.row+1)*sz]); err != nil {
+					fail(j.row, err.Error())
+					continue
+				}
+				loaded[j.row] = true
+				cnt.loaded.Add(1)
+				l.stats.loaded.Add(1)
+				report(false)
+			}
+		})
+	}
+	dl.Wait()
+	close(jobs)
+	dec.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("load images: %w", context.Cause(ctx))
+	}
+	report(true)
+
+	// Compact the loaded images to the front, keeping row order; the copy
+	// never overlaps forwards because k ≤ i.
+	im := &Images{Width: opts.Width, Height: opts.Height}
+	k := 0
+	for i := range n {
+		if !loaded[i] {
+			im.Failures = append(im.Failures, Failure{Row: i, ID: rows[i].ID, URL: rows[i].ImageURL, Reason: reasons[i]})
+			continue
+		}
+		if k != i {
+			copy(pix[k*sz:(k+1)*sz], pix[i*sz:(i+1)*sz])
+		}
+		im.Rows = append(im.Rows, i)
+		k++
+	}
+	im.Pix = pix[: k*sz : k*sz]
+	if k == 0 {
+		return im, fmt.Errorf("%w: all %d images failed (first: %s)", ErrNoImages, n, firstReason(im.Failures))
+	}
+	return im, nil
+}
+
+func firstReason(f []Failure) string {
+	if len(f) == 0 {
+		return "no rows"
+	}
+	return fmt.Sprintf("row %d %s: %s", f[0].Row, f[0].URL, f[0].Reason)
+}
+
+// scheduler hands out rows to download so that no host has more than
+// perHost in flight, taking hosts in turn so that one slow host does not
+// starve the others, and rows of one host in order.
+type scheduler struct {
+	ctx     context.Context
+	mu      sync.Mutex
+	cond    *sync.Cond
+	perHost int
+	hosts   map[string]*hostQueue
+	ready   []*hostQueue // hosts with rows pending
+	rr      int
+	pending int
+	stop    func() bool
+}
+
+type hostQueue struct {
+	name     string
+	rows     []int
+	inFlight int
+}
+
+func newScheduler(ctx context.Context, perHost int) *scheduler {
+	s := &scheduler{ctx: ctx, perHost: perHost, hosts: map[string]*hostQueue{}}
+	s.cond = sync.NewCond(&s.mu)
+	s.stop = context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	})
+	return s
+}
+
+func (s *scheduler) add(host string, row int) {
+	h := s.hosts[host]
+	if h == nil {
+		h = &hostQueue{name: host}
+		s.hosts[host] = h
+	}
+	if len(h.rows) == 0 {
+		s.ready = append(s.ready, h)
+	}
+	h.rows = append(h.rows, row)
+	s.pending++
+}
+
+// next blocks until a row may be downloaded; ok is false when none are left
+// or the context is done.
+func (s *scheduler) next() (row int, host string, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		if s.ctx.Err() != nil || s.pending == 0 {
+			return 0, "", false
+		}
+		for k := range s.ready {
+			j := (s.rr + k) % len(s.ready)
+			h := s.ready[j]
+			if h.inFlight >= s.perHost {
+				continue
+			}
+			row = h.rows[0]
+			h.rows = h.rows[1:]
+			h.inFlight++
+			s.pending--
+			if len(h.rows) == 0 {
+				s.ready = append(s.ready[:j], s.ready[j+1:]...)
+				s.rr = j
+			} else {
+				s.rr = j + 1
+			}
+			if s.pending == 0 {
+				s.cond.Broadcast() // idle waiters can exit
+			}
+			return row, h.name, true
+		}
+		s.cond.Wait()
+	}
+}
+
+func (s *scheduler) done(host string) {
+	s.mu.Lock()
+	s.hosts[host].inFlight--
+	s.mu.Unlock()
+	s.cond.Signal()
+}
