@@ -2,6 +2,10 @@
 //
 //	tsnemap embed   embed a numeric matrix (features computed elsewhere)
 //	tsnemap bench   time the engine's stages on synthetic data
+//	tsnemap serve   the HTTP API and a worker
+//	tsnemap worker  a worker joining a shared NATS
+//	tsnemap run     one job, no server
+//	tsnemap version
 package main
 
 import (
@@ -24,6 +28,10 @@ const usage = `usage: tsnemap <command> [flags]
 commands:
   embed   embed a numeric matrix (.tsv, .csv or .npy) and write id, x, y (, z)
   bench   time PCA, neighbours, affinities and optimisation on synthetic data
+  serve   run the HTTP API and a worker (embedded NATS under --data-dir); --demo maps a demo catalogue
+  worker  run jobs from a shared NATS (--nats-url)
+  run     map one catalogue without a server: tsnemap run --dataset-url URL --image-url-template T -o zegami_tsne.tab
+  version print the version
 
 Run 'tsnemap <command> -h' for a command's flags.
 `
@@ -39,6 +47,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = embedCommand(ctx, args[1:], stdout, stderr)
 	case "bench":
 		err = benchCommand(ctx, args[1:], stdout, stderr)
+	case "serve":
+		err = serveCommand(ctx, args[1:], os.Getenv, stdout, stderr)
+	case "worker":
+		err = workerCommand(ctx, args[1:], os.Getenv, stderr)
+	case "run":
+		err = runCommand(ctx, args[1:], os.Getenv, stdout, stderr)
+	case "version":
+		err = versionCommand(stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

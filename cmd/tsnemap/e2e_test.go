@@ -1,0 +1,434 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/legacy"
+
+	"github.com/tsnemap/tsnemap/openapi"
+)
+
+// catalogue is an image server made by the test: a Latin-1 TSV, a CSV with
+// relative image URLs, PNGs in four colour groups, one missing image, and
+// images that never arrive (for cancel and timeout).
+type catalogue struct {
+	srv      *httptest.Server
+	inFlight atomic.Int64 // requests for slow images not yet ended
+}
+
+const groups = 4
+
+func groupColor(g int) color.RGBA {
+	return []color.RGBA{{220, 30, 30, 255}, {30, 200, 40, 255}, {30, 40, 220, 255}, {240, 230, 40, 255}}[g]
+}
+
+func pngOf(t *testing.T, c color.RGBA, variant int) []byte {
+	img := image.NewRGBA(image.Rect(0, 0, 24, 24))
+	for y := 0; y < 24; y++ {
+		for x := 0; x < 24; x++ {
+			v := c
+			if (x+y+variant)%7 == 0 { // a little texture, so no two images are equal
+				v = color.RGBA{c.R / 2, c.G / 2, c.B / 2, 255}
+			}
+			img.SetRGBA(x, y, v)
+		}
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func newCatalogue(t *testing.T, n int) *catalogue {
+	c := &catalogue{}
+	files := map[string][]byte{}
+	// Latin-1: "é" is the single byte 0xE9, as in the museum's export.
+	var tab bytes.Buffer
+	tab.WriteString("id\ttitle\tartist\n")
+	var csv bytes.Buffer
+	csv.WriteString("id,title,image\n")
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("A%03d", i)
+		files["/img/"+id+".png"] = pngOf(t, groupColor(i%groups), i)
+		fmt.Fprintf(&tab, "%s\tPaysage n\xb0%d\tC\xe9zanne\n", id, i)
+		fmt.Fprintf(&csv, "%s,\"Study, %d\",img/%s.png\n", id, i, id)
+		if i == 3 {
+			tab.WriteString("NaN\tdropped\tnobody\n")
+			tab.WriteString("\tdropped too\tnobody\n")
+			tab.WriteString("MISSING\tlost\tunknown\n")
+		}
+	}
+	files["/data.tab"] = tab.Bytes()
+	files["/data.csv"] = csv.Bytes()
+	var slow bytes.Buffer
+	slow.WriteString("id\n")
+	for i := 0; i < 20; i++ {
+		fmt.Fprintf(&slow, "S%d\n", i)
+	}
+	files["/slow.tab"] = slow.Bytes()
+	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/slow/") {
+			c.inFlight.Add(1)
+			defer c.inFlight.Add(-1)
+			<-r.Context().Done() // never answers: only cancellation ends it
+			return
+		}
+		b, ok := files[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write(b)
+	}))
+	t.Cleanup(c.srv.Close)
+	return c
+}
+
+type e2e struct {
+	t      *testing.T
+	url    string
+	router routers.Router
+}
+
+func startE2E(t *testing.T, allowPrivate bool) *e2e {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	c := common{dataDir: t.TempDir(), backend: "cpu", threads: 2, concurrency: 1, maxTimeout: time.Hour,
+		retention: time.Hour, maxDeliveries: 3, allowPrivate: allowPrivate, natsReplicas: 1}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc, err := startService(ctx, c, "127.0.0.1:0", false, log)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = svc.wait(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	doc, err := openapi.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc.Servers = nil
+	router, err := legacy.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &e2e{t: t, url: svc.url, router: router}
+}
+
+// do sends a request and validates the answer against the spec.
+func (e *e2e) do(method, path, body string) (int, []byte) {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, e.url+path, rd)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if res.StatusCode >= 500 {
+		e.t.Errorf("%s %s: %d %s", method, path, res.StatusCode, b)
+	}
+	route, params, err := e.router.FindRoute(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: not in the spec: %v", method, path, err)
+	}
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
+		Status:                 res.StatusCode, Header: res.Header,
+		Options: &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true,
+			ExcludeResponseBody: !strings.Contains(res.Header.Get("Content-Type"), "json")},
+	}
+	in.SetBodyBytes(b)
+	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
+		e.t.Errorf("%s %s: answer outside the spec: %v\n%s", method, path, err, b)
+	}
+	return res.StatusCode, b
+}
+
+func (e *e2e) submit(body string) string {
+	e.t.Helper()
+	code, b := e.do("POST", "/v1/jobs", body)
+	if code != 202 {
+		e.t.Fatalf("submit: %d %s", code, b)
+	}
+	var j openapi.Job
+	if err := json.Unmarshal(b, &j); err != nil {
+		e.t.Fatal(err)
+	}
+	return j.Id
+}
+
+func (e *e2e) wait(id string, within time.Duration, ok func(openapi.Job) bool) openapi.Job {
+	e.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		code, b := e.do("GET", "/v1/jobs/"+id, "")
+		var j openapi.Job
+		if code != 200 || json.Unmarshal(b, &j) != nil {
+			e.t.Fatalf("get job: %d %s", code, b)
+		}
+		if ok(j) {
+			return j
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("job %s is %s/%s after %v (error %+v)", id, j.Status, j.Stage, within, j.Error)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func ended(j openapi.Job) bool {
+	return j.Status == "succeeded" || j.Status == "failed" || j.Status == "canceled"
+}
+
+func TestMuseumFlowLatin1Template(t *testing.T) {
+	cat := newCatalogue(t, 24)
+	e := startE2E(t, true)
+	id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q,"perplexity":5,"iterations":120,"exaggeration_iterations":60,"image_size":{"width":16,"height":16}}`,
+		cat.srv.URL+"/data.tab", cat.srv.URL+"/img/{id}.png"))
+	j := e.wait(id, 90*time.Second, ended)
+	if j.Status != "succeeded" {
+		t.Fatalf("job %s: %+v", j.Status, j.Error)
+	}
+	t.Logf("job took %.1fs (KL %v)", j.Progress.ElapsedSeconds, j.Progress.KlDivergence)
+	if j.Progress.ImagesTotal != 25 || j.Progress.ImagesLoaded != 24 || j.Progress.ImagesFailed != 1 {
+		t.Errorf("progress = %+v", j.Progress)
+	}
+	code, tsv := e.do("GET", "/v1/jobs/"+id+"/result", "")
+	if code != 200 {
+		t.Fatalf("result: %d %s", code, tsv)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(tsv), "\n"), "\n")
+	if lines[0] != "id\ttitle\tartist\tx\ty" {
+		t.Errorf("header = %q", lines[0])
+	}
+	if len(lines) != 1+25 {
+		t.Fatalf("%d rows, want 25 (24 images and the missing one; NaN and empty ids dropped)", len(lines)-1)
+	}
+	// Rows in the original order, values unchanged (Latin-1 read as such).
+	byGroup := make([][][2]float64, groups)
+	for i, line := range lines[1:] {
+		f := strings.Split(line, "\t")
+		if len(f) != 5 {
+			t.Fatalf("row %d has %d fields: %q", i, len(f), line)
+		}
+		if f[0] == "MISSING" {
+			if i != 4 || f[3] != "" || f[4] != "" || f[2] != "unknown" {
+				t.Errorf("missing image row %d = %q", i, line)
+			}
+			continue
+		}
+		k := i
+		if i > 4 {
+			k = i - 1
+		}
+		if want := fmt.Sprintf("A%03d\tPaysage n°%d\tCézanne", k, k); strings.Join(f[:3], "\t") != want {
+			t.Errorf("row %d = %q, want %q", i, strings.Join(f[:3], "\t"), want)
+		}
+		x, errX := strconv.ParseFloat(f[3], 64)
+		y, errY := strconv.ParseFloat(f[4], 64)
+		if errX != nil || errY != nil || math.IsNaN(x) || math.IsNaN(y) {
+			t.Fatalf("row %d coordinates %q %q", i, f[3], f[4])
+		}
+		byGroup[k%groups] = append(byGroup[k%groups], [2]float64{x, y})
+	}
+	// The four colours must come out as four groups: nearly every point's
+	// nearest neighbour on the map has its colour.
+	var pts [][2]float64
+	var grp []int
+	for g, ps := range byGroup {
+		for _, p := range ps {
+			pts, grp = append(pts, p), append(grp, g)
+		}
+	}
+	same := 0
+	for i, p := range pts {
+		best, bestD := -1, math.Inf(1)
+		for k, q := range pts {
+			if d := math.Hypot(p[0]-q[0], p[1]-q[1]); k != i && d < bestD {
+				best, bestD = k, d
+			}
+		}
+		if grp[best] == grp[i] {
+			same++
+		}
+	}
+	if same < len(pts)*9/10 {
+		t.Errorf("only %d of %d points have a nearest neighbour of their own colour\n%s", same, len(pts), tsv)
+	}
+	code, fb := e.do("GET", "/v1/jobs/"+id+"/failures", "")
+	if code != 200 || !strings.Contains(string(fb), `"id":"MISSING"`) || !strings.Contains(string(fb), "404") {
+		t.Errorf("failures: %d %s", code, fb)
+	}
+	// A finished job is deleted by DELETE, result and all.
+	if code, _ := e.do("DELETE", "/v1/jobs/"+id, ""); code != 204 {
+		t.Errorf("DELETE finished job: %d", code)
+	}
+	if code, _ := e.do("GET", "/v1/jobs/"+id+"/result", ""); code != 404 {
+		t.Errorf("result after DELETE: %d", code)
+	}
+}
+
+func TestCSVColumnPCA3D(t *testing.T) {
+	cat := newCatalogue(t, 12)
+	e := startE2E(t, true)
+	id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"image_url_column":"image","method":"pca","dimensions":3,"image_size":{"width":8,"height":8}}`,
+		cat.srv.URL+"/data.csv"))
+	j := e.wait(id, 60*time.Second, ended)
+	if j.Status != "succeeded" {
+		t.Fatalf("job %s: %+v", j.Status, j.Error)
+	}
+	code, b := e.do("GET", "/v1/jobs/"+id+"/result?format=csv", "")
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if code != 200 || lines[0] != "id,title,image,x,y,z" || len(lines) != 13 {
+		t.Fatalf("csv: %d %q", code, b)
+	}
+	if !strings.HasPrefix(lines[1], `A000,"Study, 0",img/A000.png,`) || strings.Count(lines[1], ",") != 6 {
+		t.Errorf("row 1 = %q", lines[1])
+	}
+	code, b = e.do("GET", "/v1/jobs/"+id+"/result?format=json", "")
+	var res openapi.Result
+	if code != 200 || json.Unmarshal(b, &res) != nil || len(res.Points) != 12 || res.Points[0].Z == nil {
+		t.Errorf("json: %d %s", code, b)
+	}
+}
+
+func TestJobFailuresCarryContractCodes(t *testing.T) {
+	cat := newCatalogue(t, 12)
+	e := startE2E(t, true)
+	cases := []struct{ body, code string }{
+		{fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q,"perplexity":30}`, cat.srv.URL+"/data.tab", cat.srv.URL+"/img/{id}.png"), "perplexity_too_large"},
+		{fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q}`, cat.srv.URL+"/nothing.tab", cat.srv.URL+"/img/{id}.png"), "dataset_unreachable"},
+		{fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q,"id_column":"nope"}`, cat.srv.URL+"/data.tab", cat.srv.URL+"/img/{id}.png"), "dataset_invalid"},
+		{fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q}`, cat.srv.URL+"/data.tab", cat.srv.URL+"/none/{id}.png"), "no_images"},
+	}
+	for _, c := range cases {
+		id := e.submit(c.body)
+		j := e.wait(id, 60*time.Second, ended)
+		if j.Status != "failed" || j.Error == nil || string(j.Error.Code) != c.code || j.Error.Message == "" {
+			t.Errorf("want %s: got %s %+v", c.code, j.Status, j.Error)
+		}
+	}
+}
+
+func TestCancelMidLoadStopsDownloads(t *testing.T) {
+	cat := newCatalogue(t, 4)
+	e := startE2E(t, true)
+	id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q}`, cat.srv.URL+"/slow.tab", cat.srv.URL+"/slow/{id}.png"))
+	e.wait(id, 30*time.Second, func(j openapi.Job) bool { return j.Stage == "loading_images" && cat.inFlight.Load() > 0 })
+	t0 := time.Now()
+	if code, b := e.do("DELETE", "/v1/jobs/"+id, ""); code != 202 {
+		t.Fatalf("DELETE: %d %s", code, b)
+	}
+	e.wait(id, 2*time.Second, func(j openapi.Job) bool { return j.Status == "canceled" })
+	for cat.inFlight.Load() > 0 {
+		if time.Since(t0) > 2*time.Second {
+			t.Fatalf("%d downloads still running 2 s after DELETE", cat.inFlight.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestCancelMidOptimisation(t *testing.T) {
+	cat := newCatalogue(t, 24)
+	e := startE2E(t, true)
+	id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q,"perplexity":5,"iterations":100000,"image_size":{"width":8,"height":8}}`,
+		cat.srv.URL+"/data.tab", cat.srv.URL+"/img/{id}.png"))
+	e.wait(id, 60*time.Second, func(j openapi.Job) bool { return j.Stage == "optimizing" && j.Progress.Iteration > 0 })
+	t0 := time.Now()
+	if code, b := e.do("DELETE", "/v1/jobs/"+id, ""); code != 202 {
+		t.Fatalf("DELETE: %d %s", code, b)
+	}
+	j := e.wait(id, 2*time.Second, func(j openapi.Job) bool { return j.Status == "canceled" })
+	t.Logf("canceled %v after DELETE, at iteration %d", time.Since(t0), j.Progress.Iteration)
+}
+
+func TestTimeout(t *testing.T) {
+	cat := newCatalogue(t, 4)
+	e := startE2E(t, true)
+	id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q,"timeout_seconds":1}`, cat.srv.URL+"/slow.tab", cat.srv.URL+"/slow/{id}.png"))
+	j := e.wait(id, 10*time.Second, ended)
+	if j.Status != "failed" || j.Error == nil || j.Error.Code != "timeout" {
+		t.Fatalf("job %s %+v", j.Status, j.Error)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for cat.inFlight.Load() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("downloads outlived the timeout")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestGuardRefusesPrivateURLsAtSubmit(t *testing.T) {
+	e := startE2E(t, false)
+	for _, u := range []string{"http://127.0.0.1:1/data.tab", "http://169.254.169.254/latest/meta-data", "http://[::1]/x"} {
+		code, b := e.do("POST", "/v1/jobs", fmt.Sprintf(`{"dataset_url":%q,"image_url_template":"https://example.org/{id}.jpg"}`, u))
+		if code != 422 || !strings.Contains(string(b), `"dataset_url"`) {
+			t.Errorf("%s: %d %s", u, code, b)
+		}
+	}
+}
+
+func TestDemoCatalogueIsAllowedButNothingElse(t *testing.T) {
+	d, err := startDemo(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	c := common{backend: "cpu"}
+	a := d.addr.Addr()
+	pl, err := c.pipeline([]netip.Prefix{netip.PrefixFrom(a, a.BitLen())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := pl.Loader.ValidateURL(ctx, "http://"+d.addr.String()+"/data.tab"); err != nil {
+		t.Errorf("demo URL refused: %v", err)
+	}
+	if a.String() == demoHost {
+		if err := pl.Loader.ValidateURL(ctx, "http://127.0.0.1:8080/"); err == nil {
+			t.Error("opening the guard for the demo opened 127.0.0.1 too")
+		}
+	}
+	res, err := http.Get("http://" + d.addr.String() + "/data.tab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if rows := strings.Count(string(b), "\n"); rows != 1+demoPerStyle*len(demoStyles)+3 {
+		t.Errorf("data.tab has %d lines", rows)
+	}
+}

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/tsnemap/tsnemap/api"
+	"github.com/tsnemap/tsnemap/jobs"
+)
+
+// runCommand is the museum script as one command: one job, in this process,
+// no server and no store.
+func runCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tsnemap run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs, true)
+	req := jobs.Request{IDColumn: "id", ImageSize: jobs.ImageSize{Width: 100, Height: 100}, Method: "tsne", Dimensions: 2,
+		Perplexity: 30, Iterations: 1000, EarlyExaggeration: 12, ExaggerationIterations: 250, Init: "pca", Backend: "auto"}
+	fs.StringVar(&req.DatasetURL, "dataset-url", "", "http(s) URL of the table (TSV or CSV with a header row)")
+	fs.StringVar(&req.ImageURLTemplate, "image-url-template", "", "image URL with {id} where the row's id goes")
+	fs.StringVar(&req.ImageURLColumn, "image-url-column", "", "column holding each row's image URL (instead of a template)")
+	fs.StringVar(&req.IDColumn, "id-column", req.IDColumn, "column of row ids; rows with empty or NaN-like ids are dropped")
+	fs.IntVar(&req.Limit, "limit", 0, "keep only the first N rows (0: all)")
+	fs.IntVar(&req.ImageSize.Width, "image-width", 100, "width every image is resized to (4..512)")
+	fs.IntVar(&req.ImageSize.Height, "image-height", 100, "height every image is resized to (4..512)")
+	fs.StringVar(&req.Method, "method", req.Method, "tsne or pca")
+	fs.IntVar(&req.Dimensions, "dimensions", req.Dimensions, "2 or 3")
+	fs.Float64Var(&req.Perplexity, "perplexity", req.Perplexity, "t-SNE perplexity; must be < (images − 1) / 3")
+	fs.IntVar(&req.Iterations, "iterations", req.Iterations, "gradient steps, early exaggeration included")
+	fs.Float64Var(&req.EarlyExaggeration, "early-exaggeration", req.EarlyExaggeration, "early exaggeration factor")
+	fs.IntVar(&req.ExaggerationIterations, "exaggeration-iterations", req.ExaggerationIterations, "iterations with exaggeration")
+	fs.Var(learningRateFlag{(*float64)(&req.LearningRate)}, "learning-rate", "auto or a number > 0")
+	fs.StringVar(&req.Init, "init", req.Init, "pca or random")
+	fs.Int64Var(&req.Seed, "seed", 0, "random seed: the same request and seed give the same map")
+	output := fs.String("o", "zegami_tsne.tab", "output file (.tab/.tsv, .csv or .json); - writes standard output")
+	quiet := fs.Bool("quiet", false, "no progress bar on standard error")
+	fs.Usage = usageWithEnv(fs, stderr, "usage: tsnemap run --dataset-url URL --image-url-template T [-o zegami_tsne.tab] [flags]\n\n"+
+		"Fetches the table and its images, maps them, and writes the table with x, y appended.\n\nflags:\n")
+	if err := parseWithEnv(fs, args, getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		fmt.Fprintln(stderr, err)
+		return errUsage
+	}
+	if req.DatasetURL == "" || (req.ImageURLTemplate == "") == (req.ImageURLColumn == "") {
+		fmt.Fprintln(stderr, "tsnemap run: give --dataset-url and one of --image-url-template or --image-url-column")
+		return errUsage
+	}
+	req.Backend = c.backend
+	pl, err := c.pipeline(nil)
+	if err != nil {
+		return err
+	}
+	defer pl.Loader.Close()
+
+	if c.maxTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, c.maxTimeout, jobs.ErrTimeout)
+		defer cancel()
+	}
+	job := jobs.Job{ID: "local", Status: jobs.StatusRunning, Stage: jobs.StageQueued, Request: req,
+		Progress: jobs.Progress{Iterations: req.Iterations}}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	bar := newProgressBar(stderr, *quiet)
+	tctx, stopTracker := context.WithCancel(ctx)
+	tracker := jobs.NewLocalTracker(tctx, job, log, bar.show)
+	res, err := pl.Run(ctx, job, tracker)
+	stopTracker()
+	tracker.Close()
+	bar.end()
+	if err != nil {
+		var je *jobs.Error
+		if errors.As(err, &je) {
+			return fmt.Errorf("%s: %s", je.Code, je.Message)
+		}
+		if errors.Is(context.Cause(ctx), jobs.ErrTimeout) {
+			return fmt.Errorf("timeout: the job ran longer than --max-timeout %v", c.maxTimeout)
+		}
+		return err
+	}
+	return writeResult(res, *output, stdout)
+}
+
+func writeResult(res *jobs.Result, path string, stdout io.Writer) error {
+	var b []byte
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".csv":
+		b = api.WriteTable(res, ',')
+	case ".json":
+		var err error
+		if b, err = json.MarshalIndent(api.ResultJSON(res), "", "  "); err != nil {
+			return err
+		}
+	default:
+		b = api.WriteTable(res, '\t')
+	}
+	if path == "-" {
+		_, err := stdout.Write(b)
+		return err
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("write result: %w", err)
+	}
+	return nil
+}
+
+// progressBar draws the job's state on one terminal line.
+type progressBar struct {
+	w     io.Writer
+	quiet bool
+	last  string
+	start time.Time
+}
+
+func newProgressBar(w io.Writer, quiet bool) *progressBar {
+	return &progressBar{w: w, quiet: quiet, start: time.Now()}
+}
+
+func (b *progressBar) show(j jobs.Job) {
+	if b.quiet {
+		return
+	}
+	p := j.Progress
+	var s string
+	switch j.Stage {
+	case jobs.StageLoadingImages:
+		done := p.ImagesLoaded + p.ImagesFailed
+		s = fmt.Sprintf("loading images %s %d/%d (%d failed)", bar(done, p.ImagesTotal), done, p.ImagesTotal, p.ImagesFailed)
+	case jobs.StageOptimizing:
+		s = fmt.Sprintf("optimizing %s %d/%d", bar(p.Iteration, p.Iterations), p.Iteration, p.Iterations)
+		if p.KLDivergence != nil {
+			s += fmt.Sprintf(" KL %.3f", *p.KLDivergence)
+		}
+	default:
+		s = strings.ReplaceAll(string(j.Stage), "_", " ")
+	}
+	s = fmt.Sprintf("%s  %5.1fs", s, time.Since(b.start).Seconds())
+	if s != b.last {
+		fmt.Fprintf(b.w, "\r\033[K%s", s)
+		b.last = s
+	}
+}
+
+func (b *progressBar) end() {
+	if !b.quiet && b.last != "" {
+		fmt.Fprintln(b.w)
+	}
+}
+
+func bar(done, total int) string {
+	const width = 24
+	if total <= 0 {
+		return "[" + strings.Repeat(" ", width) + "]"
+	}
+	n := min(width, done*width/total)
+	return "[" + strings.Repeat("=", n) + strings.Repeat(" ", width-n) + "]"
+}

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/tsnemap/tsnemap/api"
+	"github.com/tsnemap/tsnemap/jobs"
+	"github.com/tsnemap/tsnemap/loader"
+)
+
+func serveCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tsnemap serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs, false)
+	addr := fs.String("addr", "localhost:8080", "HTTP listen address of the API")
+	demo := fs.Bool("demo", false, "also serve a generated demo catalogue (paintings in a few styles) and log a curl command that maps it")
+	fs.Usage = usageWithEnv(fs, stderr, "usage: tsnemap serve [flags]\n\nRuns the HTTP API and a worker, on an embedded NATS JetStream by default.\n\nflags:\n")
+	if err := parseWithEnv(fs, args, getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		fmt.Fprintln(stderr, err)
+		return errUsage
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	svc, err := startService(ctx, c, *addr, *demo, log)
+	if err != nil {
+		return err
+	}
+	if svc.demo != nil {
+		fmt.Fprintf(stdout, "Map the demo catalogue:\n\n  %s\n\nthen poll the job's URL (Location header) and fetch %s/v1/jobs/<id>/result\n", svc.demo.curl(svc.url), svc.url)
+	}
+	return svc.wait(ctx)
+}
+
+// service is a running `tsnemap serve`: API, worker and retention sweep on
+// one job store.
+type service struct {
+	url     string
+	log     *slog.Logger
+	demo    *demoServer
+	hs      *http.Server
+	wg      sync.WaitGroup
+	served  chan error
+	stop    context.CancelFunc // stops the worker and the sweep
+	cleanup []func()
+}
+
+// startService starts everything and returns once the API listens. The
+// worker stops taking jobs when ctx ends; wait then shuts the rest down.
+func startService(ctx context.Context, c common, addr string, demo bool, log *slog.Logger) (_ *service, err error) {
+	s := &service{log: log, served: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	var allowed []netip.Prefix
+	if demo {
+		if s.demo, err = startDemo(log); err != nil {
+			return nil, err
+		}
+		s.cleanup = append(s.cleanup, s.demo.Close)
+		// Open the guard for the demo's own address only.
+		a := s.demo.addr.Addr()
+		allowed = append(allowed, netip.PrefixFrom(a, a.BitLen()))
+	}
+	pl, err := c.pipeline(allowed)
+	if err != nil {
+		return nil, err
+	}
+	s.cleanup = append(s.cleanup, pl.Loader.Close)
+
+	store, _, closeNATS, err := c.connectNATS(ctx, log)
+	if err != nil {
+		return nil, err
+	}
+	s.cleanup = append(s.cleanup, closeNATS)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := jobs.NewMetrics(reg)
+	backend := c.backendName(pl)
+	srv, err := api.New(api.Config{
+		Jobs: store, URLs: urlPolicy{pl.Loader}, Backend: backend, GPU: pl.GPU != nil,
+		MaxTimeout: c.maxTimeout, Version: versionString(), Registry: reg, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	// Requests (SSE streams above all) see their context end when the
+	// server shuts down, so Shutdown does not wait on them.
+	baseCtx, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	s.hs = &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+	}
+	s.hs.RegisterOnShutdown(cancelBase)
+
+	ctx, s.stop = context.WithCancel(ctx)
+	s.cleanup = append(s.cleanup, s.stop)
+	worker := jobs.NewWorker(store, pl, jobs.WorkerConfig{Concurrency: c.concurrency, MaxTimeout: c.maxTimeout, Logger: log, Metrics: metrics})
+	s.wg.Go(func() { _ = worker.Run(ctx) })
+	s.wg.Go(func() {
+		store.SweepEvery(ctx, time.Hour, func(n int, err error) {
+			if err != nil {
+				log.Warn("retention sweep", "err", err)
+			} else {
+				log.Info("retention sweep", "deleted", n)
+			}
+		})
+	})
+	go func() { s.served <- s.hs.Serve(ln) }()
+
+	s.url = "http://" + ln.Addr().String()
+	log.Info("tsnemap serving", "url", s.url, "backend", backend, "version", versionString(), "concurrency", c.concurrency)
+	if s.demo != nil {
+		log.Info("demo catalogue ready; the command below (also on standard output) maps it", "curl", s.demo.curl(s.url))
+	}
+	return s, nil
+}
+
+// wait runs until ctx ends (or the listener fails), then stops the API,
+// waits for the worker to hand its jobs back, and releases NATS.
+func (s *service) wait(ctx context.Context) error {
+	var err error
+	select {
+	case <-ctx.Done():
+	case e := <-s.served:
+		if !errors.Is(e, http.ErrServerClosed) {
+			err = fmt.Errorf("serve: %w", e)
+		}
+	}
+	s.log.Info("shutting down: handing running jobs back")
+	s.stop()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = s.hs.Shutdown(sctx)
+	s.wg.Wait()
+	s.close()
+	s.log.Info("stopped")
+	return err
+}
+
+func (s *service) close() {
+	for i := len(s.cleanup) - 1; i >= 0; i-- {
+		s.cleanup[i]()
+	}
+	s.cleanup = nil
+}
+
+// urlPolicy refuses at submit time only what the loader's guard would
+// refuse (a private address, a bad scheme); a host that does not resolve
+// now is left to fail the job as dataset_unreachable.
+type urlPolicy struct{ l *loader.Loader }
+
+func (p urlPolicy) ValidateURL(ctx context.Context, raw string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err := p.l.ValidateURL(ctx, raw)
+	if errors.Is(err, loader.ErrForbiddenAddress) {
+		return err
+	}
+	return nil
+}
+
+func workerCommand(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tsnemap worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c common
+	c.register(fs, true)
+	fs.Usage = usageWithEnv(fs, stderr, "usage: tsnemap worker --nats-url URL [flags]\n\nRuns jobs from a shared NATS (started by 'tsnemap serve --nats-listen' or a NATS cluster).\n\nflags:\n")
+	if err := parseWithEnv(fs, args, getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		fmt.Fprintln(stderr, err)
+		return errUsage
+	}
+	if c.natsURL == "" {
+		fmt.Fprintln(stderr, "tsnemap worker: --nats-url (or TSNEMAP_NATS_URL) is required")
+		return errUsage
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	pl, err := c.pipeline(nil)
+	if err != nil {
+		return err
+	}
+	defer pl.Loader.Close()
+	store, _, closeNATS, err := c.connectNATS(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer closeNATS()
+	log.Info("tsnemap worker started", "backend", c.backendName(pl), "concurrency", c.concurrency, "version", versionString())
+	w := jobs.NewWorker(store, pl, jobs.WorkerConfig{Concurrency: c.concurrency, MaxTimeout: c.maxTimeout, Logger: log})
+	err = w.Run(ctx)
+	log.Info("worker stopped")
+	return err
+}
