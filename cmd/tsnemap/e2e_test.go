@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -430,5 +431,33 @@ func TestDemoCatalogueIsAllowedButNothingElse(t *testing.T) {
 	res.Body.Close()
 	if rows := strings.Count(string(b), "\n"); rows != 1+demoPerStyle*len(demoStyles)+3 {
 		t.Errorf("data.tab has %d lines", rows)
+	}
+}
+
+func TestRunCommandWritesTheTable(t *testing.T) {
+	cat := newCatalogue(t, 12)
+	out := t.TempDir() + "/zegami_tsne.tab"
+	var stdout, stderr bytes.Buffer
+	args := []string{"--dataset-url", cat.srv.URL + "/data.tab", "--image-url-template", cat.srv.URL + "/img/{id}.png",
+		"--method", "pca", "--image-width", "8", "--image-height", "8", "-o", out}
+	env := map[string]string{"TSNEMAP_ALLOW_PRIVATE_NETWORKS": "true"} // the catalogue is on loopback
+	if err := runCommand(context.Background(), args, func(k string) string { return env[k] }, &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if lines[0] != "id\ttitle\tartist\tx\ty" || len(lines) != 14 || !strings.HasPrefix(lines[5], "MISSING\tlost\tunknown\t\t") {
+		t.Errorf("table:\n%s", b)
+	}
+	if !strings.Contains(stderr.String(), "done: 12 of 13 rows mapped (1 images failed)") {
+		t.Errorf("no progress on stderr: %q", stderr.String())
+	}
+	// Without the environment the guard refuses the loopback catalogue.
+	err = runCommand(context.Background(), args, func(string) string { return "" }, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "dataset_unreachable") {
+		t.Errorf("guarded run: %v", err)
 	}
 }

@@ -89,7 +89,20 @@ func runCommand(ctx context.Context, args []string, getenv func(string) string, 
 		}
 		return err
 	}
-	return writeResult(res, *output, stdout)
+	if err := writeResult(res, *output, stdout); err != nil {
+		return err
+	}
+	if !*quiet {
+		mapped := 0
+		for _, r := range res.Rows {
+			if r.Coords != nil {
+				mapped++
+			}
+		}
+		fmt.Fprintf(stderr, "done: %d of %d rows mapped (%d images failed) in %.1fs; wrote %s\n",
+			mapped, len(res.Rows), len(res.Failures), time.Since(bar.start).Seconds(), *output)
+	}
+	return nil
 }
 
 func writeResult(res *jobs.Result, path string, stdout io.Writer) error {
