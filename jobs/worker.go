@@ -278,7 +278,7 @@ func (w *Worker) keepAlive(ctx context.Context, msg jetstream.Msg) {
 // deletes it), and when the worker itself is stopping.
 func (w *Worker) watchCancel(ctx, workerCtx context.Context, id string, cancel context.CancelCauseFunc) {
 	updates, err := w.store.Watch(ctx, id)
-	if err != nil {
+	if err != nil && ctx.Err() == nil {
 		w.log.Error("watch job for cancel", "job", id, "err", err)
 	}
 	for {

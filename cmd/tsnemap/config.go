@@ -96,7 +96,7 @@ func (c *common) register(fs *flag.FlagSet, worker bool) {
 	fs.IntVar(&c.natsReplicas, "nats-replicas", 1, "replicas of the stream and buckets on an external NATS cluster")
 	fs.StringVar(&c.backend, "backend", "auto", "compute backend: auto, cpu or gpu")
 	fs.IntVar(&c.threads, "threads", 0, "CPU threads for the engine (0: all cores)")
-	fs.IntVar(&c.concurrency, "concurrency", 1, "jobs this process runs at once")
+	fs.IntVar(&c.concurrency, "concurrency", 1, "jobs this process runs at once (serve: 0 runs no jobs, an API-only node)")
 	fs.DurationVar(&c.maxTimeout, "max-timeout", 24*time.Hour, "longest a job may run; the default and cap of timeout_seconds")
 	fs.DurationVar(&c.retention, "retention", 7*24*time.Hour, "how long finished jobs and results are kept")
 	fs.IntVar(&c.maxDeliveries, "max-deliveries", 3, "times a job may be started (after worker crashes) before it is failed")

@@ -121,8 +121,10 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 
 	ctx, s.stop = context.WithCancel(ctx)
 	s.cleanup = append(s.cleanup, s.stop)
-	worker := jobs.NewWorker(store, pl, jobs.WorkerConfig{Concurrency: c.concurrency, MaxTimeout: c.maxTimeout, Logger: log, Metrics: metrics})
-	s.wg.Go(func() { _ = worker.Run(ctx) })
+	if c.concurrency > 0 { // 0: an API-only node; workers elsewhere run the jobs
+		worker := jobs.NewWorker(store, pl, jobs.WorkerConfig{Concurrency: c.concurrency, MaxTimeout: c.maxTimeout, Logger: log, Metrics: metrics})
+		s.wg.Go(func() { _ = worker.Run(ctx) })
+	}
 	s.wg.Go(func() {
 		store.SweepEvery(ctx, time.Hour, func(n int, err error) {
 			if err != nil {
@@ -199,8 +201,8 @@ func workerCommand(ctx context.Context, args []string, getenv func(string) strin
 		fmt.Fprintln(stderr, err)
 		return errUsage
 	}
-	if c.natsURL == "" {
-		fmt.Fprintln(stderr, "tsnemap worker: --nats-url (or TSNEMAP_NATS_URL) is required")
+	if c.natsURL == "" || c.concurrency < 1 {
+		fmt.Fprintln(stderr, "tsnemap worker: --nats-url (or TSNEMAP_NATS_URL) is required, and --concurrency must be ≥ 1")
 		return errUsage
 	}
 	log, err := c.logger(stderr)
