@@ -216,9 +216,10 @@ func ended(j openapi.Job) bool {
 func TestMuseumFlowLatin1Template(t *testing.T) {
 	cat := newCatalogue(t, 24)
 	e := startE2E(t, true)
-	id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q,"perplexity":5,"iterations":120,"exaggeration_iterations":60,"image_size":{"width":16,"height":16}}`,
+	// PCA keeps this test quick; TestTSNESeparatesColours runs t-SNE.
+	id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q,"method":"pca","image_size":{"width":16,"height":16}}`,
 		cat.srv.URL+"/data.tab", cat.srv.URL+"/img/{id}.png"))
-	j := e.wait(id, 90*time.Second, ended)
+	j := e.wait(id, 60*time.Second, ended)
 	if j.Status != "succeeded" {
 		t.Fatalf("job %s: %+v", j.Status, j.Error)
 	}
@@ -238,7 +239,7 @@ func TestMuseumFlowLatin1Template(t *testing.T) {
 		t.Fatalf("%d rows, want 25 (24 images and the missing one; NaN and empty ids dropped)", len(lines)-1)
 	}
 	// Rows in the original order, values unchanged (Latin-1 read as such).
-	byGroup := make([][][2]float64, groups)
+	byGroup := make([][][]float64, groups)
 	for i, line := range lines[1:] {
 		f := strings.Split(line, "\t")
 		if len(f) != 5 {
@@ -262,32 +263,9 @@ func TestMuseumFlowLatin1Template(t *testing.T) {
 		if errX != nil || errY != nil || math.IsNaN(x) || math.IsNaN(y) {
 			t.Fatalf("row %d coordinates %q %q", i, f[3], f[4])
 		}
-		byGroup[k%groups] = append(byGroup[k%groups], [2]float64{x, y})
+		byGroup[k%groups] = append(byGroup[k%groups], []float64{x, y})
 	}
-	// The four colours must come out as four groups: nearly every point's
-	// nearest neighbour on the map has its colour.
-	var pts [][2]float64
-	var grp []int
-	for g, ps := range byGroup {
-		for _, p := range ps {
-			pts, grp = append(pts, p), append(grp, g)
-		}
-	}
-	same := 0
-	for i, p := range pts {
-		best, bestD := -1, math.Inf(1)
-		for k, q := range pts {
-			if d := math.Hypot(p[0]-q[0], p[1]-q[1]); k != i && d < bestD {
-				best, bestD = k, d
-			}
-		}
-		if grp[best] == grp[i] {
-			same++
-		}
-	}
-	if same < len(pts)*9/10 {
-		t.Errorf("only %d of %d points have a nearest neighbour of their own colour\n%s", same, len(pts), tsv)
-	}
+	checkColourGroups(t, byGroup, tsv)
 	code, fb := e.do("GET", "/v1/jobs/"+id+"/failures", "")
 	if code != 200 || !strings.Contains(string(fb), `"id":"MISSING"`) || !strings.Contains(string(fb), "404") {
 		t.Errorf("failures: %d %s", code, fb)
@@ -460,4 +438,104 @@ func TestRunCommandWritesTheTable(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "dataset_unreachable") {
 		t.Errorf("guarded run: %v", err)
 	}
+}
+
+func TestGeneratedGoClient(t *testing.T) {
+	cat := newCatalogue(t, 8)
+	e := startE2E(t, true)
+	c, err := openapi.NewClientWithResponses(e.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tmpl, method := cat.srv.URL+"/img/{id}.png", openapi.JobRequestMethod("pca")
+	sub, err := c.SubmitJobWithResponse(ctx, openapi.JobRequest{DatasetUrl: cat.srv.URL + "/data.tab", ImageUrlTemplate: &tmpl, Method: &method})
+	if err != nil || sub.JSON202 == nil {
+		t.Fatalf("submit: %v %s", err, sub.Body)
+	}
+	bad := float64(-1)
+	rej, err := c.SubmitJobWithResponse(ctx, openapi.JobRequest{DatasetUrl: cat.srv.URL + "/data.tab", ImageUrlTemplate: &tmpl, Perplexity: &bad})
+	if err != nil || rej.ApplicationproblemJSON400 == nil || (*rej.ApplicationproblemJSON400.Errors)[0].Field != "perplexity" {
+		t.Fatalf("bad submit: %v %s", err, rej.Body)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, err := c.GetJobWithResponse(ctx, sub.JSON202.Id)
+		if err != nil || got.JSON200 == nil {
+			t.Fatalf("get: %v", err)
+		}
+		if got.JSON200.Status == openapi.JobStatus("succeeded") {
+			break
+		}
+		if got.JSON200.Status == "failed" || time.Now().After(deadline) {
+			t.Fatalf("job %s %+v", got.JSON200.Status, got.JSON200.Error)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	format := openapi.GetJobResultParamsFormat("json")
+	res, err := c.GetJobResultWithResponse(ctx, sub.JSON202.Id, &openapi.GetJobResultParams{Format: &format})
+	if err != nil || res.JSON200 == nil || len(res.JSON200.Points) != 9 {
+		t.Fatalf("result: %v %s", err, res.Body)
+	}
+}
+
+// checkColourGroups checks that the colour groups come out as groups: nearly
+// every point's nearest neighbour on the map has its colour.
+func checkColourGroups(t *testing.T, byGroup [][][]float64, table []byte) {
+	t.Helper()
+	var pts [][]float64
+	var grp []int
+	for g, ps := range byGroup {
+		for _, p := range ps {
+			pts, grp = append(pts, p), append(grp, g)
+		}
+	}
+	dist := func(a, b []float64) float64 {
+		s := 0.0
+		for i := range a {
+			s += (a[i] - b[i]) * (a[i] - b[i])
+		}
+		return s
+	}
+	same := 0
+	for i, p := range pts {
+		best, bestD := -1, math.Inf(1)
+		for k, q := range pts {
+			if d := dist(p, q); k != i && d < bestD {
+				best, bestD = k, d
+			}
+		}
+		if grp[best] == grp[i] {
+			same++
+		}
+	}
+	if same < len(pts)*9/10 {
+		t.Errorf("only %d of %d points have a nearest neighbour of their own colour\n%s", same, len(pts), table)
+	}
+}
+
+func TestTSNESeparatesColours(t *testing.T) {
+	cat := newCatalogue(t, 24)
+	e := startE2E(t, true)
+	// 3-D: the CPU backend's exact repulsion, quick for a few points.
+	id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q,"dimensions":3,"perplexity":5,"iterations":300,"image_size":{"width":16,"height":16},"seed":7}`,
+		cat.srv.URL+"/data.tab", cat.srv.URL+"/img/{id}.png"))
+	j := e.wait(id, 120*time.Second, ended)
+	if j.Status != "succeeded" || j.Progress.KlDivergence == nil || j.Progress.Iteration != 300 {
+		t.Fatalf("job %s %+v %+v", j.Status, j.Error, j.Progress)
+	}
+	code, b := e.do("GET", "/v1/jobs/"+id+"/result?format=json", "")
+	var res openapi.Result
+	if code != 200 || json.Unmarshal(b, &res) != nil {
+		t.Fatalf("result %d %s", code, b)
+	}
+	byGroup := make([][][]float64, groups)
+	for _, p := range res.Points {
+		if p.X == nil {
+			continue
+		}
+		k, _ := strconv.Atoi(strings.TrimPrefix(p.Id, "A"))
+		byGroup[k%groups] = append(byGroup[k%groups], []float64{*p.X, *p.Y, *p.Z})
+	}
+	checkColourGroups(t, byGroup, b)
 }
