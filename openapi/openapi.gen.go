@@ -386,7 +386,7 @@ type ImageSize struct {
 	Width  int `json:"width"`
 }
 
-// Job defines model for Job.
+// Job Example: {"backend":"cpu (2 threads)","created_at":"2026-11-24T18:00:00Z","error":null,"finished_at":null,"id":"01JD3ZK6Q9W5N2B8T4M7C1XH0R","links":{"events":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R/events","result":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R/result","self":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R"},"progress":{"elapsed_seconds":48.2,"images_failed":9,"images_loaded":3012,"images_total":3021,"iteration":420,"iterations":1000,"kl_divergence":1.93},"request":{"backend":"auto","dataset_url":"https://example.org/ashmolean/data.tab","dimensions":2,"early_exaggeration":12,"exaggeration_iterations":250,"id_column":"id","image_size":{"height":100,"width":100},"image_url_template":"https://example.org/ashmolean/{id}.jpg","init":"pca","iterations":1000,"learning_rate":"auto","method":"tsne","perplexity":30,"seed":0,"timeout_seconds":86400},"stage":"optimizing","started_at":"2026-11-24T18:00:01Z","status":"running"}
 type Job struct {
 	// Backend The compute backend, once known, e.g. `cpu (2 threads)`.
 	//
