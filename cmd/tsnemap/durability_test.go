@@ -372,3 +372,33 @@ func TestTwoWorkersShareJobsAndSurviveKill(t *testing.T) {
 		t.Errorf("jobs were not shared: starts per process %v", ran)
 	}
 }
+
+func TestRestartAfterKillRunsTheJobAgain(t *testing.T) {
+	cat := newGatedCatalogue(t)
+	dir, addr := t.TempDir(), freeAddr(t)
+	api := "http://" + addr
+	args := []string{"serve", "--data-dir", dir, "--addr", addr, "--allow-private-networks", "--ack-wait", "2s"}
+	first := startProc(t, args...)
+	waitHTTP(t, api+"/readyz", 30*time.Second)
+	id := postJob(t, api, cat.request(true))
+	waitJob(t, api, id, 30*time.Second, func(j jobView) bool { return j.Stage == "loading_images" })
+	// No goodbye: the process and its embedded NATS die mid-job.
+	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.cmd.Wait()
+
+	second := startProc(t, args...)
+	waitHTTP(t, api+"/readyz", 30*time.Second)
+	cat.open()
+	j := waitJob(t, api, id, 60*time.Second, func(j jobView) bool { return j.Status != "queued" && j.Status != "running" })
+	if j.Status != "succeeded" {
+		t.Fatalf("job %s %+v", j.Status, j.Error)
+	}
+	if n := resultRows(t, api, id); n != 13 {
+		t.Errorf("result has %d rows", n)
+	}
+	if !strings.Contains(second.logText(), "attempt=2") {
+		t.Errorf("the restarted server did not run the job as its second attempt")
+	}
+}
