@@ -29,20 +29,24 @@ func gemmTileGo(k int, a, b []float32, c *[mr * nr]float32) {
 }
 
 // distTileGo is the portable distance kernel. With a packed as −2·x it gives
-// out[i*nr+j] = (na[i]+nb[j]) + Σ_t a[t*mr+i]·b[t*nr+j] = ‖x_i‖²+‖y_j‖²−2x_i·y_j,
-// and sets bit j of masks[i] when out[i*nr+j] < thr[i], so the caller only
-// looks at the few candidates that can enter a row's heap.
-func distTileGo(k int, a, b []float32, nb *[nr]float32, na, thr *[mr]float32, out *[mr * nr]float32, masks *[mr]uint32) {
+// out[i*nr+j] = (na[i]+nb[j]) + Σ_t a[t*mr+i]·b[t*nr+j] = ‖x_i‖²+‖y_j‖²−2x_i·y_j.
+// It sets bit j of masks[i] when out[i*nr+j] ≤ thr[i] (the query row's
+// threshold) and of cmasks[i] when out[i*nr+j] ≤ cthr[j] (the candidate
+// row's), so the caller only looks at the few pairs that can enter a list.
+func distTileGo(k int, a, b []float32, nb *[nr]float32, na, thr *[mr]float32, cthr *[nr]float32, out *[mr * nr]float32, masks, cmasks *[mr]uint32) {
 	gemmTileGo(k, a, b, out)
 	for i := range mr {
-		var m uint32
+		var m, cm uint32
 		for j := range nr {
 			v := out[i*nr+j] + (na[i] + nb[j])
 			out[i*nr+j] = v
-			if v < thr[i] {
+			if v <= thr[i] {
 				m |= 1 << j
 			}
+			if v <= cthr[j] {
+				cm |= 1 << j
+			}
 		}
-		masks[i] = m
+		masks[i], cmasks[i] = m, cm
 	}
 }

@@ -11,20 +11,32 @@ import (
 )
 
 // panelsPerBlock is the number of nr-point candidate panels one pass over a
-// chunk's queries uses: 1,024 candidates at d = 50 are 200 KB, which stay in
-// L2 while every query panel of the chunk is multiplied by them.
+// block's queries uses: 1,024 candidates at d = 50 are 200 KB, which stay in
+// L2 while every query panel of the block is multiplied by them.
 const panelsPerBlock = 64
+
+// blockAlign is the granularity of the row blocks: a whole number of query
+// panels (mr rows) and of candidate panels (nr rows).
+const blockAlign = 48
 
 // exactNeighbors is a brute-force search over all pairs, organised as a
 // matrix product: ‖a−b‖² = ‖a‖² + ‖b‖² − 2a·b, computed tile by tile by the
-// micro-kernel, which also compares each value with its row's current k-th
-// distance. Each row keeps its k best in a max-heap in its slice of the
-// output, so the N×N matrix never exists and nearly every candidate costs one
-// vector compare.
+// micro-kernel on centred data. Each distance is computed once and offered to
+// both of its points: the kernel compares it with the query row's and with
+// the candidate row's current k-th distance, so nearly every pair costs two
+// vector compares and the N×N matrix never exists.
 //
-// Candidates reach each row in ascending index order whatever the thread
-// count, and a candidate only replaces the heap's top when strictly closer,
-// so ties go to the lower index and the result is deterministic.
+// The rows are cut into blocks and the pairs of blocks are visited in the
+// rounds of a round-robin tournament (the circle method), so the tasks of a
+// round touch disjoint rows and run in parallel without locks.
+//
+// Each row collects candidates in a buffer of 2k keys (distance, index);
+// when it is full a selection keeps the k smallest and the k-th becomes the
+// row's threshold. A candidate is dropped only when k kept keys are smaller,
+// so every row ends with exactly its k smallest keys whatever order the pairs
+// came in: the result does not depend on the thread count, and ties go to
+// the lower index. The distance of a pair is bit-identical whichever of its
+// points is the query (the same products summed in the same order).
 func exactNeighbors(ctx context.Context, b *Backend, x []float32, n, d, k int) (*embed.Neighbors, error) {
 	// Distances do not change under translation, and the dot-product form
 	// loses less to cancellation when the norms are small: centre first.
@@ -39,41 +51,106 @@ func exactNeighbors(ctx context.Context, b *Backend, x []float32, n, d, k int) (
 		mu[t] = float32(mean[t] / float64(n))
 	}
 
-	// Candidates packed in panels of nr points, bp[p*d*nr + t*nr + j]; the
-	// padding points get norm +Inf so their distance never passes a test.
-	np := (n + nr - 1) / nr
-	bp := make([]float32, np*d*nr)
-	norms := make([]float32, np*nr)
-	err := b.parallelFor(ctx, np, 16, func(_, lo, hi int) {
-		for p := lo; p < hi; p++ {
-			pan := bp[p*d*nr : (p+1)*d*nr]
-			for j := range nr {
-				i := p*nr + j
-				if i >= n {
-					norms[i] = float32(math.Inf(1))
-					continue
-				}
-				var s float64
-				for t, v := range x[i*d : i*d+d] {
-					c := v - mu[t]
-					pan[t*nr+j] = c
-					s += float64(c) * float64(c)
-				}
-				norms[i] = float32(s)
+	bs := (n + 4*b.threads - 1) / (4 * b.threads)
+	bs = max(blockAlign, (bs+blockAlign-1)/blockAlign*blockAlign)
+	nblocks := (n + bs - 1) / bs
+	s := &exactSearch{
+		d: d, k: k, n: n, bs: bs,
+		x:      x,
+		bp:     make([]float32, nblocks*bs*d),
+		ap:     make([]float32, nblocks*bs*d),
+		norms:  make([]float32, nblocks*bs),
+		thr:    make([]float32, nblocks*bs),
+		buf:    make([]uint64, n*2*k),
+		count:  make([]int32, n),
+		negInf: make([]float32, nr),
+	}
+	for j := range s.negInf {
+		s.negInf[j] = float32(math.Inf(-1))
+	}
+	// Candidates in panels of nr points, bp[p*d*nr + t*nr + j]; queries in
+	// panels of mr points scaled by −2, ap[q*d*mr + t*mr + i], so that the
+	// kernel's sum is −2a·b (the scaling by a power of two is exact). Padding
+	// rows get norm +Inf and threshold −Inf: they never pass a test.
+	err := b.parallelFor(ctx, nblocks*bs/blockAlign, 8, func(_, lo, hi int) {
+		for i := lo * blockAlign; i < hi*blockAlign; i++ {
+			bp := s.bp[(i/nr)*d*nr+i%nr:]
+			ap := s.ap[(i/mr)*d*mr+i%mr:]
+			if i >= n {
+				s.norms[i] = float32(math.Inf(1))
+				s.thr[i] = float32(math.Inf(-1))
+				continue
 			}
+			var sum float64
+			for t, v := range x[i*d : i*d+d] {
+				c := v - mu[t]
+				bp[t*nr] = c
+				ap[t*mr] = -2 * c
+				sum += float64(c) * float64(c)
+			}
+			s.norms[i] = float32(sum)
+			// Not +Inf: the tests are ≤ and an overflowing distance must
+			// fail them.
+			s.thr[i] = math.MaxFloat32
 		}
 	})
 	if err != nil {
 		return nil, err
 	}
 
+	// Round 0 pairs every block with itself; rounds 1… are the circle
+	// method's: with m teams (nblocks, plus a bye when odd), team m−1 stays
+	// and the others rotate.
+	m := nblocks + nblocks%2
+	rounds := [][][2]int{make([][2]int, 0, nblocks)}
+	for i := range nblocks {
+		rounds[0] = append(rounds[0], [2]int{i, i})
+	}
+	for r := range m - 1 {
+		var pairs [][2]int
+		for i := range m / 2 {
+			u, v := (r+i)%(m-1), (r-i+m-1)%(m-1)
+			if i == 0 {
+				v = m - 1
+			}
+			if u < nblocks && v < nblocks {
+				pairs = append(pairs, [2]int{min(u, v), max(u, v)})
+			}
+		}
+		rounds = append(rounds, pairs)
+	}
+	for _, pairs := range rounds {
+		err := b.parallelFor(ctx, len(pairs), 1, func(_, lo, hi int) {
+			for _, pr := range pairs[lo:hi] {
+				s.blockPair(ctx, pr[0], pr[1])
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+
 	out := &embed.Neighbors{N: n, K: k, Index: make([]int32, n*k), Dist2: make([]float32, n*k)}
-	const grain = 8 * mr
 	// unfilled[c] is a row of chunk c left with fewer than k neighbours,
 	// which only happens when distances overflow float32.
+	const grain = 256
 	unfilled := make([]int, len(b.chunks(n, grain)))
 	err = b.parallelFor(ctx, n, grain, func(c, lo, hi int) {
-		unfilled[c] = searchRows(ctx, x, bp, norms, d, k, lo, hi, out)
+		unfilled[c] = -1
+		for i := lo; i < hi; i++ {
+			if (i-lo)%256 == 0 && ctx.Err() != nil {
+				return
+			}
+			rb := s.buf[i*2*k : i*2*k+int(s.count[i])]
+			if len(rb) < k {
+				unfilled[c] = i
+				continue
+			}
+			if len(rb) > k {
+				selectSmallest(rb, k)
+			}
+			finishRow(x, d, i, rb[:k], out.Dist2[i*k:i*k+k], out.Index[i*k:i*k+k])
+		}
 	})
 	if err != nil {
 		return nil, err
@@ -86,105 +163,82 @@ func exactNeighbors(ctx context.Context, b *Backend, x []float32, n, d, k int) (
 	return out, nil
 }
 
-// searchRows finds the neighbours of rows [lo, hi) and writes them, sorted,
-// into out. It returns a row left with fewer than k neighbours, or −1. It
-// returns early, leaving out incomplete, when ctx is done.
-//
-// Each row collects candidates that beat its threshold in a buffer of 2k
-// keys; when the buffer is full a selection keeps the k best and the k-th
-// becomes the new threshold. An insertion thus costs a store instead of a
-// heap sift, and a row is compacted only about log₂(n/k) times, because the
-// threshold after each compaction is already the k-th best of everything seen.
-func searchRows(ctx context.Context, x, bp, norms []float32, d, k, lo, hi int, out *embed.Neighbors) int {
-	np := len(norms) / nr
-	rows := hi - lo
-	nq := (rows + mr - 1) / mr
-	// Query panels hold −2·(x − mean), so the kernel's sum is −2a·b; the
-	// scaling by a power of two is exact.
-	ap := make([]float32, nq*d*mr)
-	for r := range rows {
-		i := lo + r
-		q, ii := r/mr, r%mr
-		src := bp[(i/nr)*d*nr+i%nr:]
-		dst := ap[q*d*mr+ii:]
-		for t := range d {
-			dst[t*mr] = -2 * src[t*nr]
-		}
-	}
-	capacity := 2 * k
-	buf := make([]uint64, rows*capacity)
-	count := make([]int, rows)
-	inf := float32(math.Inf(1))
-	rowThr := make([]float32, rows)
-	for r := range rowThr {
-		rowThr[r] = inf
-	}
+// exactSearch is the shared state of one exact search. During a round each
+// row's buffer, count and threshold belong to the one task whose blocks
+// contain it.
+type exactSearch struct {
+	d, k, n, bs int
+	x           []float32
+	bp, ap      []float32 // packed candidates and queries
+	norms, thr  []float32 // per row, padded to whole blocks
+	buf         []uint64  // per row, 2k keys
+	count       []int32
+	negInf      []float32 // nr × −Inf: the column thresholds of a diagonal pair
+}
+
+// blockPair offers the distances between the rows of blocks bi ≤ bj to both
+// points of each pair (to the query rows only when bi == bj).
+func (s *exactSearch) blockPair(ctx context.Context, bi, bj int) {
+	d, bs := s.d, s.bs
+	q0, q1 := bi*bs/mr, (bi+1)*bs/mr
+	p0, p1 := bj*bs/nr, (bj+1)*bs/nr
 	var na, thr [mr]float32
 	var tile [mr * nr]float32
-	var masks [mr]uint32
-	for pb := 0; pb < np; pb += panelsPerBlock {
-		pe := min(np, pb+panelsPerBlock)
-		for q := range nq {
-			if q%16 == 0 && ctx.Err() != nil {
-				return -1
+	var masks, cmasks [mr]uint32
+	for pb := p0; pb < p1; pb += panelsPerBlock {
+		pe := min(p1, pb+panelsPerBlock)
+		for q := q0; q < q1; q++ {
+			if (q-q0)%16 == 0 && ctx.Err() != nil {
+				return
 			}
-			for ii := range mr {
-				if r := q*mr + ii; r < rows {
-					na[ii], thr[ii] = norms[lo+r], rowThr[r]
-				} else {
-					na[ii], thr[ii] = 0, -inf
-				}
-			}
-			aq := ap[q*d*mr : (q+1)*d*mr]
+			na = [mr]float32(s.norms[q*mr : q*mr+mr])
+			aq := s.ap[q*d*mr : (q+1)*d*mr]
 			for p := pb; p < pe; p++ {
-				distTile(d, aq, bp[p*d*nr:(p+1)*d*nr], (*[nr]float32)(norms[p*nr:p*nr+nr]), &na, &thr, &tile, &masks)
+				thr = [mr]float32(s.thr[q*mr : q*mr+mr])
+				cthr := s.thr[p*nr : p*nr+nr]
+				if bi == bj {
+					cthr = s.negInf
+				}
+				distTile(d, aq, s.bp[p*d*nr:(p+1)*d*nr], (*[nr]float32)(s.norms[p*nr:p*nr+nr]), &na, &thr, (*[nr]float32)(cthr), &tile, &masks, &cmasks)
 				for ii, m := range masks {
-					if m == 0 {
-						continue
-					}
-					r := q*mr + ii
-					i := lo + r
-					rb := buf[r*capacity : (r+1)*capacity]
+					i := q*mr + ii
 					for ; m != 0; m &= m - 1 {
 						j := bits.TrailingZeros32(m)
-						c := p*nr + j
-						// The dot-product form can dip below zero for
-						// (near-)duplicates; they are at distance 0. The
-						// threshold may have dropped since the tile's test.
-						v := max(tile[ii*nr+j], 0)
-						if c == i || !(v < thr[ii]) {
-							continue
+						if c := p*nr + j; c != i {
+							s.offer(i, tile[ii*nr+j], c)
 						}
-						rb[count[r]] = neighborKey(v, c)
-						count[r]++
-						if count[r] == capacity {
-							selectSmallest(rb, k)
-							count[r] = k
-							thr[ii] = math.Float32frombits(uint32(rb[k-1] >> 32))
-							rowThr[r] = thr[ii]
-						}
+					}
+				}
+				for ii, m := range cmasks {
+					i := q*mr + ii
+					for ; m != 0; m &= m - 1 {
+						j := bits.TrailingZeros32(m)
+						s.offer(p*nr+j, tile[ii*nr+j], i)
 					}
 				}
 			}
 		}
 	}
-	short := -1
-	for r := range rows {
-		if r%256 == 0 && ctx.Err() != nil {
-			return -1
-		}
-		i := lo + r
-		if count[r] < k {
-			short = i
-			continue
-		}
-		rb := buf[r*capacity : r*capacity+count[r]]
-		if len(rb) > k {
-			selectSmallest(rb, k)
-		}
-		finishRow(x, d, i, rb[:k], out.Dist2[i*k:i*k+k], out.Index[i*k:i*k+k])
+}
+
+// offer adds candidate c at selection distance v to row r's buffer if it
+// can still be among the k nearest.
+func (s *exactSearch) offer(r int, v float32, c int) {
+	// The dot-product form can dip below zero for (near-)duplicates; they
+	// are at distance 0. The threshold may have dropped since the tile's test.
+	v = max(v, 0)
+	if !(v <= s.thr[r]) {
+		return
 	}
-	return short
+	k := s.k
+	rb := s.buf[r*2*k : (r+1)*2*k]
+	rb[s.count[r]] = neighborKey(v, c)
+	s.count[r]++
+	if int(s.count[r]) == len(rb) {
+		selectSmallest(rb, k)
+		s.count[r] = int32(k)
+		s.thr[r] = math.Float32frombits(uint32(rb[k-1] >> 32))
+	}
 }
 
 // neighborKey orders candidates by (distance, index) as one integer: the
