@@ -19,6 +19,10 @@ const panelsPerBlock = 64
 // panels (mr rows) and of candidate panels (nr rows).
 const blockAlign = 48
 
+// localPanels is the number of candidate panels (of nr points) around its own
+// position that a query panel meets first: 128 nearby points in k-d order.
+const localPanels = 8
+
 // exactNeighbors is a brute-force search over all pairs, organised as a
 // matrix product: ‖a−b‖² = ‖a‖² + ‖b‖² − 2a·b, computed tile by tile by the
 // micro-kernel on centred data. Each distance is computed once and offered to
@@ -29,6 +33,11 @@ const blockAlign = 48
 // The rows are cut into blocks and the pairs of blocks are visited in the
 // rounds of a round-robin tournament (the circle method), so the tasks of a
 // round touch disjoint rows and run in parallel without locks.
+//
+// The rows are packed in k-d tree order (spatialOrder), so a block holds
+// nearby points and its pairing with itself, done first, already gives each
+// row a threshold close to its final k-th distance: the later rounds then
+// pass few candidates.
 //
 // Each row collects candidates in a buffer of 2k keys (distance, index);
 // when it is full a selection keeps the k smallest and the k-th becomes the
@@ -51,12 +60,15 @@ func exactNeighbors(ctx context.Context, b *Backend, x []float32, n, d, k int) (
 		mu[t] = float32(mean[t] / float64(n))
 	}
 
+	perm := spatialOrder(x, n, d)
+
 	bs := (n + 4*b.threads - 1) / (4 * b.threads)
 	bs = max(blockAlign, (bs+blockAlign-1)/blockAlign*blockAlign)
 	nblocks := (n + bs - 1) / bs
 	s := &exactSearch{
 		d: d, k: k, n: n, bs: bs,
 		x:      x,
+		perm:   perm,
 		bp:     make([]float32, nblocks*bs*d),
 		ap:     make([]float32, nblocks*bs*d),
 		norms:  make([]float32, nblocks*bs),
@@ -82,7 +94,8 @@ func exactNeighbors(ctx context.Context, b *Backend, x []float32, n, d, k int) (
 				continue
 			}
 			var sum float64
-			for t, v := range x[i*d : i*d+d] {
+			row := int(perm[i])
+			for t, v := range x[row*d : row*d+d] {
 				c := v - mu[t]
 				bp[t*nr] = c
 				ap[t*mr] = -2 * c
@@ -142,14 +155,15 @@ func exactNeighbors(ctx context.Context, b *Backend, x []float32, n, d, k int) (
 				return
 			}
 			rb := s.buf[i*2*k : i*2*k+int(s.count[i])]
+			row := int(perm[i])
 			if len(rb) < k {
-				unfilled[c] = i
+				unfilled[c] = row
 				continue
 			}
 			if len(rb) > k {
 				selectSmallest(rb, k)
 			}
-			finishRow(x, d, i, rb[:k], out.Dist2[i*k:i*k+k], out.Index[i*k:i*k+k])
+			finishRow(x, d, row, rb[:k], out.Dist2[row*k:row*k+k], out.Index[row*k:row*k+k])
 		}
 	})
 	if err != nil {
@@ -169,6 +183,7 @@ func exactNeighbors(ctx context.Context, b *Backend, x []float32, n, d, k int) (
 type exactSearch struct {
 	d, k, n, bs int
 	x           []float32
+	perm        []int32   // packed position → row of x; keys hold rows of x
 	bp, ap      []float32 // packed candidates and queries
 	norms, thr  []float32 // per row, padded to whole blocks
 	buf         []uint64  // per row, 2k keys
@@ -185,6 +200,39 @@ func (s *exactSearch) blockPair(ctx context.Context, bi, bj int) {
 	var na, thr [mr]float32
 	var tile [mr * nr]float32
 	var masks, cmasks [mr]uint32
+	// window is the candidate panels nearest query panel q in packed (k-d
+	// tree) order. On the diagonal they are visited first, so each row gets
+	// a tight threshold before it meets the rest of its block.
+	window := func(q int) (int, int) {
+		c := q * mr / nr
+		return max(p0, c-localPanels/2), min(p1, c+localPanels/2)
+	}
+	if bi == bj {
+		for q := q0; q < q1; q++ {
+			if (q-q0)%64 == 0 && ctx.Err() != nil {
+				return
+			}
+			na = [mr]float32(s.norms[q*mr : q*mr+mr])
+			aq := s.ap[q*d*mr : (q+1)*d*mr]
+			w0, w1 := window(q)
+			for p := w0; p < w1; p++ {
+				thr = [mr]float32(s.thr[q*mr : q*mr+mr])
+				distTile(d, aq, s.bp[p*d*nr:(p+1)*d*nr], (*[nr]float32)(s.norms[p*nr:p*nr+nr]), &na, &thr, (*[nr]float32)(s.negInf), &tile, &masks, &cmasks)
+				for ii, m := range masks {
+					i := q*mr + ii
+					for ; m != 0; m &= m - 1 {
+						j := bits.TrailingZeros32(m)
+						if c := p*nr + j; c != i {
+							s.offer(i, tile[ii*nr+j], int(s.perm[c]))
+						}
+					}
+				}
+			}
+			for i := q * mr; i < q*mr+mr; i++ {
+				s.tighten(i)
+			}
+		}
+	}
 	for pb := p0; pb < p1; pb += panelsPerBlock {
 		pe := min(p1, pb+panelsPerBlock)
 		for q := q0; q < q1; q++ {
@@ -193,7 +241,11 @@ func (s *exactSearch) blockPair(ctx context.Context, bi, bj int) {
 			}
 			na = [mr]float32(s.norms[q*mr : q*mr+mr])
 			aq := s.ap[q*d*mr : (q+1)*d*mr]
+			w0, w1 := window(q)
 			for p := pb; p < pe; p++ {
+				if bi == bj && p >= w0 && p < w1 {
+					continue // done above
+				}
 				thr = [mr]float32(s.thr[q*mr : q*mr+mr])
 				cthr := s.thr[p*nr : p*nr+nr]
 				if bi == bj {
@@ -205,7 +257,7 @@ func (s *exactSearch) blockPair(ctx context.Context, bi, bj int) {
 					for ; m != 0; m &= m - 1 {
 						j := bits.TrailingZeros32(m)
 						if c := p*nr + j; c != i {
-							s.offer(i, tile[ii*nr+j], c)
+							s.offer(i, tile[ii*nr+j], int(s.perm[c]))
 						}
 					}
 				}
@@ -213,7 +265,7 @@ func (s *exactSearch) blockPair(ctx context.Context, bi, bj int) {
 					i := q*mr + ii
 					for ; m != 0; m &= m - 1 {
 						j := bits.TrailingZeros32(m)
-						s.offer(p*nr+j, tile[ii*nr+j], i)
+						s.offer(p*nr+j, tile[ii*nr+j], int(s.perm[i]))
 					}
 				}
 			}
@@ -221,8 +273,21 @@ func (s *exactSearch) blockPair(ctx context.Context, bi, bj int) {
 	}
 }
 
-// offer adds candidate c at selection distance v to row r's buffer if it
-// can still be among the k nearest.
+// tighten lowers row r's threshold to its current k-th distance as soon as
+// it has k candidates, rather than when its buffer fills.
+func (s *exactSearch) tighten(r int) {
+	k := s.k
+	if r >= s.n || int(s.count[r]) < k {
+		return
+	}
+	rb := s.buf[r*2*k : r*2*k+int(s.count[r])]
+	selectSmallest(rb, k)
+	s.count[r] = int32(k)
+	s.thr[r] = math.Float32frombits(uint32(rb[k-1] >> 32))
+}
+
+// offer adds row c of x at selection distance v to the buffer of packed row
+// r if it can still be among the k nearest.
 func (s *exactSearch) offer(r int, v float32, c int) {
 	// The dot-product form can dip below zero for (near-)duplicates; they
 	// are at distance 0. The threshold may have dropped since the tile's test.
@@ -330,4 +395,59 @@ func selectSmallest(s []uint64, k int) {
 			return
 		}
 	}
+}
+
+// spatialOrder returns the rows of x in the leaf order of a k-d tree
+// (Bentley 1975): each node is split at the median of its widest coordinate,
+// down to leaves of at most 64 points, so consecutive rows are close in space.
+// It is deterministic: ties are broken by row index.
+func spatialOrder(x []float32, n, d int) []int32 {
+	perm := make([]int32, n)
+	for i := range perm {
+		perm[i] = int32(i)
+	}
+	keys := make([]uint64, n)
+	lo64, hi64 := make([]float32, d), make([]float32, d)
+	var split func(lo, hi int)
+	split = func(lo, hi int) {
+		if hi-lo <= 64 {
+			return
+		}
+		copy(lo64, x[int(perm[lo])*d:int(perm[lo])*d+d])
+		copy(hi64, lo64)
+		for _, r := range perm[lo+1 : hi] {
+			for t, v := range x[int(r)*d : int(r)*d+d] {
+				lo64[t] = min(lo64[t], v)
+				hi64[t] = max(hi64[t], v)
+			}
+		}
+		best := 0
+		for t := range d {
+			if hi64[t]-lo64[t] > hi64[best]-lo64[best] {
+				best = t
+			}
+		}
+		ks := keys[lo:hi]
+		for e, r := range perm[lo:hi] {
+			ks[e] = uint64(orderedBits(x[int(r)*d+best]))<<32 | uint64(r)
+		}
+		mid := (lo + hi) / 2
+		selectSmallest(ks, mid-lo)
+		for e, key := range ks {
+			perm[lo+e] = int32(uint32(key))
+		}
+		split(lo, mid)
+		split(mid, hi)
+	}
+	split(0, n)
+	return perm
+}
+
+// orderedBits maps a float32 to a uint32 in the same order.
+func orderedBits(v float32) uint32 {
+	b := math.Float32bits(v)
+	if b>>31 == 1 {
+		return ^b
+	}
+	return b | 1<<31
 }

@@ -324,3 +324,23 @@ func TestSelectSmallest(t *testing.T) {
 		}
 	}
 }
+
+func TestSpatialOrderIsPermutation(t *testing.T) {
+	for _, n := range []int{1, 2, 64, 65, 1000} {
+		x := clustered(uint64(n), n, 3, 5)
+		perm := spatialOrder(x, n, 3)
+		seen := make([]bool, n)
+		for _, r := range perm {
+			if r < 0 || int(r) >= n || seen[r] {
+				t.Fatalf("n=%d: %d repeated or out of range", n, r)
+			}
+			seen[r] = true
+		}
+	}
+	vals := []float32{float32(math.Inf(-1)), -3e38, -2, -1e-40, 0, 1e-40, 0.5, 2, 3e38, float32(math.Inf(1))}
+	for i := 1; i < len(vals); i++ {
+		if orderedBits(vals[i-1]) >= orderedBits(vals[i]) {
+			t.Errorf("orderedBits(%v) ≥ orderedBits(%v)", vals[i-1], vals[i])
+		}
+	}
+}
