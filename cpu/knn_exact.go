@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+	"sync"
 
 	"github.com/tsnemap/tsnemap/embed"
 )
@@ -60,7 +61,10 @@ func exactNeighbors(ctx context.Context, b *Backend, x []float32, n, d, k int) (
 		mu[t] = float32(mean[t] / float64(n))
 	}
 
-	perm := spatialOrder(x, n, d)
+	perm := spatialOrder(ctx, b.threads, x, n, d)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 
 	bs := (n + 4*b.threads - 1) / (4 * b.threads)
 	bs = max(blockAlign, (bs+blockAlign-1)/blockAlign*blockAlign)
@@ -400,30 +404,34 @@ func selectSmallest(s []uint64, k int) {
 // spatialOrder returns the rows of x in the leaf order of a k-d tree
 // (Bentley 1975): each node is split at the median of its widest coordinate,
 // down to leaves of at most 64 points, so consecutive rows are close in space.
-// It is deterministic: ties are broken by row index.
-func spatialOrder(x []float32, n, d int) []int32 {
+// The widest coordinate is judged on at most 512 of a node's rows, enough to
+// pick a good split. Ties are broken by row index, so the order is
+// deterministic; the top levels run in parallel on disjoint ranges.
+func spatialOrder(ctx context.Context, threads int, x []float32, n, d int) []int32 {
 	perm := make([]int32, n)
 	for i := range perm {
 		perm[i] = int32(i)
 	}
 	keys := make([]uint64, n)
-	lo64, hi64 := make([]float32, d), make([]float32, d)
-	var split func(lo, hi int)
-	split = func(lo, hi int) {
-		if hi-lo <= 64 {
+	var split func(lo, hi, par int)
+	split = func(lo, hi, par int) {
+		if hi-lo <= 64 || ctx.Err() != nil {
 			return
 		}
-		copy(lo64, x[int(perm[lo])*d:int(perm[lo])*d+d])
-		copy(hi64, lo64)
-		for _, r := range perm[lo+1 : hi] {
-			for t, v := range x[int(r)*d : int(r)*d+d] {
-				lo64[t] = min(lo64[t], v)
-				hi64[t] = max(hi64[t], v)
+		step := max(1, (hi-lo)/512)
+		r0 := int(perm[lo])
+		low := slices.Clone(x[r0*d : r0*d+d])
+		high := slices.Clone(low)
+		for e := lo + step; e < hi; e += step {
+			r := int(perm[e])
+			for t, v := range x[r*d : r*d+d] {
+				low[t] = min(low[t], v)
+				high[t] = max(high[t], v)
 			}
 		}
 		best := 0
 		for t := range d {
-			if hi64[t]-lo64[t] > hi64[best]-lo64[best] {
+			if high[t]-low[t] > high[best]-low[best] {
 				best = t
 			}
 		}
@@ -436,10 +444,17 @@ func spatialOrder(x []float32, n, d int) []int32 {
 		for e, key := range ks {
 			perm[lo+e] = int32(uint32(key))
 		}
-		split(lo, mid)
-		split(mid, hi)
+		if par > 1 {
+			var wg sync.WaitGroup
+			wg.Go(func() { split(lo, mid, par/2) })
+			split(mid, hi, par-par/2)
+			wg.Wait()
+			return
+		}
+		split(lo, mid, 1)
+		split(mid, hi, 1)
 	}
-	split(0, n)
+	split(0, n, threads)
 	return perm
 }
 

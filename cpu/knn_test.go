@@ -328,7 +328,7 @@ func TestSelectSmallest(t *testing.T) {
 func TestSpatialOrderIsPermutation(t *testing.T) {
 	for _, n := range []int{1, 2, 64, 65, 1000} {
 		x := clustered(uint64(n), n, 3, 5)
-		perm := spatialOrder(x, n, 3)
+		perm := spatialOrder(context.Background(), 3, x, n, 3)
 		seen := make([]bool, n)
 		for _, r := range perm {
 			if r < 0 || int(r) >= n || seen[r] {
