@@ -11,6 +11,17 @@ const (
 	nr = 16
 )
 
+// tileKernels is the pair of micro-kernels a computation runs on: the
+// dispatching ones (assembly where the CPU has it) in production, the
+// portable ones when a test checks the whole computation on both paths.
+type tileKernels struct {
+	gemm func(k int, a, b []float32, c *[mr * nr]float32)
+	dist func(k int, a, b []float32, nb *[nr]float32, na, thr *[mr]float32, cthr *[nr]float32, out *[mr * nr]float32, masks, cmasks *[mr]uint32)
+}
+
+func defaultKernels() tileKernels  { return tileKernels{gemm: gemmTile, dist: distTile} }
+func portableKernels() tileKernels { return tileKernels{gemm: gemmTileGo, dist: distTileGo} }
+
 // gemmTileGo is the portable kernel: c[i*nr+j] = Σ_t a[t*mr+i]·b[t*nr+j].
 func gemmTileGo(k int, a, b []float32, c *[mr * nr]float32) {
 	*c = [mr * nr]float32{}

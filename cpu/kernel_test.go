@@ -6,6 +6,14 @@ import (
 	"testing"
 )
 
+// kernelSets are the paths every dense and neighbour test runs on: the
+// production dispatch (assembly on AVX2+FMA machines) and the portable Go
+// kernels that every other CPU uses.
+var kernelSets = []struct {
+	name string
+	k    tileKernels
+}{{"default", defaultKernels()}, {"portable", portableKernels()}}
+
 func randF32(r *rand.Rand, n int, scale float32) []float32 {
 	s := make([]float32, n)
 	for i := range s {

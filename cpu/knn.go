@@ -33,7 +33,7 @@ func kNearest(ctx context.Context, b *Backend, x []float32, n, d, k int, method 
 	var nb *embed.Neighbors
 	var err error
 	if use == embed.NeighborsExact {
-		nb, err = exactNeighbors(ctx, b, x, n, d, k)
+		nb, err = exactNeighbors(ctx, b, defaultKernels(), x, n, d, k)
 	} else {
 		nb, err = approxNeighbors(ctx, b, x, n, d, k, seed)
 	}

@@ -47,7 +47,7 @@ const localPanels = 8
 // came in: the result does not depend on the thread count, and ties go to
 // the lower index. The distance of a pair is bit-identical whichever of its
 // points is the query (the same products summed in the same order).
-func exactNeighbors(ctx context.Context, b *Backend, x []float32, n, d, k int) (*embed.Neighbors, error) {
+func exactNeighbors(ctx context.Context, b *Backend, kern tileKernels, x []float32, n, d, k int) (*embed.Neighbors, error) {
 	// Distances do not change under translation, and the dot-product form
 	// loses less to cancellation when the norms are small: centre first.
 	mean := make([]float64, d)
@@ -71,6 +71,7 @@ func exactNeighbors(ctx context.Context, b *Backend, x []float32, n, d, k int) (
 	nblocks := (n + bs - 1) / bs
 	s := &exactSearch{
 		d: d, k: k, n: n, bs: bs,
+		dist:   kern.dist,
 		x:      x,
 		perm:   perm,
 		bp:     make([]float32, nblocks*bs*d),
@@ -186,6 +187,7 @@ func exactNeighbors(ctx context.Context, b *Backend, x []float32, n, d, k int) (
 // contain it.
 type exactSearch struct {
 	d, k, n, bs int
+	dist        func(k int, a, b []float32, nb *[nr]float32, na, thr *[mr]float32, cthr *[nr]float32, out *[mr * nr]float32, masks, cmasks *[mr]uint32)
 	x           []float32
 	perm        []int32   // packed position → row of x; keys hold rows of x
 	bp, ap      []float32 // packed candidates and queries
@@ -221,7 +223,7 @@ func (s *exactSearch) blockPair(ctx context.Context, bi, bj int) {
 			w0, w1 := window(q)
 			for p := w0; p < w1; p++ {
 				thr = [mr]float32(s.thr[q*mr : q*mr+mr])
-				distTile(d, aq, s.bp[p*d*nr:(p+1)*d*nr], (*[nr]float32)(s.norms[p*nr:p*nr+nr]), &na, &thr, (*[nr]float32)(s.negInf), &tile, &masks, &cmasks)
+				s.dist(d, aq, s.bp[p*d*nr:(p+1)*d*nr], (*[nr]float32)(s.norms[p*nr:p*nr+nr]), &na, &thr, (*[nr]float32)(s.negInf), &tile, &masks, &cmasks)
 				for ii, m := range masks {
 					i := q*mr + ii
 					for ; m != 0; m &= m - 1 {
@@ -255,7 +257,7 @@ func (s *exactSearch) blockPair(ctx context.Context, bi, bj int) {
 				if bi == bj {
 					cthr = s.negInf
 				}
-				distTile(d, aq, s.bp[p*d*nr:(p+1)*d*nr], (*[nr]float32)(s.norms[p*nr:p*nr+nr]), &na, &thr, (*[nr]float32)(cthr), &tile, &masks, &cmasks)
+				s.dist(d, aq, s.bp[p*d*nr:(p+1)*d*nr], (*[nr]float32)(s.norms[p*nr:p*nr+nr]), &na, &thr, (*[nr]float32)(cthr), &tile, &masks, &cmasks)
 				for ii, m := range masks {
 					i := q*mr + ii
 					for ; m != 0; m &= m - 1 {

@@ -142,6 +142,12 @@ func TestExactNeighborsAgainstBruteForce(t *testing.T) {
 			t.Errorf("Method = %q", nb.Method)
 		}
 		checkNeighbors(t, fmt.Sprintf("n=%d d=%d k=%d", c.n, c.d, c.k), x, c.n, c.d, c.k, nb)
+		// the same search on the portable kernels
+		nb, err = exactNeighbors(ctx, New(2), portableKernels(), x, c.n, c.d, c.k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkNeighbors(t, fmt.Sprintf("portable n=%d d=%d k=%d", c.n, c.d, c.k), x, c.n, c.d, c.k, nb)
 	}
 }
 
