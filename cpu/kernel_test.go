@@ -109,9 +109,13 @@ func BenchmarkGemmTile(b *testing.B) {
 	const k = 256
 	a := randF32(r, k*mr, 1)
 	bb := randF32(r, k*nr, 1)
-	var c [mr * nr]float32
-	for b.Loop() {
-		gemmTile(k, a, bb, &c)
+	for _, ks := range kernelSets {
+		b.Run(ks.name, func(b *testing.B) {
+			var c [mr * nr]float32
+			for b.Loop() {
+				ks.k.gemm(k, a, bb, &c)
+			}
+			b.ReportMetric(float64(2*k*mr*nr)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
 	}
-	b.ReportMetric(float64(2*k*mr*nr)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }
