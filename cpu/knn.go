@@ -40,6 +40,9 @@ func kNearest(ctx context.Context, b *Backend, x []float32, n, d, k int, method 
 	if err != nil {
 		return nil, err
 	}
+	if nb == nil {
+		return nil, fmt.Errorf("cpu: nearest neighbours: %s search returned no result", use)
+	}
 	nb.Method = use
 	return nb, nil
 }
