@@ -11,10 +11,10 @@ import (
 	"github.com/tsnemap/tsnemap/embed"
 )
 
-// panelsPerBlock is the number of nr-point candidate panels one pass over a
-// block's queries uses: 1,024 candidates at d = 50 are 200 KB, which stay in
-// L2 while every query panel of the block is multiplied by them.
-const panelsPerBlock = 64
+// candidateBytes is the size of the candidate panels one pass over a block's
+// queries uses: 200 KB (1,024 candidates at d = 50) stay in L2 while every
+// query panel of the block is multiplied by them.
+const candidateBytes = 200 << 10
 
 // blockAlign is the granularity of the row blocks: a whole number of query
 // panels (mr rows) and of candidate panels (nr rows).
@@ -206,6 +206,7 @@ func (s *exactSearch) blockPair(ctx context.Context, bi, bj int) {
 	var na, thr [mr]float32
 	var tile [mr * nr]float32
 	var masks, cmasks [mr]uint32
+	panelsPerBlock := max(1, candidateBytes/(d*nr*4))
 	// window is the candidate panels nearest query panel q in packed (k-d
 	// tree) order. On the diagonal they are visited first, so each row gets
 	// a tight threshold before it meets the rest of its block.
