@@ -131,6 +131,7 @@ func TestExactNeighborsAgainstBruteForce(t *testing.T) {
 	cases := []struct{ n, d, k, dup int }{
 		{2, 1, 1, 0}, {3, 2, 2, 2}, {7, 3, 6, 3}, {17, 1, 5, 4}, {17, 50, 16, 0},
 		{100, 50, 30, 5}, {333, 67, 90, 7}, {500, 5, 1, 0}, {97, 2, 96, 3},
+		{300, 1000, 12, 9}, // wide rows: several candidate blocks per pair of row blocks
 	}
 	for ci, c := range cases {
 		x := clustered(uint64(ci), c.n, c.d, c.dup)
@@ -142,8 +143,8 @@ func TestExactNeighborsAgainstBruteForce(t *testing.T) {
 			t.Errorf("Method = %q", nb.Method)
 		}
 		checkNeighbors(t, fmt.Sprintf("n=%d d=%d k=%d", c.n, c.d, c.k), x, c.n, c.d, c.k, nb)
-		// the same search on the portable kernels
-		nb, err = exactNeighbors(ctx, New(2), portableKernels(), x, c.n, c.d, c.k)
+		// the same search on the portable kernels, and with other blocks
+		nb, err = exactNeighbors(ctx, New(1), portableKernels(), x, c.n, c.d, c.k)
 		if err != nil {
 			t.Fatal(err)
 		}
