@@ -36,10 +36,10 @@ type bhTree struct {
 // of the next node after this cell's subtree.
 type bhNode struct {
 	com   [3]float64
+	crit2 float64 // (cell width / θ)²: the cell is far enough beyond √crit2
 	lo    int32
 	hi    int32
 	next  int32
-	depth int16
 	leaf  bool
 }
 
@@ -171,7 +171,11 @@ func (t *bhTree) radixSort() {
 // subtree, and returns its node index.
 func (t *bhTree) buildNode(lo, hi int32, depth int) int32 {
 	idx := int32(len(t.nodes))
-	t.nodes = append(t.nodes, bhNode{lo: lo, hi: hi, depth: int16(depth)})
+	crit2 := math.Inf(1) // θ = 0: never accept a cell
+	if t.theta > 0 {
+		crit2 = t.width2[depth] / (t.theta * t.theta)
+	}
+	t.nodes = append(t.nodes, bhNode{lo: lo, hi: hi, crit2: crit2})
 	dims := t.dims
 	var com [3]float64
 	if hi-lo <= bhLeafSize || depth == t.bits {
@@ -224,18 +228,17 @@ func (t *bhTree) repulse(ctx context.Context, y []float32, rep []float64) (float
 	if err := t.build(ctx, y); err != nil {
 		return 0, err
 	}
-	return t.walkAll(ctx, t.theta, rep)
+	return t.walkAll(ctx, rep)
 }
 
-// walkAll computes the forces (rep may be nil to compute Z alone) and Z with
-// opening angle theta on the built tree.
-func (t *bhTree) walkAll(ctx context.Context, theta float64, rep []float64) (float64, error) {
+// walkAll computes the forces (rep may be nil to compute Z alone) and Z on
+// the built tree.
+func (t *bhTree) walkAll(ctx context.Context, rep []float64) (float64, error) {
 	cs := t.b.chunks(t.n, 64)
 	if cap(t.part) < len(cs) {
 		t.part = make([]float64, len(cs))
 	}
 	part := t.part[:len(cs)]
-	theta2 := theta * theta
 	err := t.b.parallelFor(ctx, t.n, 64, func(c, lo, hi int) {
 		z := 0.0
 		for s := lo; s < hi; s++ {
@@ -244,9 +247,9 @@ func (t *bhTree) walkAll(ctx context.Context, theta float64, rep []float64) (flo
 			}
 			var f [3]float64
 			if t.dims == 2 {
-				z += t.walk2(s, theta2, &f)
+				z += t.walk2(s, &f)
 			} else {
-				z += t.walk3(s, theta2, &f)
+				z += t.walk3(s, &f)
 			}
 			if rep != nil {
 				i := int(t.order[s])
@@ -269,7 +272,7 @@ func (t *bhTree) walkAll(ctx context.Context, theta float64, rep []float64) (flo
 
 // walk2 sums over the tree the force on the point at sorted position s in
 // 2-D and returns its share of Z.
-func (t *bhTree) walk2(s int, theta2 float64, f *[3]float64) float64 {
+func (t *bhTree) walk2(s int, f *[3]float64) float64 {
 	nodes, ys := t.nodes, t.ys
 	xi, yi := ys[2*s], ys[2*s+1]
 	s32 := int32(s)
@@ -279,7 +282,7 @@ func (t *bhTree) walk2(s int, theta2 float64, f *[3]float64) float64 {
 		dx, dy := xi-nd.com[0], yi-nd.com[1]
 		d2 := dx*dx + dy*dy
 		inside := nd.lo <= s32 && s32 < nd.hi
-		if !inside && t.width2[nd.depth] < theta2*d2 {
+		if !inside && nd.crit2 < d2 {
 			cnt := float64(nd.hi - nd.lo)
 			w := 1 / (1 + d2)
 			z += cnt * w
@@ -311,7 +314,7 @@ func (t *bhTree) walk2(s int, theta2 float64, f *[3]float64) float64 {
 }
 
 // walk3 is walk2 in 3-D.
-func (t *bhTree) walk3(s int, theta2 float64, f *[3]float64) float64 {
+func (t *bhTree) walk3(s int, f *[3]float64) float64 {
 	nodes, ys := t.nodes, t.ys
 	xi, yi, zi := ys[3*s], ys[3*s+1], ys[3*s+2]
 	s32 := int32(s)
@@ -321,7 +324,7 @@ func (t *bhTree) walk3(s int, theta2 float64, f *[3]float64) float64 {
 		d0, d1, d2 := xi-nd.com[0], yi-nd.com[1], zi-nd.com[2]
 		r2 := d0*d0 + d1*d1 + d2*d2
 		inside := nd.lo <= s32 && s32 < nd.hi
-		if !inside && t.width2[nd.depth] < theta2*r2 {
+		if !inside && nd.crit2 < r2 {
 			cnt := float64(nd.hi - nd.lo)
 			w := 1 / (1 + r2)
 			z += cnt * w
@@ -356,13 +359,12 @@ func (t *bhTree) walk3(s int, theta2 float64, f *[3]float64) float64 {
 
 // bhZ estimates Z for KL with a small opening angle on its own tree.
 type bhZ struct {
-	t     *bhTree
-	theta float64
+	t *bhTree
 }
 
 func (e *bhZ) z(ctx context.Context, y []float32) (float64, error) {
 	if err := e.t.build(ctx, y); err != nil {
 		return 0, err
 	}
-	return e.t.walkAll(ctx, e.theta, nil)
+	return e.t.walkAll(ctx, nil)
 }

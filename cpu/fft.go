@@ -70,7 +70,7 @@ type fftRepulsion struct {
 // (TestFFTAccuracy prints the table): p = 3 nodes per box at spacing h.
 const (
 	fftStepOrder   = 3
-	fftStepSpacing = 1.0 / 3
+	fftStepSpacing = 0.2
 )
 
 func newFFTRepulsion(b *Backend, n int, h float64, p int) *fftRepulsion {
@@ -434,6 +434,6 @@ func newKLZ(b *Backend, n, dims int) zEstimator {
 	case dims == 2:
 		return &fftZ{f: newFFTRepulsion(b, n, fftKLSpacing, fftKLOrder)}
 	default:
-		return &bhZ{t: newBHTree(b, n, dims, bhKLTheta), theta: bhKLTheta}
+		return &bhZ{t: newBHTree(b, n, dims, bhKLTheta)}
 	}
 }

@@ -83,3 +83,20 @@ func BenchmarkKL(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAttraction measures the attractive-force pass alone (one thread).
+func BenchmarkAttraction(b *testing.B) {
+	tp := newTestProblem(20000, 5, 30, 90, 99)
+	y := spreadY(tp, 2, 20, 5)
+	p := tp.p
+	b.ResetTimer()
+	s := 0.0
+	for range b.N {
+		for i := range tp.n {
+			a := attraction(y, p.RowPtr, p.Col, p.Val, 2, i)
+			s += a[0]
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(p.NNZ()), "ns/entry")
+	_ = s
+}
