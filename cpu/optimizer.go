@@ -50,27 +50,34 @@ type zEstimator interface {
 	z(ctx context.Context, y []float32) (float64, error)
 }
 
-// Crossovers of the automatic repulsion method, measured with
-// BenchmarkStep on the 2-core development machine (see autoRepulsion).
+// Crossovers of the automatic repulsion method, from BenchmarkCrossover and
+// BenchmarkStep on the shared 2-core development machine (wall ms per Step,
+// attraction + repulsion + update, clustered data, ~90 neighbours a point,
+// a layout of extent ~15; noisy, ratios are what count):
+//
+//	N       2-D exact   2-D BH   3-D exact   3-D BH
+//	250     0.23        0.27     0.37        0.28
+//	500     0.65        0.34     0.81        0.78
+//	1000    2.2         0.86     2.9         2.1
+//	2000    8.2         2.0      11          5.6
+//
+// FFT interpolation at the spacing its accuracy needs (0.2, see fft.go) was
+// slower than Barnes-Hut on spread (late) layouts at every N measured
+// (10,000: 36 vs 19 ms at spacing 1/3; 70,000: 327 vs 134 ms at 0.2) and
+// faster only on compact early ones (70,000: 82 vs 184 ms), so auto uses
+// Barnes-Hut; FFT stays available by name.
 const (
-	autoExactMax2D = 0 // the exact method never wins in 2-D: FFT is faster from N = 500
-	autoExactMax3D = 1500
+	autoExactMax2D = 300
+	autoExactMax3D = 400
 )
 
 // autoRepulsion picks the repulsion method for n points in dims dimensions.
-//
-// Measured ms per Step (attraction + repulsion + update), 2 cores shared
-// with other jobs, clustered data, ~90 neighbours a point; "late" is a spread
-// embedding (extent ~80), "early" a compact one:
-// see the comment at the end of optimizer_bench_test.go for the table.
 func autoRepulsion(n, dims int) embed.Repulsion {
-	if dims == 2 {
-		if n <= autoExactMax2D {
-			return embed.RepulsionExact
-		}
-		return embed.RepulsionFFT
+	limit := autoExactMax2D
+	if dims == 3 {
+		limit = autoExactMax3D
 	}
-	if n <= autoExactMax3D {
+	if n <= limit {
 		return embed.RepulsionExact
 	}
 	return embed.RepulsionBarnesHut

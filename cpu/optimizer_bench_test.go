@@ -100,3 +100,30 @@ func BenchmarkAttraction(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(p.NNZ()), "ns/entry")
 	_ = s
 }
+
+// BenchmarkCrossover compares exact and Barnes-Hut repulsion at small N, the
+// measurements behind autoExactMax2D/3D.
+func BenchmarkCrossover(b *testing.B) {
+	for _, n := range []int{250, 500, 1000, 2000} {
+		tp := newTestProblem(n, 5, 10, 90, 98)
+		for _, dims := range []int{2, 3} {
+			for _, m := range []embed.Repulsion{embed.RepulsionExact, embed.RepulsionBarnesHut} {
+				b.Run(fmt.Sprintf("%s/%dd/%d", m, dims, n), func(b *testing.B) {
+					y0 := spreadY(tp, dims, 8, 5)
+					o, err := newOptimizer(context.Background(), New(0), tp.p, y0, embed.OptimizerConfig{N: n, Dims: dims, Repulsion: m, Theta: 0.5})
+					if err != nil {
+						b.Fatal(err)
+					}
+					params := embed.StepParams{Exaggeration: 1, Momentum: 0, LearningRate: 1e-6}
+					b.ResetTimer()
+					for range b.N {
+						if err := o.Step(context.Background(), params); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/iter")
+				})
+			}
+		}
+	}
+}
