@@ -26,7 +26,7 @@ type bhTree struct {
 	keys, keysTmp []uint32
 	order, ordTmp []int32 // order[s] = point at sorted position s
 	pos           []int32 // pos[i] = sorted position of point i
-	ys            []float64
+	ys            []float32 // Y in sorted order
 	nodes         []bhNode
 	leaves        []int32   // leaf nodes in sorted order: the groups of the walk
 	width2        []float64 // squared cell width by depth
@@ -36,8 +36,8 @@ type bhTree struct {
 // bhNode is a cell: points order[lo:hi], their centre of mass and the index
 // of the next node after this cell's subtree.
 type bhNode struct {
-	com   [3]float64
-	crit2 float64 // (cell width / θ)²: the cell is far enough beyond √crit2
+	com   [3]float32
+	crit2 float32 // (cell width / θ)²: the cell is far enough beyond √crit2
 	lo    int32
 	hi    int32
 	next  int32
@@ -60,7 +60,7 @@ func newBHTree(b *Backend, n, dims int, theta float64) *bhTree {
 	t.order = make([]int32, n)
 	t.ordTmp = make([]int32, n)
 	t.pos = make([]int32, n)
-	t.ys = make([]float64, n*dims)
+	t.ys = make([]float32, n*dims)
 	t.nodes = make([]bhNode, 0, 2*n/bhLeafSize+64)
 	t.width2 = make([]float64, t.bits+1)
 	return t
@@ -109,7 +109,7 @@ func (t *bhTree) build(ctx context.Context, y []float32) error {
 	for s, i := range t.order {
 		t.pos[i] = int32(s)
 		for d := range dims {
-			t.ys[s*dims+d] = float64(y[int(i)*dims+d])
+			t.ys[s*dims+d] = y[int(i)*dims+d]
 		}
 	}
 	t.nodes = t.nodes[:0]
@@ -173,9 +173,9 @@ func (t *bhTree) radixSort() {
 // subtree, and returns its node index.
 func (t *bhTree) buildNode(lo, hi int32, depth int) int32 {
 	idx := int32(len(t.nodes))
-	crit2 := math.Inf(1) // θ = 0: never accept a cell
+	crit2 := float32(math.Inf(1)) // θ = 0: never accept a cell
 	if t.theta > 0 {
-		crit2 = t.width2[depth] / (t.theta * t.theta)
+		crit2 = float32(t.width2[depth] / (t.theta * t.theta))
 	}
 	t.nodes = append(t.nodes, bhNode{lo: lo, hi: hi, crit2: crit2})
 	dims := t.dims
@@ -183,7 +183,7 @@ func (t *bhTree) buildNode(lo, hi int32, depth int) int32 {
 	if hi-lo <= bhLeafSize || depth == t.bits {
 		for s := lo; s < hi; s++ {
 			for d := range dims {
-				com[d] += t.ys[int(s)*dims+d]
+				com[d] += float64(t.ys[int(s)*dims+d])
 			}
 		}
 		t.nodes[idx].leaf = true
@@ -214,14 +214,14 @@ func (t *bhTree) buildNode(lo, hi int32, depth int) int32 {
 			c := t.buildNode(a, b, depth+1)
 			cnt := float64(b - a)
 			for d := range dims {
-				com[d] += t.nodes[c].com[d] * cnt
+				com[d] += float64(t.nodes[c].com[d]) * cnt
 			}
 			a = b
 		}
 	}
 	inv := 1 / float64(hi-lo)
 	for d := range dims {
-		t.nodes[idx].com[d] = com[d] * inv
+		t.nodes[idx].com[d] = float32(com[d] * inv)
 	}
 	t.nodes[idx].next = int32(len(t.nodes))
 	return idx
@@ -293,8 +293,8 @@ func (t *bhTree) walkGroup2(g0, g1 int, f *[bhLeafSize * 3]float64) float64 {
 	nodes, ys := t.nodes, t.ys
 	m := g1 - g0
 	gy := ys[2*g0 : 2*g1]
-	bx0, by0 := math.Inf(1), math.Inf(1)
-	bx1, by1 := math.Inf(-1), math.Inf(-1)
+	bx0, by0 := float32(math.Inf(1)), float32(math.Inf(1))
+	bx1, by1 := float32(math.Inf(-1)), float32(math.Inf(-1))
 	for k := range m {
 		bx0, bx1 = min(bx0, gy[2*k]), max(bx1, gy[2*k])
 		by0, by1 = min(by0, gy[2*k+1]), max(by1, gy[2*k+1])
@@ -317,10 +317,10 @@ func (t *bhTree) walkGroup2(g0, g1 int, f *[bhLeafSize * 3]float64) float64 {
 						}
 						ex, ey := gy[2*a]-xj, gy[2*a+1]-yj
 						w := 1 / (1 + ex*ex + ey*ey)
-						zs[a] += w
+						zs[a] += float64(w)
 						w *= w
-						fx[a] += w * ex
-						fy[a] += w * ey
+						fx[a] += float64(w * ex)
+						fy[a] += float64(w * ey)
 					}
 				}
 				k = nd.next
@@ -333,14 +333,14 @@ func (t *bhTree) walkGroup2(g0, g1 int, f *[bhLeafSize * 3]float64) float64 {
 		dx := max(bx0-cx, cx-bx1, 0)
 		dy := max(by0-cy, cy-by1, 0)
 		if nd.crit2 < dx*dx+dy*dy {
-			cnt := float64(nd.hi - nd.lo)
+			cnt := float32(nd.hi - nd.lo)
 			for a := range m {
 				ex, ey := gy[2*a]-cx, gy[2*a+1]-cy
 				w := 1 / (1 + ex*ex + ey*ey)
-				zs[a] += cnt * w
+				zs[a] += float64(cnt * w)
 				w *= w * cnt
-				fx[a] += w * ex
-				fy[a] += w * ey
+				fx[a] += float64(w * ex)
+				fy[a] += float64(w * ey)
 			}
 			k = nd.next
 			continue
@@ -351,10 +351,10 @@ func (t *bhTree) walkGroup2(g0, g1 int, f *[bhLeafSize * 3]float64) float64 {
 				for a := range m {
 					ex, ey := gy[2*a]-xj, gy[2*a+1]-yj
 					w := 1 / (1 + ex*ex + ey*ey)
-					zs[a] += w
+					zs[a] += float64(w)
 					w *= w
-					fx[a] += w * ex
-					fy[a] += w * ey
+					fx[a] += float64(w * ex)
+					fy[a] += float64(w * ey)
 				}
 			}
 			k = nd.next
@@ -375,9 +375,9 @@ func (t *bhTree) walkGroup3(g0, g1 int, f *[bhLeafSize * 3]float64) float64 {
 	nodes, ys := t.nodes, t.ys
 	m := g1 - g0
 	gy := ys[3*g0 : 3*g1]
-	var b0, b1 [3]float64
+	var b0, b1 [3]float32
 	for d := range 3 {
-		b0[d], b1[d] = math.Inf(1), math.Inf(-1)
+		b0[d], b1[d] = float32(math.Inf(1)), float32(math.Inf(-1))
 	}
 	for k := range m {
 		for d := range 3 {
@@ -399,11 +399,11 @@ func (t *bhTree) walkGroup3(g0, g1 int, f *[bhLeafSize * 3]float64) float64 {
 						}
 						e0, e1, e2 := gy[3*a]-xj, gy[3*a+1]-yj, gy[3*a+2]-zj
 						w := 1 / (1 + e0*e0 + e1*e1 + e2*e2)
-						zs[a] += w
+						zs[a] += float64(w)
 						w *= w
-						f0[a] += w * e0
-						f1[a] += w * e1
-						f2[a] += w * e2
+						f0[a] += float64(w * e0)
+						f1[a] += float64(w * e1)
+						f2[a] += float64(w * e2)
 					}
 				}
 				k = nd.next
@@ -417,15 +417,15 @@ func (t *bhTree) walkGroup3(g0, g1 int, f *[bhLeafSize * 3]float64) float64 {
 		d1 := max(b0[1]-c1, c1-b1[1], 0)
 		d2 := max(b0[2]-c2, c2-b1[2], 0)
 		if nd.crit2 < d0*d0+d1*d1+d2*d2 {
-			cnt := float64(nd.hi - nd.lo)
+			cnt := float32(nd.hi - nd.lo)
 			for a := range m {
 				e0, e1, e2 := gy[3*a]-c0, gy[3*a+1]-c1, gy[3*a+2]-c2
 				w := 1 / (1 + e0*e0 + e1*e1 + e2*e2)
-				zs[a] += cnt * w
+				zs[a] += float64(cnt * w)
 				w *= w * cnt
-				f0[a] += w * e0
-				f1[a] += w * e1
-				f2[a] += w * e2
+				f0[a] += float64(w * e0)
+				f1[a] += float64(w * e1)
+				f2[a] += float64(w * e2)
 			}
 			k = nd.next
 			continue
@@ -436,11 +436,11 @@ func (t *bhTree) walkGroup3(g0, g1 int, f *[bhLeafSize * 3]float64) float64 {
 				for a := range m {
 					e0, e1, e2 := gy[3*a]-xj, gy[3*a+1]-yj, gy[3*a+2]-zj
 					w := 1 / (1 + e0*e0 + e1*e1 + e2*e2)
-					zs[a] += w
+					zs[a] += float64(w)
 					w *= w
-					f0[a] += w * e0
-					f1[a] += w * e1
-					f2[a] += w * e2
+					f0[a] += float64(w * e0)
+					f1[a] += float64(w * e1)
+					f2[a] += float64(w * e2)
 				}
 			}
 			k = nd.next
