@@ -24,8 +24,8 @@ type bhTree struct {
 	bits    int // Morton bits per dimension = maximum depth
 
 	keys, keysTmp []uint32
-	order, ordTmp []int32 // order[s] = point at sorted position s
-	pos           []int32 // pos[i] = sorted position of point i
+	order, ordTmp []int32   // order[s] = point at sorted position s
+	pos           []int32   // pos[i] = sorted position of point i
 	ys            []float32 // Y in sorted order
 	nodes         []bhNode
 	leaves        []int32   // leaf nodes in sorted order: the groups of the walk
