@@ -25,7 +25,6 @@ type bhTree struct {
 
 	keys, keysTmp []uint32
 	order, ordTmp []int32   // order[s] = point at sorted position s
-	pos           []int32   // pos[i] = sorted position of point i
 	ys            []float32 // Y in sorted order
 	nodes         []bhNode
 	leaves        []int32   // leaf nodes in sorted order: the groups of the walk
@@ -59,7 +58,6 @@ func newBHTree(b *Backend, n, dims int, theta float64) *bhTree {
 	t.keysTmp = make([]uint32, n)
 	t.order = make([]int32, n)
 	t.ordTmp = make([]int32, n)
-	t.pos = make([]int32, n)
 	t.ys = make([]float32, n*dims)
 	t.nodes = make([]bhNode, 0, 2*n/bhLeafSize+64)
 	t.width2 = make([]float64, t.bits+1)
@@ -107,7 +105,6 @@ func (t *bhTree) build(ctx context.Context, y []float32) error {
 	}
 	t.radixSort()
 	for s, i := range t.order {
-		t.pos[i] = int32(s)
 		for d := range dims {
 			t.ys[s*dims+d] = y[int(i)*dims+d]
 		}
