@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"context"
+	"fmt"
 	"math"
 
 	"gonum.org/v1/gonum/dsp/fourier"
@@ -119,8 +120,13 @@ func niceSize(n int) int {
 	}
 }
 
+// fftMaxGrid bounds the padded grid (complex values per transform, 16 bytes
+// each, two of them): a diverged embedding must be an error, not an
+// allocation of the whole machine.
+const fftMaxGrid = 1 << 25
+
 // geometry lays the grid over y and resizes the buffers when it grew.
-func (f *fftRepulsion) geometry(y []float32) {
+func (f *fftRepulsion) geometry(y []float32) error {
 	lox, hix := math.Inf(1), math.Inf(-1)
 	loy, hiy := math.Inf(1), math.Inf(-1)
 	for i := range f.n {
@@ -136,7 +142,13 @@ func (f *fftRepulsion) geometry(y []float32) {
 	f.x0 = (lox+hix)/2 - float64(f.nbx)*bw/2
 	f.y0 = (loy+hiy)/2 - float64(nby)*bw/2
 	f.cx, f.cy = (lox+hix)/2, (loy+hiy)/2
+	if !(hix-lox < 1e6 && hiy-loy < 1e6) {
+		return fmt.Errorf("cpu: fft repulsion: embedding extent %g × %g is not finite or too large", hix-lox, hiy-loy)
+	}
 	f.px, f.py = niceSize(2*f.mx), niceSize(2*f.my)
+	if f.px*f.py > fftMaxGrid {
+		return fmt.Errorf("cpu: fft repulsion: embedding extent %g × %g needs a %d×%d grid", hix-lox, hiy-loy, f.px, f.py)
+	}
 	if cap(f.ca) < f.mx*f.my {
 		f.ca = make([]complex128, f.mx*f.my)
 		f.cb = make([]complex128, f.mx*f.my)
@@ -166,6 +178,7 @@ func (f *fftRepulsion) geometry(y []float32) {
 			f.bufs[c] = make([]complex128, max(f.px, f.py))
 		}
 	}
+	return nil
 }
 
 // kernelTransform caches the real transform of the kernel on the padded
@@ -240,7 +253,9 @@ func lagrange(u float64, w []float64) {
 }
 
 func (f *fftRepulsion) repulse(ctx context.Context, y []float32, rep []float64) (float64, error) {
-	f.geometry(y)
+	if err := f.geometry(y); err != nil {
+		return 0, err
+	}
 	if err := f.kernelTransform(ctx); err != nil {
 		return 0, err
 	}
