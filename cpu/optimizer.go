@@ -294,13 +294,13 @@ func attraction(y []float32, rp, col []int32, val []float32, dims, i int) (a [3]
 	var a0, a1, a2 float64
 	for e := rp[i]; e < rp[i+1]; e++ {
 		j := col[e]
-		d0 := float64(yi0) - float64(y[3*j])
-		d1 := float64(yi1) - float64(y[3*j+1])
-		d2 := float64(yi2) - float64(y[3*j+2])
-		pw := float64(val[e]) / (1 + d0*d0 + d1*d1 + d2*d2)
-		a0 += pw * d0
-		a1 += pw * d1
-		a2 += pw * d2
+		d0 := yi0 - y[3*j]
+		d1 := yi1 - y[3*j+1]
+		d2 := yi2 - y[3*j+2]
+		pw := val[e] / (1 + d0*d0 + d1*d1 + d2*d2)
+		a0 += float64(pw * d0)
+		a1 += float64(pw * d1)
+		a2 += float64(pw * d2)
 	}
 	a[0], a[1], a[2] = a0, a1, a2
 	return a
