@@ -61,14 +61,23 @@ type zEstimator interface {
 //	1000    2.2         0.86     2.9         2.1
 //	2000    8.2         2.0      11          5.6
 //
-// FFT interpolation at the spacing its accuracy needs (0.2, see fft.go) was
-// slower than Barnes-Hut on spread (late) layouts at every N measured
-// (10,000: 36 vs 19 ms at spacing 1/3; 70,000: 327 vs 134 ms at 0.2) and
-// faster only on compact early ones (70,000: 82 vs 184 ms), so auto uses
-// Barnes-Hut; FFT stays available by name.
+// FFT interpolation at the spacing its accuracy needs (0.2, see fft.go)
+// costs O(extent²) for its grid and little per point, Barnes-Hut the
+// reverse, so FFT wins on compact layouts (the exaggeration phase) and loses
+// on spread ones. BenchmarkStep, 2-D, early (extent ~5) / late (extent ~45
+// at 10,000, ~85 at 70,000), wall ms on the loaded machine:
+//
+//	N        BH early  BH late  FFT early  FFT late
+//	10,000   20        27       8          84–207
+//	70,000   294       271      52         399
+//
+// Over a 1000-step run (250 compact steps, then a growing extent) that is
+// ~25 s BH vs ~40–95 s FFT at 10,000 but ~280 s BH vs ~190 s FFT at 70,000,
+// so 2-D uses FFT from autoFFTMin2D points.
 const (
 	autoExactMax2D = 300
 	autoExactMax3D = 400
+	autoFFTMin2D   = 40000
 )
 
 // autoRepulsion picks the repulsion method for n points in dims dimensions.
@@ -79,6 +88,9 @@ func autoRepulsion(n, dims int) embed.Repulsion {
 	}
 	if n <= limit {
 		return embed.RepulsionExact
+	}
+	if dims == 2 && n >= autoFFTMin2D {
+		return embed.RepulsionFFT
 	}
 	return embed.RepulsionBarnesHut
 }
