@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 
-	"gonum.org/v1/gonum/dsp/fourier"
 )
 
 // fftRepulsion is the interpolation-based repulsion of Linderman, Rachh,
@@ -25,9 +24,10 @@ import (
 //
 // Choices for pure Go (no SIMD, two cores):
 //   - The node SPACING h is fixed and the number of boxes grows with the
-//     extent of Y, with the padded FFT size rounded up to a 2^a·3^b·5^c
-//     length. The kernel's transform depends only on the padded size, so it
-//     is cached and recomputed only when the grid grows past such a size.
+//     extent of Y, with the padded FFT size rounded up to a power of two
+//     (our own radix-2 transform, fft_radix2.go). The kernel's transform
+//     depends only on the padded size, so it is cached and recomputed only
+//     when the grid grows past a power of two.
 //   - The kernel is real and even, so its transform is real: the four real
 //     charge grids are packed into two complex ones (1 + i·y1, y2 + i·‖y‖²),
 //     and the real and imaginary parts of one inverse transform are the two
@@ -62,8 +62,8 @@ type fftRepulsion struct {
 	kernel   []float64    // real transform of the kernel, transposed px×py
 	kpx, kpy int
 
-	rowFFT, colFFT []*fourier.CmplxFFT // one per chunk
-	bufs           [][]complex128
+	rowFFT, colFFT *fftPlan
+	bufs           [][]complex128 // one per chunk
 	part           []float64
 }
 
@@ -97,27 +97,10 @@ func newFFTRepulsion(b *Backend, n int, h float64, p int) *fftRepulsion {
 		box:    make([]int32, n),
 		wts:    make([]float64, 2*p*n),
 		order:  make([]int32, n),
-		rowFFT: make([]*fourier.CmplxFFT, nc),
-		colFFT: make([]*fourier.CmplxFFT, nc),
 		bufs:   make([][]complex128, nc),
 		part:   make([]float64, nc),
 	}
 	return f
-}
-
-// niceSize is the smallest 2^a·3^b·5^c ≥ n: the lengths the FFT is fast for.
-func niceSize(n int) int {
-	for m := max(n, 1); ; m++ {
-		k := m
-		for _, f := range [...]int{2, 3, 5} {
-			for k%f == 0 {
-				k /= f
-			}
-		}
-		if k == 1 {
-			return m
-		}
-	}
 }
 
 // fftMaxGrid bounds the padded grid (complex values per transform, 16 bytes
@@ -145,7 +128,7 @@ func (f *fftRepulsion) geometry(y []float32) error {
 	if !(hix-lox < 1e6 && hiy-loy < 1e6) {
 		return fmt.Errorf("cpu: fft repulsion: embedding extent %g × %g is not finite or too large", hix-lox, hiy-loy)
 	}
-	f.px, f.py = niceSize(2*f.mx), niceSize(2*f.my)
+	f.px, f.py = nextPow2(2*f.mx), nextPow2(2*f.my)
 	if f.px*f.py > fftMaxGrid {
 		return fmt.Errorf("cpu: fft repulsion: embedding extent %g × %g needs a %d×%d grid", hix-lox, hiy-loy, f.px, f.py)
 	}
@@ -163,17 +146,13 @@ func (f *fftRepulsion) geometry(y []float32) error {
 		f.rowStart = make([]int32, nby+1)
 	}
 	f.rowStart = f.rowStart[:nby+1]
-	for c := range f.rowFFT {
-		if f.rowFFT[c] == nil {
-			f.rowFFT[c] = fourier.NewCmplxFFT(f.px)
-			f.colFFT[c] = fourier.NewCmplxFFT(f.py)
-		}
-		if f.rowFFT[c].Len() != f.px {
-			f.rowFFT[c].Reset(f.px)
-		}
-		if f.colFFT[c].Len() != f.py {
-			f.colFFT[c].Reset(f.py)
-		}
+	if f.rowFFT == nil || f.rowFFT.n != f.px {
+		f.rowFFT = newFFTPlan(f.px)
+	}
+	if f.colFFT == nil || f.colFFT.n != f.py {
+		f.colFFT = newFFTPlan(f.py)
+	}
+	for c := range f.bufs {
 		if cap(f.bufs[c]) < max(f.px, f.py) {
 			f.bufs[c] = make([]complex128, max(f.px, f.py))
 		}
@@ -207,7 +186,7 @@ func (f *fftRepulsion) kernelTransform(ctx context.Context) error {
 	err := f.b.parallelFor(ctx, px, 8, func(c, lo, hi int) {
 		for gx := lo; gx < hi; gx++ {
 			col := t[gx*py : (gx+1)*py]
-			f.colFFT[c].Coefficients(col, col)
+			f.colFFT.forward(col)
 		}
 	})
 	if err != nil {
@@ -223,7 +202,7 @@ func (f *fftRepulsion) kernelTransform(ctx context.Context) error {
 			for gx := range px {
 				buf[gx] = t[gx*py+gy]
 			}
-			f.rowFFT[c].Coefficients(buf, buf)
+			f.rowFFT.forward(buf)
 			for gx := range px {
 				f.kernel[gx*py+gy] = real(buf[gx])
 			}
@@ -386,7 +365,7 @@ func (f *fftRepulsion) convolve(ctx context.Context) error {
 			}
 			copy(buf, src[gy*mx:(gy+1)*mx])
 			clear(buf[mx:])
-			f.rowFFT[c].Coefficients(buf, buf)
+			f.rowFFT.forward(buf)
 			for gx, v := range buf {
 				dst[gx*py+gy] = v
 			}
@@ -405,12 +384,12 @@ func (f *fftRepulsion) convolve(ctx context.Context) error {
 			}
 			col := t[gx*py : (gx+1)*py]
 			clear(col[my:])
-			f.colFFT[c].Coefficients(col, col)
+			f.colFFT.forward(col)
 			k := f.kernel[gx*py : (gx+1)*py]
 			for gy := range col {
 				col[gy] *= complex(k[gy], 0)
 			}
-			f.colFFT[c].Sequence(col, col)
+			f.colFFT.inverse(col)
 		}
 	})
 	if err != nil {
@@ -428,7 +407,7 @@ func (f *fftRepulsion) convolve(ctx context.Context) error {
 			for gx := range buf {
 				buf[gx] = src[gx*py+gy]
 			}
-			f.rowFFT[c].Sequence(buf, buf)
+			f.rowFFT.inverse(buf)
 			out := dst[gy*mx : (gy+1)*mx]
 			for gx := range out {
 				out[gx] = buf[gx] * norm
