@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-
 )
 
 // fftRepulsion is the interpolation-based repulsion of Linderman, Rachh,
@@ -90,15 +89,15 @@ const (
 func newFFTRepulsion(b *Backend, n int, h float64, p int) *fftRepulsion {
 	nc := 4 * max(b.threads, 1)
 	f := &fftRepulsion{
-		b:      b,
-		n:      n,
-		h:      h,
-		p:      p,
-		box:    make([]int32, n),
-		wts:    make([]float64, 2*p*n),
-		order:  make([]int32, n),
-		bufs:   make([][]complex128, nc),
-		part:   make([]float64, nc),
+		b:     b,
+		n:     n,
+		h:     h,
+		p:     p,
+		box:   make([]int32, n),
+		wts:   make([]float64, 2*p*n),
+		order: make([]int32, n),
+		bufs:  make([][]complex128, nc),
+		part:  make([]float64, nc),
 	}
 	return f
 }

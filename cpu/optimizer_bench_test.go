@@ -128,32 +128,37 @@ func BenchmarkCrossover(b *testing.B) {
 	}
 }
 
-// BenchmarkRun is a whole optimisation with the usual schedule and the auto
-// method: 1000 steps from a tiny random start, KL every 50 steps, reporting
+// BenchmarkRun is a whole 2-D optimisation with the usual schedule (auto,
+// Barnes-Hut and FFT): 1000 steps from a tiny random start, KL every 50 steps, reporting
 // seconds per run and the mean ms per step.
 func BenchmarkRun(b *testing.B) {
 	for _, n := range []int{2000, 10000, 70000} {
-		b.Run(fmt.Sprint(n), func(b *testing.B) {
-			tp := newTestProblem(n, 5, 30, 90, 99)
-			b.ResetTimer()
-			for range b.N {
-				o, err := newOptimizer(context.Background(), New(0), tp.p, initialY(n, 2, 3), embed.OptimizerConfig{N: n, Dims: 2, Repulsion: embed.RepulsionAuto, Theta: 0.5})
-				if err != nil {
-					b.Fatal(err)
+		var tp *testProblem
+		for _, m := range []embed.Repulsion{embed.RepulsionAuto, embed.RepulsionBarnesHut, embed.RepulsionFFT} {
+			b.Run(fmt.Sprintf("%s/%d", m, n), func(b *testing.B) {
+				if tp == nil {
+					tp = newTestProblem(n, 5, 30, 90, 99)
 				}
-				for it := range 1000 {
-					if err := o.Step(context.Background(), schedule(n, it)); err != nil {
+				b.ResetTimer()
+				for range b.N {
+					o, err := newOptimizer(context.Background(), New(0), tp.p, initialY(n, 2, 3), embed.OptimizerConfig{N: n, Dims: 2, Repulsion: m, Theta: 0.5})
+					if err != nil {
 						b.Fatal(err)
 					}
-					if it%50 == 49 {
-						if _, err := o.KL(context.Background()); err != nil {
+					for it := range 1000 {
+						if err := o.Step(context.Background(), schedule(n, it)); err != nil {
 							b.Fatal(err)
+						}
+						if it%50 == 49 {
+							if _, err := o.KL(context.Background()); err != nil {
+								b.Fatal(err)
+							}
 						}
 					}
 				}
-			}
-			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/run")
-			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N)/1000, "ms/step")
-		})
+				b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/run")
+				b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N)/1000, "ms/step")
+			})
+		}
 	}
 }
