@@ -50,28 +50,47 @@ type zEstimator interface {
 	z(ctx context.Context, y []float32) (float64, error)
 }
 
-// Crossovers of the automatic repulsion method, measured with
-// BenchmarkStep on the 2-core development machine (see autoRepulsion).
+// Crossovers of the automatic repulsion method, from BenchmarkCrossover and
+// BenchmarkStep on the shared 2-core development machine (wall ms per Step,
+// attraction + repulsion + update, clustered data, ~90 neighbours a point,
+// a layout of extent ~15; noisy, ratios are what count):
+//
+//	N       2-D exact   2-D BH   3-D exact   3-D BH
+//	250     0.23        0.27     0.37        0.28
+//	500     0.65        0.34     0.81        0.78
+//	1000    2.2         0.86     2.9         2.1
+//	2000    8.2         2.0      11          5.6
+//
+// FFT interpolation at the spacing its accuracy needs (0.2, see fft.go)
+// costs O(extent²) for its grid and little per point, Barnes-Hut the
+// reverse, so FFT wins on compact layouts (the exaggeration phase) and loses
+// on spread ones. BenchmarkStep, 2-D, early (extent ~5) / late (extent ~45
+// at 10,000, ~85 at 70,000), wall ms on the loaded machine:
+//
+//	N        BH early  BH late  FFT early  FFT late
+//	10,000   20        27       8          84–207
+//	70,000   294       271      52         399
+//
+// Over a 1000-step run (250 compact steps, then a growing extent) that is
+// ~25 s BH vs ~40–95 s FFT at 10,000 but ~280 s BH vs ~190 s FFT at 70,000,
+// so 2-D uses FFT from autoFFTMin2D points.
 const (
-	autoExactMax2D = 0 // the exact method never wins in 2-D: FFT is faster from N = 500
-	autoExactMax3D = 1500
+	autoExactMax2D = 300
+	autoExactMax3D = 400
+	autoFFTMin2D   = 40000
 )
 
 // autoRepulsion picks the repulsion method for n points in dims dimensions.
-//
-// Measured ms per Step (attraction + repulsion + update), 2 cores shared
-// with other jobs, clustered data, ~90 neighbours a point; "late" is a spread
-// embedding (extent ~80), "early" a compact one:
-// see the comment at the end of optimizer_bench_test.go for the table.
 func autoRepulsion(n, dims int) embed.Repulsion {
-	if dims == 2 {
-		if n <= autoExactMax2D {
-			return embed.RepulsionExact
-		}
-		return embed.RepulsionFFT
+	limit := autoExactMax2D
+	if dims == 3 {
+		limit = autoExactMax3D
 	}
-	if n <= autoExactMax3D {
+	if n <= limit {
 		return embed.RepulsionExact
+	}
+	if dims == 2 && n >= autoFFTMin2D {
+		return embed.RepulsionFFT
 	}
 	return embed.RepulsionBarnesHut
 }
@@ -255,15 +274,30 @@ func (o *optimizer) updatePass(ctx context.Context, params embed.StepParams, z f
 // attraction is Σ_j p_ij w_ij (y_i − y_j) over row i of P.
 func attraction(y []float32, rp, col []int32, val []float32, dims, i int) (a [3]float64) {
 	if dims == 2 {
+		// Each term is computed in float32 (a float32 division is about
+		// twice as fast as a float64 one and this is the hot loop of every
+		// iteration); the row sums are float64.
 		yi0, yi1 := y[2*i], y[2*i+1]
 		var a0, a1 float64
-		for e := rp[i]; e < rp[i+1]; e++ {
+		e, end := rp[i], rp[i+1]
+		for ; e+1 < end; e += 2 {
+			j, k := col[e], col[e+1]
+			d0 := yi0 - y[2*j]
+			d1 := yi1 - y[2*j+1]
+			c0 := yi0 - y[2*k]
+			c1 := yi1 - y[2*k+1]
+			pw := val[e] / (1 + d0*d0 + d1*d1)
+			qw := val[e+1] / (1 + c0*c0 + c1*c1)
+			a0 += float64(pw*d0) + float64(qw*c0)
+			a1 += float64(pw*d1) + float64(qw*c1)
+		}
+		if e < end {
 			j := col[e]
-			d0 := float64(yi0) - float64(y[2*j])
-			d1 := float64(yi1) - float64(y[2*j+1])
-			pw := float64(val[e]) / (1 + d0*d0 + d1*d1)
-			a0 += pw * d0
-			a1 += pw * d1
+			d0 := yi0 - y[2*j]
+			d1 := yi1 - y[2*j+1]
+			pw := val[e] / (1 + d0*d0 + d1*d1)
+			a0 += float64(pw * d0)
+			a1 += float64(pw * d1)
 		}
 		a[0], a[1] = a0, a1
 		return a
@@ -272,13 +306,13 @@ func attraction(y []float32, rp, col []int32, val []float32, dims, i int) (a [3]
 	var a0, a1, a2 float64
 	for e := rp[i]; e < rp[i+1]; e++ {
 		j := col[e]
-		d0 := float64(yi0) - float64(y[3*j])
-		d1 := float64(yi1) - float64(y[3*j+1])
-		d2 := float64(yi2) - float64(y[3*j+2])
-		pw := float64(val[e]) / (1 + d0*d0 + d1*d1 + d2*d2)
-		a0 += pw * d0
-		a1 += pw * d1
-		a2 += pw * d2
+		d0 := yi0 - y[3*j]
+		d1 := yi1 - y[3*j+1]
+		d2 := yi2 - y[3*j+2]
+		pw := val[e] / (1 + d0*d0 + d1*d1 + d2*d2)
+		a0 += float64(pw * d0)
+		a1 += float64(pw * d1)
+		a2 += float64(pw * d2)
 	}
 	a[0], a[1], a[2] = a0, a1, a2
 	return a
