@@ -127,23 +127,24 @@ func newOptimizer(ctx context.Context, b *Backend, p *embed.CSR, y0 []float32, c
 	if o.method == embed.RepulsionAuto {
 		o.method = autoRepulsion(n, dims)
 		if dims == 2 && o.method == embed.RepulsionBarnesHut {
-			theta := cfg.Theta
-			if !(theta >= 0) || math.IsInf(theta, 0) {
-				theta = 0.5
-			}
 			o.hybrid = &hybridRepulsion{
-				bh:  newBHTree(b, n, dims, theta),
+				bh:  newBHTree(b, n, dims, cfg.Theta),
 				fft: newFFTRepulsion(b, n, fftStepSpacing, fftStepOrder),
 			}
 			o.method = o.hybrid.pick(y0)
 		}
 	}
-	switch o.method {
-	case embed.RepulsionExact:
+	switch {
+	case o.hybrid != nil:
+		o.rep = o.hybrid.bh
+		if o.method == embed.RepulsionFFT {
+			o.rep = o.hybrid.fft
+		}
+	case o.method == embed.RepulsionExact:
 		o.rep = &exactRepulsion{b: b, n: n, dims: dims}
-	case embed.RepulsionBarnesHut:
+	case o.method == embed.RepulsionBarnesHut:
 		o.rep = newBHTree(b, n, dims, cfg.Theta)
-	case embed.RepulsionFFT:
+	case o.method == embed.RepulsionFFT:
 		o.rep = newFFTRepulsion(b, n, fftStepSpacing, fftStepOrder)
 	}
 	for _, v := range p.Val {
@@ -200,8 +201,8 @@ func validateProblem(p *embed.CSR, y0 []float32, cfg embed.OptimizerConfig) erro
 		}
 	}
 	switch cfg.Repulsion {
-	case embed.RepulsionAuto, embed.RepulsionExact:
-	case embed.RepulsionBarnesHut:
+	case embed.RepulsionExact:
+	case embed.RepulsionAuto, embed.RepulsionBarnesHut:
 		if !(cfg.Theta >= 0) || math.IsInf(cfg.Theta, 0) {
 			return fmt.Errorf("theta must be a finite non-negative number, not %v", cfg.Theta)
 		}
