@@ -226,7 +226,7 @@ func TestMethodsAgree(t *testing.T) {
 	tp := newTestProblem(2000, 10, 8, 90, 14)
 	y0 := initialY(tp.n, 2, 15)
 	kl := map[embed.Repulsion]float64{}
-	for _, m := range []embed.Repulsion{embed.RepulsionExact, embed.RepulsionBarnesHut, embed.RepulsionFFT} {
+	for _, m := range []embed.Repulsion{embed.RepulsionExact, embed.RepulsionBarnesHut, embed.RepulsionFFT, embed.RepulsionAuto} {
 		o := mustOptimizer(t, b, tp.p, y0, 2, m)
 		run(t, o, 1000)
 		v, err := o.KL(context.Background())
