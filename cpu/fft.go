@@ -71,11 +71,11 @@ type fftRepulsion struct {
 // 1/(1+d²)² has curvature O(1): relative L2 error of the repulsive force on
 // 2,000 clustered points, compact / spread layout:
 //
-//	spacing p  error           grid (spread)
-//	1/3     3  0.9 % / 1.6 %   360   (FIt-SNE's default)
-//	0.25    4  0.2 % / 0.4 %   480
-//	0.2     3  0.2 % / 0.3 %   600
-//	0.5     3  3.3 % / 5.2 %   240
+//	spacing p  error           padded grid (spread)
+//	1/3     3  0.9 % / 1.6 %   512²  (FIt-SNE's default)
+//	0.25    4  0.2 % / 0.4 %   512²
+//	0.2     3  0.2 % / 0.3 %   1024²
+//	0.5     3  3.3 % / 5.2 %   256²
 //	0.5     5  12 % / 33 %     (boxes wider than ~1 suffer Runge's phenomenon)
 //
 // At spacing 1/3 the bias is systematic (short-range repulsion too weak) and

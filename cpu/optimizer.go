@@ -32,6 +32,10 @@ type optimizer struct {
 	dims   int
 	method embed.Repulsion
 	rep    repulser
+	// hybrid is set for auto in 2-D above the exact range: each Step picks
+	// FFT interpolation while the layout is compact and Barnes-Hut once the
+	// FFT grid it would need is large (see hybridFFTGrid).
+	hybrid *hybridRepulsion
 
 	y, yNext []float32 // N×dims; yNext is the double buffer of the update pass
 	gains    []float32
@@ -65,19 +69,17 @@ type zEstimator interface {
 // costs O(extent²) for its grid and little per point, Barnes-Hut the
 // reverse, so FFT wins on compact layouts (the exaggeration phase) and loses
 // on spread ones. BenchmarkStep, 2-D, early (extent ~5) / late (extent ~45
-// at 10,000, ~85 at 70,000), wall ms on the loaded machine:
+// at 10,000, ~85 at 70,000), wall ms, radix-2 FFT:
 //
 //	N        BH early  BH late  FFT early  FFT late
-//	10,000   20        27       8          84–207
-//	70,000   294       271      52         399
+//	10,000   13.5      13.2     7.5        24
+//	70,000   126       124      41         130
 //
-// Over a 1000-step run (250 compact steps, then a growing extent) that is
-// ~25 s BH vs ~40–95 s FFT at 10,000 but ~280 s BH vs ~190 s FFT at 70,000,
-// so 2-D uses FFT from autoFFTMin2D points.
+// So neither wins a whole run: in 2-D, auto switches per Step between them
+// by the size of the grid the FFT would need (hybridRepulsion).
 const (
 	autoExactMax2D = 300
 	autoExactMax3D = 400
-	autoFFTMin2D   = 40000
 )
 
 // autoRepulsion picks the repulsion method for n points in dims dimensions.
@@ -88,9 +90,6 @@ func autoRepulsion(n, dims int) embed.Repulsion {
 	}
 	if n <= limit {
 		return embed.RepulsionExact
-	}
-	if dims == 2 && n >= autoFFTMin2D {
-		return embed.RepulsionFFT
 	}
 	return embed.RepulsionBarnesHut
 }
@@ -127,13 +126,25 @@ func newOptimizer(ctx context.Context, b *Backend, p *embed.CSR, y0 []float32, c
 	o.method = cfg.Repulsion
 	if o.method == embed.RepulsionAuto {
 		o.method = autoRepulsion(n, dims)
+		if dims == 2 && o.method == embed.RepulsionBarnesHut {
+			o.hybrid = &hybridRepulsion{
+				bh:  newBHTree(b, n, dims, cfg.Theta),
+				fft: newFFTRepulsion(b, n, fftStepSpacing, fftStepOrder),
+			}
+			o.method = o.hybrid.pick(y0)
+		}
 	}
-	switch o.method {
-	case embed.RepulsionExact:
+	switch {
+	case o.hybrid != nil:
+		o.rep = o.hybrid.bh
+		if o.method == embed.RepulsionFFT {
+			o.rep = o.hybrid.fft
+		}
+	case o.method == embed.RepulsionExact:
 		o.rep = &exactRepulsion{b: b, n: n, dims: dims}
-	case embed.RepulsionBarnesHut:
+	case o.method == embed.RepulsionBarnesHut:
 		o.rep = newBHTree(b, n, dims, cfg.Theta)
-	case embed.RepulsionFFT:
+	case o.method == embed.RepulsionFFT:
 		o.rep = newFFTRepulsion(b, n, fftStepSpacing, fftStepOrder)
 	}
 	for _, v := range p.Val {
@@ -190,8 +201,8 @@ func validateProblem(p *embed.CSR, y0 []float32, cfg embed.OptimizerConfig) erro
 		}
 	}
 	switch cfg.Repulsion {
-	case embed.RepulsionAuto, embed.RepulsionExact:
-	case embed.RepulsionBarnesHut:
+	case embed.RepulsionExact:
+	case embed.RepulsionAuto, embed.RepulsionBarnesHut:
 		if !(cfg.Theta >= 0) || math.IsInf(cfg.Theta, 0) {
 			return fmt.Errorf("theta must be a finite non-negative number, not %v", cfg.Theta)
 		}
@@ -205,8 +216,47 @@ func validateProblem(p *embed.CSR, y0 []float32, cfg embed.OptimizerConfig) erro
 	return nil
 }
 
-// Repulsion implements embed.Optimizer.
+// Repulsion implements embed.Optimizer. With auto in 2-D it is the method of
+// the latest Step (before the first, of the first).
 func (o *optimizer) Repulsion() embed.Repulsion { return o.method }
+
+// hybridRepulsion holds both approximations of the 2-D auto method.
+type hybridRepulsion struct {
+	bh  *bhTree
+	fft *fftRepulsion
+}
+
+// hybridFFTGrid: auto uses the FFT interpolation while its padded grid has
+// at most hybridFFTGrid·N nodes, else Barnes-Hut. The FFT costs O(grid), its
+// grid grows with the square of the layout's extent at fixed spacing, and
+// Barnes-Hut costs O(N log N) but is slowest on compact layouts. Measured
+// (BenchmarkStep, wall ms): at 10,000 points FFT 7.5 vs BH 13.5 on a compact
+// layout (grid 64², 0.4·N) and 24 vs 13 on a spread one (512², 26·N); at
+// 70,000 points 41 vs 126 compact, 130 vs 124 spread (1024², 15·N). A real
+// 70,000-point run reaches an extent of ~150 by step 650, where the grid
+// (2048², 60·N) would be far too slow, so the switch matters both ways.
+const hybridFFTGrid = 8
+
+func (h *hybridRepulsion) pick(y []float32) embed.Repulsion {
+	lox, hix := float32(math.Inf(1)), float32(math.Inf(-1))
+	loy, hiy := lox, hix
+	for i := 0; i+1 < len(y); i += 2 {
+		lox, hix = min(lox, y[i]), max(hix, y[i])
+		loy, hiy = min(loy, y[i+1]), max(hiy, y[i+1])
+	}
+	f := h.fft
+	bw := f.h * float64(f.p)
+	ex, ey := float64(hix-lox), float64(hiy-loy)
+	if !(ex < 1e6 && ey < 1e6) {
+		return embed.RepulsionBarnesHut
+	}
+	px := nextPow2(2 * (int(ex/bw) + 1) * f.p)
+	py := nextPow2(2 * (int(ey/bw) + 1) * f.p)
+	if px*py <= hybridFFTGrid*f.n {
+		return embed.RepulsionFFT
+	}
+	return embed.RepulsionBarnesHut
+}
 
 // Step implements embed.Optimizer.
 func (o *optimizer) Step(ctx context.Context, params embed.StepParams) error {
@@ -215,6 +265,13 @@ func (o *optimizer) Step(ctx context.Context, params embed.StepParams) error {
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if o.hybrid != nil {
+		o.method = o.hybrid.pick(o.y)
+		o.rep = o.hybrid.bh
+		if o.method == embed.RepulsionFFT {
+			o.rep = o.hybrid.fft
+		}
 	}
 	z, err := o.rep.repulse(ctx, o.y, o.force)
 	if err != nil {
@@ -446,6 +503,6 @@ func (o *optimizer) Coordinates(dst []float32) error {
 func (o *optimizer) Close() error {
 	o.closed = true
 	o.y, o.yNext, o.gains, o.update, o.force = nil, nil, nil, nil, nil
-	o.rep, o.klZ = nil, nil
+	o.rep, o.klZ, o.hybrid = nil, nil, nil
 	return nil
 }

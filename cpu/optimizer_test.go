@@ -173,7 +173,7 @@ func TestKLDecreases(t *testing.T) {
 	for _, c := range []struct {
 		dims   int
 		method embed.Repulsion
-	}{{2, embed.RepulsionExact}, {2, embed.RepulsionBarnesHut}, {2, embed.RepulsionFFT}, {3, embed.RepulsionBarnesHut}} {
+	}{{2, embed.RepulsionExact}, {2, embed.RepulsionBarnesHut}, {2, embed.RepulsionFFT}, {3, embed.RepulsionBarnesHut}, {2, embed.RepulsionAuto}} {
 		if raceEnabled && c.method == embed.RepulsionFFT {
 			continue // its grid grows with the layout, not N: minutes under -race
 		}
@@ -226,7 +226,7 @@ func TestMethodsAgree(t *testing.T) {
 	tp := newTestProblem(2000, 10, 8, 90, 14)
 	y0 := initialY(tp.n, 2, 15)
 	kl := map[embed.Repulsion]float64{}
-	for _, m := range []embed.Repulsion{embed.RepulsionExact, embed.RepulsionBarnesHut, embed.RepulsionFFT} {
+	for _, m := range []embed.Repulsion{embed.RepulsionExact, embed.RepulsionBarnesHut, embed.RepulsionFFT, embed.RepulsionAuto} {
 		o := mustOptimizer(t, b, tp.p, y0, 2, m)
 		run(t, o, 1000)
 		v, err := o.KL(context.Background())
@@ -332,6 +332,29 @@ func TestBadInputs(t *testing.T) {
 	}
 	if _, err := newOptimizer(context.Background(), b, tp.p, y, cfg); err != nil {
 		t.Errorf("valid input: %v", err)
+	}
+}
+
+// Auto in 2-D switches between FFT (compact layouts) and Barnes-Hut
+// (spread ones) and always names the method it used.
+func TestAutoHybrid(t *testing.T) {
+	b := New(0)
+	tp := newTestProblem(1000, 6, 4, 30, 24)
+	for _, c := range []struct {
+		name string
+		y0   []float32
+		want embed.Repulsion
+	}{
+		{"initial", initialY(tp.n, 2, 25), embed.RepulsionFFT},
+		{"spread", spreadY(tp, 2, 60, 25), embed.RepulsionBarnesHut},
+	} {
+		o := mustOptimizer(t, b, tp.p, c.y0, 2, embed.RepulsionAuto)
+		if err := o.Step(context.Background(), schedule(tp.n, 300)); err != nil {
+			t.Fatal(err)
+		}
+		if got := o.Repulsion(); got != c.want {
+			t.Errorf("%s layout: auto used %s, want %s", c.name, got, c.want)
+		}
 	}
 }
 
