@@ -24,10 +24,10 @@ type bhTree struct {
 	bits    int // Morton bits per dimension = maximum depth
 
 	keys, keysTmp []uint32
-	order, ordTmp []int32 // order[s] = point at sorted position s
-	pos           []int32 // pos[i] = sorted position of point i
-	ys            []float64
+	order, ordTmp []int32   // order[s] = point at sorted position s
+	ys            []float32 // Y in sorted order
 	nodes         []bhNode
+	leaves        []int32   // leaf nodes in sorted order: the groups of the walk
 	width2        []float64 // squared cell width by depth
 	part          []float64
 }
@@ -35,11 +35,11 @@ type bhTree struct {
 // bhNode is a cell: points order[lo:hi], their centre of mass and the index
 // of the next node after this cell's subtree.
 type bhNode struct {
-	com   [3]float64
+	com   [3]float32
+	crit2 float32 // (cell width / θ)²: the cell is far enough beyond √crit2
 	lo    int32
 	hi    int32
 	next  int32
-	depth int16
 	leaf  bool
 }
 
@@ -58,8 +58,7 @@ func newBHTree(b *Backend, n, dims int, theta float64) *bhTree {
 	t.keysTmp = make([]uint32, n)
 	t.order = make([]int32, n)
 	t.ordTmp = make([]int32, n)
-	t.pos = make([]int32, n)
-	t.ys = make([]float64, n*dims)
+	t.ys = make([]float32, n*dims)
 	t.nodes = make([]bhNode, 0, 2*n/bhLeafSize+64)
 	t.width2 = make([]float64, t.bits+1)
 	return t
@@ -106,12 +105,12 @@ func (t *bhTree) build(ctx context.Context, y []float32) error {
 	}
 	t.radixSort()
 	for s, i := range t.order {
-		t.pos[i] = int32(s)
 		for d := range dims {
-			t.ys[s*dims+d] = float64(y[int(i)*dims+d])
+			t.ys[s*dims+d] = y[int(i)*dims+d]
 		}
 	}
 	t.nodes = t.nodes[:0]
+	t.leaves = t.leaves[:0]
 	t.buildNode(0, int32(n), 0)
 	return ctx.Err()
 }
@@ -171,16 +170,21 @@ func (t *bhTree) radixSort() {
 // subtree, and returns its node index.
 func (t *bhTree) buildNode(lo, hi int32, depth int) int32 {
 	idx := int32(len(t.nodes))
-	t.nodes = append(t.nodes, bhNode{lo: lo, hi: hi, depth: int16(depth)})
+	crit2 := float32(math.Inf(1)) // θ = 0: never accept a cell
+	if t.theta > 0 {
+		crit2 = float32(t.width2[depth] / (t.theta * t.theta))
+	}
+	t.nodes = append(t.nodes, bhNode{lo: lo, hi: hi, crit2: crit2})
 	dims := t.dims
 	var com [3]float64
 	if hi-lo <= bhLeafSize || depth == t.bits {
 		for s := lo; s < hi; s++ {
 			for d := range dims {
-				com[d] += t.ys[int(s)*dims+d]
+				com[d] += float64(t.ys[int(s)*dims+d])
 			}
 		}
 		t.nodes[idx].leaf = true
+		t.leaves = append(t.leaves, idx)
 	} else {
 		shift := uint(dims * (t.bits - 1 - depth))
 		mask := uint32(1)<<dims - 1
@@ -207,14 +211,14 @@ func (t *bhTree) buildNode(lo, hi int32, depth int) int32 {
 			c := t.buildNode(a, b, depth+1)
 			cnt := float64(b - a)
 			for d := range dims {
-				com[d] += t.nodes[c].com[d] * cnt
+				com[d] += float64(t.nodes[c].com[d]) * cnt
 			}
 			a = b
 		}
 	}
 	inv := 1 / float64(hi-lo)
 	for d := range dims {
-		t.nodes[idx].com[d] = com[d] * inv
+		t.nodes[idx].com[d] = float32(com[d] * inv)
 	}
 	t.nodes[idx].next = int32(len(t.nodes))
 	return idx
@@ -224,34 +228,47 @@ func (t *bhTree) repulse(ctx context.Context, y []float32, rep []float64) (float
 	if err := t.build(ctx, y); err != nil {
 		return 0, err
 	}
-	return t.walkAll(ctx, t.theta, rep)
+	return t.walkAll(ctx, rep)
 }
 
-// walkAll computes the forces (rep may be nil to compute Z alone) and Z with
-// opening angle theta on the built tree.
-func (t *bhTree) walkAll(ctx context.Context, theta float64, rep []float64) (float64, error) {
-	cs := t.b.chunks(t.n, 64)
+// walkAll computes the forces (rep may be nil to compute Z alone) and Z on
+// the built tree.
+//
+// The walk is done per leaf, for all of its points at once: a cell is
+// accepted for the whole group when it is far enough from the group's
+// bounding box (so from every point in it), which amortises the walk's
+// branches over up to bhLeafSize points and leaves a branch-free inner loop.
+// This is never less accurate than walking point by point.
+func (t *bhTree) walkAll(ctx context.Context, rep []float64) (float64, error) {
+	nl := len(t.leaves)
+	cs := t.b.chunks(nl, 16)
 	if cap(t.part) < len(cs) {
 		t.part = make([]float64, len(cs))
 	}
 	part := t.part[:len(cs)]
-	theta2 := theta * theta
-	err := t.b.parallelFor(ctx, t.n, 64, func(c, lo, hi int) {
+	dims := t.dims
+	err := t.b.parallelFor(ctx, nl, 16, func(c, lo, hi int) {
 		z := 0.0
-		for s := lo; s < hi; s++ {
-			if s&255 == 0 && ctx.Err() != nil {
+		var f [bhLeafSize * 3]float64
+		for l := lo; l < hi; l++ {
+			if l&63 == 0 && ctx.Err() != nil {
 				return
 			}
-			var f [3]float64
-			if t.dims == 2 {
-				z += t.walk2(s, theta2, &f)
-			} else {
-				z += t.walk3(s, theta2, &f)
-			}
-			if rep != nil {
-				i := int(t.order[s])
-				for d := range t.dims {
-					rep[i*t.dims+d] = f[d]
+			leaf := &t.nodes[t.leaves[l]]
+			// A leaf at the deepest level may hold more than bhLeafSize
+			// (coincident) points: walk it in groups of at most that many.
+			for g0 := int(leaf.lo); g0 < int(leaf.hi); g0 += bhLeafSize {
+				g1 := min(g0+bhLeafSize, int(leaf.hi))
+				if dims == 2 {
+					z += t.walkGroup2(g0, g1, &f)
+				} else {
+					z += t.walkGroup3(g0, g1, &f)
+				}
+				if rep != nil {
+					for s := g0; s < g1; s++ {
+						i := int(t.order[s])
+						copy(rep[i*dims:(i+1)*dims], f[(s-g0)*dims:(s-g0+1)*dims])
+					}
 				}
 			}
 		}
@@ -267,102 +284,183 @@ func (t *bhTree) walkAll(ctx context.Context, theta float64, rep []float64) (flo
 	return z, nil
 }
 
-// walk2 sums over the tree the force on the point at sorted position s in
-// 2-D and returns its share of Z.
-func (t *bhTree) walk2(s int, theta2 float64, f *[3]float64) float64 {
+// walkGroup2 sums the forces on the points at sorted positions [g0, g1) (one
+// leaf) into f and returns their share of Z, in 2-D.
+func (t *bhTree) walkGroup2(g0, g1 int, f *[bhLeafSize * 3]float64) float64 {
 	nodes, ys := t.nodes, t.ys
-	xi, yi := ys[2*s], ys[2*s+1]
-	s32 := int32(s)
-	var fx, fy, z float64
+	m := g1 - g0
+	gy := ys[2*g0 : 2*g1]
+	bx0, by0 := float32(math.Inf(1)), float32(math.Inf(1))
+	bx1, by1 := float32(math.Inf(-1)), float32(math.Inf(-1))
+	for k := range m {
+		bx0, bx1 = min(bx0, gy[2*k]), max(bx1, gy[2*k])
+		by0, by1 = min(by0, gy[2*k+1]), max(by1, gy[2*k+1])
+	}
+	var fx, fy, zs [bhLeafSize]float64
+	lo32, hi32 := int32(g0), int32(g1)
 	for k := int32(0); k < int32(len(nodes)); {
 		nd := &nodes[k]
-		dx, dy := xi-nd.com[0], yi-nd.com[1]
-		d2 := dx*dx + dy*dy
-		inside := nd.lo <= s32 && s32 < nd.hi
-		if !inside && t.width2[nd.depth] < theta2*d2 {
-			cnt := float64(nd.hi - nd.lo)
-			w := 1 / (1 + d2)
-			z += cnt * w
-			w *= w * cnt
-			fx += w * dx
-			fy += w * dy
+		if nd.lo <= lo32 && hi32 <= nd.hi {
+			// An ancestor of the group, or the group's own leaf.
+			if nd.leaf {
+				// Direct sums over the whole leaf (the group may be part of
+				// an oversized leaf at the deepest level).
+				for j := nd.lo; j < nd.hi; j++ {
+					xj, yj := ys[2*j], ys[2*j+1]
+					self := int(j) - g0
+					for a := range m {
+						if a == self {
+							continue
+						}
+						ex, ey := gy[2*a]-xj, gy[2*a+1]-yj
+						w := 1 / (1 + ex*ex + ey*ey)
+						zs[a] += float64(w)
+						w *= w
+						fx[a] += float64(w * ex)
+						fy[a] += float64(w * ey)
+					}
+				}
+				k = nd.next
+			} else {
+				k++
+			}
+			continue
+		}
+		cx, cy := nd.com[0], nd.com[1]
+		dx := max(bx0-cx, cx-bx1, 0)
+		dy := max(by0-cy, cy-by1, 0)
+		if nd.crit2 < dx*dx+dy*dy {
+			cnt := float32(nd.hi - nd.lo)
+			for a := range m {
+				ex, ey := gy[2*a]-cx, gy[2*a+1]-cy
+				w := 1 / (1 + ex*ex + ey*ey)
+				zs[a] += float64(cnt * w)
+				w *= w * cnt
+				fx[a] += float64(w * ex)
+				fy[a] += float64(w * ey)
+			}
 			k = nd.next
 			continue
 		}
 		if nd.leaf {
 			for j := nd.lo; j < nd.hi; j++ {
-				if j == s32 {
-					continue
+				xj, yj := ys[2*j], ys[2*j+1]
+				for a := range m {
+					ex, ey := gy[2*a]-xj, gy[2*a+1]-yj
+					w := 1 / (1 + ex*ex + ey*ey)
+					zs[a] += float64(w)
+					w *= w
+					fx[a] += float64(w * ex)
+					fy[a] += float64(w * ey)
 				}
-				ex, ey := xi-ys[2*j], yi-ys[2*j+1]
-				w := 1 / (1 + ex*ex + ey*ey)
-				z += w
-				w *= w
-				fx += w * ex
-				fy += w * ey
 			}
 			k = nd.next
 			continue
 		}
 		k++
 	}
-	f[0], f[1] = fx, fy
+	z := 0.0
+	for a := range m {
+		f[2*a], f[2*a+1] = fx[a], fy[a]
+		z += zs[a]
+	}
 	return z
 }
 
-// walk3 is walk2 in 3-D.
-func (t *bhTree) walk3(s int, theta2 float64, f *[3]float64) float64 {
+// walkGroup3 is walkGroup2 in 3-D.
+func (t *bhTree) walkGroup3(g0, g1 int, f *[bhLeafSize * 3]float64) float64 {
 	nodes, ys := t.nodes, t.ys
-	xi, yi, zi := ys[3*s], ys[3*s+1], ys[3*s+2]
-	s32 := int32(s)
-	var f0, f1, f2, z float64
+	m := g1 - g0
+	gy := ys[3*g0 : 3*g1]
+	var b0, b1 [3]float32
+	for d := range 3 {
+		b0[d], b1[d] = float32(math.Inf(1)), float32(math.Inf(-1))
+	}
+	for k := range m {
+		for d := range 3 {
+			b0[d], b1[d] = min(b0[d], gy[3*k+d]), max(b1[d], gy[3*k+d])
+		}
+	}
+	var f0, f1, f2, zs [bhLeafSize]float64
+	lo32, hi32 := int32(g0), int32(g1)
 	for k := int32(0); k < int32(len(nodes)); {
 		nd := &nodes[k]
-		d0, d1, d2 := xi-nd.com[0], yi-nd.com[1], zi-nd.com[2]
-		r2 := d0*d0 + d1*d1 + d2*d2
-		inside := nd.lo <= s32 && s32 < nd.hi
-		if !inside && t.width2[nd.depth] < theta2*r2 {
-			cnt := float64(nd.hi - nd.lo)
-			w := 1 / (1 + r2)
-			z += cnt * w
-			w *= w * cnt
-			f0 += w * d0
-			f1 += w * d1
-			f2 += w * d2
+		if nd.lo <= lo32 && hi32 <= nd.hi {
+			if nd.leaf {
+				for j := nd.lo; j < nd.hi; j++ {
+					xj, yj, zj := ys[3*j], ys[3*j+1], ys[3*j+2]
+					self := int(j) - g0
+					for a := range m {
+						if a == self {
+							continue
+						}
+						e0, e1, e2 := gy[3*a]-xj, gy[3*a+1]-yj, gy[3*a+2]-zj
+						w := 1 / (1 + e0*e0 + e1*e1 + e2*e2)
+						zs[a] += float64(w)
+						w *= w
+						f0[a] += float64(w * e0)
+						f1[a] += float64(w * e1)
+						f2[a] += float64(w * e2)
+					}
+				}
+				k = nd.next
+			} else {
+				k++
+			}
+			continue
+		}
+		c0, c1, c2 := nd.com[0], nd.com[1], nd.com[2]
+		d0 := max(b0[0]-c0, c0-b1[0], 0)
+		d1 := max(b0[1]-c1, c1-b1[1], 0)
+		d2 := max(b0[2]-c2, c2-b1[2], 0)
+		if nd.crit2 < d0*d0+d1*d1+d2*d2 {
+			cnt := float32(nd.hi - nd.lo)
+			for a := range m {
+				e0, e1, e2 := gy[3*a]-c0, gy[3*a+1]-c1, gy[3*a+2]-c2
+				w := 1 / (1 + e0*e0 + e1*e1 + e2*e2)
+				zs[a] += float64(cnt * w)
+				w *= w * cnt
+				f0[a] += float64(w * e0)
+				f1[a] += float64(w * e1)
+				f2[a] += float64(w * e2)
+			}
 			k = nd.next
 			continue
 		}
 		if nd.leaf {
 			for j := nd.lo; j < nd.hi; j++ {
-				if j == s32 {
-					continue
+				xj, yj, zj := ys[3*j], ys[3*j+1], ys[3*j+2]
+				for a := range m {
+					e0, e1, e2 := gy[3*a]-xj, gy[3*a+1]-yj, gy[3*a+2]-zj
+					w := 1 / (1 + e0*e0 + e1*e1 + e2*e2)
+					zs[a] += float64(w)
+					w *= w
+					f0[a] += float64(w * e0)
+					f1[a] += float64(w * e1)
+					f2[a] += float64(w * e2)
 				}
-				e0, e1, e2 := xi-ys[3*j], yi-ys[3*j+1], zi-ys[3*j+2]
-				w := 1 / (1 + e0*e0 + e1*e1 + e2*e2)
-				z += w
-				w *= w
-				f0 += w * e0
-				f1 += w * e1
-				f2 += w * e2
 			}
 			k = nd.next
 			continue
 		}
 		k++
 	}
-	f[0], f[1], f[2] = f0, f1, f2
+	z := 0.0
+	for a := range m {
+		f[3*a], f[3*a+1], f[3*a+2] = f0[a], f1[a], f2[a]
+		z += zs[a]
+	}
 	return z
 }
 
 // bhZ estimates Z for KL with a small opening angle on its own tree.
 type bhZ struct {
-	t     *bhTree
-	theta float64
+	t *bhTree
 }
 
 func (e *bhZ) z(ctx context.Context, y []float32) (float64, error) {
 	if err := e.t.build(ctx, y); err != nil {
 		return 0, err
 	}
-	return e.t.walkAll(ctx, e.theta, nil)
+	return e.t.walkAll(ctx, nil)
 }

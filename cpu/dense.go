@@ -144,6 +144,10 @@ func addTile(acc []float64, ld int, tile *[mr * nr]float32, rows, cols int) {
 }
 
 func mulRight(ctx context.Context, b *Backend, x embed.Data, mean, m []float32, l int, dst []float32) error {
+	return mulRightWith(ctx, b, defaultKernels(), x, mean, m, l, dst)
+}
+
+func mulRightWith(ctx context.Context, b *Backend, kern tileKernels, x embed.Data, mean, m []float32, l int, dst []float32) error {
 	if err := checkProduct("mulRight", x, mean, m, l, dst, x.D, x.N); err != nil {
 		return err
 	}
@@ -170,7 +174,7 @@ func mulRight(ctx context.Context, b *Backend, x embed.Data, mean, m []float32, 
 					ir := min(mr, rows-i0)
 					packRowsCentred(x, mean, r0+i0, ir, k0, kk, ap)
 					for p := range np {
-						gemmTile(kk, ap, bp[p*d*nr+k0*nr:], &tile)
+						kern.gemm(kk, ap, bp[p*d*nr+k0*nr:], &tile)
 						addTile(acc[i0*lp+p*nr:], lp, &tile, ir, nr)
 					}
 				}
@@ -211,6 +215,10 @@ func packRowsCentred(x embed.Data, mean []float32, r, ir, k0, kk int, ap []float
 }
 
 func mulTransLeft(ctx context.Context, b *Backend, x embed.Data, mean, m []float32, l int, dst []float32) error {
+	return mulTransLeftWith(ctx, b, defaultKernels(), x, mean, m, l, dst)
+}
+
+func mulTransLeftWith(ctx context.Context, b *Backend, kern tileKernels, x embed.Data, mean, m []float32, l int, dst []float32) error {
 	if err := checkProduct("mulTransLeft", x, mean, m, l, dst, x.N, x.D); err != nil {
 		return err
 	}
@@ -236,7 +244,7 @@ func mulTransLeft(ctx context.Context, b *Backend, x embed.Data, mean, m []float
 				ic := min(mr, cols-c0)
 				packColsCentred(x, mean, k0, kk, lo+c0, ic, ap)
 				for p := range np {
-					gemmTile(kk, ap, bp[p*kk*nr:], &tile)
+					kern.gemm(kk, ap, bp[p*kk*nr:], &tile)
 					addTile(acc[c0*lp+p*nr:], lp, &tile, ic, nr)
 				}
 			}

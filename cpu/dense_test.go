@@ -110,29 +110,31 @@ func TestMulRightAndMulTransLeft(t *testing.T) {
 					}
 				}
 			}
-			var first []float32
-			for _, threads := range []int{1, 2, 3} {
-				b := New(threads)
-				what := fmt.Sprintf("n=%d d=%d l=%d u8=%v threads=%d", n, d, l, u8, threads)
-				gotR := make([]float32, n*l)
-				if err := b.MulRight(ctx, x, mean, mRight, l, gotR); err != nil {
-					t.Fatal(err)
-				}
-				checkProductResult(t, "MulRight "+what, gotR, wantR, absR)
-				gotT := make([]float32, d*l)
-				if err := b.MulTransLeft(ctx, x, mean, mTrans, l, gotT); err != nil {
-					t.Fatal(err)
-				}
-				checkProductResult(t, "MulTransLeft "+what, gotT, wantT, absT)
-				// Each output is summed in an order that does not depend on
-				// the thread count, so the results are bit-identical.
-				all := append(gotR, gotT...)
-				if first == nil {
-					first = all
-				} else {
-					for i := range all {
-						if math.Float32bits(all[i]) != math.Float32bits(first[i]) {
-							t.Fatalf("%s: element %d differs from the 1-thread result", what, i)
+			for _, kern := range kernelSets {
+				var first []float32
+				for _, threads := range []int{1, 2, 3} {
+					b := New(threads)
+					what := fmt.Sprintf("n=%d d=%d l=%d u8=%v threads=%d kernels=%s", n, d, l, u8, threads, kern.name)
+					gotR := make([]float32, n*l)
+					if err := mulRightWith(ctx, b, kern.k, x, mean, mRight, l, gotR); err != nil {
+						t.Fatal(err)
+					}
+					checkProductResult(t, "MulRight "+what, gotR, wantR, absR)
+					gotT := make([]float32, d*l)
+					if err := mulTransLeftWith(ctx, b, kern.k, x, mean, mTrans, l, gotT); err != nil {
+						t.Fatal(err)
+					}
+					checkProductResult(t, "MulTransLeft "+what, gotT, wantT, absT)
+					// Each output is summed in an order that does not depend
+					// on the thread count, so the results are bit-identical.
+					all := append(gotR, gotT...)
+					if first == nil {
+						first = all
+					} else {
+						for i := range all {
+							if math.Float32bits(all[i]) != math.Float32bits(first[i]) {
+								t.Fatalf("%s: element %d differs from the 1-thread result", what, i)
+							}
 						}
 					}
 				}

@@ -11,7 +11,7 @@ import (
 // the exact one for several node spacings and orders; the defaults of Step
 // and KL were picked from this table.
 func TestFFTAccuracy(t *testing.T) {
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		t.Skip("table for choosing parameters")
 	}
 	b := New(0)

@@ -12,7 +12,7 @@ var haveAVX2FMA = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 func gemmTileAVX2(k int, a, b *float32, c *[mr * nr]float32)
 
 //go:noescape
-func distTileAVX2(k int, a, b *float32, nb *[nr]float32, na, thr *[mr]float32, out *[mr * nr]float32, masks *[mr]uint32)
+func distTileAVX2(k int, a, b *float32, nb *[nr]float32, na, thr *[mr]float32, cthr *[nr]float32, out *[mr * nr]float32, masks, cmasks *[mr]uint32)
 
 // gemmTile computes one mr×nr tile; see gemmTileGo.
 func gemmTile(k int, a, b []float32, c *[mr * nr]float32) {
@@ -25,10 +25,10 @@ func gemmTile(k int, a, b []float32, c *[mr * nr]float32) {
 }
 
 // distTile computes one mr×nr tile of squared distances; see distTileGo.
-func distTile(k int, a, b []float32, nb *[nr]float32, na, thr *[mr]float32, out *[mr * nr]float32, masks *[mr]uint32) {
+func distTile(k int, a, b []float32, nb *[nr]float32, na, thr *[mr]float32, cthr *[nr]float32, out *[mr * nr]float32, masks, cmasks *[mr]uint32) {
 	if !haveAVX2FMA || k <= 0 {
-		distTileGo(k, a, b, nb, na, thr, out, masks)
+		distTileGo(k, a, b, nb, na, thr, cthr, out, masks, cmasks)
 		return
 	}
-	distTileAVX2(k, &a[:k*mr][0], &b[:k*nr][0], nb, na, thr, out, masks)
+	distTileAVX2(k, &a[:k*mr][0], &b[:k*nr][0], nb, na, thr, cthr, out, masks, cmasks)
 }

@@ -66,8 +66,8 @@ gemmdone:
 	VZEROUPPER
 	RET
 
-// func distTileAVX2(k int, a, b *float32, nb *[16]float32, na, thr *[6]float32, out *[96]float32, masks *[6]uint32)
-TEXT ·distTileAVX2(SB), NOSPLIT, $0-64
+// func distTileAVX2(k int, a, b *float32, nb *[16]float32, na, thr *[6]float32, cthr *[16]float32, out *[96]float32, masks *[6]uint32, cmasks *[6]uint32)
+TEXT ·distTileAVX2(SB), NOSPLIT, $0-80
 	MOVQ k+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ b+16(FP), DI
@@ -114,11 +114,13 @@ distdone:
 	MOVQ nb+24(FP), R8
 	MOVQ na+32(FP), R9
 	MOVQ thr+40(FP), R10
-	MOVQ out+48(FP), DX
-	MOVQ masks+56(FP), R11
+	MOVQ cthr+48(FP), R12
+	MOVQ out+56(FP), DX
+	MOVQ masks+64(FP), R11
+	MOVQ cmasks+72(FP), R13
 	VMOVUPS (R8), Y12
 	VMOVUPS 32(R8), Y13
-	// row 0: out = acc + (na+nb); mask = out < thr
+	// row 0: out = acc + (na+nb); mask: out ≤ thr[row]; cmask: out ≤ cthr[column]
 	VBROADCASTSS 0(R9), Y14
 	VADDPS Y12, Y14, Y15
 	VADDPS Y15, Y0, Y0
@@ -127,14 +129,21 @@ distdone:
 	VMOVUPS Y0, 0(DX)
 	VMOVUPS Y1, 32(DX)
 	VBROADCASTSS 0(R10), Y14
-	VCMPPS $1, Y14, Y0, Y15
+	VCMPPS $2, Y14, Y0, Y15
 	VMOVMSKPS Y15, AX
-	VCMPPS $1, Y14, Y1, Y15
+	VCMPPS $2, Y14, Y1, Y15
 	VMOVMSKPS Y15, BX
 	SHLL $8, BX
 	ORL BX, AX
 	MOVL AX, 0(R11)
-	// row 1: out = acc + (na+nb); mask = out < thr
+	VCMPPS $2, (R12), Y0, Y15
+	VMOVMSKPS Y15, AX
+	VCMPPS $2, 32(R12), Y1, Y15
+	VMOVMSKPS Y15, BX
+	SHLL $8, BX
+	ORL BX, AX
+	MOVL AX, 0(R13)
+	// row 1: out = acc + (na+nb); mask: out ≤ thr[row]; cmask: out ≤ cthr[column]
 	VBROADCASTSS 4(R9), Y14
 	VADDPS Y12, Y14, Y15
 	VADDPS Y15, Y2, Y2
@@ -143,14 +152,21 @@ distdone:
 	VMOVUPS Y2, 64(DX)
 	VMOVUPS Y3, 96(DX)
 	VBROADCASTSS 4(R10), Y14
-	VCMPPS $1, Y14, Y2, Y15
+	VCMPPS $2, Y14, Y2, Y15
 	VMOVMSKPS Y15, AX
-	VCMPPS $1, Y14, Y3, Y15
+	VCMPPS $2, Y14, Y3, Y15
 	VMOVMSKPS Y15, BX
 	SHLL $8, BX
 	ORL BX, AX
 	MOVL AX, 4(R11)
-	// row 2: out = acc + (na+nb); mask = out < thr
+	VCMPPS $2, (R12), Y2, Y15
+	VMOVMSKPS Y15, AX
+	VCMPPS $2, 32(R12), Y3, Y15
+	VMOVMSKPS Y15, BX
+	SHLL $8, BX
+	ORL BX, AX
+	MOVL AX, 4(R13)
+	// row 2: out = acc + (na+nb); mask: out ≤ thr[row]; cmask: out ≤ cthr[column]
 	VBROADCASTSS 8(R9), Y14
 	VADDPS Y12, Y14, Y15
 	VADDPS Y15, Y4, Y4
@@ -159,14 +175,21 @@ distdone:
 	VMOVUPS Y4, 128(DX)
 	VMOVUPS Y5, 160(DX)
 	VBROADCASTSS 8(R10), Y14
-	VCMPPS $1, Y14, Y4, Y15
+	VCMPPS $2, Y14, Y4, Y15
 	VMOVMSKPS Y15, AX
-	VCMPPS $1, Y14, Y5, Y15
+	VCMPPS $2, Y14, Y5, Y15
 	VMOVMSKPS Y15, BX
 	SHLL $8, BX
 	ORL BX, AX
 	MOVL AX, 8(R11)
-	// row 3: out = acc + (na+nb); mask = out < thr
+	VCMPPS $2, (R12), Y4, Y15
+	VMOVMSKPS Y15, AX
+	VCMPPS $2, 32(R12), Y5, Y15
+	VMOVMSKPS Y15, BX
+	SHLL $8, BX
+	ORL BX, AX
+	MOVL AX, 8(R13)
+	// row 3: out = acc + (na+nb); mask: out ≤ thr[row]; cmask: out ≤ cthr[column]
 	VBROADCASTSS 12(R9), Y14
 	VADDPS Y12, Y14, Y15
 	VADDPS Y15, Y6, Y6
@@ -175,14 +198,21 @@ distdone:
 	VMOVUPS Y6, 192(DX)
 	VMOVUPS Y7, 224(DX)
 	VBROADCASTSS 12(R10), Y14
-	VCMPPS $1, Y14, Y6, Y15
+	VCMPPS $2, Y14, Y6, Y15
 	VMOVMSKPS Y15, AX
-	VCMPPS $1, Y14, Y7, Y15
+	VCMPPS $2, Y14, Y7, Y15
 	VMOVMSKPS Y15, BX
 	SHLL $8, BX
 	ORL BX, AX
 	MOVL AX, 12(R11)
-	// row 4: out = acc + (na+nb); mask = out < thr
+	VCMPPS $2, (R12), Y6, Y15
+	VMOVMSKPS Y15, AX
+	VCMPPS $2, 32(R12), Y7, Y15
+	VMOVMSKPS Y15, BX
+	SHLL $8, BX
+	ORL BX, AX
+	MOVL AX, 12(R13)
+	// row 4: out = acc + (na+nb); mask: out ≤ thr[row]; cmask: out ≤ cthr[column]
 	VBROADCASTSS 16(R9), Y14
 	VADDPS Y12, Y14, Y15
 	VADDPS Y15, Y8, Y8
@@ -191,14 +221,21 @@ distdone:
 	VMOVUPS Y8, 256(DX)
 	VMOVUPS Y9, 288(DX)
 	VBROADCASTSS 16(R10), Y14
-	VCMPPS $1, Y14, Y8, Y15
+	VCMPPS $2, Y14, Y8, Y15
 	VMOVMSKPS Y15, AX
-	VCMPPS $1, Y14, Y9, Y15
+	VCMPPS $2, Y14, Y9, Y15
 	VMOVMSKPS Y15, BX
 	SHLL $8, BX
 	ORL BX, AX
 	MOVL AX, 16(R11)
-	// row 5: out = acc + (na+nb); mask = out < thr
+	VCMPPS $2, (R12), Y8, Y15
+	VMOVMSKPS Y15, AX
+	VCMPPS $2, 32(R12), Y9, Y15
+	VMOVMSKPS Y15, BX
+	SHLL $8, BX
+	ORL BX, AX
+	MOVL AX, 16(R13)
+	// row 5: out = acc + (na+nb); mask: out ≤ thr[row]; cmask: out ≤ cthr[column]
 	VBROADCASTSS 20(R9), Y14
 	VADDPS Y12, Y14, Y15
 	VADDPS Y15, Y10, Y10
@@ -207,12 +244,19 @@ distdone:
 	VMOVUPS Y10, 320(DX)
 	VMOVUPS Y11, 352(DX)
 	VBROADCASTSS 20(R10), Y14
-	VCMPPS $1, Y14, Y10, Y15
+	VCMPPS $2, Y14, Y10, Y15
 	VMOVMSKPS Y15, AX
-	VCMPPS $1, Y14, Y11, Y15
+	VCMPPS $2, Y14, Y11, Y15
 	VMOVMSKPS Y15, BX
 	SHLL $8, BX
 	ORL BX, AX
 	MOVL AX, 20(R11)
+	VCMPPS $2, (R12), Y10, Y15
+	VMOVMSKPS Y15, AX
+	VCMPPS $2, 32(R12), Y11, Y15
+	VMOVMSKPS Y15, BX
+	SHLL $8, BX
+	ORL BX, AX
+	MOVL AX, 20(R13)
 	VZEROUPPER
 	RET

@@ -8,6 +8,6 @@ const haveAVX2FMA = false
 func gemmTile(k int, a, b []float32, c *[mr * nr]float32) { gemmTileGo(k, a, b, c) }
 
 // distTile computes one mr×nr tile of squared distances; see distTileGo.
-func distTile(k int, a, b []float32, nb *[nr]float32, na, thr *[mr]float32, out *[mr * nr]float32, masks *[mr]uint32) {
-	distTileGo(k, a, b, nb, na, thr, out, masks)
+func distTile(k int, a, b []float32, nb *[nr]float32, na, thr *[mr]float32, cthr *[nr]float32, out *[mr * nr]float32, masks, cmasks *[mr]uint32) {
+	distTileGo(k, a, b, nb, na, thr, cthr, out, masks, cmasks)
 }

@@ -6,6 +6,14 @@ import (
 	"testing"
 )
 
+// kernelSets are the paths every dense and neighbour test runs on: the
+// production dispatch (assembly on AVX2+FMA machines) and the portable Go
+// kernels that every other CPU uses.
+var kernelSets = []struct {
+	name string
+	k    tileKernels
+}{{"default", defaultKernels()}, {"portable", portableKernels()}}
+
 func randF32(r *rand.Rand, n int, scale float32) []float32 {
 	s := make([]float32, n)
 	for i := range s {
@@ -26,9 +34,9 @@ func TestKernelsAssemblyMatchesGo(t *testing.T) {
 	for _, k := range []int{1, 2, 3, 7, 16, 49, 50, 257, 1000} {
 		a := randF32(r, k*mr, 3)
 		b := randF32(r, k*nr, 5)
-		var cg, ca [mr * nr]float32
-		gemmTileGo(k, a, b, &cg)
-		gemmTile(k, a, b, &ca)
+		var cg0, ca0 [mr * nr]float32
+		gemmTileGo(k, a, b, &cg0)
+		gemmTile(k, a, b, &ca0)
 		for i := range mr {
 			for j := range nr {
 				var abs, exact float64
@@ -38,7 +46,7 @@ func TestKernelsAssemblyMatchesGo(t *testing.T) {
 					abs += math.Abs(p)
 				}
 				tol := 2 * float64(k+1) * u * abs
-				for name, c := range map[string]*[mr * nr]float32{"go": &cg, "avx2": &ca} {
+				for name, c := range map[string]*[mr * nr]float32{"go": &cg0, "avx2": &ca0} {
 					if d := math.Abs(float64(c[i*nr+j]) - exact); d > tol {
 						t.Fatalf("k=%d %s tile[%d][%d] = %v, want %v ± %v", k, name, i, j, c[i*nr+j], exact, tol)
 					}
@@ -49,16 +57,18 @@ func TestKernelsAssemblyMatchesGo(t *testing.T) {
 		nb := (*[nr]float32)(randF32(r, nr, 10))
 		na := (*[mr]float32)(randF32(r, mr, 10))
 		thr := (*[mr]float32)(randF32(r, mr, 10))
+		cthr := (*[nr]float32)(randF32(r, nr, 10))
 		thr[0] = float32(math.Inf(1))
 		thr[1] = float32(math.Inf(-1))
+		cthr[5] = float32(math.Inf(-1))
 		nb[3] = float32(math.Inf(1))
 		var og, oa [mr * nr]float32
-		var mg, ma [mr]uint32
-		distTileGo(k, a, b, nb, na, thr, &og, &mg)
-		distTile(k, a, b, nb, na, thr, &oa, &ma)
+		var mg, ma, cg, ca [mr]uint32
+		distTileGo(k, a, b, nb, na, thr, cthr, &og, &mg, &cg)
+		distTile(k, a, b, nb, na, thr, cthr, &oa, &ma, &ca)
 		for i := range mr {
 			for j := range nr {
-				want := float64(cg[i*nr+j]) + float64(na[i]+nb[j])
+				want := float64(cg0[i*nr+j]) + float64(na[i]+nb[j])
 				got := float64(oa[i*nr+j])
 				if math.IsInf(want, 1) {
 					if !math.IsInf(got, 1) {
@@ -67,17 +77,29 @@ func TestKernelsAssemblyMatchesGo(t *testing.T) {
 				} else if math.Abs(got-want) > 2*float64(k+1)*u*math.Abs(want)+1e-4*(1+math.Abs(want)) {
 					t.Fatalf("k=%d dist[%d][%d] = %v, want %v", k, i, j, got, want)
 				}
-				// The mask must agree with the value the kernel returned.
-				if bit := ma[i]>>j&1 == 1; bit != (oa[i*nr+j] < thr[i]) {
-					t.Fatalf("k=%d avx2 mask row %d bit %d = %v for %v < %v", k, i, j, bit, oa[i*nr+j], thr[i])
-				}
-				if bit := mg[i]>>j&1 == 1; bit != (og[i*nr+j] < thr[i]) {
-					t.Fatalf("k=%d go mask row %d bit %d = %v for %v < %v", k, i, j, bit, og[i*nr+j], thr[i])
+				// The masks must agree with the values each kernel returned.
+				for _, c := range []struct {
+					name  string
+					out   *[mr * nr]float32
+					m, cm *[mr]uint32
+				}{{"avx2", &oa, &ma, &ca}, {"go", &og, &mg, &cg}} {
+					v := c.out[i*nr+j]
+					if bit := c.m[i]>>j&1 == 1; bit != (v <= thr[i]) {
+						t.Fatalf("k=%d %s mask row %d bit %d = %v for %v ≤ %v", k, c.name, i, j, bit, v, thr[i])
+					}
+					if bit := c.cm[i]>>j&1 == 1; bit != (v <= cthr[j]) {
+						t.Fatalf("k=%d %s column mask row %d bit %d = %v for %v ≤ %v", k, c.name, i, j, bit, v, cthr[j])
+					}
 				}
 			}
 		}
-		if ma[0] != 1<<nr-1-1<<3 || ma[1] != 0 {
+		if ma[0] != 1<<nr-1 || ma[1] != 0 { // ≤: +Inf passes even an infinite distance
 			t.Fatalf("k=%d masks for thresholds +Inf/-Inf = %#x, %#x", k, ma[0], ma[1])
+		}
+		for i := range mr {
+			if ca[i]&(1<<3|1<<5) != 0 {
+				t.Fatalf("k=%d column mask row %d set for an infinite distance or a −Inf threshold", k, i)
+			}
 		}
 	}
 }
@@ -87,9 +109,13 @@ func BenchmarkGemmTile(b *testing.B) {
 	const k = 256
 	a := randF32(r, k*mr, 1)
 	bb := randF32(r, k*nr, 1)
-	var c [mr * nr]float32
-	for b.Loop() {
-		gemmTile(k, a, bb, &c)
+	for _, ks := range kernelSets {
+		b.Run(ks.name, func(b *testing.B) {
+			var c [mr * nr]float32
+			for b.Loop() {
+				ks.k.gemm(k, a, bb, &c)
+			}
+			b.ReportMetric(float64(2*k*mr*nr)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
 	}
-	b.ReportMetric(float64(2*k*mr*nr)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }

@@ -33,12 +33,15 @@ func kNearest(ctx context.Context, b *Backend, x []float32, n, d, k int, method 
 	var nb *embed.Neighbors
 	var err error
 	if use == embed.NeighborsExact {
-		nb, err = exactNeighbors(ctx, b, x, n, d, k)
+		nb, err = exactNeighbors(ctx, b, defaultKernels(), x, n, d, k)
 	} else {
 		nb, err = approxNeighbors(ctx, b, x, n, d, k, seed)
 	}
 	if err != nil {
 		return nil, err
+	}
+	if nb == nil {
+		return nil, fmt.Errorf("cpu: nearest neighbours: %s search returned no result", use)
 	}
 	nb.Method = use
 	return nb, nil

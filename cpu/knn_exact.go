@@ -6,26 +6,48 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+	"sync"
 
 	"github.com/tsnemap/tsnemap/embed"
 )
 
-// panelsPerBlock is the number of nr-point candidate panels one pass over a
-// chunk's queries uses: 1,024 candidates at d = 50 are 200 KB, which stay in
-// L2 while every query panel of the chunk is multiplied by them.
-const panelsPerBlock = 64
+// candidateBytes is the size of the candidate panels one pass over a block's
+// queries uses: 200 KB (1,024 candidates at d = 50) stay in L2 while every
+// query panel of the block is multiplied by them.
+const candidateBytes = 200 << 10
+
+// blockAlign is the granularity of the row blocks: a whole number of query
+// panels (mr rows) and of candidate panels (nr rows).
+const blockAlign = 48
+
+// localPanels is the number of candidate panels (of nr points) around its own
+// position that a query panel meets first: 128 nearby points in k-d order.
+const localPanels = 8
 
 // exactNeighbors is a brute-force search over all pairs, organised as a
 // matrix product: ‖a−b‖² = ‖a‖² + ‖b‖² − 2a·b, computed tile by tile by the
-// micro-kernel, which also compares each value with its row's current k-th
-// distance. Each row keeps its k best in a max-heap in its slice of the
-// output, so the N×N matrix never exists and nearly every candidate costs one
-// vector compare.
+// micro-kernel on centred data. Each distance is computed once and offered to
+// both of its points: the kernel compares it with the query row's and with
+// the candidate row's current k-th distance, so nearly every pair costs two
+// vector compares and the N×N matrix never exists.
 //
-// Candidates reach each row in ascending index order whatever the thread
-// count, and a candidate only replaces the heap's top when strictly closer,
-// so ties go to the lower index and the result is deterministic.
-func exactNeighbors(ctx context.Context, b *Backend, x []float32, n, d, k int) (*embed.Neighbors, error) {
+// The rows are cut into blocks and the pairs of blocks are visited in the
+// rounds of a round-robin tournament (the circle method), so the tasks of a
+// round touch disjoint rows and run in parallel without locks.
+//
+// The rows are packed in k-d tree order (spatialOrder), so a block holds
+// nearby points and its pairing with itself, done first, already gives each
+// row a threshold close to its final k-th distance: the later rounds then
+// pass few candidates.
+//
+// Each row collects candidates in a buffer of 2k keys (distance, index);
+// when it is full a selection keeps the k smallest and the k-th becomes the
+// row's threshold. A candidate is dropped only when k kept keys are smaller,
+// so every row ends with exactly its k smallest keys whatever order the pairs
+// came in: the result does not depend on the thread count, and ties go to
+// the lower index. The distance of a pair is bit-identical whichever of its
+// points is the query (the same products summed in the same order).
+func exactNeighbors(ctx context.Context, b *Backend, kern tileKernels, x []float32, n, d, k int) (*embed.Neighbors, error) {
 	// Distances do not change under translation, and the dot-product form
 	// loses less to cancellation when the norms are small: centre first.
 	mean := make([]float64, d)
@@ -39,41 +61,115 @@ func exactNeighbors(ctx context.Context, b *Backend, x []float32, n, d, k int) (
 		mu[t] = float32(mean[t] / float64(n))
 	}
 
-	// Candidates packed in panels of nr points, bp[p*d*nr + t*nr + j]; the
-	// padding points get norm +Inf so their distance never passes a test.
-	np := (n + nr - 1) / nr
-	bp := make([]float32, np*d*nr)
-	norms := make([]float32, np*nr)
-	err := b.parallelFor(ctx, np, 16, func(_, lo, hi int) {
-		for p := lo; p < hi; p++ {
-			pan := bp[p*d*nr : (p+1)*d*nr]
-			for j := range nr {
-				i := p*nr + j
-				if i >= n {
-					norms[i] = float32(math.Inf(1))
-					continue
-				}
-				var s float64
-				for t, v := range x[i*d : i*d+d] {
-					c := v - mu[t]
-					pan[t*nr+j] = c
-					s += float64(c) * float64(c)
-				}
-				norms[i] = float32(s)
+	perm := spatialOrder(ctx, b.threads, x, n, d)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	bs := (n + 4*b.threads - 1) / (4 * b.threads)
+	bs = max(blockAlign, (bs+blockAlign-1)/blockAlign*blockAlign)
+	nblocks := (n + bs - 1) / bs
+	s := &exactSearch{
+		d: d, k: k, n: n, bs: bs,
+		dist:   kern.dist,
+		x:      x,
+		perm:   perm,
+		bp:     make([]float32, nblocks*bs*d),
+		ap:     make([]float32, nblocks*bs*d),
+		norms:  make([]float32, nblocks*bs),
+		thr:    make([]float32, nblocks*bs),
+		buf:    make([]uint64, n*2*k),
+		count:  make([]int32, n),
+		negInf: make([]float32, nr),
+	}
+	for j := range s.negInf {
+		s.negInf[j] = float32(math.Inf(-1))
+	}
+	// Candidates in panels of nr points, bp[p*d*nr + t*nr + j]; queries in
+	// panels of mr points scaled by −2, ap[q*d*mr + t*mr + i], so that the
+	// kernel's sum is −2a·b (the scaling by a power of two is exact). Padding
+	// rows get norm +Inf and threshold −Inf: they never pass a test.
+	err := b.parallelFor(ctx, nblocks*bs/blockAlign, 8, func(_, lo, hi int) {
+		for i := lo * blockAlign; i < hi*blockAlign; i++ {
+			bp := s.bp[(i/nr)*d*nr+i%nr:]
+			ap := s.ap[(i/mr)*d*mr+i%mr:]
+			if i >= n {
+				s.norms[i] = float32(math.Inf(1))
+				s.thr[i] = float32(math.Inf(-1))
+				continue
 			}
+			var sum float64
+			row := int(perm[i])
+			for t, v := range x[row*d : row*d+d] {
+				c := v - mu[t]
+				bp[t*nr] = c
+				ap[t*mr] = -2 * c
+				sum += float64(c) * float64(c)
+			}
+			s.norms[i] = float32(sum)
+			// Not +Inf: the tests are ≤ and an overflowing distance must
+			// fail them.
+			s.thr[i] = math.MaxFloat32
 		}
 	})
 	if err != nil {
 		return nil, err
 	}
 
+	// Round 0 pairs every block with itself; rounds 1… are the circle
+	// method's: with m teams (nblocks, plus a bye when odd), team m−1 stays
+	// and the others rotate.
+	m := nblocks + nblocks%2
+	rounds := [][][2]int{make([][2]int, 0, nblocks)}
+	for i := range nblocks {
+		rounds[0] = append(rounds[0], [2]int{i, i})
+	}
+	for r := range m - 1 {
+		var pairs [][2]int
+		for i := range m / 2 {
+			u, v := (r+i)%(m-1), (r-i+m-1)%(m-1)
+			if i == 0 {
+				v = m - 1
+			}
+			if u < nblocks && v < nblocks {
+				pairs = append(pairs, [2]int{min(u, v), max(u, v)})
+			}
+		}
+		rounds = append(rounds, pairs)
+	}
+	for _, pairs := range rounds {
+		err := b.parallelFor(ctx, len(pairs), 1, func(_, lo, hi int) {
+			for _, pr := range pairs[lo:hi] {
+				s.blockPair(ctx, pr[0], pr[1])
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+
 	out := &embed.Neighbors{N: n, K: k, Index: make([]int32, n*k), Dist2: make([]float32, n*k)}
-	const grain = 8 * mr
 	// unfilled[c] is a row of chunk c left with fewer than k neighbours,
 	// which only happens when distances overflow float32.
+	const grain = 256
 	unfilled := make([]int, len(b.chunks(n, grain)))
 	err = b.parallelFor(ctx, n, grain, func(c, lo, hi int) {
-		unfilled[c] = searchRows(ctx, x, bp, norms, d, k, lo, hi, out)
+		unfilled[c] = -1
+		for i := lo; i < hi; i++ {
+			if (i-lo)%256 == 0 && ctx.Err() != nil {
+				return
+			}
+			rb := s.buf[i*2*k : i*2*k+int(s.count[i])]
+			row := int(perm[i])
+			if len(rb) < k {
+				unfilled[c] = row
+				continue
+			}
+			if len(rb) > k {
+				selectSmallest(rb, k)
+			}
+			finishRow(x, d, row, rb[:k], out.Dist2[row*k:row*k+k], out.Index[row*k:row*k+k])
+		}
 	})
 	if err != nil {
 		return nil, err
@@ -86,105 +182,135 @@ func exactNeighbors(ctx context.Context, b *Backend, x []float32, n, d, k int) (
 	return out, nil
 }
 
-// searchRows finds the neighbours of rows [lo, hi) and writes them, sorted,
-// into out. It returns a row left with fewer than k neighbours, or −1. It
-// returns early, leaving out incomplete, when ctx is done.
-//
-// Each row collects candidates that beat its threshold in a buffer of 2k
-// keys; when the buffer is full a selection keeps the k best and the k-th
-// becomes the new threshold. An insertion thus costs a store instead of a
-// heap sift, and a row is compacted only about log₂(n/k) times, because the
-// threshold after each compaction is already the k-th best of everything seen.
-func searchRows(ctx context.Context, x, bp, norms []float32, d, k, lo, hi int, out *embed.Neighbors) int {
-	np := len(norms) / nr
-	rows := hi - lo
-	nq := (rows + mr - 1) / mr
-	// Query panels hold −2·(x − mean), so the kernel's sum is −2a·b; the
-	// scaling by a power of two is exact.
-	ap := make([]float32, nq*d*mr)
-	for r := range rows {
-		i := lo + r
-		q, ii := r/mr, r%mr
-		src := bp[(i/nr)*d*nr+i%nr:]
-		dst := ap[q*d*mr+ii:]
-		for t := range d {
-			dst[t*mr] = -2 * src[t*nr]
-		}
-	}
-	capacity := 2 * k
-	buf := make([]uint64, rows*capacity)
-	count := make([]int, rows)
-	inf := float32(math.Inf(1))
-	rowThr := make([]float32, rows)
-	for r := range rowThr {
-		rowThr[r] = inf
-	}
+// exactSearch is the shared state of one exact search. During a round each
+// row's buffer, count and threshold belong to the one task whose blocks
+// contain it.
+type exactSearch struct {
+	d, k, n, bs int
+	dist        func(k int, a, b []float32, nb *[nr]float32, na, thr *[mr]float32, cthr *[nr]float32, out *[mr * nr]float32, masks, cmasks *[mr]uint32)
+	x           []float32
+	perm        []int32   // packed position → row of x; keys hold rows of x
+	bp, ap      []float32 // packed candidates and queries
+	norms, thr  []float32 // per row, padded to whole blocks
+	buf         []uint64  // per row, 2k keys
+	count       []int32
+	negInf      []float32 // nr × −Inf: the column thresholds of a diagonal pair
+}
+
+// blockPair offers the distances between the rows of blocks bi ≤ bj to both
+// points of each pair (to the query rows only when bi == bj).
+func (s *exactSearch) blockPair(ctx context.Context, bi, bj int) {
+	d, bs := s.d, s.bs
+	q0, q1 := bi*bs/mr, (bi+1)*bs/mr
+	p0, p1 := bj*bs/nr, (bj+1)*bs/nr
 	var na, thr [mr]float32
 	var tile [mr * nr]float32
-	var masks [mr]uint32
-	for pb := 0; pb < np; pb += panelsPerBlock {
-		pe := min(np, pb+panelsPerBlock)
-		for q := range nq {
-			if q%16 == 0 && ctx.Err() != nil {
-				return -1
+	var masks, cmasks [mr]uint32
+	panelsPerBlock := max(1, candidateBytes/(d*nr*4))
+	// window is the candidate panels nearest query panel q in packed (k-d
+	// tree) order. On the diagonal they are visited first, so each row gets
+	// a tight threshold before it meets the rest of its block.
+	window := func(q int) (int, int) {
+		c := q * mr / nr
+		return max(p0, c-localPanels/2), min(p1, c+localPanels/2)
+	}
+	if bi == bj {
+		for q := q0; q < q1; q++ {
+			if (q-q0)%64 == 0 && ctx.Err() != nil {
+				return
 			}
-			for ii := range mr {
-				if r := q*mr + ii; r < rows {
-					na[ii], thr[ii] = norms[lo+r], rowThr[r]
-				} else {
-					na[ii], thr[ii] = 0, -inf
-				}
-			}
-			aq := ap[q*d*mr : (q+1)*d*mr]
-			for p := pb; p < pe; p++ {
-				distTile(d, aq, bp[p*d*nr:(p+1)*d*nr], (*[nr]float32)(norms[p*nr:p*nr+nr]), &na, &thr, &tile, &masks)
+			na = [mr]float32(s.norms[q*mr : q*mr+mr])
+			aq := s.ap[q*d*mr : (q+1)*d*mr]
+			w0, w1 := window(q)
+			for p := w0; p < w1; p++ {
+				thr = [mr]float32(s.thr[q*mr : q*mr+mr])
+				s.dist(d, aq, s.bp[p*d*nr:(p+1)*d*nr], (*[nr]float32)(s.norms[p*nr:p*nr+nr]), &na, &thr, (*[nr]float32)(s.negInf), &tile, &masks, &cmasks)
 				for ii, m := range masks {
-					if m == 0 {
-						continue
-					}
-					r := q*mr + ii
-					i := lo + r
-					rb := buf[r*capacity : (r+1)*capacity]
+					i := q*mr + ii
 					for ; m != 0; m &= m - 1 {
 						j := bits.TrailingZeros32(m)
-						c := p*nr + j
-						// The dot-product form can dip below zero for
-						// (near-)duplicates; they are at distance 0. The
-						// threshold may have dropped since the tile's test.
-						v := max(tile[ii*nr+j], 0)
-						if c == i || !(v < thr[ii]) {
-							continue
+						if c := p*nr + j; c != i {
+							s.offer(i, tile[ii*nr+j], int(s.perm[c]))
 						}
-						rb[count[r]] = neighborKey(v, c)
-						count[r]++
-						if count[r] == capacity {
-							selectSmallest(rb, k)
-							count[r] = k
-							thr[ii] = math.Float32frombits(uint32(rb[k-1] >> 32))
-							rowThr[r] = thr[ii]
+					}
+				}
+			}
+			for i := q * mr; i < q*mr+mr; i++ {
+				s.tighten(i)
+			}
+		}
+	}
+	for pb := p0; pb < p1; pb += panelsPerBlock {
+		pe := min(p1, pb+panelsPerBlock)
+		for q := q0; q < q1; q++ {
+			if (q-q0)%16 == 0 && ctx.Err() != nil {
+				return
+			}
+			na = [mr]float32(s.norms[q*mr : q*mr+mr])
+			aq := s.ap[q*d*mr : (q+1)*d*mr]
+			w0, w1 := window(q)
+			for p := pb; p < pe; p++ {
+				if bi == bj && p >= w0 && p < w1 {
+					continue // done above
+				}
+				thr = [mr]float32(s.thr[q*mr : q*mr+mr])
+				cthr := s.thr[p*nr : p*nr+nr]
+				if bi == bj {
+					cthr = s.negInf
+				}
+				s.dist(d, aq, s.bp[p*d*nr:(p+1)*d*nr], (*[nr]float32)(s.norms[p*nr:p*nr+nr]), &na, &thr, (*[nr]float32)(cthr), &tile, &masks, &cmasks)
+				for ii, m := range masks {
+					i := q*mr + ii
+					for ; m != 0; m &= m - 1 {
+						j := bits.TrailingZeros32(m)
+						if c := p*nr + j; c != i {
+							s.offer(i, tile[ii*nr+j], int(s.perm[c]))
 						}
+					}
+				}
+				for ii, m := range cmasks {
+					i := q*mr + ii
+					for ; m != 0; m &= m - 1 {
+						j := bits.TrailingZeros32(m)
+						s.offer(p*nr+j, tile[ii*nr+j], int(s.perm[i]))
 					}
 				}
 			}
 		}
 	}
-	short := -1
-	for r := range rows {
-		if r%256 == 0 && ctx.Err() != nil {
-			return -1
-		}
-		i := lo + r
-		if count[r] < k {
-			short = i
-			continue
-		}
-		rb := buf[r*capacity : r*capacity+count[r]]
-		if len(rb) > k {
-			selectSmallest(rb, k)
-		}
-		finishRow(x, d, i, rb[:k], out.Dist2[i*k:i*k+k], out.Index[i*k:i*k+k])
+}
+
+// tighten lowers row r's threshold to its current k-th distance as soon as
+// it has k candidates, rather than when its buffer fills.
+func (s *exactSearch) tighten(r int) {
+	k := s.k
+	if r >= s.n || int(s.count[r]) < k {
+		return
 	}
-	return short
+	rb := s.buf[r*2*k : r*2*k+int(s.count[r])]
+	selectSmallest(rb, k)
+	s.count[r] = int32(k)
+	s.thr[r] = math.Float32frombits(uint32(rb[k-1] >> 32))
+}
+
+// offer adds row c of x at selection distance v to the buffer of packed row
+// r if it can still be among the k nearest.
+func (s *exactSearch) offer(r int, v float32, c int) {
+	// The dot-product form can dip below zero for (near-)duplicates; they
+	// are at distance 0. The threshold may have dropped since the tile's test.
+	v = max(v, 0)
+	if !(v <= s.thr[r]) {
+		return
+	}
+	k := s.k
+	rb := s.buf[r*2*k : (r+1)*2*k]
+	rb[s.count[r]] = neighborKey(v, c)
+	s.count[r]++
+	if int(s.count[r]) == len(rb) {
+		selectSmallest(rb, k)
+		s.count[r] = int32(k)
+		s.thr[r] = math.Float32frombits(uint32(rb[k-1] >> 32))
+	}
 }
 
 // neighborKey orders candidates by (distance, index) as one integer: the
@@ -276,4 +402,70 @@ func selectSmallest(s []uint64, k int) {
 			return
 		}
 	}
+}
+
+// spatialOrder returns the rows of x in the leaf order of a k-d tree
+// (Bentley 1975): each node is split at the median of its widest coordinate,
+// down to leaves of at most 64 points, so consecutive rows are close in space.
+// The widest coordinate is judged on at most 512 of a node's rows, enough to
+// pick a good split. Ties are broken by row index, so the order is
+// deterministic; the top levels run in parallel on disjoint ranges.
+func spatialOrder(ctx context.Context, threads int, x []float32, n, d int) []int32 {
+	perm := make([]int32, n)
+	for i := range perm {
+		perm[i] = int32(i)
+	}
+	keys := make([]uint64, n)
+	var split func(lo, hi, par int)
+	split = func(lo, hi, par int) {
+		if hi-lo <= 64 || ctx.Err() != nil {
+			return
+		}
+		step := max(1, (hi-lo)/512)
+		r0 := int(perm[lo])
+		low := slices.Clone(x[r0*d : r0*d+d])
+		high := slices.Clone(low)
+		for e := lo + step; e < hi; e += step {
+			r := int(perm[e])
+			for t, v := range x[r*d : r*d+d] {
+				low[t] = min(low[t], v)
+				high[t] = max(high[t], v)
+			}
+		}
+		best := 0
+		for t := range d {
+			if high[t]-low[t] > high[best]-low[best] {
+				best = t
+			}
+		}
+		ks := keys[lo:hi]
+		for e, r := range perm[lo:hi] {
+			ks[e] = uint64(orderedBits(x[int(r)*d+best]))<<32 | uint64(r)
+		}
+		mid := (lo + hi) / 2
+		selectSmallest(ks, mid-lo)
+		for e, key := range ks {
+			perm[lo+e] = int32(uint32(key))
+		}
+		if par > 1 {
+			var wg sync.WaitGroup
+			wg.Go(func() { split(lo, mid, par/2) })
+			split(mid, hi, par-par/2)
+			wg.Wait()
+			return
+		}
+		split(lo, mid, 1)
+		split(mid, hi, 1)
+	}
+	split(0, n, threads)
+	return perm
+}
+
+// orderedBits maps a float32 to a uint32 in the same order.
+func orderedBits(v float32) uint32 {
+	b := math.Float32bits(v)
+	if b>>31 == 1 {
+		return ^b
+	}
+	return b | 1<<31
 }

@@ -32,6 +32,10 @@ type optimizer struct {
 	dims   int
 	method embed.Repulsion
 	rep    repulser
+	// hybrid is set for auto in 2-D above the exact range: each Step picks
+	// FFT interpolation while the layout is compact and Barnes-Hut once the
+	// FFT grid it would need is large (see hybridFFTGrid).
+	hybrid *hybridRepulsion
 
 	y, yNext []float32 // N×dims; yNext is the double buffer of the update pass
 	gains    []float32
@@ -50,27 +54,41 @@ type zEstimator interface {
 	z(ctx context.Context, y []float32) (float64, error)
 }
 
-// Crossovers of the automatic repulsion method, measured with
-// BenchmarkStep on the 2-core development machine (see autoRepulsion).
+// Crossovers of the automatic repulsion method, from BenchmarkCrossover and
+// BenchmarkStep on the shared 2-core development machine (wall ms per Step,
+// attraction + repulsion + update, clustered data, ~90 neighbours a point,
+// a layout of extent ~15; noisy, ratios are what count):
+//
+//	N       2-D exact   2-D BH   3-D exact   3-D BH
+//	250     0.23        0.27     0.37        0.28
+//	500     0.65        0.34     0.81        0.78
+//	1000    2.2         0.86     2.9         2.1
+//	2000    8.2         2.0      11          5.6
+//
+// FFT interpolation at the spacing its accuracy needs (0.2, see fft.go)
+// costs O(extent²) for its grid and little per point, Barnes-Hut the
+// reverse, so FFT wins on compact layouts (the exaggeration phase) and loses
+// on spread ones. BenchmarkStep, 2-D, early (extent ~5) / late (extent ~45
+// at 10,000, ~85 at 70,000), wall ms, radix-2 FFT:
+//
+//	N        BH early  BH late  FFT early  FFT late
+//	10,000   13.5      13.2     7.5        24
+//	70,000   126       124      41         130
+//
+// So neither wins a whole run: in 2-D, auto switches per Step between them
+// by the size of the grid the FFT would need (hybridRepulsion).
 const (
-	autoExactMax2D = 0 // the exact method never wins in 2-D: FFT is faster from N = 500
-	autoExactMax3D = 1500
+	autoExactMax2D = 300
+	autoExactMax3D = 400
 )
 
 // autoRepulsion picks the repulsion method for n points in dims dimensions.
-//
-// Measured ms per Step (attraction + repulsion + update), 2 cores shared
-// with other jobs, clustered data, ~90 neighbours a point; "late" is a spread
-// embedding (extent ~80), "early" a compact one:
-// see the comment at the end of optimizer_bench_test.go for the table.
 func autoRepulsion(n, dims int) embed.Repulsion {
-	if dims == 2 {
-		if n <= autoExactMax2D {
-			return embed.RepulsionExact
-		}
-		return embed.RepulsionFFT
+	limit := autoExactMax2D
+	if dims == 3 {
+		limit = autoExactMax3D
 	}
-	if n <= autoExactMax3D {
+	if n <= limit {
 		return embed.RepulsionExact
 	}
 	return embed.RepulsionBarnesHut
@@ -108,13 +126,25 @@ func newOptimizer(ctx context.Context, b *Backend, p *embed.CSR, y0 []float32, c
 	o.method = cfg.Repulsion
 	if o.method == embed.RepulsionAuto {
 		o.method = autoRepulsion(n, dims)
+		if dims == 2 && o.method == embed.RepulsionBarnesHut {
+			o.hybrid = &hybridRepulsion{
+				bh:  newBHTree(b, n, dims, cfg.Theta),
+				fft: newFFTRepulsion(b, n, fftStepSpacing, fftStepOrder),
+			}
+			o.method = o.hybrid.pick(y0)
+		}
 	}
-	switch o.method {
-	case embed.RepulsionExact:
+	switch {
+	case o.hybrid != nil:
+		o.rep = o.hybrid.bh
+		if o.method == embed.RepulsionFFT {
+			o.rep = o.hybrid.fft
+		}
+	case o.method == embed.RepulsionExact:
 		o.rep = &exactRepulsion{b: b, n: n, dims: dims}
-	case embed.RepulsionBarnesHut:
+	case o.method == embed.RepulsionBarnesHut:
 		o.rep = newBHTree(b, n, dims, cfg.Theta)
-	case embed.RepulsionFFT:
+	case o.method == embed.RepulsionFFT:
 		o.rep = newFFTRepulsion(b, n, fftStepSpacing, fftStepOrder)
 	}
 	for _, v := range p.Val {
@@ -171,8 +201,8 @@ func validateProblem(p *embed.CSR, y0 []float32, cfg embed.OptimizerConfig) erro
 		}
 	}
 	switch cfg.Repulsion {
-	case embed.RepulsionAuto, embed.RepulsionExact:
-	case embed.RepulsionBarnesHut:
+	case embed.RepulsionExact:
+	case embed.RepulsionAuto, embed.RepulsionBarnesHut:
 		if !(cfg.Theta >= 0) || math.IsInf(cfg.Theta, 0) {
 			return fmt.Errorf("theta must be a finite non-negative number, not %v", cfg.Theta)
 		}
@@ -186,8 +216,47 @@ func validateProblem(p *embed.CSR, y0 []float32, cfg embed.OptimizerConfig) erro
 	return nil
 }
 
-// Repulsion implements embed.Optimizer.
+// Repulsion implements embed.Optimizer. With auto in 2-D it is the method of
+// the latest Step (before the first, of the first).
 func (o *optimizer) Repulsion() embed.Repulsion { return o.method }
+
+// hybridRepulsion holds both approximations of the 2-D auto method.
+type hybridRepulsion struct {
+	bh  *bhTree
+	fft *fftRepulsion
+}
+
+// hybridFFTGrid: auto uses the FFT interpolation while its padded grid has
+// at most hybridFFTGrid·N nodes, else Barnes-Hut. The FFT costs O(grid), its
+// grid grows with the square of the layout's extent at fixed spacing, and
+// Barnes-Hut costs O(N log N) but is slowest on compact layouts. Measured
+// (BenchmarkStep, wall ms): at 10,000 points FFT 7.5 vs BH 13.5 on a compact
+// layout (grid 64², 0.4·N) and 24 vs 13 on a spread one (512², 26·N); at
+// 70,000 points 41 vs 126 compact, 130 vs 124 spread (1024², 15·N). A real
+// 70,000-point run reaches an extent of ~150 by step 650, where the grid
+// (2048², 60·N) would be far too slow, so the switch matters both ways.
+const hybridFFTGrid = 8
+
+func (h *hybridRepulsion) pick(y []float32) embed.Repulsion {
+	lox, hix := float32(math.Inf(1)), float32(math.Inf(-1))
+	loy, hiy := lox, hix
+	for i := 0; i+1 < len(y); i += 2 {
+		lox, hix = min(lox, y[i]), max(hix, y[i])
+		loy, hiy = min(loy, y[i+1]), max(hiy, y[i+1])
+	}
+	f := h.fft
+	bw := f.h * float64(f.p)
+	ex, ey := float64(hix-lox), float64(hiy-loy)
+	if !(ex < 1e6 && ey < 1e6) {
+		return embed.RepulsionBarnesHut
+	}
+	px := nextPow2(2 * (int(ex/bw) + 1) * f.p)
+	py := nextPow2(2 * (int(ey/bw) + 1) * f.p)
+	if px*py <= hybridFFTGrid*f.n {
+		return embed.RepulsionFFT
+	}
+	return embed.RepulsionBarnesHut
+}
 
 // Step implements embed.Optimizer.
 func (o *optimizer) Step(ctx context.Context, params embed.StepParams) error {
@@ -196,6 +265,13 @@ func (o *optimizer) Step(ctx context.Context, params embed.StepParams) error {
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if o.hybrid != nil {
+		o.method = o.hybrid.pick(o.y)
+		o.rep = o.hybrid.bh
+		if o.method == embed.RepulsionFFT {
+			o.rep = o.hybrid.fft
+		}
 	}
 	z, err := o.rep.repulse(ctx, o.y, o.force)
 	if err != nil {
@@ -255,15 +331,30 @@ func (o *optimizer) updatePass(ctx context.Context, params embed.StepParams, z f
 // attraction is Σ_j p_ij w_ij (y_i − y_j) over row i of P.
 func attraction(y []float32, rp, col []int32, val []float32, dims, i int) (a [3]float64) {
 	if dims == 2 {
+		// Each term is computed in float32 (a float32 division is about
+		// twice as fast as a float64 one and this is the hot loop of every
+		// iteration); the row sums are float64.
 		yi0, yi1 := y[2*i], y[2*i+1]
 		var a0, a1 float64
-		for e := rp[i]; e < rp[i+1]; e++ {
+		e, end := rp[i], rp[i+1]
+		for ; e+1 < end; e += 2 {
+			j, k := col[e], col[e+1]
+			d0 := yi0 - y[2*j]
+			d1 := yi1 - y[2*j+1]
+			c0 := yi0 - y[2*k]
+			c1 := yi1 - y[2*k+1]
+			pw := val[e] / (1 + d0*d0 + d1*d1)
+			qw := val[e+1] / (1 + c0*c0 + c1*c1)
+			a0 += float64(pw*d0) + float64(qw*c0)
+			a1 += float64(pw*d1) + float64(qw*c1)
+		}
+		if e < end {
 			j := col[e]
-			d0 := float64(yi0) - float64(y[2*j])
-			d1 := float64(yi1) - float64(y[2*j+1])
-			pw := float64(val[e]) / (1 + d0*d0 + d1*d1)
-			a0 += pw * d0
-			a1 += pw * d1
+			d0 := yi0 - y[2*j]
+			d1 := yi1 - y[2*j+1]
+			pw := val[e] / (1 + d0*d0 + d1*d1)
+			a0 += float64(pw * d0)
+			a1 += float64(pw * d1)
 		}
 		a[0], a[1] = a0, a1
 		return a
@@ -272,13 +363,13 @@ func attraction(y []float32, rp, col []int32, val []float32, dims, i int) (a [3]
 	var a0, a1, a2 float64
 	for e := rp[i]; e < rp[i+1]; e++ {
 		j := col[e]
-		d0 := float64(yi0) - float64(y[3*j])
-		d1 := float64(yi1) - float64(y[3*j+1])
-		d2 := float64(yi2) - float64(y[3*j+2])
-		pw := float64(val[e]) / (1 + d0*d0 + d1*d1 + d2*d2)
-		a0 += pw * d0
-		a1 += pw * d1
-		a2 += pw * d2
+		d0 := yi0 - y[3*j]
+		d1 := yi1 - y[3*j+1]
+		d2 := yi2 - y[3*j+2]
+		pw := val[e] / (1 + d0*d0 + d1*d1 + d2*d2)
+		a0 += float64(pw * d0)
+		a1 += float64(pw * d1)
+		a2 += float64(pw * d2)
 	}
 	a[0], a[1], a[2] = a0, a1, a2
 	return a
@@ -412,6 +503,6 @@ func (o *optimizer) Coordinates(dst []float32) error {
 func (o *optimizer) Close() error {
 	o.closed = true
 	o.y, o.yNext, o.gains, o.update, o.force = nil, nil, nil, nil, nil
-	o.rep, o.klZ = nil, nil
+	o.rep, o.klZ, o.hybrid = nil, nil, nil
 	return nil
 }

@@ -83,3 +83,82 @@ func BenchmarkKL(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAttraction measures the attractive-force pass alone (one thread).
+func BenchmarkAttraction(b *testing.B) {
+	tp := newTestProblem(20000, 5, 30, 90, 99)
+	y := spreadY(tp, 2, 20, 5)
+	p := tp.p
+	b.ResetTimer()
+	s := 0.0
+	for range b.N {
+		for i := range tp.n {
+			a := attraction(y, p.RowPtr, p.Col, p.Val, 2, i)
+			s += a[0]
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(p.NNZ()), "ns/entry")
+	_ = s
+}
+
+// BenchmarkCrossover compares exact and Barnes-Hut repulsion at small N, the
+// measurements behind autoExactMax2D/3D.
+func BenchmarkCrossover(b *testing.B) {
+	for _, n := range []int{250, 500, 1000, 2000} {
+		tp := newTestProblem(n, 5, 10, 90, 98)
+		for _, dims := range []int{2, 3} {
+			for _, m := range []embed.Repulsion{embed.RepulsionExact, embed.RepulsionBarnesHut} {
+				b.Run(fmt.Sprintf("%s/%dd/%d", m, dims, n), func(b *testing.B) {
+					y0 := spreadY(tp, dims, 8, 5)
+					o, err := newOptimizer(context.Background(), New(0), tp.p, y0, embed.OptimizerConfig{N: n, Dims: dims, Repulsion: m, Theta: 0.5})
+					if err != nil {
+						b.Fatal(err)
+					}
+					params := embed.StepParams{Exaggeration: 1, Momentum: 0, LearningRate: 1e-6}
+					b.ResetTimer()
+					for range b.N {
+						if err := o.Step(context.Background(), params); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/iter")
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkRun is a whole 2-D optimisation with the usual schedule (auto,
+// Barnes-Hut and FFT): 1000 steps from a tiny random start, KL every 50 steps, reporting
+// seconds per run and the mean ms per step.
+func BenchmarkRun(b *testing.B) {
+	for _, n := range []int{2000, 10000, 70000} {
+		var tp *testProblem
+		for _, m := range []embed.Repulsion{embed.RepulsionAuto, embed.RepulsionBarnesHut, embed.RepulsionFFT} {
+			b.Run(fmt.Sprintf("%s/%d", m, n), func(b *testing.B) {
+				if tp == nil {
+					tp = newTestProblem(n, 5, 30, 90, 99)
+				}
+				b.ResetTimer()
+				for range b.N {
+					o, err := newOptimizer(context.Background(), New(0), tp.p, initialY(n, 2, 3), embed.OptimizerConfig{N: n, Dims: 2, Repulsion: m, Theta: 0.5})
+					if err != nil {
+						b.Fatal(err)
+					}
+					for it := range 1000 {
+						if err := o.Step(context.Background(), schedule(n, it)); err != nil {
+							b.Fatal(err)
+						}
+						if it%50 == 49 {
+							if _, err := o.KL(context.Background()); err != nil {
+								b.Fatal(err)
+							}
+						}
+					}
+				}
+				b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/run")
+				b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N)/1000, "ms/step")
+			})
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"testing"
 
 	"github.com/tsnemap/tsnemap/embed"
@@ -72,7 +73,7 @@ func TestExactGradientMatchesReference(t *testing.T) {
 func TestApproximateGradients(t *testing.T) {
 	b := New(0)
 	n := 2000
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		n = 800
 	}
 	tp := newTestProblem(n, 10, 8, 90, 5)
@@ -90,6 +91,9 @@ func TestApproximateGradients(t *testing.T) {
 		{2, embed.RepulsionFFT, 3, 3e-2},
 	}
 	for _, c := range cases {
+		if raceEnabled && c.radius > 10 {
+			continue
+		}
 		t.Run(fmt.Sprintf("%s/%dd/r%g", c.method, c.dims, c.radius), func(t *testing.T) {
 			y0 := spreadY(tp, c.dims, c.radius, 6)
 			o := mustOptimizer(t, b, tp.p, y0, c.dims, c.method)
@@ -127,7 +131,7 @@ func TestKLMatchesReference(t *testing.T) {
 // Above klExactMax, KL's Z is approximated; its stated accuracy is 1e-4
 // relative on Z, i.e. ≤ 1e-4 absolute on KL.
 func TestKLApproximateZ(t *testing.T) {
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		t.Skip("O(N²) reference at N > klExactMax")
 	}
 	b := New(0)
@@ -161,11 +165,18 @@ func run(t testing.TB, o *optimizer, steps int) {
 
 func TestKLDecreases(t *testing.T) {
 	b := New(0)
-	tp := newTestProblem(500, 10, 5, 30, 12)
+	n := 500
+	if raceEnabled {
+		n = 150
+	}
+	tp := newTestProblem(n, 10, 5, 30, 12)
 	for _, c := range []struct {
 		dims   int
 		method embed.Repulsion
-	}{{2, embed.RepulsionExact}, {2, embed.RepulsionBarnesHut}, {2, embed.RepulsionFFT}, {3, embed.RepulsionBarnesHut}} {
+	}{{2, embed.RepulsionExact}, {2, embed.RepulsionBarnesHut}, {2, embed.RepulsionFFT}, {3, embed.RepulsionBarnesHut}, {2, embed.RepulsionAuto}} {
+		if raceEnabled && c.method == embed.RepulsionFFT {
+			continue // its grid grows with the layout, not N: minutes under -race
+		}
 		o := mustOptimizer(t, b, tp.p, initialY(tp.n, c.dims, 13), c.dims, c.method)
 		kl0, _ := o.KL(context.Background())
 		run(t, o, 250)
@@ -205,16 +216,17 @@ func TestKLDecreases(t *testing.T) {
 }
 
 // Runs with the three repulsion methods from the same start reach KLs within
-// 3% of each other.
+// 3% of each other. It takes minutes on two cores (1000 exact O(N²) steps and
+// 1000 FFT steps on a fine grid), so it runs only with TSNEMAP_LONG_TESTS=1.
 func TestMethodsAgree(t *testing.T) {
-	if testing.Short() || raceEnabled {
-		t.Skip("three runs of 1000 steps")
+	if testing.Short() || raceEnabled || os.Getenv("TSNEMAP_LONG_TESTS") == "" {
+		t.Skip("three runs of 1000 steps at N = 2000; set TSNEMAP_LONG_TESTS=1")
 	}
 	b := New(0)
 	tp := newTestProblem(2000, 10, 8, 90, 14)
 	y0 := initialY(tp.n, 2, 15)
 	kl := map[embed.Repulsion]float64{}
-	for _, m := range []embed.Repulsion{embed.RepulsionExact, embed.RepulsionBarnesHut, embed.RepulsionFFT} {
+	for _, m := range []embed.Repulsion{embed.RepulsionExact, embed.RepulsionBarnesHut, embed.RepulsionFFT, embed.RepulsionAuto} {
 		o := mustOptimizer(t, b, tp.p, y0, 2, m)
 		run(t, o, 1000)
 		v, err := o.KL(context.Background())
@@ -320,6 +332,29 @@ func TestBadInputs(t *testing.T) {
 	}
 	if _, err := newOptimizer(context.Background(), b, tp.p, y, cfg); err != nil {
 		t.Errorf("valid input: %v", err)
+	}
+}
+
+// Auto in 2-D switches between FFT (compact layouts) and Barnes-Hut
+// (spread ones) and always names the method it used.
+func TestAutoHybrid(t *testing.T) {
+	b := New(0)
+	tp := newTestProblem(1000, 6, 4, 30, 24)
+	for _, c := range []struct {
+		name string
+		y0   []float32
+		want embed.Repulsion
+	}{
+		{"initial", initialY(tp.n, 2, 25), embed.RepulsionFFT},
+		{"spread", spreadY(tp, 2, 60, 25), embed.RepulsionBarnesHut},
+	} {
+		o := mustOptimizer(t, b, tp.p, c.y0, 2, embed.RepulsionAuto)
+		if err := o.Step(context.Background(), schedule(tp.n, 300)); err != nil {
+			t.Fatal(err)
+		}
+		if got := o.Repulsion(); got != c.want {
+			t.Errorf("%s layout: auto used %s, want %s", c.name, got, c.want)
+		}
 	}
 }
 

@@ -80,7 +80,8 @@ type Backend interface {
 
 // Optimizer is one t-SNE optimisation in progress on a backend.
 type Optimizer interface {
-	// Repulsion names the repulsion method in use (never RepulsionAuto).
+	// Repulsion names the repulsion method of the latest step (never
+	// RepulsionAuto; an auto backend may change method as Y spreads).
 	Repulsion() Repulsion
 	// Step performs one gradient-descent step on KL(P‖Q) with P multiplied
 	// by params.Exaggeration: gradient 4·Σ_j (e·p_ij − q_ij)·w_ij·(y_i − y_j)

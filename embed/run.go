@@ -140,7 +140,6 @@ func Run(ctx context.Context, be Backend, data Data, opts Options, obs *Observer
 		return nil, fmt.Errorf("optimizer: %w", err)
 	}
 	defer opt.Close()
-	res.Repulsion = opt.Repulsion()
 	if err := optimize(ctx, opt, n, dims, opts, obs, report); err != nil {
 		return nil, err
 	}
@@ -148,6 +147,7 @@ func Run(ctx context.Context, be Backend, data Data, opts Options, obs *Observer
 	if err := opt.Coordinates(res.Y); err != nil {
 		return nil, fmt.Errorf("optimizer: %w", err)
 	}
+	res.Repulsion = opt.Repulsion()
 	if res.KL, err = opt.KL(ctx); err != nil {
 		return nil, fmt.Errorf("optimizer: %w", err)
 	}
