@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"slices"
+	"time"
 
 	"github.com/tsnemap/tsnemap/embed"
 )
@@ -20,6 +20,14 @@ type approxParams struct {
 	maxRounds int
 	block     int // points whose local joins share one update exchange
 	minWorkK  int // smallest list kept during the search
+
+	stats *approxStats // filled in when set, for tests and tuning
+}
+
+// approxStats describes how a search went.
+type approxStats struct {
+	trees, seeding, descent time.Duration
+	updates                 []int // list entries changed in each round
 }
 
 func defaultApproxParams(n, k int) approxParams {
@@ -75,31 +83,63 @@ func approxNeighborsWith(ctx context.Context, b *Backend, x []float32, n, d, k i
 		seed: nnMix64(uint64(seed) ^ 0x6a09e667f3bcc909),
 		g:    newNNHeap(n, kw),
 	}
+	t0 := time.Now()
 	forest, err := buildForest(ctx, b, x, n, d, prm.trees, prm.leafSize, seed)
 	if err != nil {
 		return nil, fmt.Errorf("cpu: approximate neighbours: trees: %w", err)
 	}
-	if err := s.seedFromForest(ctx, forest); err != nil {
-		return nil, fmt.Errorf("cpu: approximate neighbours: seeding: %w", err)
+	// Renumber the points in the order of the first tree's leaves, so that
+	// near points sit near in memory: the rows a local join reads, and the
+	// lists it updates, then share cache lines and pages.
+	order := forest[0].perm // new number → original
+	inv := make([]int32, n) // original → new
+	for p, o := range order {
+		inv[o] = int32(p)
 	}
-	forest = nil
-	if err := s.descend(ctx); err != nil {
-		return nil, fmt.Errorf("cpu: approximate neighbours: descent: %w", err)
-	}
-	if err := b.parallelFor(ctx, n, 1024, func(_, lo, hi int) {
-		for i := lo; i < hi; i++ {
-			s.g.sortRow(i)
+	s.x = make([]float32, n*d)
+	if err := b.parallelFor(ctx, n, 4096, func(_, lo, hi int) {
+		for p := lo; p < hi; p++ {
+			o := int(order[p])
+			copy(s.x[p*d:(p+1)*d], x[o*d:(o+1)*d])
 		}
 	}); err != nil {
 		return nil, fmt.Errorf("cpu: approximate neighbours: %w", err)
 	}
-	idx, dist := s.g.idx, s.g.dist
-	if kw > k {
-		for i := range n {
-			copy(idx[i*k:(i+1)*k], idx[i*kw:i*kw+k])
-			copy(dist[i*k:(i+1)*k], dist[i*kw:i*kw+k])
+	t1 := time.Now()
+	if err := s.seedFromForest(ctx, forest, order, inv); err != nil {
+		return nil, fmt.Errorf("cpu: approximate neighbours: seeding: %w", err)
+	}
+	forest, inv = nil, nil
+	t2 := time.Now()
+	if err := s.descend(ctx); err != nil {
+		return nil, fmt.Errorf("cpu: approximate neighbours: descent: %w", err)
+	}
+	if st := prm.stats; st != nil {
+		st.trees, st.seeding, st.descent = t1.Sub(t0), t2.Sub(t1), time.Since(t2)
+		st.updates = s.updates
+	}
+	s.x = nil
+	idx := make([]int32, n*k)
+	dist := make([]float32, n*k)
+	if err := b.parallelFor(ctx, n, 1024, func(_, lo, hi int) {
+		for p := lo; p < hi; p++ {
+			s.g.sortRow(p)
+			o := int(order[p])
+			ri, rd := idx[o*k:(o+1)*k], dist[o*k:(o+1)*k]
+			for j := range k {
+				ri[j] = order[s.g.idx[p*kw+j]]
+				rd[j] = s.g.dist[p*kw+j]
+			}
+			// Renumbering back can reorder ties; restore index order
+			// within equal distances (runs are short, so insertion).
+			for j := 1; j < k; j++ {
+				for t := j; t > 0 && rd[t] == rd[t-1] && ri[t] < ri[t-1]; t-- {
+					ri[t], ri[t-1] = ri[t-1], ri[t]
+				}
+			}
 		}
-		idx, dist = slices.Clip(idx[:n*k]), slices.Clip(dist[:n*k])
+	}); err != nil {
+		return nil, fmt.Errorf("cpu: approximate neighbours: %w", err)
 	}
 	return &embed.Neighbors{N: n, K: k, Index: idx, Dist2: dist, Method: embed.NeighborsApprox}, nil
 }
@@ -112,8 +152,7 @@ type nnDescent struct {
 	prm     approxParams
 	seed    uint64
 	g       *nnHeap
-	rounds  int // rounds of NN-descent run, for tests
-	updates []int
+	updates []int // list entries changed in each round
 }
 
 func (s *nnDescent) row(i int32) []float32 {
@@ -124,7 +163,7 @@ func (s *nnDescent) row(i int32) []float32 {
 // seedFromForest fills each point's list with the nearest of the points that
 // share a leaf with it in any tree, then tops up short lists at random. Each
 // point writes only its own list, so this needs no exchange.
-func (s *nnDescent) seedFromForest(ctx context.Context, forest []rpTree) error {
+func (s *nnDescent) seedFromForest(ctx context.Context, forest []rpTree, order, inv []int32) error {
 	const grain = 256
 	nc := len(s.b.chunks(s.n, grain))
 	// stamp[c][q] == p+1 marks q as already tried for p in chunk c.
@@ -142,7 +181,8 @@ func (s *nnDescent) seedFromForest(ctx context.Context, forest []rpTree) error {
 			stamp[p] = mark
 			xp := s.row(int32(p))
 			for t := range forest {
-				for _, q := range forest[t].leaf(int32(p)) {
+				for _, qo := range forest[t].leaf(order[p]) {
+					q := inv[qo]
 					if stamp[q] == mark {
 						continue
 					}
@@ -254,7 +294,6 @@ func (s *nnDescent) descend(ctx context.Context) error {
 		for _, c := range changed {
 			total += c
 		}
-		s.rounds++
 		s.updates = append(s.updates, total)
 		if float64(total) <= s.prm.delta*float64(n)*float64(s.k) {
 			break

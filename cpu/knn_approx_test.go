@@ -145,17 +145,18 @@ func TestApproxNeighborsRecall(t *testing.T) {
 		name    string
 		n, d, k int
 		x       func(n, d int) []float32
-		long    bool
+		long    bool // skipped under -short and the race detector
 	}{
 		{"clusters-20000", 20000, 50, 90, func(n, d int) []float32 { return clusteredData(n, d, 10, 3, 7) }, true},
-		{"clusters-4000", 4000, 50, 90, func(n, d int) []float32 { return clusteredData(n, d, 10, 3, 8) }, false},
-		{"uniform-5000", 5000, 50, 90, func(n, d int) []float32 { return uniformData(n, d, 9) }, false},
-		{"uniform-3000-k15", 3000, 50, 15, func(n, d int) []float32 { return uniformData(n, d, 10) }, false},
+		{"uniform-5000", 5000, 50, 90, func(n, d int) []float32 { return uniformData(n, d, 9) }, true},
+		{"clusters-2000", 2000, 50, 90, func(n, d int) []float32 { return clusteredData(n, d, 10, 3, 8) }, false},
+		{"uniform-2000", 2000, 50, 90, func(n, d int) []float32 { return uniformData(n, d, 9) }, false},
+		{"uniform-2000-k15", 2000, 50, 15, func(n, d int) []float32 { return uniformData(n, d, 10) }, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if c.long && testing.Short() {
-				t.Skip("long; runs without -short")
+			if c.long && (testing.Short() || raceEnabled) {
+				t.Skip("long; runs without -short and -race")
 			}
 			x := c.x(c.n, c.d)
 			b := New(2)
@@ -175,8 +176,8 @@ func TestApproxNeighborsRecall(t *testing.T) {
 
 func TestApproxNeighborsDeterministic(t *testing.T) {
 	n, d, k := 3000, 50, 30
-	if testing.Short() {
-		n = 1500
+	if testing.Short() || raceEnabled {
+		n = 1000
 	}
 	x := clusteredData(n, d, 10, 3, 11)
 	ctx := context.Background()
@@ -330,7 +331,10 @@ func TestApproxNeighborsCancel(t *testing.T) {
 	}
 
 	n, d, k := 60000, 50, 90
-	if testing.Short() {
+	switch {
+	case raceEnabled:
+		n = 5000
+	case testing.Short():
 		n = 20000
 	}
 	x = clusteredData(n, d, 10, 3, 2)
