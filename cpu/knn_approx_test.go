@@ -13,10 +13,10 @@ import (
 	"github.com/tsnemap/tsnemap/embed"
 )
 
-// clusteredData draws n points in d dimensions from `clusters` Gaussian
+// approxClusters draws n points in d dimensions from `clusters` Gaussian
 // blobs of unit variance whose centres are spread with standard deviation
 // spread, the shape of PCA-reduced image features.
-func clusteredData(n, d, clusters int, spread float64, seed uint64) []float32 {
+func approxClusters(n, d, clusters int, spread float64, seed uint64) []float32 {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	centres := make([]float64, clusters*d)
 	for i := range centres {
@@ -32,9 +32,9 @@ func clusteredData(n, d, clusters int, spread float64, seed uint64) []float32 {
 	return x
 }
 
-// uniformData draws n points uniformly from the unit cube: no structure for
+// approxUniform draws n points uniformly from the unit cube: no structure for
 // the trees to find, the hard case for neighbour graphs.
-func uniformData(n, d int, seed uint64) []float32 {
+func approxUniform(n, d int, seed uint64) []float32 {
 	rng := rand.New(rand.NewPCG(seed, 2))
 	x := make([]float32, n*d)
 	for i := range x {
@@ -43,9 +43,9 @@ func uniformData(n, d int, seed uint64) []float32 {
 	return x
 }
 
-// bruteNeighbors returns the exact k nearest other points of point i,
+// approxBrute returns the exact k nearest other points of point i,
 // ranked by float64 distance and then by index.
-func bruteNeighbors(x []float32, n, d, k, i int) []int32 {
+func approxBrute(x []float32, n, d, k, i int) []int32 {
 	type cand struct {
 		d float64
 		j int32
@@ -79,15 +79,15 @@ func bruteNeighbors(x []float32, n, d, k, i int) []int32 {
 	return out
 }
 
-// sampleRecall is the mean fraction of the exact k nearest neighbours that
+// approxRecall is the mean fraction of the exact k nearest neighbours that
 // nb finds, over `queries` rows spread evenly through the data.
-func sampleRecall(x []float32, n, d int, nb *embed.Neighbors, queries int) float64 {
+func approxRecall(x []float32, n, d int, nb *embed.Neighbors, queries int) float64 {
 	queries = min(queries, n)
 	k := nb.K
 	found := 0
 	for q := range queries {
 		i := q * n / queries
-		exact := bruteNeighbors(x, n, d, k, i)
+		exact := approxBrute(x, n, d, k, i)
 		got := nb.Index[i*k : (i+1)*k]
 		for _, j := range exact {
 			if slices.Contains(got, j) {
@@ -98,10 +98,10 @@ func sampleRecall(x []float32, n, d int, nb *embed.Neighbors, queries int) float
 	return float64(found) / float64(queries*k)
 }
 
-// checkNeighbors verifies the shape promised by embed.Neighbors: no self,
+// checkApproxNeighbors verifies the shape promised by embed.Neighbors: no self,
 // no repeats, ascending (distance, index), and distances that are the real
 // squared distances.
-func checkNeighbors(t *testing.T, x []float32, n, d, k int, nb *embed.Neighbors) {
+func checkApproxNeighbors(t *testing.T, x []float32, n, d, k int, nb *embed.Neighbors) {
 	t.Helper()
 	if nb.N != n || nb.K != k || len(nb.Index) != n*k || len(nb.Dist2) != n*k {
 		t.Fatalf("shape N=%d K=%d len(Index)=%d len(Dist2)=%d, want N=%d K=%d", nb.N, nb.K, len(nb.Index), len(nb.Dist2), n, k)
@@ -147,11 +147,11 @@ func TestApproxNeighborsRecall(t *testing.T) {
 		x       func(n, d int) []float32
 		long    bool // skipped under -short and the race detector
 	}{
-		{"clusters-20000", 20000, 50, 90, func(n, d int) []float32 { return clusteredData(n, d, 10, 3, 7) }, true},
-		{"uniform-5000", 5000, 50, 90, func(n, d int) []float32 { return uniformData(n, d, 9) }, true},
-		{"clusters-2000", 2000, 50, 90, func(n, d int) []float32 { return clusteredData(n, d, 10, 3, 8) }, false},
-		{"uniform-2000", 2000, 50, 90, func(n, d int) []float32 { return uniformData(n, d, 9) }, false},
-		{"uniform-2000-k15", 2000, 50, 15, func(n, d int) []float32 { return uniformData(n, d, 10) }, false},
+		{"clusters-20000", 20000, 50, 90, func(n, d int) []float32 { return approxClusters(n, d, 10, 3, 7) }, true},
+		{"uniform-5000", 5000, 50, 90, func(n, d int) []float32 { return approxUniform(n, d, 9) }, true},
+		{"clusters-2000", 2000, 50, 90, func(n, d int) []float32 { return approxClusters(n, d, 10, 3, 8) }, false},
+		{"uniform-2000", 2000, 50, 90, func(n, d int) []float32 { return approxUniform(n, d, 9) }, false},
+		{"uniform-2000-k15", 2000, 50, 15, func(n, d int) []float32 { return approxUniform(n, d, 10) }, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -164,8 +164,8 @@ func TestApproxNeighborsRecall(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkNeighbors(t, x, c.n, c.d, c.k, nb)
-			r := sampleRecall(x, c.n, c.d, nb, 300)
+			checkApproxNeighbors(t, x, c.n, c.d, c.k, nb)
+			r := approxRecall(x, c.n, c.d, nb, 300)
 			t.Logf("recall %.4f", r)
 			if r < 0.95 {
 				t.Errorf("recall %.4f, want ≥ 0.95", r)
@@ -179,7 +179,7 @@ func TestApproxNeighborsDeterministic(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		n = 1000
 	}
-	x := clusteredData(n, d, 10, 3, 11)
+	x := approxClusters(n, d, 10, 3, 11)
 	ctx := context.Background()
 	for _, threads := range []int{1, 2, 3} {
 		b := New(threads)
@@ -202,7 +202,7 @@ func TestApproxNeighborsDeterministic(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r := sampleRecall(x, n, d, nb, 200); r < 0.95 {
+		if r := approxRecall(x, n, d, nb, 200); r < 0.95 {
 			t.Errorf("seed %d: recall %.4f, want ≥ 0.95", seed, r)
 		}
 		// Different seeds take different paths, so some row should
@@ -219,7 +219,7 @@ func TestApproxNeighborsSeedMatters(t *testing.T) {
 	// On uniform data with a tiny forest and a single round the result is
 	// far from exact, so two seeds must give two different graphs.
 	n, d, k := 2000, 20, 10
-	x := uniformData(n, d, 12)
+	x := approxUniform(n, d, 12)
 	prm := defaultApproxParams(n, k)
 	prm.trees, prm.maxRounds = 1, 1
 	b := New(2)
@@ -240,14 +240,14 @@ func TestApproxNeighborsSmall(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct{ n, d, k int }{{5, 3, 4}, {2, 1, 1}, {5, 50, 2}, {37, 4, 36}, {300, 5, 299}} {
 		t.Run(fmt.Sprintf("n%d-d%d-k%d", tc.n, tc.d, tc.k), func(t *testing.T) {
-			x := uniformData(tc.n, tc.d, uint64(tc.n))
+			x := approxUniform(tc.n, tc.d, uint64(tc.n))
 			nb, err := approxNeighbors(ctx, New(2), x, tc.n, tc.d, tc.k, 3)
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkNeighbors(t, x, tc.n, tc.d, tc.k, nb)
+			checkApproxNeighbors(t, x, tc.n, tc.d, tc.k, nb)
 			for i := range tc.n {
-				want := bruteNeighbors(x, tc.n, tc.d, tc.k, i)
+				want := approxBrute(x, tc.n, tc.d, tc.k, i)
 				got := nb.Index[i*tc.k : (i+1)*tc.k]
 				if !slices.Equal(got, want) {
 					t.Fatalf("row %d = %v, want %v", i, got, want)
@@ -261,7 +261,7 @@ func TestApproxNeighborsDuplicates(t *testing.T) {
 	// Every point appears four times: duplicates are neighbours at
 	// distance 0, and a point still never lists itself.
 	base, d, k := 500, 8, 12
-	u := uniformData(base, d, 13)
+	u := approxUniform(base, d, 13)
 	n := 4 * base
 	x := make([]float32, 0, n*d)
 	for range 4 {
@@ -271,7 +271,7 @@ func TestApproxNeighborsDuplicates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkNeighbors(t, x, n, d, k, nb)
+	checkApproxNeighbors(t, x, n, d, k, nb)
 	for i := range n {
 		for t2 := range 3 {
 			if nb.Dist2[i*k+t2] != 0 {
@@ -286,13 +286,13 @@ func TestApproxNeighborsDuplicates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkNeighbors(t, same, n, d, k, nb)
+	checkApproxNeighbors(t, same, n, d, k, nb)
 }
 
 func TestApproxNeighborsBadArguments(t *testing.T) {
 	ctx := context.Background()
 	b := New(2)
-	x := uniformData(10, 3, 1)
+	x := approxUniform(10, 3, 1)
 	nan := slices.Clone(x)
 	nan[7] = float32(math.NaN())
 	for _, tc := range []struct {
@@ -325,7 +325,7 @@ func TestApproxNeighborsBadArguments(t *testing.T) {
 func TestApproxNeighborsCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	x := uniformData(1000, 10, 1)
+	x := approxUniform(1000, 10, 1)
 	if _, err := approxNeighbors(ctx, New(2), x, 1000, 10, 5, 1); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled before the start: err = %v", err)
 	}
@@ -337,7 +337,7 @@ func TestApproxNeighborsCancel(t *testing.T) {
 	case testing.Short():
 		n = 20000
 	}
-	x = clusteredData(n, d, 10, 3, 2)
+	x = approxClusters(n, d, 10, 3, 2)
 	for _, after := range []time.Duration{5 * time.Millisecond, 200 * time.Millisecond} {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
@@ -367,7 +367,7 @@ func BenchmarkKNNApprox(b *testing.B) {
 	for _, n := range []int{70000, 200000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			d, k := 50, 90
-			x := clusteredData(n, d, 10, 3, 21)
+			x := approxClusters(n, d, 10, 3, 21)
 			be := New(0)
 			var nb *embed.Neighbors
 			runs := 0
@@ -381,7 +381,7 @@ func BenchmarkKNNApprox(b *testing.B) {
 			}
 			b.ReportMetric(float64(n)*float64(runs)/b.Elapsed().Seconds(), "points/s")
 			b.StopTimer()
-			b.ReportMetric(sampleRecall(x, n, d, nb, 200), "recall")
+			b.ReportMetric(approxRecall(x, n, d, nb, 200), "recall")
 		})
 	}
 }
