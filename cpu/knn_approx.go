@@ -187,7 +187,9 @@ func (s *nnDescent) seedFromForest(ctx context.Context, forest []rpTree, order, 
 						continue
 					}
 					stamp[q] = mark
-					s.g.push(p, nnSqDist(xp, s.row(q)), q, true)
+					if d, ok := nnSqDistBelow(xp, s.row(q), s.g.bound[p]); ok {
+						s.g.push(p, d, q, true)
+					}
 				}
 			}
 			s.fillRandom(p, stamp)
@@ -278,7 +280,10 @@ func (s *nnDescent) descend(ctx context.Context) error {
 			err = s.b.parallelFor(ctx, parts, 1, func(_, lo, hi int) {
 				for part := lo; part < hi; part++ {
 					for c := range buckets {
-						for _, u := range buckets[c][part] {
+						for j, u := range buckets[c][part] {
+							if j%4096 == 0 && ctx.Err() != nil {
+								return
+							}
 							if s.g.push(int(u.target), u.d, u.other, true) {
 								changed[part]++
 							}
@@ -305,14 +310,21 @@ func (s *nnDescent) descend(ctx context.Context) error {
 // localJoin compares every pair of new candidates and every new candidate
 // with every old one, and proposes each pair that would improve either list.
 func (s *nnDescent) localJoin(nw, old []int32, bk [][]nnUpdate, shift uint) {
+	bound := s.g.bound
 	for i, p := range nw {
 		xp := s.row(p)
+		bp := bound[p]
 		for _, q := range nw[i+1:] {
-			s.propose(p, q, nnSqDist(xp, s.row(q)), bk, shift)
+			if d, ok := nnSqDistBelow(xp, s.row(q), max(bp, bound[q])); ok {
+				s.propose(p, q, d, bk, shift)
+			}
 		}
 		for _, q := range old {
-			if q != p {
-				s.propose(p, q, nnSqDist(xp, s.row(q)), bk, shift)
+			if q == p {
+				continue
+			}
+			if d, ok := nnSqDistBelow(xp, s.row(q), max(bp, bound[q])); ok {
+				s.propose(p, q, d, bk, shift)
 			}
 		}
 	}
@@ -448,10 +460,8 @@ func (h *nnHeap) push(p int, d float32, q int32, fresh bool) bool {
 	idx := h.idx[base : base+h.k]
 	dist := h.dist[base : base+h.k]
 	fr := h.fresh[base : base+h.k]
-	for j := 0; j < s; j++ {
-		if idx[j] == q {
-			return false
-		}
+	if nnContains(idx[:s], q) {
+		return false
 	}
 	var i int
 	if s < h.k {
@@ -547,10 +557,8 @@ func (h *candHeap) push(v int, pr uint32, u int32) {
 		return
 	}
 	// An edge seen from both ends has the same priority; keep one copy.
-	for j := 0; j < s; j++ {
-		if idx[j] == u {
-			return
-		}
+	if nnContains(idx[:s], u) {
+		return
 	}
 	var i int
 	if s < h.c {
@@ -614,4 +622,46 @@ func nnSqDist(a, b []float32) float32 {
 		s0 += e * e
 	}
 	return (s0 + s1) + (s2 + s3)
+}
+
+// nnSqDistBelow is nnSqDist, given up as soon as a partial sum exceeds
+// limit; ok reports whether the distance is at most limit, and d is exact
+// when ok. Most pairs of a local join improve neither list, and the input is
+// PCA-reduced with its widest components first, so a partial sum usually
+// passes the limit after a few columns.
+func nnSqDistBelow(a, b []float32, limit float32) (d float32, ok bool) {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+8 <= len(a); i += 8 {
+		aa := a[i : i+8 : i+8]
+		bb := b[i : i+8 : i+8]
+		d0, d1, d2, d3 := aa[0]-bb[0], aa[1]-bb[1], aa[2]-bb[2], aa[3]-bb[3]
+		d4, d5, d6, d7 := aa[4]-bb[4], aa[5]-bb[5], aa[6]-bb[6], aa[7]-bb[7]
+		s0 += d0*d0 + d4*d4
+		s1 += d1*d1 + d5*d5
+		s2 += d2*d2 + d6*d6
+		s3 += d3*d3 + d7*d7
+		// Sums of non-negative terms only grow, rounding included, so
+		// the partial sum is a lower bound of the whole.
+		if i&8 != 0 && (s0+s1)+(s2+s3) > limit {
+			return 0, false
+		}
+	}
+	for ; i < len(a); i++ {
+		e := a[i] - b[i]
+		s0 += e * e
+	}
+	d = (s0 + s1) + (s2 + s3)
+	return d, d <= limit
+}
+
+// nnContains reports whether q is in list.
+func nnContains(list []int32, q int32) bool {
+	for _, v := range list {
+		if v == q {
+			return true
+		}
+	}
+	return false
 }
