@@ -392,6 +392,7 @@ func (s *nnDescent) sample(ctx context.Context, round int, newC, oldC *candHeap)
 	}
 	return s.b.parallelFor(ctx, n, 1024, func(_, lo, hi int) {
 		for v := lo; v < hi; v++ {
+			s.g.resign(v)
 			base := v * k
 			nw := newC.row(v)
 			for j := 0; j < k; j++ {
@@ -418,6 +419,11 @@ type nnHeap struct {
 	dist  []float32
 	fresh []bool // not yet taken part in a local join
 	size  []int32
+	// sig holds, per point, a 256-bit filter of the indices ever pushed
+	// since its last rebuild: a clear bit proves absence, sparing most of
+	// the duplicate scans of push. Evictions leave stale bits, so it is
+	// rebuilt every round.
+	sig []nnSig
 	bound []float32 // distance of the worst entry, +Inf while a list is short
 }
 
@@ -433,6 +439,7 @@ func newNNHeap(n, k int) *nnHeap {
 		fresh: make([]bool, n*k),
 		size:  make([]int32, n),
 		bound: bound,
+		sig:   make([]nnSig, n),
 	}
 }
 
@@ -460,9 +467,11 @@ func (h *nnHeap) push(p int, d float32, q int32, fresh bool) bool {
 	idx := h.idx[base : base+h.k]
 	dist := h.dist[base : base+h.k]
 	fr := h.fresh[base : base+h.k]
-	if nnContains(idx[:s], q) {
+	w, bit := nnSigBit(q)
+	if h.sig[p][w]&bit != 0 && nnContains(idx[:s], q) {
 		return false
 	}
+	h.sig[p][w] |= bit
 	var i int
 	if s < h.k {
 		// Sift up from the new last slot.
@@ -499,6 +508,23 @@ func (h *nnHeap) push(p int, d float32, q int32, fresh bool) bool {
 		h.bound[p] = dist[0]
 	}
 	return true
+}
+
+type nnSig [4]uint64
+
+func nnSigBit(q int32) (word int, bit uint64) {
+	b := uint32(q) * 0x9e3779b1 >> 24 // Fibonacci hashing to 8 bits
+	return int(b >> 6), 1 << (b & 63)
+}
+
+// resign rebuilds p's filter from its current list.
+func (h *nnHeap) resign(p int) {
+	var sg nnSig
+	for _, q := range h.idx[p*h.k : p*h.k+int(h.size[p])] {
+		w, bit := nnSigBit(q)
+		sg[w] |= bit
+	}
+	h.sig[p] = sg
 }
 
 // sortRow turns p's heap into ascending (distance, index) order.
