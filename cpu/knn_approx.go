@@ -423,7 +423,7 @@ type nnHeap struct {
 	// since its last rebuild: a clear bit proves absence, sparing most of
 	// the duplicate scans of push. Evictions leave stale bits, so it is
 	// rebuilt every round.
-	sig []nnSig
+	sig   []nnSig
 	bound []float32 // distance of the worst entry, +Inf while a list is short
 }
 
