@@ -181,6 +181,9 @@ func TestApproxNeighborsDeterministic(t *testing.T) {
 	}
 	x := approxClusters(n, d, 10, 3, 11)
 	ctx := context.Background()
+	// Updates are applied per owner in point order whatever the chunking,
+	// so the graph does not even depend on the thread count.
+	var first *embed.Neighbors
 	for _, threads := range []int{1, 2, 3} {
 		b := New(threads)
 		a1, err := approxNeighbors(ctx, b, x, n, d, k, 42)
@@ -194,9 +197,13 @@ func TestApproxNeighborsDeterministic(t *testing.T) {
 		if !slices.Equal(a1.Index, a2.Index) || !slices.Equal(a1.Dist2, a2.Dist2) {
 			t.Errorf("threads=%d: two runs with seed 42 differ", threads)
 		}
+		if first == nil {
+			first = a1
+		} else if !slices.Equal(a1.Index, first.Index) || !slices.Equal(a1.Dist2, first.Dist2) {
+			t.Errorf("threads=%d: differs from threads=1", threads)
+		}
 	}
 	b := New(2)
-	var prev []int32
 	for _, seed := range []int64{1, 2, 3} {
 		nb, err := approxNeighbors(ctx, b, x, n, d, k, seed)
 		if err != nil {
@@ -205,13 +212,6 @@ func TestApproxNeighborsDeterministic(t *testing.T) {
 		if r := approxRecall(x, n, d, nb, 200); r < 0.95 {
 			t.Errorf("seed %d: recall %.4f, want ≥ 0.95", seed, r)
 		}
-		// Different seeds take different paths, so some row should
-		// differ somewhere (in order of ties or in a missed neighbour);
-		// equal results would mean the seed is ignored.
-		if prev != nil && slices.Equal(prev, nb.Index) {
-			t.Logf("seed %d gave the same graph as the previous seed", seed)
-		}
-		prev = nb.Index
 	}
 }
 
