@@ -13,9 +13,10 @@ import (
 type approxParams struct {
 	trees    int // random-projection trees that seed the graph
 	leafSize int // most points in a leaf
-	// maxCand caps the new and the old candidates of a point in one round,
-	// forward and reverse together: the ρ·K sample of Dong et al.
+	// maxCand caps the new candidates of a point in one round, forward and
+	// reverse together: the ρ·K sample of Dong et al.; maxOld caps the old.
 	maxCand   int
+	maxOld    int
 	delta     float64 // stop once a round changes fewer than delta·n·k entries
 	maxRounds int
 	block     int // points whose local joins share one update exchange
@@ -35,9 +36,10 @@ func defaultApproxParams(n, k int) approxParams {
 		trees:     8,
 		leafSize:  max(k+1, 64),
 		maxCand:   max(min(k, 30), min(n-1, 24)),
+		maxOld:    max(min(k, 30), min(n-1, 24)),
 		delta:     0.001,
 		maxRounds: 12,
-		block:     1 << 14,
+		block:     1 << 13,
 		minWorkK:  40,
 	}
 }
@@ -228,9 +230,9 @@ type nnUpdate struct {
 
 // descend runs NN-descent rounds until few lists change.
 func (s *nnDescent) descend(ctx context.Context) error {
-	n, C := s.n, s.prm.maxCand
-	newC := newCandHeap(n, C)
-	oldC := newCandHeap(n, C)
+	n := s.n
+	newC := newCandHeap(n, max(s.prm.maxCand, 1))
+	oldC := newCandHeap(n, max(s.prm.maxOld, 1))
 
 	// Owners: point i belongs to part i>>shift, a power-of-two split into
 	// about 4·threads parts, so applying updates needs no locks.
