@@ -80,6 +80,7 @@ func approxNeighborsWith(ctx context.Context, b *Backend, x []float32, n, d, k i
 	// 15 is too short a net to catch the true neighbours' neighbours), so
 	// the graph is built with at least minWorkK entries and cut afterwards.
 	kw := max(k, min(n-1, prm.minWorkK))
+	prm.trees = max(prm.trees, 1) // the first tree also orders the points
 	s := &nnDescent{
 		b: b, x: x, n: n, d: d, k: kw, prm: prm,
 		seed: nnMix64(uint64(seed) ^ 0x6a09e667f3bcc909),
