@@ -61,8 +61,8 @@ func approxNeighbors(ctx context.Context, b *Backend, x []float32, n, d, k int, 
 
 func approxNeighborsWith(ctx context.Context, b *Backend, x []float32, n, d, k int, seed int64, prm approxParams) (*embed.Neighbors, error) {
 	switch {
-	case n < 2 || n > math.MaxInt32:
-		return nil, fmt.Errorf("cpu: approximate neighbours of %d points: %w: need 2 ≤ n ≤ %d", n, embed.ErrInvalidInput, math.MaxInt32)
+	case n < 2 || n >= math.MaxInt32: // indices and the p+1 stamps are int32
+		return nil, fmt.Errorf("cpu: approximate neighbours of %d points: %w: need 2 ≤ n < %d", n, embed.ErrInvalidInput, math.MaxInt32)
 	case d < 1:
 		return nil, fmt.Errorf("cpu: approximate neighbours in %d dimensions: %w", d, embed.ErrInvalidInput)
 	case k < 1 || k > n-1:
