@@ -2,6 +2,6 @@
 
 package cpu
 
-// raceEnabled shrinks the approximate-search tests under the race detector,
+// approxRaceEnabled shrinks the approximate-search tests under the race detector,
 // which runs them about ten times slower.
-const raceEnabled = true
+const approxRaceEnabled = true

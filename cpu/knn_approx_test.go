@@ -155,7 +155,7 @@ func TestApproxNeighborsRecall(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if c.long && (testing.Short() || raceEnabled) {
+			if c.long && (testing.Short() || approxRaceEnabled) {
 				t.Skip("long; runs without -short and -race")
 			}
 			x := c.x(c.n, c.d)
@@ -176,7 +176,7 @@ func TestApproxNeighborsRecall(t *testing.T) {
 
 func TestApproxNeighborsDeterministic(t *testing.T) {
 	n, d, k := 3000, 50, 30
-	if testing.Short() || raceEnabled {
+	if testing.Short() || approxRaceEnabled {
 		n = 1000
 	}
 	x := approxClusters(n, d, 10, 3, 11)
@@ -332,7 +332,7 @@ func TestApproxNeighborsCancel(t *testing.T) {
 
 	n, d, k := 60000, 50, 90
 	switch {
-	case raceEnabled:
+	case approxRaceEnabled:
 		n = 5000
 	case testing.Short():
 		n = 20000
