@@ -446,7 +446,7 @@ func newNNHeap(n, k int) *nnHeap {
 	}
 }
 
-func worse(d1 float32, i1 int32, d2 float32, i2 int32) bool {
+func nnWorse(d1 float32, i1 int32, d2 float32, i2 int32) bool {
 	return d1 > d2 || (d1 == d2 && i1 > i2)
 }
 
@@ -457,7 +457,7 @@ func (h *nnHeap) accepts(p int, d float32, q int32) bool {
 		return int(q) != p
 	}
 	r := p * h.k
-	return worse(h.dist[r], h.idx[r], d, q)
+	return nnWorse(h.dist[r], h.idx[r], d, q)
 }
 
 // push offers q to p's list and reports whether the list changed.
@@ -482,7 +482,7 @@ func (h *nnHeap) push(p int, d float32, q int32, fresh bool) bool {
 		h.size[p]++
 		for i > 0 {
 			parent := (i - 1) / 2
-			if !worse(d, q, dist[parent], idx[parent]) {
+			if !nnWorse(d, q, dist[parent], idx[parent]) {
 				break
 			}
 			idx[i], dist[i], fr[i] = idx[parent], dist[parent], fr[parent]
@@ -496,10 +496,10 @@ func (h *nnHeap) push(p int, d float32, q int32, fresh bool) bool {
 			if l >= s {
 				break
 			}
-			if r := l + 1; r < s && worse(dist[r], idx[r], dist[l], idx[l]) {
+			if r := l + 1; r < s && nnWorse(dist[r], idx[r], dist[l], idx[l]) {
 				l = r
 			}
-			if !worse(dist[l], idx[l], d, q) {
+			if !nnWorse(dist[l], idx[l], d, q) {
 				break
 			}
 			idx[i], dist[i], fr[i] = idx[l], dist[l], fr[l]
@@ -545,10 +545,10 @@ func (h *nnHeap) sortRow(p int) {
 			if l >= end {
 				break
 			}
-			if r := l + 1; r < end && worse(dist[r], idx[r], dist[l], idx[l]) {
+			if r := l + 1; r < end && nnWorse(dist[r], idx[r], dist[l], idx[l]) {
 				l = r
 			}
-			if !worse(dist[l], idx[l], dist[i], idx[i]) {
+			if !nnWorse(dist[l], idx[l], dist[i], idx[i]) {
 				break
 			}
 			idx[i], idx[l] = idx[l], idx[i]
