@@ -2,12 +2,695 @@ package cpu
 
 import (
 	"context"
-	"errors"
+	"fmt"
+	"math"
+	"time"
 
 	"github.com/tsnemap/tsnemap/embed"
 )
 
-// TODO(knn-approx): replaced by random-projection trees + NN-descent.
+// approxParams are the knobs of the approximate search.
+type approxParams struct {
+	trees    int // random-projection trees that seed the graph
+	leafSize int // most points in a leaf
+	// maxCand caps the new candidates of a point in one round, forward and
+	// reverse together: the ρ·K sample of Dong et al.; maxOld caps the old.
+	maxCand   int
+	maxOld    int
+	delta     float64 // stop once a round changes fewer than delta·n·k entries
+	maxRounds int
+	block     int // points whose local joins share one update exchange
+	minWorkK  int // smallest list kept during the search
+
+	stats *approxStats // filled in when set, for tests and tuning
+}
+
+// approxStats describes how a search went.
+type approxStats struct {
+	trees, seeding, descent time.Duration
+	updates                 []int // list entries changed in each round
+}
+
+func defaultApproxParams(n, k int) approxParams {
+	return approxParams{
+		trees:     8,
+		leafSize:  max(k+1, 64),
+		maxCand:   max(min(k, 30), min(n-1, 24)),
+		maxOld:    max(min(k, 30), min(n-1, 24)),
+		delta:     0.001,
+		maxRounds: 12,
+		block:     1 << 13,
+		minWorkK:  40,
+	}
+}
+
+// approxNeighbors finds approximate k nearest neighbours: a forest of
+// random-projection trees seeds each point's list, then NN-descent refines
+// it. Dong, Moses & Li, "Efficient k-nearest neighbor graph construction for
+// generic similarity measures" (WWW 2011): a neighbour of a neighbour is
+// likely a neighbour, so each round compares every pair among a point's
+// sampled neighbours and reverse neighbours ("local join") and keeps the
+// improvements, and only pairs with at least one new member are compared.
+//
+// The result depends only on x, k, seed and the thread count: sampling uses
+// a hash of (seed, round, pair) rather than a shared generator, and updates
+// found in parallel are applied per owner in chunk order.
 func approxNeighbors(ctx context.Context, b *Backend, x []float32, n, d, k int, seed int64) (*embed.Neighbors, error) {
-	return nil, errors.New("cpu: approximate neighbours not implemented")
+	return approxNeighborsWith(ctx, b, x, n, d, k, seed, defaultApproxParams(n, k))
+}
+
+func approxNeighborsWith(ctx context.Context, b *Backend, x []float32, n, d, k int, seed int64, prm approxParams) (*embed.Neighbors, error) {
+	switch {
+	case n < 2 || n >= math.MaxInt32: // indices and the p+1 stamps are int32
+		return nil, fmt.Errorf("cpu: approximate neighbours of %d points: %w: need 2 ≤ n < %d", n, embed.ErrInvalidInput, math.MaxInt32)
+	case d < 1:
+		return nil, fmt.Errorf("cpu: approximate neighbours in %d dimensions: %w", d, embed.ErrInvalidInput)
+	case k < 1 || k > n-1:
+		return nil, fmt.Errorf("cpu: %d approximate neighbours of %d points: %w: need 1 ≤ k ≤ n−1", k, n, embed.ErrInvalidInput)
+	case len(x) != n*d:
+		return nil, fmt.Errorf("cpu: approximate neighbours: %w: %d values for %d×%d points", embed.ErrInvalidInput, len(x), n, d)
+	}
+	for i, v := range x {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return nil, fmt.Errorf("cpu: approximate neighbours: %w: value %v in row %d", embed.ErrInvalidInput, v, i/d)
+		}
+	}
+
+	// Small k gets stuck in local optima on high-dimensional data (a list of
+	// 15 is too short a net to catch the true neighbours' neighbours), so
+	// the graph is built with at least minWorkK entries and cut afterwards.
+	kw := max(k, min(n-1, prm.minWorkK))
+	prm.trees = max(prm.trees, 1) // the first tree also orders the points
+	s := &nnDescent{
+		b: b, x: x, n: n, d: d, k: kw, prm: prm,
+		seed: nnMix64(uint64(seed) ^ 0x6a09e667f3bcc909),
+		g:    newNNHeap(n, kw),
+	}
+	t0 := time.Now()
+	forest, err := buildForest(ctx, b, x, n, d, prm.trees, prm.leafSize, seed)
+	if err != nil {
+		return nil, fmt.Errorf("cpu: approximate neighbours: trees: %w", err)
+	}
+	// Renumber the points in the order of the first tree's leaves, so that
+	// near points sit near in memory: the rows a local join reads, and the
+	// lists it updates, then share cache lines and pages.
+	order := forest[0].perm // new number → original
+	inv := make([]int32, n) // original → new
+	for p, o := range order {
+		inv[o] = int32(p)
+	}
+	s.x = make([]float32, n*d)
+	if err := b.parallelFor(ctx, n, 4096, func(_, lo, hi int) {
+		for p := lo; p < hi; p++ {
+			o := int(order[p])
+			copy(s.x[p*d:(p+1)*d], x[o*d:(o+1)*d])
+		}
+	}); err != nil {
+		return nil, fmt.Errorf("cpu: approximate neighbours: %w", err)
+	}
+	t1 := time.Now()
+	if err := s.seedFromForest(ctx, forest, order, inv); err != nil {
+		return nil, fmt.Errorf("cpu: approximate neighbours: seeding: %w", err)
+	}
+	forest, inv = nil, nil
+	t2 := time.Now()
+	if err := s.descend(ctx); err != nil {
+		return nil, fmt.Errorf("cpu: approximate neighbours: descent: %w", err)
+	}
+	if st := prm.stats; st != nil {
+		st.trees, st.seeding, st.descent = t1.Sub(t0), t2.Sub(t1), time.Since(t2)
+		st.updates = s.updates
+	}
+	s.x = nil
+	idx := make([]int32, n*k)
+	dist := make([]float32, n*k)
+	if err := b.parallelFor(ctx, n, 1024, func(_, lo, hi int) {
+		for p := lo; p < hi; p++ {
+			s.g.sortRow(p)
+			o := int(order[p])
+			ri, rd := idx[o*k:(o+1)*k], dist[o*k:(o+1)*k]
+			for j := range k {
+				ri[j] = order[s.g.idx[p*kw+j]]
+				rd[j] = s.g.dist[p*kw+j]
+			}
+			// Renumbering back can reorder ties; restore index order
+			// within equal distances (runs are short, so insertion).
+			for j := 1; j < k; j++ {
+				for t := j; t > 0 && rd[t] == rd[t-1] && ri[t] < ri[t-1]; t-- {
+					ri[t], ri[t-1] = ri[t-1], ri[t]
+				}
+			}
+		}
+	}); err != nil {
+		return nil, fmt.Errorf("cpu: approximate neighbours: %w", err)
+	}
+	return &embed.Neighbors{N: n, K: k, Index: idx, Dist2: dist, Method: embed.NeighborsApprox}, nil
+}
+
+// nnDescent is the state of one approximate search.
+type nnDescent struct {
+	b       *Backend
+	x       []float32
+	n, d, k int
+	prm     approxParams
+	seed    uint64
+	g       *nnHeap
+	updates []int // list entries changed in each round
+}
+
+func (s *nnDescent) row(i int32) []float32 {
+	o := int(i) * s.d
+	return s.x[o : o+s.d : o+s.d]
+}
+
+// seedFromForest fills each point's list with the nearest of the points that
+// share a leaf with it in any tree, then tops up short lists at random. Each
+// point writes only its own list, so this needs no exchange.
+func (s *nnDescent) seedFromForest(ctx context.Context, forest []rpTree, order, inv []int32) error {
+	const grain = 256
+	nc := len(s.b.chunks(s.n, grain))
+	// stamp[c][q] == p+1 marks q as already tried for p in chunk c.
+	stamps := make([][]int32, nc)
+	return s.b.parallelFor(ctx, s.n, grain, func(c, lo, hi int) {
+		if stamps[c] == nil {
+			stamps[c] = make([]int32, s.n)
+		}
+		stamp := stamps[c]
+		for p := lo; p < hi; p++ {
+			if (p-lo)%64 == 0 && ctx.Err() != nil {
+				return
+			}
+			mark := int32(p + 1)
+			stamp[p] = mark
+			xp := s.row(int32(p))
+			for t := range forest {
+				for _, qo := range forest[t].leaf(order[p]) {
+					q := inv[qo]
+					if stamp[q] == mark {
+						continue
+					}
+					stamp[q] = mark
+					if d, ok := nnSqDistBelow(xp, s.row(q), s.g.bound[p]); ok {
+						s.g.push(p, d, q, true)
+					}
+				}
+			}
+			s.fillRandom(p, stamp)
+		}
+	})
+}
+
+// fillRandom tops up a list that the leaves left short with random points.
+func (s *nnDescent) fillRandom(p int, stamp []int32) {
+	mark := int32(p + 1)
+	xp := s.row(int32(p))
+	h := s.seed ^ uint64(p)*0xbf58476d1ce4e5b9
+	for try := 0; int(s.g.size[p]) < s.k && try < 4*s.k; try++ {
+		h = nnMix64(h)
+		q := int32(h % uint64(s.n))
+		if stamp[q] == mark {
+			continue
+		}
+		stamp[q] = mark
+		s.g.push(p, nnSqDist(xp, s.row(q)), q, true)
+	}
+	// Only when k is close to n do random draws keep missing; then walk.
+	for q := int32(0); int(s.g.size[p]) < s.k; q++ {
+		if stamp[q] != mark {
+			stamp[q] = mark
+			s.g.push(p, nnSqDist(xp, s.row(q)), q, true)
+		}
+	}
+}
+
+// nnUpdate proposes other as a neighbour of target at squared distance d.
+type nnUpdate struct {
+	target, other int32
+	d             float32
+}
+
+// descend runs NN-descent rounds until few lists change.
+func (s *nnDescent) descend(ctx context.Context) error {
+	n := s.n
+	newC := newCandHeap(n, max(s.prm.maxCand, 1))
+	oldC := newCandHeap(n, max(s.prm.maxOld, 1))
+
+	// Owners: point i belongs to part i>>shift, a power-of-two split into
+	// about 4·threads parts, so applying updates needs no locks.
+	shift := uint(0)
+	for (n-1)>>shift >= 4*s.b.threads {
+		shift++
+	}
+	parts := (n-1)>>shift + 1
+	block := max(s.prm.block, 1)
+	const grain = 64
+	nc := len(s.b.chunks(min(block, n), grain))
+	buckets := make([][][]nnUpdate, nc)
+	for c := range buckets {
+		buckets[c] = make([][]nnUpdate, parts)
+	}
+	changed := make([]int, parts)
+
+	for round := 0; round < s.prm.maxRounds; round++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := s.sample(ctx, round, newC, oldC); err != nil {
+			return err
+		}
+		clear(changed)
+		for b0 := 0; b0 < n; b0 += block {
+			b1 := min(b0+block, n)
+			// Local joins of the block: read-only on the graph, updates
+			// sorted by owner into per-chunk buckets.
+			err := s.b.parallelFor(ctx, b1-b0, grain, func(c, lo, hi int) {
+				bk := buckets[c]
+				for i := range bk {
+					bk[i] = bk[i][:0]
+				}
+				for v := b0 + lo; v < b0+hi; v++ {
+					if (v-b0-lo)%16 == 0 && ctx.Err() != nil {
+						return
+					}
+					s.localJoin(newC.row(v), oldC.row(v), bk, shift)
+				}
+			})
+			if err != nil {
+				return err
+			}
+			// Apply: each part takes its updates from every chunk in
+			// chunk order, so the outcome does not depend on scheduling.
+			err = s.b.parallelFor(ctx, parts, 1, func(_, lo, hi int) {
+				for part := lo; part < hi; part++ {
+					for c := range buckets {
+						for j, u := range buckets[c][part] {
+							if j%4096 == 0 && ctx.Err() != nil {
+								return
+							}
+							if s.g.push(int(u.target), u.d, u.other, true) {
+								changed[part]++
+							}
+						}
+					}
+				}
+			})
+			if err != nil {
+				return err
+			}
+		}
+		total := 0
+		for _, c := range changed {
+			total += c
+		}
+		s.updates = append(s.updates, total)
+		if float64(total) <= s.prm.delta*float64(n)*float64(s.k) {
+			break
+		}
+	}
+	return nil
+}
+
+// localJoin compares every pair of new candidates and every new candidate
+// with every old one, and proposes each pair that would improve either list.
+func (s *nnDescent) localJoin(nw, old []int32, bk [][]nnUpdate, shift uint) {
+	bound := s.g.bound
+	for i, p := range nw {
+		xp := s.row(p)
+		bp := bound[p]
+		for _, q := range nw[i+1:] {
+			if d, ok := nnSqDistBelow(xp, s.row(q), max(bp, bound[q])); ok {
+				s.propose(p, q, d, bk, shift)
+			}
+		}
+		for _, q := range old {
+			if q == p {
+				continue
+			}
+			if d, ok := nnSqDistBelow(xp, s.row(q), max(bp, bound[q])); ok {
+				s.propose(p, q, d, bk, shift)
+			}
+		}
+	}
+}
+
+// propose queues (p, q) for whichever of the two lists it may improve. It
+// reads only the compact bound array, one cache line per point, since the
+// full lists are far apart in memory; push makes the exact decision.
+func (s *nnDescent) propose(p, q int32, d float32, bk [][]nnUpdate, shift uint) {
+	if d <= s.g.bound[p] {
+		o := p >> shift
+		bk[o] = append(bk[o], nnUpdate{p, q, d})
+	}
+	if d <= s.g.bound[q] {
+		o := q >> shift
+		bk[o] = append(bk[o], nnUpdate{q, p, d})
+	}
+}
+
+// sample draws this round's candidates: for each edge v→u of the graph, u
+// joins v's list and v joins u's (the reverse neighbour), new or old after
+// the edge's flag, keeping per list the maxCand of lowest random priority.
+// The priority hashes (seed, round, pair), so the lists are a function of
+// the graph alone, whichever thread inserts first. New edges that were
+// sampled are then flagged old, as in Dong et al.
+func (s *nnDescent) sample(ctx context.Context, round int, newC, oldC *candHeap) error {
+	n, k := s.n, s.k
+	newC.reset()
+	oldC.reset()
+	rs := nnMix64(s.seed + uint64(round)*0x9e3779b97f4a7c15)
+	parts := s.b.threads
+	err := s.b.parallelFor(ctx, parts, 1, func(_, plo, phi int) {
+		lo, hi := plo*n/parts, phi*n/parts
+		for v := 0; v < n; v++ {
+			if v%4096 == 0 && ctx.Err() != nil {
+				return
+			}
+			own := v >= lo && v < hi
+			base := v * k
+			for j := 0; j < k; j++ {
+				u := s.g.idx[base+j]
+				if !own && (int(u) < lo || int(u) >= hi) {
+					continue
+				}
+				a, c := uint64(v), uint64(u)
+				if a > c {
+					a, c = c, a
+				}
+				pr := uint32(nnMix64(rs^(a<<32|c)) >> 32)
+				h := oldC
+				if s.g.fresh[base+j] {
+					h = newC
+				}
+				if own {
+					h.push(v, pr, u)
+				}
+				if int(u) >= lo && int(u) < hi {
+					h.push(int(u), pr, int32(v))
+				}
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return s.b.parallelFor(ctx, n, 1024, func(_, lo, hi int) {
+		for v := lo; v < hi; v++ {
+			s.g.resign(v)
+			base := v * k
+			nw := newC.row(v)
+			for j := 0; j < k; j++ {
+				if !s.g.fresh[base+j] {
+					continue
+				}
+				u := s.g.idx[base+j]
+				for _, w := range nw {
+					if w == u {
+						s.g.fresh[base+j] = false
+						break
+					}
+				}
+			}
+		}
+	})
+}
+
+// nnHeap holds each point's current k nearest as a max-heap on (distance,
+// index), so the worst entry is at the root and ties break by index.
+type nnHeap struct {
+	n, k  int
+	idx   []int32
+	dist  []float32
+	fresh []bool // not yet taken part in a local join
+	size  []int32
+	// sig holds, per point, a 256-bit filter of the indices ever pushed
+	// since its last rebuild: a clear bit proves absence, sparing most of
+	// the duplicate scans of push. Evictions leave stale bits, so it is
+	// rebuilt every round.
+	sig   []nnSig
+	bound []float32 // distance of the worst entry, +Inf while a list is short
+}
+
+func newNNHeap(n, k int) *nnHeap {
+	bound := make([]float32, n)
+	for i := range bound {
+		bound[i] = float32(math.Inf(1))
+	}
+	return &nnHeap{
+		n: n, k: k,
+		idx:   make([]int32, n*k),
+		dist:  make([]float32, n*k),
+		fresh: make([]bool, n*k),
+		size:  make([]int32, n),
+		bound: bound,
+		sig:   make([]nnSig, n),
+	}
+}
+
+func nnWorse(d1 float32, i1 int32, d2 float32, i2 int32) bool {
+	return d1 > d2 || (d1 == d2 && i1 > i2)
+}
+
+// accepts reports whether (d, q) beats the worst entry of p's list, without
+// checking whether q is already there.
+func (h *nnHeap) accepts(p int, d float32, q int32) bool {
+	if int(h.size[p]) < h.k {
+		return int(q) != p
+	}
+	r := p * h.k
+	return nnWorse(h.dist[r], h.idx[r], d, q)
+}
+
+// push offers q to p's list and reports whether the list changed.
+func (h *nnHeap) push(p int, d float32, q int32, fresh bool) bool {
+	if int(q) == p || !h.accepts(p, d, q) {
+		return false
+	}
+	base := p * h.k
+	s := int(h.size[p])
+	idx := h.idx[base : base+h.k]
+	dist := h.dist[base : base+h.k]
+	fr := h.fresh[base : base+h.k]
+	w, bit := nnSigBit(q)
+	if h.sig[p][w]&bit != 0 && nnContains(idx[:s], q) {
+		return false
+	}
+	h.sig[p][w] |= bit
+	var i int
+	if s < h.k {
+		// Sift up from the new last slot.
+		i = s
+		h.size[p]++
+		for i > 0 {
+			parent := (i - 1) / 2
+			if !nnWorse(d, q, dist[parent], idx[parent]) {
+				break
+			}
+			idx[i], dist[i], fr[i] = idx[parent], dist[parent], fr[parent]
+			i = parent
+		}
+	} else {
+		// Replace the root and sift down.
+		i = 0
+		for {
+			l := 2*i + 1
+			if l >= s {
+				break
+			}
+			if r := l + 1; r < s && nnWorse(dist[r], idx[r], dist[l], idx[l]) {
+				l = r
+			}
+			if !nnWorse(dist[l], idx[l], d, q) {
+				break
+			}
+			idx[i], dist[i], fr[i] = idx[l], dist[l], fr[l]
+			i = l
+		}
+	}
+	idx[i], dist[i], fr[i] = q, d, fresh
+	if h.size[p] == int32(h.k) {
+		h.bound[p] = dist[0]
+	}
+	return true
+}
+
+type nnSig [4]uint64
+
+func nnSigBit(q int32) (word int, bit uint64) {
+	b := uint32(q) * 0x9e3779b1 >> 24 // Fibonacci hashing to 8 bits
+	return int(b >> 6), 1 << (b & 63)
+}
+
+// resign rebuilds p's filter from its current list.
+func (h *nnHeap) resign(p int) {
+	var sg nnSig
+	for _, q := range h.idx[p*h.k : p*h.k+int(h.size[p])] {
+		w, bit := nnSigBit(q)
+		sg[w] |= bit
+	}
+	h.sig[p] = sg
+}
+
+// sortRow turns p's heap into ascending (distance, index) order.
+func (h *nnHeap) sortRow(p int) {
+	base := p * h.k
+	idx := h.idx[base : base+h.k]
+	dist := h.dist[base : base+h.k]
+	for end := h.k - 1; end > 0; end-- {
+		idx[0], idx[end] = idx[end], idx[0]
+		dist[0], dist[end] = dist[end], dist[0]
+		// Sift the new root down within [0, end).
+		i := 0
+		for {
+			l := 2*i + 1
+			if l >= end {
+				break
+			}
+			if r := l + 1; r < end && nnWorse(dist[r], idx[r], dist[l], idx[l]) {
+				l = r
+			}
+			if !nnWorse(dist[l], idx[l], dist[i], idx[i]) {
+				break
+			}
+			idx[i], idx[l] = idx[l], idx[i]
+			dist[i], dist[l] = dist[l], dist[i]
+			i = l
+		}
+	}
+}
+
+// candHeap holds up to c candidates per point as a max-heap on (priority,
+// index), keeping the c of lowest priority.
+type candHeap struct {
+	c    int
+	idx  []int32
+	pri  []uint32
+	size []int32
+}
+
+func newCandHeap(n, c int) *candHeap {
+	return &candHeap{c: c, idx: make([]int32, n*c), pri: make([]uint32, n*c), size: make([]int32, n)}
+}
+
+func (h *candHeap) reset() { clear(h.size) }
+
+func (h *candHeap) row(v int) []int32 {
+	return h.idx[v*h.c : v*h.c+int(h.size[v])]
+}
+
+func (h *candHeap) push(v int, pr uint32, u int32) {
+	base := v * h.c
+	s := int(h.size[v])
+	idx := h.idx[base : base+h.c]
+	pri := h.pri[base : base+h.c]
+	if s == h.c && (pr > pri[0] || (pr == pri[0] && u >= idx[0])) {
+		return
+	}
+	// An edge seen from both ends has the same priority; keep one copy.
+	if nnContains(idx[:s], u) {
+		return
+	}
+	var i int
+	if s < h.c {
+		i = s
+		h.size[v]++
+		for i > 0 {
+			parent := (i - 1) / 2
+			if pr < pri[parent] || (pr == pri[parent] && u < idx[parent]) {
+				break
+			}
+			idx[i], pri[i] = idx[parent], pri[parent]
+			i = parent
+		}
+	} else {
+		for {
+			l := 2*i + 1
+			if l >= s {
+				break
+			}
+			if r := l + 1; r < s && (pri[r] > pri[l] || (pri[r] == pri[l] && idx[r] > idx[l])) {
+				l = r
+			}
+			if pri[l] < pr || (pri[l] == pr && idx[l] < u) {
+				break
+			}
+			idx[i], pri[i] = idx[l], pri[l]
+			i = l
+		}
+	}
+	idx[i], pri[i] = u, pr
+}
+
+// nnMix64 is the finaliser of Steele, Lea & Flood's SplitMix64, used as a
+// stateless hash so random choices need no shared generator.
+func nnMix64(z uint64) uint64 {
+	z += 0x9e3779b97f4a7c15
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}
+
+// nnSqDist is the squared Euclidean distance between equal-length vectors.
+// Four accumulators break the dependency chain of one running sum; the sum
+// is symmetric in its arguments bit for bit, so d(p,q) == d(q,p).
+func nnSqDist(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+8 <= len(a); i += 8 {
+		aa := a[i : i+8 : i+8]
+		bb := b[i : i+8 : i+8]
+		d0, d1, d2, d3 := aa[0]-bb[0], aa[1]-bb[1], aa[2]-bb[2], aa[3]-bb[3]
+		d4, d5, d6, d7 := aa[4]-bb[4], aa[5]-bb[5], aa[6]-bb[6], aa[7]-bb[7]
+		s0 += d0*d0 + d4*d4
+		s1 += d1*d1 + d5*d5
+		s2 += d2*d2 + d6*d6
+		s3 += d3*d3 + d7*d7
+	}
+	for ; i < len(a); i++ {
+		e := a[i] - b[i]
+		s0 += e * e
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// nnSqDistBelow is nnSqDist, given up as soon as a partial sum exceeds
+// limit; ok reports whether the distance is at most limit, and d is exact
+// when ok. Most pairs of a local join improve neither list, and the input is
+// PCA-reduced with its widest components first, so a partial sum usually
+// passes the limit after a few columns.
+func nnSqDistBelow(a, b []float32, limit float32) (d float32, ok bool) {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+8 <= len(a); i += 8 {
+		aa := a[i : i+8 : i+8]
+		bb := b[i : i+8 : i+8]
+		d0, d1, d2, d3 := aa[0]-bb[0], aa[1]-bb[1], aa[2]-bb[2], aa[3]-bb[3]
+		d4, d5, d6, d7 := aa[4]-bb[4], aa[5]-bb[5], aa[6]-bb[6], aa[7]-bb[7]
+		s0 += d0*d0 + d4*d4
+		s1 += d1*d1 + d5*d5
+		s2 += d2*d2 + d6*d6
+		s3 += d3*d3 + d7*d7
+		// Sums of non-negative terms only grow, rounding included, so
+		// the partial sum is a lower bound of the whole.
+		if i&8 != 0 && (s0+s1)+(s2+s3) > limit {
+			return 0, false
+		}
+	}
+	for ; i < len(a); i++ {
+		e := a[i] - b[i]
+		s0 += e * e
+	}
+	d = (s0 + s1) + (s2 + s3)
+	return d, d <= limit
+}
+
+// nnContains reports whether q is in list.
+func nnContains(list []int32, q int32) bool {
+	for _, v := range list {
+		if v == q {
+			return true
+		}
+	}
+	return false
 }

@@ -1,0 +1,387 @@
+package cpu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/tsnemap/tsnemap/embed"
+)
+
+// approxClusters draws n points in d dimensions from `clusters` Gaussian
+// blobs of unit variance whose centres are spread with standard deviation
+// spread, the shape of PCA-reduced image features.
+func approxClusters(n, d, clusters int, spread float64, seed uint64) []float32 {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	centres := make([]float64, clusters*d)
+	for i := range centres {
+		centres[i] = rng.NormFloat64() * spread
+	}
+	x := make([]float32, n*d)
+	for i := range n {
+		c := rng.IntN(clusters)
+		for j := range d {
+			x[i*d+j] = float32(centres[c*d+j] + rng.NormFloat64())
+		}
+	}
+	return x
+}
+
+// approxUniform draws n points uniformly from the unit cube: no structure for
+// the trees to find, the hard case for neighbour graphs.
+func approxUniform(n, d int, seed uint64) []float32 {
+	rng := rand.New(rand.NewPCG(seed, 2))
+	x := make([]float32, n*d)
+	for i := range x {
+		x[i] = rng.Float32()
+	}
+	return x
+}
+
+// approxBrute returns the exact k nearest other points of point i,
+// ranked by float64 distance and then by index.
+func approxBrute(x []float32, n, d, k, i int) []int32 {
+	type cand struct {
+		d float64
+		j int32
+	}
+	all := make([]cand, 0, n-1)
+	xi := x[i*d : i*d+d]
+	for j := range n {
+		if j == i {
+			continue
+		}
+		var s float64
+		for t, v := range x[j*d : j*d+d] {
+			e := float64(v) - float64(xi[t])
+			s += e * e
+		}
+		all = append(all, cand{s, int32(j)})
+	}
+	slices.SortFunc(all, func(a, b cand) int {
+		if a.d != b.d {
+			if a.d < b.d {
+				return -1
+			}
+			return 1
+		}
+		return int(a.j - b.j)
+	})
+	out := make([]int32, k)
+	for t := range out {
+		out[t] = all[t].j
+	}
+	return out
+}
+
+// approxRecall is the mean fraction of the exact k nearest neighbours that
+// nb finds, over `queries` rows spread evenly through the data.
+func approxRecall(x []float32, n, d int, nb *embed.Neighbors, queries int) float64 {
+	queries = min(queries, n)
+	k := nb.K
+	found := 0
+	for q := range queries {
+		i := q * n / queries
+		exact := approxBrute(x, n, d, k, i)
+		got := nb.Index[i*k : (i+1)*k]
+		for _, j := range exact {
+			if slices.Contains(got, j) {
+				found++
+			}
+		}
+	}
+	return float64(found) / float64(queries*k)
+}
+
+// checkApproxNeighbors verifies the shape promised by embed.Neighbors: no self,
+// no repeats, ascending (distance, index), and distances that are the real
+// squared distances.
+func checkApproxNeighbors(t *testing.T, x []float32, n, d, k int, nb *embed.Neighbors) {
+	t.Helper()
+	if nb.N != n || nb.K != k || len(nb.Index) != n*k || len(nb.Dist2) != n*k {
+		t.Fatalf("shape N=%d K=%d len(Index)=%d len(Dist2)=%d, want N=%d K=%d", nb.N, nb.K, len(nb.Index), len(nb.Dist2), n, k)
+	}
+	if nb.Method != embed.NeighborsApprox {
+		t.Errorf("Method = %q, want %q", nb.Method, embed.NeighborsApprox)
+	}
+	seen := make(map[int32]bool, k)
+	for i := range n {
+		clear(seen)
+		row := nb.Index[i*k : (i+1)*k]
+		dist := nb.Dist2[i*k : (i+1)*k]
+		for t2, j := range row {
+			if j < 0 || int(j) >= n {
+				t.Fatalf("row %d: index %d out of range", i, j)
+			}
+			if int(j) == i {
+				t.Fatalf("row %d lists itself", i)
+			}
+			if seen[j] {
+				t.Fatalf("row %d lists %d twice", i, j)
+			}
+			seen[j] = true
+			if t2 > 0 && (dist[t2] < dist[t2-1] || (dist[t2] == dist[t2-1] && j < row[t2-1])) {
+				t.Fatalf("row %d not ascending at %d: (%v,%d) after (%v,%d)", i, t2, dist[t2], j, dist[t2-1], row[t2-1])
+			}
+			var s float64
+			for c := range d {
+				e := float64(x[i*d+c]) - float64(x[int(j)*d+c])
+				s += e * e
+			}
+			if math.Abs(s-float64(dist[t2])) > 1e-4*(1+s) {
+				t.Fatalf("row %d: Dist2 to %d = %v, real %v", i, j, dist[t2], s)
+			}
+		}
+	}
+}
+
+func TestApproxNeighborsRecall(t *testing.T) {
+	cases := []struct {
+		name    string
+		n, d, k int
+		x       func(n, d int) []float32
+		long    bool // skipped under -short and the race detector
+	}{
+		{"clusters-20000", 20000, 50, 90, func(n, d int) []float32 { return approxClusters(n, d, 10, 3, 7) }, true},
+		{"uniform-5000", 5000, 50, 90, func(n, d int) []float32 { return approxUniform(n, d, 9) }, true},
+		{"clusters-2000", 2000, 50, 90, func(n, d int) []float32 { return approxClusters(n, d, 10, 3, 8) }, false},
+		{"uniform-2000", 2000, 50, 90, func(n, d int) []float32 { return approxUniform(n, d, 9) }, false},
+		{"uniform-2000-k15", 2000, 50, 15, func(n, d int) []float32 { return approxUniform(n, d, 10) }, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.long && (testing.Short() || approxRaceEnabled) {
+				t.Skip("long; runs without -short and -race")
+			}
+			x := c.x(c.n, c.d)
+			b := New(2)
+			nb, err := approxNeighbors(context.Background(), b, x, c.n, c.d, c.k, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkApproxNeighbors(t, x, c.n, c.d, c.k, nb)
+			r := approxRecall(x, c.n, c.d, nb, 300)
+			t.Logf("recall %.4f", r)
+			if r < 0.95 {
+				t.Errorf("recall %.4f, want ≥ 0.95", r)
+			}
+		})
+	}
+}
+
+func TestApproxNeighborsDeterministic(t *testing.T) {
+	n, d, k := 3000, 50, 30
+	if testing.Short() || approxRaceEnabled {
+		n = 1000
+	}
+	x := approxClusters(n, d, 10, 3, 11)
+	ctx := context.Background()
+	// Updates are applied per owner in point order whatever the chunking,
+	// so the graph does not even depend on the thread count.
+	var first *embed.Neighbors
+	for _, threads := range []int{1, 2, 3} {
+		b := New(threads)
+		a1, err := approxNeighbors(ctx, b, x, n, d, k, 42)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a2, err := approxNeighbors(ctx, b, x, n, d, k, 42)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(a1.Index, a2.Index) || !slices.Equal(a1.Dist2, a2.Dist2) {
+			t.Errorf("threads=%d: two runs with seed 42 differ", threads)
+		}
+		if first == nil {
+			first = a1
+		} else if !slices.Equal(a1.Index, first.Index) || !slices.Equal(a1.Dist2, first.Dist2) {
+			t.Errorf("threads=%d: differs from threads=1", threads)
+		}
+	}
+	b := New(2)
+	for _, seed := range []int64{1, 2, 3} {
+		nb, err := approxNeighbors(ctx, b, x, n, d, k, seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := approxRecall(x, n, d, nb, 200); r < 0.95 {
+			t.Errorf("seed %d: recall %.4f, want ≥ 0.95", seed, r)
+		}
+	}
+}
+
+func TestApproxNeighborsSeedMatters(t *testing.T) {
+	// On uniform data with a tiny forest and a single round the result is
+	// far from exact, so two seeds must give two different graphs.
+	n, d, k := 2000, 20, 10
+	x := approxUniform(n, d, 12)
+	prm := defaultApproxParams(n, k)
+	prm.trees, prm.maxRounds = 1, 1
+	b := New(2)
+	a, err := approxNeighborsWith(context.Background(), b, x, n, d, k, 1, prm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := approxNeighborsWith(context.Background(), b, x, n, d, k, 2, prm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Equal(a.Index, c.Index) {
+		t.Error("seeds 1 and 2 gave the same graph")
+	}
+}
+
+func TestApproxNeighborsSmall(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct{ n, d, k int }{{5, 3, 4}, {2, 1, 1}, {5, 50, 2}, {37, 4, 36}, {300, 5, 299}} {
+		t.Run(fmt.Sprintf("n%d-d%d-k%d", tc.n, tc.d, tc.k), func(t *testing.T) {
+			x := approxUniform(tc.n, tc.d, uint64(tc.n))
+			nb, err := approxNeighbors(ctx, New(2), x, tc.n, tc.d, tc.k, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkApproxNeighbors(t, x, tc.n, tc.d, tc.k, nb)
+			for i := range tc.n {
+				want := approxBrute(x, tc.n, tc.d, tc.k, i)
+				got := nb.Index[i*tc.k : (i+1)*tc.k]
+				if !slices.Equal(got, want) {
+					t.Fatalf("row %d = %v, want %v", i, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestApproxNeighborsDuplicates(t *testing.T) {
+	// Every point appears four times: duplicates are neighbours at
+	// distance 0, and a point still never lists itself.
+	base, d, k := 500, 8, 12
+	u := approxUniform(base, d, 13)
+	n := 4 * base
+	x := make([]float32, 0, n*d)
+	for range 4 {
+		x = append(x, u...)
+	}
+	nb, err := approxNeighbors(context.Background(), New(2), x, n, d, k, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkApproxNeighbors(t, x, n, d, k, nb)
+	for i := range n {
+		for t2 := range 3 {
+			if nb.Dist2[i*k+t2] != 0 {
+				t.Fatalf("row %d: neighbour %d at %v, want its three copies at 0", i, t2, nb.Dist2[i*k+t2])
+			}
+		}
+	}
+	// All points equal: every list is the k lowest other indices.
+	n, k = 100, 7
+	same := make([]float32, n*d)
+	nb, err = approxNeighbors(context.Background(), New(2), same, n, d, k, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkApproxNeighbors(t, same, n, d, k, nb)
+}
+
+func TestApproxNeighborsBadArguments(t *testing.T) {
+	ctx := context.Background()
+	b := New(2)
+	x := approxUniform(10, 3, 1)
+	nan := slices.Clone(x)
+	nan[7] = float32(math.NaN())
+	for _, tc := range []struct {
+		name    string
+		x       []float32
+		n, d, k int
+	}{
+		{"k0", x, 10, 3, 0},
+		{"k=n", x, 10, 3, 10},
+		{"k<0", x, 10, 3, -1},
+		{"n1", x[:3], 1, 3, 1},
+		{"n0", nil, 0, 3, 1},
+		{"d0", nil, 10, 0, 1},
+		{"short", x[:29], 10, 3, 2},
+		{"long", append(slices.Clone(x), 1), 10, 3, 2},
+		{"nan", nan, 10, 3, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nb, err := approxNeighbors(ctx, b, tc.x, tc.n, tc.d, tc.k, 1)
+			if !errors.Is(err, embed.ErrInvalidInput) {
+				t.Fatalf("err = %v, want ErrInvalidInput", err)
+			}
+			if nb != nil {
+				t.Fatal("result with an error")
+			}
+		})
+	}
+}
+
+func TestApproxNeighborsCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	x := approxUniform(1000, 10, 1)
+	if _, err := approxNeighbors(ctx, New(2), x, 1000, 10, 5, 1); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled before the start: err = %v", err)
+	}
+
+	n, d, k := 60000, 50, 90
+	switch {
+	case approxRaceEnabled:
+		n = 5000
+	case testing.Short():
+		n = 20000
+	}
+	x = approxClusters(n, d, 10, 3, 2)
+	for _, after := range []time.Duration{5 * time.Millisecond, 200 * time.Millisecond} {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			_, err := approxNeighbors(ctx, New(2), x, n, d, k, 1)
+			done <- err
+		}()
+		time.Sleep(after)
+		cancel()
+		start := time.Now()
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("no return 30 s after cancel")
+		}
+		// Latency is logged, not asserted: shared CI machines are too
+		// noisy for a timing bound in a unit test.
+		t.Logf("cancel after %v: returned %v later", after, time.Since(start))
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("cancel after %v: err = %v, want context.Canceled", after, err)
+		}
+	}
+}
+
+func BenchmarkKNNApprox(b *testing.B) {
+	for _, n := range []int{70000, 200000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			d, k := 50, 90
+			x := approxClusters(n, d, 10, 3, 21)
+			be := New(0)
+			var nb *embed.Neighbors
+			runs := 0
+			for b.Loop() {
+				runs++
+				var err error
+				nb, err = approxNeighbors(context.Background(), be, x, n, d, k, 1)
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(n)*float64(runs)/b.Elapsed().Seconds(), "points/s")
+			b.StopTimer()
+			b.ReportMetric(approxRecall(x, n, d, nb, 200), "recall")
+		})
+	}
+}
