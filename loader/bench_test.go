@@ -36,8 +36,18 @@ const (
 	benchImages = 2000
 	benchW      = 800
 	benchH      = 600
-	seedScript  = "/work/shared/bench/seed_loader.py"
 )
+
+// seedScript finds the original script's loader: $TSNEMAP_SEED_LOADER, or
+// shared/bench/seed_loader.py beside the repository (where CI and the
+// development machines keep it).
+func seedScript() string {
+	if p := os.Getenv("TSNEMAP_SEED_LOADER"); p != "" {
+		return p
+	}
+	p, _ := filepath.Abs(filepath.Join("..", "..", "shared", "bench", "seed_loader.py"))
+	return p
+}
 
 func benchDir(tb testing.TB) string {
 	tb.Helper()
@@ -235,8 +245,9 @@ func BenchmarkLoadImages(b *testing.B) {
 // thread pool, Pillow) against the same server and files.
 func BenchmarkSeedPython(b *testing.B) {
 	const py = "/usr/bin/python3"
-	if _, err := os.Stat(seedScript); err != nil {
-		b.Skipf("no %s", seedScript)
+	script := seedScript()
+	if _, err := os.Stat(script); err != nil {
+		b.Skipf("no %s (set TSNEMAP_SEED_LOADER)", script)
 	}
 	if err := exec.Command(py, "-c", "import requests, PIL").Run(); err != nil {
 		b.Skipf("needs Debian's python3-requests and python3-pil (%s: %v)", py, err)
@@ -247,7 +258,7 @@ func BenchmarkSeedPython(b *testing.B) {
 			var images int
 			cpu0 := cpuTime(syscall.RUSAGE_CHILDREN)
 			for b.Loop() {
-				cmd := exec.Command(py, seedScript, "--table", base+"/table.tsv", "--template", base+"/{id}.jpg")
+				cmd := exec.Command(py, script, "--table", base+"/table.tsv", "--template", base+"/{id}.jpg")
 				var stderr bytes.Buffer
 				cmd.Stderr = &stderr
 				if _, err := cmd.Output(); err != nil {
