@@ -76,7 +76,7 @@
 //
 // serve 2,000 varied 800×600 JPEGs (quality 85, 4:2:0, about 84 KB each)
 // from a loopback server in a separate process and load them at 100×100;
-// the Python baseline is /work/shared/bench/seed_loader.py (requests, 32
+// the Python baseline is shared/bench/seed_loader.py (beside the repository) (requests, 32
 // threads, Pillow; Debian's python3-requests and python3-pil) against the
 // same server and files, in the same run. The first run makes the files
 // (a few minutes) in $TMPDIR/tsnemap-loader-bench-v1. On the 2-core
