@@ -144,7 +144,7 @@ func New(cfg Config) (*Loader, error) {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		ResponseHeaderTimeout: cfg.RequestTimeout,
-		TLSClientConfig:       cfg.TLSConfig,
+		TLSClientConfig:       cfg.TLSConfig.Clone(), // ours: the caller may go on using theirs
 	}
 	l.client = &http.Client{
 		Transport:     l.transport,

@@ -408,7 +408,7 @@ func TestHTTP2Reused(t *testing.T) {
 		proto.Store(r.Proto, true)
 		_, _ = w.Write(jpg)
 	}))
-	l := newTestLoader(t, func(c *Config) { c.TLSConfig = s.Client().Transport.(*http.Transport).TLSClientConfig })
+	l := newTestLoader(t, func(c *Config) { c.TLSConfig = s.Client().Transport.(*http.Transport).TLSClientConfig.Clone() })
 	var rows []Row
 	for i := 0; i < 20; i++ {
 		rows = append(rows, Row{ID: "x", ImageURL: s.URL + "/x.jpg"})
