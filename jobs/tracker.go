@@ -118,6 +118,15 @@ func (t *Tracker) SetFailures(ctx context.Context, f []Failure) error {
 	return t.store.PutFailures(ctx, t.id, f)
 }
 
+// PublishFailures is SetFailures for the interim lists written while
+// images still load: a failed write is logged, not returned, because the
+// final SetFailures after loading will carry the whole list anyway.
+func (t *Tracker) PublishFailures(ctx context.Context, f []Failure) {
+	if err := t.SetFailures(ctx, f); err != nil && ctx.Err() == nil {
+		t.log.Warn("record failures while loading", "job", t.id, "err", err)
+	}
+}
+
 // Embedding offers a snapshot of the coordinates to live viewers, at most
 // one a second.
 func (t *Tracker) Embedding(e Embedding) {

@@ -25,6 +25,10 @@ type Progress struct {
 	Loaded int64 // decoded and resized
 	Failed int64 // given up on
 	Bytes  int64 // image bytes downloaded
+	// NewFailures are the images given up on since the previous report, so
+	// a caller can show failures while loading goes on. Across all reports
+	// of one LoadImages call every failure appears exactly once.
+	NewFailures []Failure
 }
 
 // Failure is one image that could not be loaded.
@@ -76,6 +80,9 @@ func (o ImageOptions) withDefaults() (ImageOptions, error) {
 // when ctx is cancelled (every download stops before it returns). progress,
 // if not nil, is called with the running counters, never concurrently, at
 // most every 50 ms and once at the end.
+// progressEvery is the longest gap between two progress reports.
+const progressEvery = 250 * time.Millisecond
+
 func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, progress func(Progress)) (*Images, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
@@ -94,6 +101,7 @@ func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, 
 		cnt        struct{ loaded, failed, bytes atomic.Int64 }
 		progressMu sync.Mutex
 		lastReport time.Time
+		newFails   []Failure // since the last report, under progressMu
 	)
 	l.stats.total.Add(int64(n))
 	report := func(final bool) {
@@ -107,13 +115,43 @@ func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, 
 			return
 		}
 		lastReport = now
-		progress(Progress{Total: int64(n), Loaded: cnt.loaded.Load(), Failed: cnt.failed.Load(), Bytes: cnt.bytes.Load()})
+		fresh := newFails
+		newFails = nil
+		progress(Progress{Total: int64(n), Loaded: cnt.loaded.Load(), Failed: cnt.failed.Load(), Bytes: cnt.bytes.Load(), NewFailures: fresh})
 	}
 	fail := func(i int, reason string) {
 		reasons[i] = reason
 		cnt.failed.Add(1)
 		l.stats.failed.Add(1)
+		if progress != nil {
+			progressMu.Lock()
+			newFails = append(newFails, Failure{Row: i, ID: rows[i].ID, URL: rows[i].ImageURL, Reason: reason})
+			progressMu.Unlock()
+		}
 		report(false)
+	}
+
+	// Report at least every progressEvery while loading, so failures and
+	// bytes show even when nothing finishes for a while (slow hosts).
+	stopTicker := func() {}
+	if progress != nil {
+		tick := time.NewTicker(progressEvery)
+		done := make(chan struct{})
+		var tw sync.WaitGroup
+		tw.Add(1)
+		go func() {
+			defer tw.Done()
+			for {
+				select {
+				case <-tick.C:
+					report(false)
+				case <-done:
+					return
+				}
+			}
+		}()
+		stopTicker = sync.OnceFunc(func() { tick.Stop(); close(done); tw.Wait() })
+		defer stopTicker()
 	}
 
 	s := newScheduler(ctx, l.cfg.MaxPerHost)
@@ -189,6 +227,7 @@ func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, 
 	dl.Wait()
 	close(jobs)
 	dec.Wait()
+	stopTicker()
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("load images: %w", context.Cause(ctx))
 	}

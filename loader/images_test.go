@@ -9,6 +9,7 @@ import (
 	"image"
 	"image/color"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -169,7 +170,9 @@ func TestLoadImagesFormatsAndFailures(t *testing.T) {
 	const W, H = 20, 10
 	var calls atomic.Int64
 	var last Progress
+	var reported []Failure
 	im, err := l.LoadImages(ctxT(t), rows, ImageOptions{Width: W, Height: H}, func(p Progress) {
+		reported = append(reported, p.NewFailures...)
 		calls.Add(1)
 		last = p
 	})
@@ -215,8 +218,13 @@ func TestLoadImagesFormatsAndFailures(t *testing.T) {
 	if last.Total != int64(len(cases)) || last.Loaded != int64(im.Len()) || last.Failed != int64(len(im.Failures)) || last.Bytes == 0 {
 		t.Errorf("final progress %+v; loaded %d failed %d", last, im.Len(), len(im.Failures))
 	}
-	if st := l.Stats(); st != last {
+	if st := l.Stats(); st.Total != last.Total || st.Loaded != last.Loaded || st.Failed != last.Failed || st.Bytes != last.Bytes {
 		t.Errorf("Stats %+v, want %+v", st, last)
+	}
+	// The failures reported while loading are exactly the final ones.
+	slices.SortFunc(reported, func(a, b Failure) int { return a.Row - b.Row })
+	if !slices.Equal(reported, im.Failures) {
+		t.Errorf("failures reported during loading %+v, want %+v", reported, im.Failures)
 	}
 }
 

@@ -87,8 +87,11 @@ func newCatalogue(t *testing.T, n int) *catalogue {
 		fmt.Fprintf(&slow, "S%d\n", i)
 	}
 	files["/slow.tab"] = slow.Bytes()
+	// mixed.tab: three images that fail at once (404) among ones that never
+	// answer, so failures can be seen while the job is still loading.
+	files["/mixed.tab"] = []byte("id\nS0\nGONE0\nS1\nGONE1\nS2\nGONE2\n")
 	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/slow/") {
+		if strings.HasPrefix(r.URL.Path, "/slow/") || strings.HasPrefix(r.URL.Path, "/mixed/S") {
 			c.inFlight.Add(1)
 			defer c.inFlight.Add(-1)
 			<-r.Context().Done() // never answers: only cancellation ends it
@@ -337,6 +340,51 @@ func TestCancelMidLoadStopsDownloads(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// The failures endpoint lists failed images while the others still load.
+func TestFailuresWhileLoading(t *testing.T) {
+	cat := newCatalogue(t, 4)
+	e := startE2E(t, true)
+	id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q}`, cat.srv.URL+"/mixed.tab", cat.srv.URL+"/mixed/{id}.png"))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, b := e.do("GET", "/v1/jobs/"+id+"/failures", "")
+		if code != 200 {
+			t.Fatalf("failures: %d %s", code, b)
+		}
+		var got struct {
+			Failures []struct {
+				Row   int    `json:"row"`
+				ID    string `json:"id"`
+				Error string `json:"error"`
+			} `json:"failures"`
+		}
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Failures) == 3 {
+			for k, f := range got.Failures {
+				if f.ID != fmt.Sprintf("GONE%d", k) || f.Row != 2*k+1 || !strings.Contains(f.Error, "404") {
+					t.Errorf("failure %d: %+v", k, f)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("failures never showed the three 404s: %s", b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The slow images are still in flight: the job is still loading.
+	j := e.wait(id, time.Second, func(j openapi.Job) bool { return true })
+	if j.Status != "running" || j.Stage != "loading_images" {
+		t.Errorf("job %s/%s, want running/loading_images while images hang", j.Status, j.Stage)
+	}
+	if code, b := e.do("DELETE", "/v1/jobs/"+id, ""); code != 202 {
+		t.Fatalf("DELETE: %d %s", code, b)
+	}
+	e.wait(id, 2*time.Second, func(j openapi.Job) bool { return j.Status == "canceled" })
 }
 
 func TestCancelMidOptimisation(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/tsnemap/tsnemap/embed"
@@ -59,6 +60,12 @@ func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*job
 	t.SetStage(jobs.StageLoadingImages)
 	t.UpdateProgress(func(pr *jobs.Progress) { pr.ImagesTotal = len(table.Rows) })
 	var lastBytes int64
+	// Failures are published while loading goes on (GET /failures), at
+	// most once a second: each write stores the whole list so far. The
+	// loader calls this function from one goroutine at a time.
+	var soFar []jobs.Failure
+	var lastFailWrite time.Time
+	written := 0
 	images, err := p.Loader.LoadImages(ctx, table.Rows, loader.ImageOptions{Width: req.ImageSize.Width, Height: req.ImageSize.Height},
 		func(lp loader.Progress) {
 			t.AddBytes(lp.Bytes - lastBytes)
@@ -66,6 +73,15 @@ func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*job
 			t.UpdateProgress(func(pr *jobs.Progress) {
 				pr.ImagesTotal, pr.ImagesLoaded, pr.ImagesFailed = int(lp.Total), int(lp.Loaded), int(lp.Failed)
 			})
+			for _, f := range lp.NewFailures {
+				soFar = append(soFar, jobs.Failure{Row: f.Row, ID: f.ID, URL: f.URL, Error: f.Reason})
+			}
+			if len(soFar) > written && time.Since(lastFailWrite) >= time.Second {
+				lastFailWrite, written = time.Now(), len(soFar)
+				sorted := slices.Clone(soFar)
+				slices.SortFunc(sorted, func(a, b jobs.Failure) int { return a.Row - b.Row })
+				t.PublishFailures(ctx, sorted)
+			}
 		})
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
