@@ -30,6 +30,10 @@ type bhTree struct {
 	leaves        []int32   // leaf nodes in sorted order: the groups of the walk
 	width2        []float64 // squared cell width by depth
 	part          []float64
+
+	// portable makes the walk use the pure-Go source kernels even where
+	// the assembly ones run, so that tests can check both paths.
+	portable bool
 }
 
 // bhNode is a cell: points order[lo:hi], their centre of mass and the index
@@ -250,6 +254,7 @@ func (t *bhTree) walkAll(ctx context.Context, rep []float64) (float64, error) {
 	err := t.b.parallelFor(ctx, nl, 16, func(c, lo, hi int) {
 		z := 0.0
 		var f [bhLeafSize * 3]float64
+		var sc bhScratch
 		for l := lo; l < hi; l++ {
 			if l&63 == 0 && ctx.Err() != nil {
 				return
@@ -260,7 +265,7 @@ func (t *bhTree) walkAll(ctx context.Context, rep []float64) (float64, error) {
 			for g0 := int(leaf.lo); g0 < int(leaf.hi); g0 += bhLeafSize {
 				g1 := min(g0+bhLeafSize, int(leaf.hi))
 				if dims == 2 {
-					z += t.walkGroup2(g0, g1, &f)
+					z += t.walkGroup2(g0, g1, &sc, &f)
 				} else {
 					z += t.walkGroup3(g0, g1, &f)
 				}
@@ -286,7 +291,13 @@ func (t *bhTree) walkAll(ctx context.Context, rep []float64) (float64, error) {
 
 // walkGroup2 sums the forces on the points at sorted positions [g0, g1) (one
 // leaf) into f and returns their share of Z, in 2-D.
-func (t *bhTree) walkGroup2(g0, g1 int, f *[bhLeafSize * 3]float64) float64 {
+//
+// The walk only decides which sources act on the group: it lists the
+// accepted cells (centre of mass, count) and the points of the opened leaves
+// in sc, and the arithmetic runs over that list in bhSources2 with one SIMD
+// lane per point of the group. The list starts with the group's own points,
+// whose self-interaction the kernel masks out.
+func (t *bhTree) walkGroup2(g0, g1 int, sc *bhScratch, f *[bhLeafSize * 3]float64) float64 {
 	nodes, ys := t.nodes, t.ys
 	m := g1 - g0
 	gy := ys[2*g0 : 2*g1]
@@ -296,29 +307,21 @@ func (t *bhTree) walkGroup2(g0, g1 int, f *[bhLeafSize * 3]float64) float64 {
 		bx0, bx1 = min(bx0, gy[2*k]), max(bx1, gy[2*k])
 		by0, by1 = min(by0, gy[2*k+1]), max(by1, gy[2*k+1])
 	}
-	var fx, fy, zs [bhLeafSize]float64
+	sc.start(gy, 2, m, t.portable)
 	lo32, hi32 := int32(g0), int32(g1)
 	for k := int32(0); k < int32(len(nodes)); {
 		nd := &nodes[k]
 		if nd.lo <= lo32 && hi32 <= nd.hi {
 			// An ancestor of the group, or the group's own leaf.
 			if nd.leaf {
-				// Direct sums over the whole leaf (the group may be part of
-				// an oversized leaf at the deepest level).
-				for j := nd.lo; j < nd.hi; j++ {
-					xj, yj := ys[2*j], ys[2*j+1]
-					self := int(j) - g0
-					for a := range m {
-						if a == self {
-							continue
-						}
-						ex, ey := gy[2*a]-xj, gy[2*a+1]-yj
-						w := 1 / (1 + ex*ex + ey*ey)
-						zs[a] += float64(w)
-						w *= w
-						fx[a] += float64(w * ex)
-						fy[a] += float64(w * ey)
-					}
+				// The rest of the leaf (the group may be part of an oversized
+				// leaf at the deepest level); the group itself is already
+				// listed.
+				for j := nd.lo; j < lo32; j++ {
+					sc.push2(ys[2*j], ys[2*j+1], 1)
+				}
+				for j := hi32; j < nd.hi; j++ {
+					sc.push2(ys[2*j], ys[2*j+1], 1)
 				}
 				k = nd.next
 			} else {
@@ -330,39 +333,24 @@ func (t *bhTree) walkGroup2(g0, g1 int, f *[bhLeafSize * 3]float64) float64 {
 		dx := max(bx0-cx, cx-bx1, 0)
 		dy := max(by0-cy, cy-by1, 0)
 		if nd.crit2 < dx*dx+dy*dy {
-			cnt := float32(nd.hi - nd.lo)
-			for a := range m {
-				ex, ey := gy[2*a]-cx, gy[2*a+1]-cy
-				w := 1 / (1 + ex*ex + ey*ey)
-				zs[a] += float64(cnt * w)
-				w *= w * cnt
-				fx[a] += float64(w * ex)
-				fy[a] += float64(w * ey)
-			}
+			sc.push2(cx, cy, float32(nd.hi-nd.lo))
 			k = nd.next
 			continue
 		}
 		if nd.leaf {
 			for j := nd.lo; j < nd.hi; j++ {
-				xj, yj := ys[2*j], ys[2*j+1]
-				for a := range m {
-					ex, ey := gy[2*a]-xj, gy[2*a+1]-yj
-					w := 1 / (1 + ex*ex + ey*ey)
-					zs[a] += float64(w)
-					w *= w
-					fx[a] += float64(w * ex)
-					fy[a] += float64(w * ey)
-				}
+				sc.push2(ys[2*j], ys[2*j+1], 1)
 			}
 			k = nd.next
 			continue
 		}
 		k++
 	}
+	sc.flush2()
 	z := 0.0
 	for a := range m {
-		f[2*a], f[2*a+1] = fx[a], fy[a]
-		z += zs[a]
+		f[2*a], f[2*a+1] = sc.acc[1][a], sc.acc[2][a]
+		z += sc.acc[0][a]
 	}
 	return z
 }
