@@ -1,7 +1,7 @@
 package cpu
 
 // The Barnes-Hut walk (van der Maaten 2014) is split in two: walkGroup2/3
-// traverse the tree for a group of up to bhLeafSize points and list the
+// traverse the tree for a group of up to bhGroupSize points and list the
 // sources that act on it (accepted cells as centre of mass and count,
 // points of opened leaves with count 1); bhSources2/3 then evaluate every
 // source against every point of the group, one float32 lane per point, so
@@ -18,46 +18,52 @@ const (
 	// 64 sources.
 	bhChunk = 64
 	// bhSrcCap is how many sources a walk lists before it runs the kernel
-	// on them, bounding the per-goroutine buffer (on the stack). A multiple
-	// of bhChunk, so the float32 chunks do not depend on where the list is
-	// cut: the sums are the same as over the whole list at once.
+	// on them, bounding the per-goroutine buffer (on the stack). Where the
+	// list is cut, and so which sources share a float32 chunk, depends only
+	// on the group and the tree: the sums are deterministic.
 	bhSrcCap = 4 * bhChunk
 )
 
-// bhLanes holds a group's coordinates one lane per point (x, y, z rows);
-// lanes past the group's size repeat its first point and are discarded.
-type bhLanes [3][bhLeafSize]float32
+// bhLanes is the width of the kernels: float32 lanes in an AVX2 vector.
+const bhLanes = 8
 
-// bhAcc accumulates per lane Σ cnt·w (the group's share of Z) and the
+// bhLaneXYZ holds up to bhLanes points of a group one lane per point (x, y,
+// z rows); lanes past the group's size repeat a point and are discarded.
+type bhLaneXYZ [3][bhLanes]float32
+
+// bhAcc accumulates per lane Σ cnt·w (the points' share of Z) and the
 // repulsive forces Σ cnt·w²·(y_i − c), rows z, f0, f1, f2.
-type bhAcc [4][bhLeafSize]float64
+type bhAcc [4][bhLanes]float64
 
-// bhScratch is one goroutine's state for walking groups: the group's lanes,
-// the source list (x, y, cnt triples in 2-D, x, y, z, cnt in 3-D) and the
-// accumulators.
+// bhScratch is one goroutine's state for walking groups: the group's lanes
+// in blocks of bhLanes, the source list (x, y, cnt triples in 2-D, x, y, z,
+// cnt in 3-D) and the accumulators.
 type bhScratch struct {
-	lanes    bhLanes
-	acc      bhAcc
-	m        int // points in the group
-	n        int // sources listed
-	nself    int // the first nself sources are the group's own points
+	lanes    [bhGroupSize / bhLanes]bhLaneXYZ
+	acc      [bhGroupSize / bhLanes]bhAcc
+	m        int  // points in the group
+	n        int  // sources listed
+	first    bool // the list starts with the group's own points
 	portable bool
 	src      [bhSrcCap * 4]float32
 }
 
 // start sets up the group of m points gy (dims coordinates each) and lists
-// them as the first sources: the kernel masks lane k for source k < nself,
-// which removes the self-interaction (w = 1, no force) exactly.
-func (sc *bhScratch) start(gy []float32, dims, m int, portable bool) {
-	sc.acc = bhAcc{}
-	sc.m, sc.n, sc.portable = m, 0, portable
-	for a := range bhLeafSize {
-		k := a
-		if k >= m {
-			k = 0
-		}
-		for d := range dims {
-			sc.lanes[d][a] = gy[dims*k+d]
+// them as the first sources: the kernel masks lane k of a block for its
+// k-th own point, which removes the self-interaction (w = 1, no force)
+// exactly.
+func (sc *bhScratch) start(gy []float32, dims, m int) {
+	sc.m, sc.n, sc.first = m, 0, true
+	for b := range (m + bhLanes - 1) / bhLanes {
+		sc.acc[b] = bhAcc{}
+		for a := range bhLanes {
+			k := b*bhLanes + a
+			if k >= m {
+				k = b * bhLanes
+			}
+			for d := range dims {
+				sc.lanes[b][d][a] = gy[dims*k+d]
+			}
 		}
 	}
 	for k := range m {
@@ -67,7 +73,15 @@ func (sc *bhScratch) start(gy []float32, dims, m int, portable bool) {
 			sc.push3(gy[3*k], gy[3*k+1], gy[3*k+2], 1)
 		}
 	}
-	sc.nself = m
+}
+
+// z is the group's share of Z once the list is flushed.
+func (sc *bhScratch) z() float64 {
+	z := 0.0
+	for a := range sc.m {
+		z += sc.acc[a/bhLanes][0][a%bhLanes]
+	}
+	return z
 }
 
 // push2 lists a 2-D source of weight cnt.
@@ -80,14 +94,30 @@ func (sc *bhScratch) push2(x, y, cnt float32) {
 	sc.n++
 }
 
-// flush2 runs the 2-D kernel on the listed sources and empties the list.
+// flush2 runs the 2-D kernel on the listed sources for every block of the
+// group and empties the list. In the first list, block b's own points are
+// sources [b·bhLanes, b·bhLanes+mb): the kernel runs on the sources before
+// them, then on the rest with those first mb masked.
 func (sc *bhScratch) flush2() {
-	if sc.portable {
-		bhSources2Go(&sc.lanes, sc.m, sc.src[:3*sc.n], sc.nself, &sc.acc)
-	} else {
-		bhSources2(&sc.lanes, sc.m, sc.src[:3*sc.n], sc.nself, &sc.acc)
+	src := sc.src[:3*sc.n]
+	for b := range (sc.m + bhLanes - 1) / bhLanes {
+		mb := min(bhLanes, sc.m-b*bhLanes)
+		s0, nself := 0, 0
+		if sc.first {
+			s0, nself = 3*b*bhLanes, mb
+			sc.sources2(b, mb, src[:s0], 0)
+		}
+		sc.sources2(b, mb, src[s0:], nself)
 	}
-	sc.n, sc.nself = 0, 0
+	sc.n, sc.first = 0, false
+}
+
+func (sc *bhScratch) sources2(b, mb int, src []float32, nself int) {
+	if sc.portable {
+		bhSources2Go(&sc.lanes[b], mb, src, nself, &sc.acc[b])
+	} else {
+		bhSources2(&sc.lanes[b], mb, src, nself, &sc.acc[b])
+	}
 }
 
 // push3 lists a 3-D source of weight cnt.
@@ -100,14 +130,27 @@ func (sc *bhScratch) push3(x, y, z, cnt float32) {
 	sc.n++
 }
 
-// flush3 runs the 3-D kernel on the listed sources and empties the list.
+// flush3 is flush2 in 3-D.
 func (sc *bhScratch) flush3() {
-	if sc.portable {
-		bhSources3Go(&sc.lanes, sc.m, sc.src[:4*sc.n], sc.nself, &sc.acc)
-	} else {
-		bhSources3(&sc.lanes, sc.m, sc.src[:4*sc.n], sc.nself, &sc.acc)
+	src := sc.src[:4*sc.n]
+	for b := range (sc.m + bhLanes - 1) / bhLanes {
+		mb := min(bhLanes, sc.m-b*bhLanes)
+		s0, nself := 0, 0
+		if sc.first {
+			s0, nself = 4*b*bhLanes, mb
+			sc.sources3(b, mb, src[:s0], 0)
+		}
+		sc.sources3(b, mb, src[s0:], nself)
 	}
-	sc.n, sc.nself = 0, 0
+	sc.n, sc.first = 0, false
+}
+
+func (sc *bhScratch) sources3(b, mb int, src []float32, nself int) {
+	if sc.portable {
+		bhSources3Go(&sc.lanes[b], mb, src, nself, &sc.acc[b])
+	} else {
+		bhSources3(&sc.lanes[b], mb, src, nself, &sc.acc[b])
+	}
 }
 
 // bhSources2Go is the portable 2-D source kernel: for each source (x, y,
@@ -115,10 +158,10 @@ func (sc *bhScratch) flush3() {
 // w = 1/(1 + |e|²), it adds cnt·w to acc[0][a] and cnt·w²·e to acc[1:3][a],
 // except that source s < nself skips lane s. Sums run in float32 over chunks
 // of bhChunk sources, then go into acc.
-func bhSources2Go(g *bhLanes, m int, src []float32, nself int, acc *bhAcc) {
+func bhSources2Go(g *bhLaneXYZ, m int, src []float32, nself int, acc *bhAcc) {
 	n := len(src) / 3
 	for c0 := 0; c0 < n; c0 += bhChunk {
-		var z, fx, fy [bhLeafSize]float32
+		var z, fx, fy [bhLanes]float32
 		for s := c0; s < min(c0+bhChunk, n); s++ {
 			p := (*[3]float32)(src[3*s:])
 			x, y, cnt := p[0], p[1], p[2]
@@ -144,10 +187,10 @@ func bhSources2Go(g *bhLanes, m int, src []float32, nself int, acc *bhAcc) {
 }
 
 // bhSources3Go is bhSources2Go in 3-D, sources (x, y, z, cnt).
-func bhSources3Go(g *bhLanes, m int, src []float32, nself int, acc *bhAcc) {
+func bhSources3Go(g *bhLaneXYZ, m int, src []float32, nself int, acc *bhAcc) {
 	n := len(src) / 4
 	for c0 := 0; c0 < n; c0 += bhChunk {
-		var z, f0, f1, f2 [bhLeafSize]float32
+		var z, f0, f1, f2 [bhLanes]float32
 		for s := c0; s < min(c0+bhChunk, n); s++ {
 			p := (*[4]float32)(src[4*s:])
 			x, y, zz, cnt := p[0], p[1], p[2], p[3]

@@ -8,7 +8,7 @@ import (
 )
 
 // bhSourcesRef is the float64 reference of the source kernels for lane a.
-func bhSourcesRef(g *bhLanes, dims, a int, src []float32, nself int) (z float64, f [3]float64, abs [4]float64) {
+func bhSourcesRef(g *bhLaneXYZ, dims, a int, src []float32, nself int) (z float64, f [3]float64, abs [4]float64) {
 	st := dims + 1
 	for s := 0; s < len(src)/st; s++ {
 		if s < nself && s == a {
@@ -41,8 +41,8 @@ func TestBHSourcesMatchReference(t *testing.T) {
 	const u = 1.0 / (1 << 24)
 	kernels := []struct {
 		name string
-		k2   func(*bhLanes, int, []float32, int, *bhAcc)
-		k3   func(*bhLanes, int, []float32, int, *bhAcc)
+		k2   func(*bhLaneXYZ, int, []float32, int, *bhAcc)
+		k3   func(*bhLaneXYZ, int, []float32, int, *bhAcc)
 	}{{"go", bhSources2Go, bhSources3Go}, {"dispatch", bhSources2, bhSources3}}
 	for _, dims := range []int{2, 3} {
 		for _, m := range []int{1, 2, 3, 5, 7, 8} {
@@ -51,8 +51,8 @@ func TestBHSourcesMatchReference(t *testing.T) {
 					if nself > n {
 						continue
 					}
-					var g bhLanes
-					for a := range bhLeafSize {
+					var g bhLaneXYZ
+					for a := range bhLanes {
 						for d := range dims {
 							g[d][a] = r.Float32()*2 - 1
 						}
@@ -109,8 +109,8 @@ func TestBHSourcesMatchReference(t *testing.T) {
 }
 
 // bhTestPoints are clustered points with some exact duplicates, including
-// more than bhLeafSize copies of one point, which give oversized leaves at
-// the deepest level.
+// more than 2·bhGroupSize copies of one point, which give an oversized leaf
+// at the deepest level, walked in several groups.
 func bhTestPoints(r *rand.Rand, n, dims int) []float32 {
 	y := make([]float32, n*dims)
 	for i := range n {
@@ -119,10 +119,10 @@ func bhTestPoints(r *rand.Rand, n, dims int) []float32 {
 			y[i*dims+d] = float32(3*c + r.NormFloat64())
 		}
 	}
-	for i := n - 20; i < n; i++ {
+	for i := n - 2*bhGroupSize - 5; i < n; i++ {
 		copy(y[i*dims:(i+1)*dims], y[0:dims])
 	}
-	for i := n - 40; i < n-20; i += 2 {
+	for i := n - 2*bhGroupSize - 45; i < n-2*bhGroupSize-5; i += 2 {
 		copy(y[i*dims:(i+1)*dims], y[(i+1)*dims:(i+2)*dims])
 	}
 	return y
@@ -203,8 +203,8 @@ func TestBHWalkPaths(t *testing.T) {
 
 func BenchmarkBHSources(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 2))
-	var g bhLanes
-	for a := range bhLeafSize {
+	var g bhLaneXYZ
+	for a := range bhLanes {
 		for d := range 3 {
 			g[d][a] = r.Float32()
 		}
@@ -212,14 +212,14 @@ func BenchmarkBHSources(b *testing.B) {
 	src := randF32(r, 4*bhSrcCap, 10)
 	for _, k := range []struct {
 		name string
-		f    func(*bhLanes, int, []float32, int, *bhAcc)
+		f    func(*bhLaneXYZ, int, []float32, int, *bhAcc)
 		st   int
 	}{{"2d/go", bhSources2Go, 3}, {"2d/dispatch", bhSources2, 3}, {"3d/go", bhSources3Go, 4}, {"3d/dispatch", bhSources3, 4}} {
 		b.Run(k.name, func(b *testing.B) {
 			var acc bhAcc
 			s := src[:k.st*bhSrcCap]
 			for b.Loop() {
-				k.f(&g, bhLeafSize, s, bhLeafSize, &acc)
+				k.f(&g, bhLanes, s, bhLanes, &acc)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*bhSrcCap), "ns/source")
 		})

@@ -13,11 +13,11 @@ func distTile(k int, a, b []float32, nb *[nr]float32, na, thr *[mr]float32, cthr
 }
 
 // bhSources2 evaluates 2-D Barnes-Hut sources on a group; see bhSources2Go.
-func bhSources2(g *bhLanes, m int, src []float32, nself int, acc *bhAcc) {
+func bhSources2(g *bhLaneXYZ, m int, src []float32, nself int, acc *bhAcc) {
 	bhSources2Go(g, m, src, nself, acc)
 }
 
 // bhSources3 evaluates 3-D Barnes-Hut sources on a group; see bhSources3Go.
-func bhSources3(g *bhLanes, m int, src []float32, nself int, acc *bhAcc) {
+func bhSources3(g *bhLaneXYZ, m int, src []float32, nself int, acc *bhAcc) {
 	bhSources3Go(g, m, src, nself, acc)
 }
