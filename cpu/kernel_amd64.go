@@ -51,7 +51,19 @@ func bhSources2(g *bhLaneXYZ, m int, src []float32, nself int, acc *bhAcc) {
 	bhSources2AVX2(g, &src[:3*n][0], n, nself, acc)
 }
 
-// bhSources3 evaluates 3-D Barnes-Hut sources on a group; see bhSources3Go.
+//go:noescape
+func bhSources3AVX2(grp *bhLaneXYZ, src *float32, n, nself int, acc *bhAcc)
+
+// bhSources3 evaluates 3-D Barnes-Hut sources on a group; see bhSources3Go
+// and bhSources2.
 func bhSources3(g *bhLaneXYZ, m int, src []float32, nself int, acc *bhAcc) {
-	bhSources3Go(g, m, src, nself, acc)
+	n := len(src) / 4
+	if !haveAVX2FMA || n == 0 {
+		bhSources3Go(g, m, src, nself, acc)
+		return
+	}
+	if m > bhLanes || nself < 0 || nself > min(m, n) {
+		panic("cpu: bhSources3: bad nself")
+	}
+	bhSources3AVX2(g, &src[:4*n][0], n, nself, acc)
 }
