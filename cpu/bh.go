@@ -279,13 +279,11 @@ func (t *bhTree) walkAll(ctx context.Context, rep []float64) (float64, error) {
 			// (coincident) points: walk it in groups of at most that many.
 			for g0 := int(grp.lo); g0 < int(grp.hi); g0 += bhGroupSize {
 				g1 := min(g0+bhGroupSize, int(grp.hi))
-				var zg float64
 				if dims == 2 {
-					zg = t.walkGroup2(g0, g1, &sc)
+					z += t.walkGroup2(g0, g1, &sc)
 				} else {
-					zg = t.walkGroup3(g0, g1, &sc)
+					z += t.walkGroup3(g0, g1, &sc)
 				}
-				z += zg
 				if rep != nil {
 					for s := g0; s < g1; s++ {
 						i := int(t.order[s])
