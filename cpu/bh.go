@@ -27,9 +27,13 @@ type bhTree struct {
 	order, ordTmp []int32   // order[s] = point at sorted position s
 	ys            []float32 // Y in sorted order
 	nodes         []bhNode
-	leaves        []int32   // leaf nodes in sorted order: the groups of the walk
+	groups        []int32   // the nodes the walk runs per, in sorted order
 	width2        []float64 // squared cell width by depth
 	part          []float64
+
+	// portable makes the walk use the pure-Go source kernels even where
+	// the assembly ones run, so that tests can check both paths.
+	portable bool
 }
 
 // bhNode is a cell: points order[lo:hi], their centre of mass and the index
@@ -46,6 +50,15 @@ type bhNode struct {
 // bhLeafSize is the largest cell that is not split: opening a small leaf
 // costs a few direct evaluations, cheaper than more nodes to walk.
 const bhLeafSize = 8
+
+// bhGroupSize is the most points walked together (see walkAll): the largest
+// cells of at most this many points are the groups. Larger groups share one
+// walk among more points but accept fewer cells (the group's box is larger);
+// with the SIMD kernel evaluating sources cheaply, the walk is what costs.
+// BenchmarkStep/bh/2d, one thread, wall ms at 10,000 / 70,000 points: groups
+// of 32 about 10 / 55-90, 64 about 5-7 / 45-65, 128 about 5-8 / 60-66 (noisy
+// shared machine).
+const bhGroupSize = 8 * bhLanes
 
 func newBHTree(b *Backend, n, dims int, theta float64) *bhTree {
 	t := &bhTree{b: b, n: n, dims: dims, theta: theta}
@@ -110,8 +123,8 @@ func (t *bhTree) build(ctx context.Context, y []float32) error {
 		}
 	}
 	t.nodes = t.nodes[:0]
-	t.leaves = t.leaves[:0]
-	t.buildNode(0, int32(n), 0)
+	t.groups = t.groups[:0]
+	t.buildNode(0, int32(n), 0, false)
 	return ctx.Err()
 }
 
@@ -167,8 +180,9 @@ func (t *bhTree) radixSort() {
 }
 
 // buildNode writes the cell of sorted points [lo, hi) at depth and its
-// subtree, and returns its node index.
-func (t *bhTree) buildNode(lo, hi int32, depth int) int32 {
+// subtree, and returns its node index. grouped says that an ancestor is a
+// group already.
+func (t *bhTree) buildNode(lo, hi int32, depth int, grouped bool) int32 {
 	idx := int32(len(t.nodes))
 	crit2 := float32(math.Inf(1)) // θ = 0: never accept a cell
 	if t.theta > 0 {
@@ -177,14 +191,18 @@ func (t *bhTree) buildNode(lo, hi int32, depth int) int32 {
 	t.nodes = append(t.nodes, bhNode{lo: lo, hi: hi, crit2: crit2})
 	dims := t.dims
 	var com [3]float64
-	if hi-lo <= bhLeafSize || depth == t.bits {
+	leaf := hi-lo <= bhLeafSize || depth == t.bits
+	if !grouped && (hi-lo <= bhGroupSize || leaf) {
+		t.groups = append(t.groups, idx)
+		grouped = true
+	}
+	if leaf {
 		for s := lo; s < hi; s++ {
 			for d := range dims {
 				com[d] += float64(t.ys[int(s)*dims+d])
 			}
 		}
 		t.nodes[idx].leaf = true
-		t.leaves = append(t.leaves, idx)
 	} else {
 		shift := uint(dims * (t.bits - 1 - depth))
 		mask := uint32(1)<<dims - 1
@@ -208,7 +226,7 @@ func (t *bhTree) buildNode(lo, hi int32, depth int) int32 {
 				}
 			}
 			b = l
-			c := t.buildNode(a, b, depth+1)
+			c := t.buildNode(a, b, depth+1, grouped)
 			cnt := float64(b - a)
 			for d := range dims {
 				com[d] += float64(t.nodes[c].com[d]) * cnt
@@ -234,40 +252,45 @@ func (t *bhTree) repulse(ctx context.Context, y []float32, rep []float64) (float
 // walkAll computes the forces (rep may be nil to compute Z alone) and Z on
 // the built tree.
 //
-// The walk is done per leaf, for all of its points at once: a cell is
-// accepted for the whole group when it is far enough from the group's
-// bounding box (so from every point in it), which amortises the walk's
-// branches over up to bhLeafSize points and leaves a branch-free inner loop.
-// This is never less accurate than walking point by point.
+// The walk is done per group, the largest cells of at most bhGroupSize
+// points, for all of their points at once: a cell is accepted for the whole
+// group when it is far enough from the group's bounding box (so from every
+// point in it). This is never less accurate than walking point by point, and
+// it amortises the walk's branches over the group and leaves a list of
+// sources that a branch-free SIMD kernel evaluates on every point.
 func (t *bhTree) walkAll(ctx context.Context, rep []float64) (float64, error) {
-	nl := len(t.leaves)
-	cs := t.b.chunks(nl, 16)
+	ng := len(t.groups)
+	cs := t.b.chunks(ng, 4)
 	if cap(t.part) < len(cs) {
 		t.part = make([]float64, len(cs))
 	}
 	part := t.part[:len(cs)]
 	dims := t.dims
-	err := t.b.parallelFor(ctx, nl, 16, func(c, lo, hi int) {
+	err := t.b.parallelFor(ctx, ng, 4, func(c, lo, hi int) {
 		z := 0.0
-		var f [bhLeafSize * 3]float64
+		var sc bhScratch
+		sc.portable = t.portable
 		for l := lo; l < hi; l++ {
-			if l&63 == 0 && ctx.Err() != nil {
+			if l&15 == 0 && ctx.Err() != nil {
 				return
 			}
-			leaf := &t.nodes[t.leaves[l]]
-			// A leaf at the deepest level may hold more than bhLeafSize
+			grp := &t.nodes[t.groups[l]]
+			// A leaf at the deepest level may hold more than bhGroupSize
 			// (coincident) points: walk it in groups of at most that many.
-			for g0 := int(leaf.lo); g0 < int(leaf.hi); g0 += bhLeafSize {
-				g1 := min(g0+bhLeafSize, int(leaf.hi))
+			for g0 := int(grp.lo); g0 < int(grp.hi); g0 += bhGroupSize {
+				g1 := min(g0+bhGroupSize, int(grp.hi))
 				if dims == 2 {
-					z += t.walkGroup2(g0, g1, &f)
+					z += t.walkGroup2(g0, g1, &sc)
 				} else {
-					z += t.walkGroup3(g0, g1, &f)
+					z += t.walkGroup3(g0, g1, &sc)
 				}
 				if rep != nil {
 					for s := g0; s < g1; s++ {
 						i := int(t.order[s])
-						copy(rep[i*dims:(i+1)*dims], f[(s-g0)*dims:(s-g0+1)*dims])
+						a := s - g0
+						for d := range dims {
+							rep[i*dims+d] = sc.acc[a/bhLanes][d+1][a%bhLanes]
+						}
 					}
 				}
 			}
@@ -284,9 +307,16 @@ func (t *bhTree) walkAll(ctx context.Context, rep []float64) (float64, error) {
 	return z, nil
 }
 
-// walkGroup2 sums the forces on the points at sorted positions [g0, g1) (one
-// leaf) into f and returns their share of Z, in 2-D.
-func (t *bhTree) walkGroup2(g0, g1 int, f *[bhLeafSize * 3]float64) float64 {
+// walkGroup2 computes the forces on the points at sorted positions [g0, g1)
+// into sc.acc and returns their share of Z, in 2-D.
+//
+// The walk only decides which sources act on the group: it lists the
+// accepted cells (centre of mass, count) and the points of the opened leaves
+// in sc, and the arithmetic runs over that list in bhSources2 with one SIMD
+// lane per point of the group. The list starts with the group's own points,
+// whose self-interaction the kernel masks out; cells inside the group are
+// skipped for that reason.
+func (t *bhTree) walkGroup2(g0, g1 int, sc *bhScratch) float64 {
 	nodes, ys := t.nodes, t.ys
 	m := g1 - g0
 	gy := ys[2*g0 : 2*g1]
@@ -296,29 +326,21 @@ func (t *bhTree) walkGroup2(g0, g1 int, f *[bhLeafSize * 3]float64) float64 {
 		bx0, bx1 = min(bx0, gy[2*k]), max(bx1, gy[2*k])
 		by0, by1 = min(by0, gy[2*k+1]), max(by1, gy[2*k+1])
 	}
-	var fx, fy, zs [bhLeafSize]float64
+	sc.start(gy, 2, m)
 	lo32, hi32 := int32(g0), int32(g1)
 	for k := int32(0); k < int32(len(nodes)); {
 		nd := &nodes[k]
 		if nd.lo <= lo32 && hi32 <= nd.hi {
-			// An ancestor of the group, or the group's own leaf.
+			// An ancestor of the group, or the leaf that holds it.
 			if nd.leaf {
-				// Direct sums over the whole leaf (the group may be part of
-				// an oversized leaf at the deepest level).
-				for j := nd.lo; j < nd.hi; j++ {
-					xj, yj := ys[2*j], ys[2*j+1]
-					self := int(j) - g0
-					for a := range m {
-						if a == self {
-							continue
-						}
-						ex, ey := gy[2*a]-xj, gy[2*a+1]-yj
-						w := 1 / (1 + ex*ex + ey*ey)
-						zs[a] += float64(w)
-						w *= w
-						fx[a] += float64(w * ex)
-						fy[a] += float64(w * ey)
-					}
+				// The rest of the leaf (the group may be part of an oversized
+				// leaf at the deepest level); the group itself is already
+				// listed.
+				for j := nd.lo; j < lo32; j++ {
+					sc.push2(ys[2*j], ys[2*j+1], 1)
+				}
+				for j := hi32; j < nd.hi; j++ {
+					sc.push2(ys[2*j], ys[2*j+1], 1)
 				}
 				k = nd.next
 			} else {
@@ -326,49 +348,33 @@ func (t *bhTree) walkGroup2(g0, g1 int, f *[bhLeafSize * 3]float64) float64 {
 			}
 			continue
 		}
+		if lo32 <= nd.lo && nd.hi <= hi32 {
+			k = nd.next // inside the group: already listed
+			continue
+		}
 		cx, cy := nd.com[0], nd.com[1]
 		dx := max(bx0-cx, cx-bx1, 0)
 		dy := max(by0-cy, cy-by1, 0)
 		if nd.crit2 < dx*dx+dy*dy {
-			cnt := float32(nd.hi - nd.lo)
-			for a := range m {
-				ex, ey := gy[2*a]-cx, gy[2*a+1]-cy
-				w := 1 / (1 + ex*ex + ey*ey)
-				zs[a] += float64(cnt * w)
-				w *= w * cnt
-				fx[a] += float64(w * ex)
-				fy[a] += float64(w * ey)
-			}
+			sc.push2(cx, cy, float32(nd.hi-nd.lo))
 			k = nd.next
 			continue
 		}
 		if nd.leaf {
 			for j := nd.lo; j < nd.hi; j++ {
-				xj, yj := ys[2*j], ys[2*j+1]
-				for a := range m {
-					ex, ey := gy[2*a]-xj, gy[2*a+1]-yj
-					w := 1 / (1 + ex*ex + ey*ey)
-					zs[a] += float64(w)
-					w *= w
-					fx[a] += float64(w * ex)
-					fy[a] += float64(w * ey)
-				}
+				sc.push2(ys[2*j], ys[2*j+1], 1)
 			}
 			k = nd.next
 			continue
 		}
 		k++
 	}
-	z := 0.0
-	for a := range m {
-		f[2*a], f[2*a+1] = fx[a], fy[a]
-		z += zs[a]
-	}
-	return z
+	sc.flush2()
+	return sc.z()
 }
 
 // walkGroup3 is walkGroup2 in 3-D.
-func (t *bhTree) walkGroup3(g0, g1 int, f *[bhLeafSize * 3]float64) float64 {
+func (t *bhTree) walkGroup3(g0, g1 int, sc *bhScratch) float64 {
 	nodes, ys := t.nodes, t.ys
 	m := g1 - g0
 	gy := ys[3*g0 : 3*g1]
@@ -381,27 +387,17 @@ func (t *bhTree) walkGroup3(g0, g1 int, f *[bhLeafSize * 3]float64) float64 {
 			b0[d], b1[d] = min(b0[d], gy[3*k+d]), max(b1[d], gy[3*k+d])
 		}
 	}
-	var f0, f1, f2, zs [bhLeafSize]float64
+	sc.start(gy, 3, m)
 	lo32, hi32 := int32(g0), int32(g1)
 	for k := int32(0); k < int32(len(nodes)); {
 		nd := &nodes[k]
 		if nd.lo <= lo32 && hi32 <= nd.hi {
 			if nd.leaf {
-				for j := nd.lo; j < nd.hi; j++ {
-					xj, yj, zj := ys[3*j], ys[3*j+1], ys[3*j+2]
-					self := int(j) - g0
-					for a := range m {
-						if a == self {
-							continue
-						}
-						e0, e1, e2 := gy[3*a]-xj, gy[3*a+1]-yj, gy[3*a+2]-zj
-						w := 1 / (1 + e0*e0 + e1*e1 + e2*e2)
-						zs[a] += float64(w)
-						w *= w
-						f0[a] += float64(w * e0)
-						f1[a] += float64(w * e1)
-						f2[a] += float64(w * e2)
-					}
+				for j := nd.lo; j < lo32; j++ {
+					sc.push3(ys[3*j], ys[3*j+1], ys[3*j+2], 1)
+				}
+				for j := hi32; j < nd.hi; j++ {
+					sc.push3(ys[3*j], ys[3*j+1], ys[3*j+2], 1)
 				}
 				k = nd.next
 			} else {
@@ -409,48 +405,30 @@ func (t *bhTree) walkGroup3(g0, g1 int, f *[bhLeafSize * 3]float64) float64 {
 			}
 			continue
 		}
+		if lo32 <= nd.lo && nd.hi <= hi32 {
+			k = nd.next
+			continue
+		}
 		c0, c1, c2 := nd.com[0], nd.com[1], nd.com[2]
 		d0 := max(b0[0]-c0, c0-b1[0], 0)
 		d1 := max(b0[1]-c1, c1-b1[1], 0)
 		d2 := max(b0[2]-c2, c2-b1[2], 0)
 		if nd.crit2 < d0*d0+d1*d1+d2*d2 {
-			cnt := float32(nd.hi - nd.lo)
-			for a := range m {
-				e0, e1, e2 := gy[3*a]-c0, gy[3*a+1]-c1, gy[3*a+2]-c2
-				w := 1 / (1 + e0*e0 + e1*e1 + e2*e2)
-				zs[a] += float64(cnt * w)
-				w *= w * cnt
-				f0[a] += float64(w * e0)
-				f1[a] += float64(w * e1)
-				f2[a] += float64(w * e2)
-			}
+			sc.push3(c0, c1, c2, float32(nd.hi-nd.lo))
 			k = nd.next
 			continue
 		}
 		if nd.leaf {
 			for j := nd.lo; j < nd.hi; j++ {
-				xj, yj, zj := ys[3*j], ys[3*j+1], ys[3*j+2]
-				for a := range m {
-					e0, e1, e2 := gy[3*a]-xj, gy[3*a+1]-yj, gy[3*a+2]-zj
-					w := 1 / (1 + e0*e0 + e1*e1 + e2*e2)
-					zs[a] += float64(w)
-					w *= w
-					f0[a] += float64(w * e0)
-					f1[a] += float64(w * e1)
-					f2[a] += float64(w * e2)
-				}
+				sc.push3(ys[3*j], ys[3*j+1], ys[3*j+2], 1)
 			}
 			k = nd.next
 			continue
 		}
 		k++
 	}
-	z := 0.0
-	for a := range m {
-		f[3*a], f[3*a+1], f[3*a+2] = f0[a], f1[a], f2[a]
-		z += zs[a]
-	}
-	return z
+	sc.flush3()
+	return sc.z()
 }
 
 // bhZ estimates Z for KL with a small opening angle on its own tree.

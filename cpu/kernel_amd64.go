@@ -32,3 +32,38 @@ func distTile(k int, a, b []float32, nb *[nr]float32, na, thr *[mr]float32, cthr
 	}
 	distTileAVX2(k, &a[:k*mr][0], &b[:k*nr][0], nb, na, thr, cthr, out, masks, cmasks)
 }
+
+//go:noescape
+func bhSources2AVX2(grp *bhLaneXYZ, src *float32, n, nself int, acc *bhAcc)
+
+// bhSources2 evaluates 2-D Barnes-Hut sources on a group; see bhSources2Go.
+// The assembly computes all bhLanes lanes (the padding ones are never
+// read) and 1/(1+|e|²) by VRCPPS and one Newton step.
+func bhSources2(g *bhLaneXYZ, m int, src []float32, nself int, acc *bhAcc) {
+	n := len(src) / 3
+	if !haveAVX2FMA || n == 0 {
+		bhSources2Go(g, m, src, nself, acc)
+		return
+	}
+	if m > bhLanes || nself < 0 || nself > min(m, n) {
+		panic("cpu: bhSources2: bad nself")
+	}
+	bhSources2AVX2(g, &src[:3*n][0], n, nself, acc)
+}
+
+//go:noescape
+func bhSources3AVX2(grp *bhLaneXYZ, src *float32, n, nself int, acc *bhAcc)
+
+// bhSources3 evaluates 3-D Barnes-Hut sources on a group; see bhSources3Go
+// and bhSources2.
+func bhSources3(g *bhLaneXYZ, m int, src []float32, nself int, acc *bhAcc) {
+	n := len(src) / 4
+	if !haveAVX2FMA || n == 0 {
+		bhSources3Go(g, m, src, nself, acc)
+		return
+	}
+	if m > bhLanes || nself < 0 || nself > min(m, n) {
+		panic("cpu: bhSources3: bad nself")
+	}
+	bhSources3AVX2(g, &src[:4*n][0], n, nself, acc)
+}

@@ -11,3 +11,13 @@ func gemmTile(k int, a, b []float32, c *[mr * nr]float32) { gemmTileGo(k, a, b, 
 func distTile(k int, a, b []float32, nb *[nr]float32, na, thr *[mr]float32, cthr *[nr]float32, out *[mr * nr]float32, masks, cmasks *[mr]uint32) {
 	distTileGo(k, a, b, nb, na, thr, cthr, out, masks, cmasks)
 }
+
+// bhSources2 evaluates 2-D Barnes-Hut sources on a group; see bhSources2Go.
+func bhSources2(g *bhLaneXYZ, m int, src []float32, nself int, acc *bhAcc) {
+	bhSources2Go(g, m, src, nself, acc)
+}
+
+// bhSources3 evaluates 3-D Barnes-Hut sources on a group; see bhSources3Go.
+func bhSources3(g *bhLaneXYZ, m int, src []float32, nself int, acc *bhAcc) {
+	bhSources3Go(g, m, src, nself, acc)
+}
