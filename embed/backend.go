@@ -99,3 +99,15 @@ type Optimizer interface {
 	// Close releases the backend's memory.
 	Close() error
 }
+
+// AffinityBackend is implemented by a Backend that runs the perplexity
+// calibration itself (package gpu, on the device). Run checks for it with
+// a type assertion; without it (package cpu) calibration runs on the host.
+// Calibrate returns the conditional probabilities p_{j|i}, N×K row-major
+// in the order of nb, each row's entropy within PerplexityTolerance of
+// log(perplexity) by the same safeguarded Newton search as the host's;
+// Run symmetrises them on the host (O(N·K)), so P is built the same way
+// whatever the backend.
+type AffinityBackend interface {
+	Calibrate(ctx context.Context, nb *Neighbors, perplexity float64) (cond []float64, err error)
+}

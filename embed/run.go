@@ -122,8 +122,13 @@ func Run(ctx context.Context, be Backend, data Data, opts Options, obs *Observer
 	if th, ok := be.(interface{ Threads() int }); ok {
 		threads = th.Threads()
 	}
-	cond, _, err := calibrate(ctx, nb, opts.Perplexity, threads)
-	if err != nil {
+	var cond []float64
+	if ab, ok := be.(AffinityBackend); ok {
+		cond, err = ab.Calibrate(ctx, nb, opts.Perplexity)
+		if err != nil {
+			return nil, fmt.Errorf("affinities: %w", err)
+		}
+	} else if cond, _, err = calibrate(ctx, nb, opts.Perplexity, threads); err != nil {
 		return nil, err
 	}
 	p, err := symmetrize(ctx, nb, cond, threads)

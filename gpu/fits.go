@@ -1,0 +1,63 @@
+//go:build cuda
+
+package gpu
+
+import "fmt"
+
+// memoryReserve is kept free beyond the estimate: the context, the JIT'd
+// modules and the allocator's rounding (a few hundred MB on recent GPUs).
+const memoryReserve = 512 << 20
+
+// deviceBytes estimates the peak device memory of a run. Stages free their
+// buffers before the next starts, so the peak is the largest stage.
+func deviceBytes(p Problem) int64 {
+	n, d, c, k, dims := int64(p.N), int64(p.D), int64(p.Components), int64(p.K), int64(p.Dims)
+	l := c + 10 // the randomized SVD's oversampled width (embed/pca.go)
+	rows := int64(rowBlock(p.D))
+	elem := int64(4)
+	if p.U8 {
+		elem = 1
+	}
+	pca := rows*d*elem + rows*d*4 + d*4 + max(d*l*4, rows*l*4) + d*l*12
+	knn := n*c*4 + n*k*8
+	calib := n*k*4 + n*k*8 + n*8
+	nnz := 2 * n * k
+	opt := (n+1)*4 + nnz*8 + 5*n*dims*4 + 64
+	peak := max(pca, knn, calib, opt)
+	if p.Repulsion != "" {
+		if m, err := resolveRepulsion(p.Repulsion, p.N, p.Dims); err == nil && m == "fft" {
+			peak = max(peak, opt+fftDeviceBytes(p.N))
+		}
+	}
+	return peak
+}
+
+// Fits reports whether a run of size p can run on this backend's device:
+// a repulsion method exists for it (see resolveRepulsion) and its peak
+// memory, plus a reserve, is below the device's free memory now. The error
+// wraps ErrDoesNotFit and says what is missing.
+func (b *Backend) Fits(p Problem) error {
+	if p.N < 2 || p.Dims < 2 || p.Dims > 3 {
+		return fmt.Errorf("gpu: %w: %d points in %d dimensions", ErrDoesNotFit, p.N, p.Dims)
+	}
+	req := p.Repulsion
+	if req == "" {
+		req = "auto"
+	}
+	if _, err := resolveRepulsion(req, p.N, p.Dims); err != nil {
+		return fmt.Errorf("gpu: %w", err)
+	}
+	var free int64
+	if err := b.dev.do(func() (err error) {
+		free, _, err = b.dev.dr.memInfo()
+		return err
+	}); err != nil {
+		return fmt.Errorf("gpu: free memory: %w", err)
+	}
+	need := deviceBytes(p) + memoryReserve
+	if need > free {
+		return fmt.Errorf("gpu: %w: %d×%d needs about %.1f GiB of device memory, %s has %.1f GiB free",
+			ErrDoesNotFit, p.N, p.D, float64(need)/(1<<30), b.dev.info.Name, float64(free)/(1<<30))
+	}
+	return nil
+}
