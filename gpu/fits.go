@@ -2,7 +2,11 @@
 
 package gpu
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/tsnemap/tsnemap/embed"
+)
 
 // memoryReserve is kept free beyond the estimate: the context, the JIT'd
 // modules and the allocator's rounding (a few hundred MB on recent GPUs).
@@ -19,13 +23,16 @@ func deviceBytes(p Problem) int64 {
 		elem = 1
 	}
 	pca := rows*d*elem + rows*d*4 + d*4 + max(d*l*4, rows*l*4) + d*l*12
+	if k == 0 {
+		return pca
+	}
 	knn := n*c*4 + n*k*8
 	calib := n*k*4 + n*k*8 + n*8
 	nnz := 2 * n * k
 	opt := (n+1)*4 + nnz*8 + 5*n*dims*4 + 64
 	peak := max(pca, knn, calib, opt)
 	if p.Repulsion != "" {
-		if m, err := resolveRepulsion(p.Repulsion, p.N, p.Dims); err == nil && m == "fft" {
+		if m, err := resolveRepulsion(p.Repulsion, p.N, p.Dims); err == nil && m == embed.RepulsionFFT {
 			peak = max(peak, opt+fftDeviceBytes(p.N))
 		}
 	}
@@ -37,15 +44,17 @@ func deviceBytes(p Problem) int64 {
 // memory, plus a reserve, is below the device's free memory now. The error
 // wraps ErrDoesNotFit and says what is missing.
 func (b *Backend) Fits(p Problem) error {
-	if p.N < 2 || p.Dims < 2 || p.Dims > 3 {
+	if p.N < 2 || (p.K > 0 && (p.Dims < 2 || p.Dims > 3)) {
 		return fmt.Errorf("gpu: %w: %d points in %d dimensions", ErrDoesNotFit, p.N, p.Dims)
 	}
-	req := p.Repulsion
-	if req == "" {
-		req = "auto"
-	}
-	if _, err := resolveRepulsion(req, p.N, p.Dims); err != nil {
-		return fmt.Errorf("gpu: %w", err)
+	if p.K > 0 { // a t-SNE run (K = 0: PCA only, no optimiser)
+		req := p.Repulsion
+		if req == "" {
+			req = embed.RepulsionAuto
+		}
+		if _, err := resolveRepulsion(req, p.N, p.Dims); err != nil {
+			return fmt.Errorf("gpu: %w", err)
+		}
 	}
 	var free int64
 	if err := b.dev.do(func() (err error) {

@@ -10,7 +10,9 @@ import (
 )
 
 // Probe reports that this build has no GPU backend.
-func Probe() (Info, error) { return Info{}, ErrNoCUDA }
+func Probe() (Info, error) {
+	return Info{}, fmt.Errorf("gpu: %w (rebuild with -tags cuda)", ErrNoCUDA)
+}
 
 // Backend is the CUDA backend; in this build it cannot be created.
 type Backend struct{ embed.Backend }

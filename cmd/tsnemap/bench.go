@@ -18,6 +18,7 @@ import (
 
 	"github.com/tsnemap/tsnemap/cpu"
 	"github.com/tsnemap/tsnemap/embed"
+	"github.com/tsnemap/tsnemap/gpu"
 	"github.com/tsnemap/tsnemap/internal/synth"
 )
 
@@ -83,6 +84,10 @@ type benchRecord struct {
 
 const defaultCases = "2000x50,10000x50,70000x50,10000x30000u8"
 
+// gpuCases are the sizes of the GPU figures (issue 5): clustered features
+// with D = 50 up to a million points, and 70,000 images of 100×100 RGB.
+const gpuCases = "10000x50,70000x50,250000x50,1000000x50,70000x30000u8"
+
 func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tsnemap bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -93,7 +98,8 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			"neighbour accuracy of the clusters in the output.\n\n")
 		fs.PrintDefaults()
 	}
-	cases := fs.String("cases", defaultCases, "comma-separated NxD (float features) or NxDu8 (pixel rows)")
+	cases := fs.String("cases", "", "comma-separated NxD (float features) or NxDu8 (pixel rows) (default "+defaultCases+"; with --backend gpu "+gpuCases+")")
+	backend := fs.String("backend", "cpu", "backend to time: cpu or gpu (gpu needs a build with -tags cuda and a CUDA device)")
 	threads := fs.Int("threads", 0, "CPU threads (default: all cores)")
 	jsonOut := fs.Bool("json", false, "print JSON lines instead of a table")
 	child := fs.String("child", "", "")
@@ -104,12 +110,31 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		return errUsage
 	}
+	switch *backend {
+	case "cpu":
+		if *cases == "" {
+			*cases = defaultCases
+		}
+	case "gpu":
+		if *cases == "" {
+			*cases = gpuCases
+		}
+		if *child == "" {
+			info, err := gpu.Probe()
+			if err != nil {
+				return fmt.Errorf("--backend gpu: %w", err)
+			}
+			fmt.Fprintf(stderr, "GPU: %v\n", info)
+		}
+	default:
+		return fmt.Errorf("tsnemap bench: --backend %q: want cpu or gpu", *backend)
+	}
 	if *child != "" {
 		c, err := parseCase(*child)
 		if err != nil {
 			return err
 		}
-		rec, err := benchOne(ctx, c, *opts, *threads, stderr)
+		rec, err := benchOne(ctx, c, *opts, *threads, *backend, stderr)
 		if err != nil {
 			return err
 		}
@@ -159,9 +184,20 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return nil
 }
 
-func benchOne(ctx context.Context, c benchCase, opts embed.Options, threads int, stderr io.Writer) (benchRecord, error) {
+func benchOne(ctx context.Context, c benchCase, opts embed.Options, threads int, backend string, stderr io.Writer) (benchRecord, error) {
 	data, labels := c.data(1)
-	be := cpu.New(threads)
+	var be embed.Backend = cpu.New(threads)
+	if backend == "gpu" {
+		g, err := gpu.New(ctx)
+		if err != nil {
+			return benchRecord{}, fmt.Errorf("--backend gpu: %w", err)
+		}
+		defer g.Close()
+		if err := g.FitsRun(data.N, data.D, data.U8 != nil, opts); err != nil {
+			return benchRecord{}, err
+		}
+		be = g
+	}
 	start := time.Now()
 	res, err := embed.Run(ctx, be, data, opts, &embed.Observer{Progress: progressPrinter(stderr, false)})
 	if err != nil {

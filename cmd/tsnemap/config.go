@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/tsnemap/tsnemap/cpu"
-	"github.com/tsnemap/tsnemap/embed"
+	"github.com/tsnemap/tsnemap/gpu"
 	"github.com/tsnemap/tsnemap/jobs"
 	"github.com/tsnemap/tsnemap/jobs/pipeline"
 	"github.com/tsnemap/tsnemap/loader"
@@ -156,32 +157,57 @@ func (c *common) connectNATS(ctx context.Context, log *slog.Logger) (*jobs.Store
 	return store, nc, closeAll, nil
 }
 
-// pipeline builds the loader and backends for jobs.
-func (c *common) pipeline(extraAllowed []netip.Prefix) (*pipeline.Pipeline, error) {
+// pipeline builds the loader and backends for jobs; its Close releases
+// both.
+func (c *common) pipeline(ctx context.Context, log *slog.Logger, extraAllowed []netip.Prefix) (*pipeline.Pipeline, error) {
 	cfg := loader.Config{AllowPrivateNetworks: c.allowPrivate, AllowedNetworks: extraAllowed}
+	g, err := pickGPU(ctx, c.backend, log)
+	if err != nil {
+		return nil, err
+	}
 	l, err := loader.New(cfg)
 	if err != nil {
+		if g != nil {
+			g.Close()
+		}
 		return nil, err
 	}
-	p := &pipeline.Pipeline{Loader: l, CPU: cpu.New(c.threads)}
-	gpu, err := pickGPU(c.backend)
-	if err != nil {
-		return nil, err
+	p := &pipeline.Pipeline{Loader: l, CPU: cpu.New(c.threads), Log: log}
+	if g != nil {
+		p.GPU = g
 	}
-	p.GPU = gpu
 	return p, nil
 }
 
-// pickGPU resolves --backend. This build has no GPU backend: "auto" means
-// the CPU, and "gpu" is refused at start-up rather than on the first job.
-func pickGPU(backend string) (embed.Backend, error) {
+// pickGPU resolves --backend. "auto" probes for a CUDA device and opens
+// it, and on any failure logs the reason and returns nil (the CPU);
+// "gpu" makes the same failure fatal at start-up rather than on the first
+// job; "cpu" does not look.
+func pickGPU(ctx context.Context, backend string, log *slog.Logger) (*gpu.Backend, error) {
 	switch backend {
-	case "auto", "cpu":
+	case "cpu":
 		return nil, nil
-	case "gpu":
-		return nil, fmt.Errorf("--backend gpu: this build has no GPU backend")
+	case "auto", "gpu":
+	default:
+		return nil, fmt.Errorf("--backend %q: want auto, cpu or gpu", backend)
 	}
-	return nil, fmt.Errorf("--backend %q: want auto, cpu or gpu", backend)
+	info, err := gpu.Probe()
+	if err == nil {
+		var g *gpu.Backend
+		if g, err = gpu.New(ctx); err == nil {
+			log.Info("GPU backend", "device", info.String())
+			return g, nil
+		}
+	}
+	if backend == "gpu" {
+		return nil, fmt.Errorf("--backend gpu: %w", err)
+	}
+	level := slog.LevelWarn
+	if errors.Is(err, gpu.ErrNoCUDA) {
+		level = slog.LevelInfo // the default build: nothing unexpected
+	}
+	log.Log(ctx, level, "no GPU backend, using the CPU", "reason", err.Error())
+	return nil, nil
 }
 
 func (p *common) backendName(pl *pipeline.Pipeline) string {

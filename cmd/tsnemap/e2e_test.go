@@ -436,7 +436,7 @@ func TestDemoCatalogueIsAllowedButNothingElse(t *testing.T) {
 	defer d.Close()
 	c := common{backend: "cpu"}
 	a := d.addr.Addr()
-	pl, err := c.pipeline([]netip.Prefix{netip.PrefixFrom(a, a.BitLen())})
+	pl, err := c.pipeline(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)), []netip.Prefix{netip.PrefixFrom(a, a.BitLen())})
 	if err != nil {
 		t.Fatal(err)
 	}

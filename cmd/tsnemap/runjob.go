@@ -58,11 +58,12 @@ func runCommand(ctx context.Context, args []string, getenv func(string) string, 
 		return errUsage
 	}
 	req.Backend = c.backend
-	pl, err := c.pipeline(nil)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	pl, err := c.pipeline(ctx, log, nil)
 	if err != nil {
 		return err
 	}
-	defer pl.Loader.Close()
+	defer pl.Close()
 
 	if c.maxTimeout > 0 {
 		var cancel context.CancelFunc
@@ -71,7 +72,6 @@ func runCommand(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	job := jobs.Job{ID: "local", Status: jobs.StatusRunning, Stage: jobs.StageQueued, Request: req,
 		Progress: jobs.Progress{Iterations: req.Iterations}}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	bar := newProgressBar(stderr, *quiet)
 	tctx, stopTracker := context.WithCancel(ctx)
 	tracker := jobs.NewLocalTracker(tctx, job, log, bar.show)

@@ -82,11 +82,11 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 		a := s.demo.addr.Addr()
 		allowed = append(allowed, netip.PrefixFrom(a, a.BitLen()))
 	}
-	pl, err := c.pipeline(allowed)
+	pl, err := c.pipeline(ctx, log, allowed)
 	if err != nil {
 		return nil, err
 	}
-	s.cleanup = append(s.cleanup, pl.Loader.Close)
+	s.cleanup = append(s.cleanup, pl.Close)
 
 	store, _, closeNATS, err := c.connectNATS(ctx, log)
 	if err != nil {
@@ -209,11 +209,11 @@ func workerCommand(ctx context.Context, args []string, getenv func(string) strin
 	if err != nil {
 		return err
 	}
-	pl, err := c.pipeline(nil)
+	pl, err := c.pipeline(ctx, log, nil)
 	if err != nil {
 		return err
 	}
-	defer pl.Loader.Close()
+	defer pl.Close()
 	store, _, closeNATS, err := c.connectNATS(ctx, log)
 	if err != nil {
 		return err

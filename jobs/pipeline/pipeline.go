@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
 	"time"
@@ -22,6 +23,17 @@ type Pipeline struct {
 	// CPU is always there; GPU is nil on a machine without one.
 	CPU embed.Backend
 	GPU embed.Backend
+	// Log receives the backend decisions of jobs (nil: slog.Default()).
+	Log *slog.Logger
+}
+
+// Fitter is implemented by a backend that can tell, before a run, whether
+// a problem fits it (package gpu: free device memory and the sizes its
+// kernels handle). A job that asked for backend "gpu" fails with
+// backend_unavailable when it does not fit; one that asked for "auto" runs
+// on the CPU instead, and the log says why.
+type Fitter interface {
+	FitsRun(n, d int, u8 bool, opts embed.Options) error
 }
 
 var _ jobs.Runner = (*Pipeline)(nil)
@@ -104,6 +116,17 @@ func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*job
 
 	opts := Options(req)
 	data := embed.Data{N: images.Len(), D: images.Width * images.Height * 3, U8: images.Pix}
+	if f, ok := be.(Fitter); ok && be == p.GPU {
+		if err := f.FitsRun(data.N, data.D, true, opts); err != nil {
+			if req.Backend == "gpu" {
+				return nil, jobErr(jobs.CodeBackendUnavailable, "%d images of %d×%d do not fit this worker's GPU: %v; ask for backend \"auto\" or \"cpu\"",
+					data.N, images.Width, images.Height, err)
+			}
+			p.log().Info("job runs on the CPU: it does not fit the GPU", "job", job.ID, "reason", err.Error())
+			be = p.CPU
+			t.SetBackend(be.Name())
+		}
+	}
 	obs := &embed.Observer{
 		SnapshotEvery: time.Second,
 		Progress: func(ep embed.Progress) {
@@ -139,6 +162,21 @@ func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*job
 		}
 	})
 	return Assemble(table, images, res), nil
+}
+
+// Close releases the loader and the GPU backend, if any.
+func (p *Pipeline) Close() {
+	p.Loader.Close()
+	if c, ok := p.GPU.(interface{ Close() error }); ok {
+		c.Close()
+	}
+}
+
+func (p *Pipeline) log() *slog.Logger {
+	if p.Log != nil {
+		return p.Log
+	}
+	return slog.Default()
 }
 
 func (p *Pipeline) backend(want string) (embed.Backend, error) {
