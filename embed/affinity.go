@@ -218,3 +218,16 @@ func parallelRows(ctx context.Context, n, threads int, fn func(lo, hi int)) erro
 	wg.Wait()
 	return ctx.Err()
 }
+
+// Calibrate is the host's perplexity calibration (see calibrate), exported
+// so other backends' calibrations can be checked against it. threads ≤ 0
+// means GOMAXPROCS.
+func Calibrate(ctx context.Context, nb *Neighbors, perplexity float64, threads int) (cond, beta []float64, err error) {
+	return calibrate(ctx, nb, perplexity, threads)
+}
+
+// Symmetrize is Run's P = (P_cond + P_condᵀ)/2N from conditional
+// probabilities in the order of nb (from Calibrate or an AffinityBackend).
+func Symmetrize(ctx context.Context, nb *Neighbors, cond []float64, threads int) (*CSR, error) {
+	return symmetrize(ctx, nb, cond, threads)
+}
