@@ -150,8 +150,7 @@ func (b *Backend) NewOptimizer(ctx context.Context, p *embed.CSR, y0 []float32, 
 	}
 	n, dims := cfg.N, cfg.Dims
 	o := &optimizer{dev: b.dev, n: n, dims: dims, method: method}
-	for e, v := range p.Val {
-		_ = e
+	for _, v := range p.Val {
 		if v > 0 {
 			o.plogp += float64(v) * math.Log(float64(v))
 		}
@@ -247,7 +246,8 @@ func (o *optimizer) Repulsion() embed.Repulsion { return o.method }
 
 // Step implements embed.Optimizer: repulsion (forces and Z), the fused
 // attraction + gradient + gains/momentum update into ynext with its
-// centroid, the swap, and the re-centring; five launches, no transfer.
+// centroid, the swap, and the re-centring: a memset and three or more
+// launches, no transfer.
 func (o *optimizer) Step(ctx context.Context, params embed.StepParams) error {
 	if o.closed {
 		return errClosed
@@ -274,7 +274,14 @@ func (o *optimizer) Step(ctx context.Context, params embed.StepParams) error {
 			return err
 		}
 		o.y, o.ynext = o.ynext, o.y
-		return o.dev.launch1D(kRecentre, o.n*o.dims, 256, o.y, centroid, o.n, o.dims)
+		if err := o.dev.launch1D(kRecentre, o.n*o.dims, 256, o.y, centroid, o.n, o.dims); err != nil {
+			return err
+		}
+		// Wait for the step: a cancelled run then stops within one
+		// iteration (launches are asynchronous, and without this the host
+		// could queue hundreds of steps ahead), and a device fault is
+		// reported by the step that caused it. It costs a few µs a step.
+		return o.dev.dr.synchronize()
 	})
 }
 
