@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -74,6 +75,7 @@ func embedCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	format := fs.String("format", "", "tsv, csv or npy (default: from the file name)")
 	output := fs.String("output", "-", "coordinates file; - writes standard output")
 	threads := fs.Int("threads", 0, "CPU threads (default: all cores)")
+	backend := fs.String("backend", "auto", "auto (the GPU when there is one and the problem fits it), cpu or gpu")
 	quiet := fs.Bool("quiet", false, "no progress on standard error")
 	opts := optionFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -105,7 +107,23 @@ func embedCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return fmt.Errorf("%s: %w", *input, err)
 	}
-	be := cpu.New(*threads)
+	var be embed.Backend = cpu.New(*threads)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	g, err := pickGPU(ctx, *backend, log)
+	if err != nil {
+		return err
+	}
+	if g != nil {
+		defer g.Close()
+		if err := g.FitsRun(m.Data.N, m.Data.D, m.Data.U8 != nil, *opts); err != nil {
+			if *backend == "gpu" {
+				return fmt.Errorf("--backend gpu: %w", err)
+			}
+			log.Warn("running on the CPU: the problem does not fit the GPU", "reason", err.Error())
+		} else {
+			be = g
+		}
+	}
 	if !*quiet {
 		fmt.Fprintf(stderr, "%d points × %d values, backend %s\n", m.Data.N, m.Data.D, be.Name())
 	}
