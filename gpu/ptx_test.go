@@ -102,16 +102,18 @@ func contains(list []string, s string) bool {
 }
 
 // TestPTXAssembles runs ptxas (the CUDA toolkit's assembler, which the
-// driver's JIT matches) on every module for Volta and Hopper, so a PTX
-// the driver would reject fails here without a GPU.
+// driver's JIT matches) on every module for Volta, Ampere and Hopper, so a
+// PTX the driver would reject, or a kernel that spills registers, fails
+// here without a GPU.
 func TestPTXAssembles(t *testing.T) {
+	spill := regexp.MustCompile(`(\d+) bytes spill stores, (\d+) bytes spill loads`)
 	ptxas, err := exec.LookPath("ptxas")
 	if err != nil {
 		t.Skip("ptxas is not installed (Debian: nvidia-cuda-toolkit in non-free); not assembling the PTX")
 	}
 	for _, arch := range []string{"sm_70", "sm_80", "sm_90"} {
 		for _, mod := range modules {
-			cmd := exec.Command(ptxas, "-arch="+arch, "-o", os.DevNull, filepath.Join("kernels", mod+".ptx"))
+			cmd := exec.Command(ptxas, "-v", "-arch="+arch, "-o", os.DevNull, filepath.Join("kernels", mod+".ptx"))
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
 			if errors.As(err, &ee) && strings.Contains(string(out), "not defined for option") {
@@ -120,6 +122,14 @@ func TestPTXAssembles(t *testing.T) {
 			}
 			if err != nil {
 				t.Errorf("ptxas -arch=%s %s.ptx: %v\n%s", arch, mod, err, out)
+				continue
+			}
+			// Register spills put the hot loops' state in local memory;
+			// every kernel is written to fit in registers.
+			for _, m := range spill.FindAllStringSubmatch(string(out), -1) {
+				if m[1] != "0" || m[2] != "0" {
+					t.Errorf("ptxas -arch=%s %s.ptx: a kernel spills registers (%s)", arch, mod, m[0])
+				}
 			}
 		}
 	}
