@@ -191,11 +191,11 @@ func pickGPU(ctx context.Context, backend string, log *slog.Logger) (*gpu.Backen
 	default:
 		return nil, fmt.Errorf("--backend %q: want auto, cpu or gpu", backend)
 	}
-	info, err := gpu.Probe()
+	_, err := gpu.Probe()
 	if err == nil {
 		var g *gpu.Backend
 		if g, err = gpu.New(ctx); err == nil {
-			log.Info("GPU backend", "device", info.String())
+			log.Info("GPU backend", "device", g.Info().String())
 			return g, nil
 		}
 	}
