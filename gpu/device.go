@@ -305,10 +305,9 @@ func (d *device) launch(id kernelID, grid, block [3]int, shmem int, args ...any)
 	if err != nil {
 		return err
 	}
-	for _, g := range grid {
-		if g < 1 || g > math.MaxInt32 {
-			return fmt.Errorf("gpu: launch %s: grid %v", sig.name, grid)
-		}
+	// The driver's limits on every GPU since compute capability 3.0.
+	if grid[0] < 1 || grid[0] > math.MaxInt32 || grid[1] < 1 || grid[1] > 65535 || grid[2] < 1 || grid[2] > 65535 {
+		return fmt.Errorf("gpu: launch %s: grid %v exceeds the device's limits", sig.name, grid)
 	}
 	return d.dr.launch(sig.name, d.fn[id], grid, block, shmem, vals)
 }

@@ -50,11 +50,17 @@ typedef struct {
 	tsCUresult (*getErrorString)(tsCUresult, const char**);
 } tsDriver;
 
+#ifndef RTLD_NODELETE
+#define RTLD_NODELETE 0x01000
+#endif
+
 // tsOpen loads libcuda.so.1 and resolves every entry point (the _v2 names
 // are the 64-bit ABI cuda.h maps the plain names to since CUDA 3.2). It
 // returns NULL and writes why into err.
 static tsDriver* tsOpen(char* err, int errlen) {
-	void* lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+	// RTLD_NODELETE: libcuda starts threads and registers exit handlers,
+	// so it must never be unmapped; dlclose then only drops a reference.
+	void* lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
 	if (!lib) {
 		snprintf(err, errlen, "%s", dlerror());
 		return NULL;
