@@ -42,12 +42,12 @@ extern "C" __global__ void knn_scan(const float* x, int n, int d, int r0, int r1
 #pragma unroll
 				for (int c4 = 0; c4 < KNN_C / 4; c4++) {
 					float4 v = row[c4];
-					float t0 = qv[4 * c4] - v.x, t1 = qv[4 * c4 + 1] - v.y;
-					float t2 = qv[4 * c4 + 2] - v.z, t3 = qv[4 * c4 + 3] - v.w;
-					s = fmaf(t0, t0, s);
-					s = fmaf(t1, t1, s);
-					s = fmaf(t2, t2, s);
-					s = fmaf(t3, t3, s);
+					float a0 = qv[4 * c4] - v.x, a1 = qv[4 * c4 + 1] - v.y;
+					float a2 = qv[4 * c4 + 2] - v.z, a3 = qv[4 * c4 + 3] - v.w;
+					s = fmaf(a0, a0, s);
+					s = fmaf(a1, a1, s);
+					s = fmaf(a2, a2, s);
+					s = fmaf(a3, a3, s);
 				}
 				acc[r] += s;
 			}
