@@ -111,3 +111,13 @@ type Optimizer interface {
 type AffinityBackend interface {
 	Calibrate(ctx context.Context, nb *Neighbors, perplexity float64) (cond []float64, err error)
 }
+
+// DataHolder is implemented by a Backend that can keep the input in its own
+// memory for the PCA passes (package gpu: one upload to the device instead
+// of one per pass, six in all). principalComponents calls Hold before the
+// passes, with the Data they then read, and the returned release after
+// them; while held the data must not change. An error means only "not
+// held": the passes then stream x as usual.
+type DataHolder interface {
+	Hold(ctx context.Context, x Data) (release func(), err error)
+}

@@ -41,6 +41,13 @@ func principalComponents(ctx context.Context, be Backend, x Data, k int, seed in
 		return nil, fmt.Errorf("pca: %d components of a %d×%d matrix", k, n, d)
 	}
 	l := min(k+pcaOversample, d, n)
+	if h, ok := be.(DataHolder); ok {
+		if release, err := h.Hold(ctx, x); err == nil {
+			defer release()
+		} else if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
 
 	means := make([]float64, d)
 	if err := be.ColumnMeans(ctx, x, means); err != nil {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/tsnemap/tsnemap/embed"
 )
@@ -15,11 +16,15 @@ import (
 // device's thread.
 type Backend struct {
 	dev *device
+
+	mu   sync.Mutex
+	held []*heldData // inputs Hold keeps on the device
 }
 
 var (
 	_ embed.Backend         = (*Backend)(nil)
 	_ embed.AffinityBackend = (*Backend)(nil)
+	_ embed.DataHolder      = (*Backend)(nil)
 )
 
 // New opens the device Probe would pick and loads the kernels. ctx bounds
@@ -98,6 +103,7 @@ func (b *Backend) ColumnMeans(ctx context.Context, x embed.Data, dst []float64) 
 		return fmt.Errorf("gpu: column means: dst has %d values, want %d", len(dst), x.D)
 	}
 	br := rowBlock(x.D)
+	held := b.heldFor(x)
 	var raw, sums buf
 	defer b.dev.do(func() error { b.dev.free(&raw); b.dev.free(&sums); return nil })
 	err := b.dev.do(func() (err error) {
@@ -118,14 +124,15 @@ func (b *Backend) ColumnMeans(ctx context.Context, x embed.Data, dst []float64) 
 		}
 		hi := min(lo+br, x.N)
 		err := b.dev.do(func() error {
-			if err := b.uploadRows(x, lo, hi, raw); err != nil {
+			src, err := b.rows(x, held, lo, hi, raw)
+			if err != nil {
 				return err
 			}
 			k := kColsumF32
 			if x.U8 != nil {
 				k = kColsumU8
 			}
-			return b.dev.launch1D(k, x.D, 128, raw, hi-lo, x.D, sums)
+			return b.dev.launch1D(k, x.D, 128, src, hi-lo, x.D, sums)
 		})
 		if err != nil {
 			return err
@@ -143,7 +150,7 @@ func (b *Backend) ColumnMeans(ctx context.Context, x embed.Data, dst []float64) 
 }
 
 // centre launches the conversion of one raw block into centred float32.
-func (b *Backend) centre(x embed.Data, raw, mean buf, rows int, out buf) error {
+func (b *Backend) centre(x embed.Data, raw devPtr, mean buf, rows int, out buf) error {
 	k := kCenterF32
 	if x.U8 != nil {
 		k = kCenterU8
@@ -162,6 +169,7 @@ func (b *Backend) MulRight(ctx context.Context, x embed.Data, mean []float32, m 
 	}
 	br := rowBlock(x.D)
 	rows := min(br, x.N)
+	held := b.heldFor(x)
 	var raw, cen, dm, db, out buf
 	defer b.dev.do(func() error {
 		for _, p := range []*buf{&raw, &cen, &dm, &db, &out} {
@@ -199,10 +207,11 @@ func (b *Backend) MulRight(ctx context.Context, x embed.Data, mean []float32, m 
 		}
 		hi := min(lo+br, x.N)
 		err := b.dev.do(func() error {
-			if err := b.uploadRows(x, lo, hi, raw); err != nil {
+			src, err := b.rows(x, held, lo, hi, raw)
+			if err != nil {
 				return err
 			}
-			if err := b.centre(x, raw, dm, hi-lo, cen); err != nil {
+			if err := b.centre(x, src, dm, hi-lo, cen); err != nil {
 				return err
 			}
 			grid := [3]int{(l + gemmTile - 1) / gemmTile, (hi - lo + gemmTile - 1) / gemmTile, 1}
@@ -225,6 +234,7 @@ func (b *Backend) MulTransLeft(ctx context.Context, x embed.Data, mean []float32
 	}
 	br := rowBlock(x.D)
 	rows := min(br, x.N)
+	held := b.heldFor(x)
 	var raw, cen, dm, db, acc, out buf
 	defer b.dev.do(func() error {
 		for _, p := range []*buf{&raw, &cen, &dm, &db, &acc, &out} {
@@ -265,13 +275,14 @@ func (b *Backend) MulTransLeft(ctx context.Context, x embed.Data, mean []float32
 		}
 		hi := min(lo+br, x.N)
 		err := b.dev.do(func() error {
-			if err := b.uploadRows(x, lo, hi, raw); err != nil {
+			src, err := b.rows(x, held, lo, hi, raw)
+			if err != nil {
 				return err
 			}
 			if err := upload(b.dev, db, m[lo*l:hi*l]); err != nil {
 				return err
 			}
-			if err := b.centre(x, raw, dm, hi-lo, cen); err != nil {
+			if err := b.centre(x, src, dm, hi-lo, cen); err != nil {
 				return err
 			}
 			grid := [3]int{(l + gemmTile - 1) / gemmTile, (x.D + gemmTile - 1) / gemmTile, 1}

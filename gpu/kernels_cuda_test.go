@@ -194,3 +194,41 @@ func TestFitsRefuses(t *testing.T) {
 		t.Errorf("1000×50: %v", err)
 	}
 }
+
+// TestHoldGivesSameProducts: the PCA passes read a held input from device
+// memory and give the same bits as streaming it.
+func TestHoldGivesSameProducts(t *testing.T) {
+	g := testBackend(t)
+	ctx := context.Background()
+	pix, _ := synth.Images(12000, 30, 30, 10, 3)
+	x := embed.Data{N: 12000, D: 2700, U8: pix}
+	mean := make([]float32, x.D)
+	for i := range mean {
+		mean[i] = 127
+	}
+	const l = 20
+	b := gaussianY(x.D, l, 11)
+	streamed, held := make([]float32, x.N*l), make([]float32, x.N*l)
+	if err := g.MulRight(ctx, x, mean, b, l, streamed); err != nil {
+		t.Fatal(err)
+	}
+	release, err := g.Hold(ctx, x)
+	if err != nil {
+		t.Fatalf("hold 32 MB: %v", err)
+	}
+	if g.heldFor(x) == nil {
+		t.Fatal("held input not found")
+	}
+	if err := g.MulRight(ctx, x, mean, b, l, held); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if g.heldFor(x) != nil {
+		t.Fatal("released input still held")
+	}
+	for i := range streamed {
+		if streamed[i] != held[i] {
+			t.Fatalf("element %d: held %v, streamed %v", i, held[i], streamed[i])
+		}
+	}
+}
