@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"strings"
 	"unsafe"
 )
 
@@ -43,11 +44,9 @@ type deviceChoice struct {
 // contexts are destroyed before it returns.
 func pickDevice(dr *driver) (deviceChoice, error) {
 	if err := dr.init(); err != nil {
-		var ce *cuError
-		if errors.As(err, &ce) && ce.code == cudaErrorNoDevice {
-			return deviceChoice{}, fmt.Errorf("%w: %v", ErrNoDevice, err)
-		}
-		return deviceChoice{}, fmt.Errorf("%w: %v", ErrNoDevice, err)
+		// No device, no kernel module, a driver older than the library:
+		// whatever it is, there is no GPU to use.
+		return deviceChoice{}, fmt.Errorf("%w: %w", ErrNoDevice, err)
 	}
 	version, err := dr.version()
 	if err != nil {
@@ -107,7 +106,7 @@ func pickDevice(dr *driver) (deviceChoice, error) {
 		}
 	}
 	if !found {
-		return deviceChoice{}, fmt.Errorf("%w: %v", ErrNoDevice, skipped)
+		return deviceChoice{}, fmt.Errorf("%w: %s", ErrNoDevice, strings.Join(skipped, "; "))
 	}
 	return best, nil
 }

@@ -171,9 +171,6 @@ func (e *cuError) Error() string {
 	return fmt.Sprintf("%s: %s (%s)", e.call, e.text, e.name)
 }
 
-// cudaErrorNoDevice is CUDA_ERROR_NO_DEVICE.
-const cudaErrorNoDevice = 100
-
 func openDriver() (*driver, error) {
 	var buf [512]C.char
 	d := C.tsOpen(&buf[0], C.int(len(buf)))
@@ -239,13 +236,8 @@ func (dr *driver) deviceName(dev cuDevice) (string, error) {
 
 // Device attributes (CUdevice_attribute in cuda.h).
 const (
-	attrMaxThreadsPerBlock    = 1
-	attrMaxSharedPerBlock     = 8
-	attrMultiprocessorCount   = 16
-	attrComputeCapabilityMaj  = 75
-	attrComputeCapabilityMin  = 76
-	attrMaxThreadsPerMultiSM  = 39
-	attrMaxSharedPerBlockOptn = 97
+	attrComputeCapabilityMaj = 75
+	attrComputeCapabilityMin = 76
 )
 
 func (dr *driver) attribute(dev cuDevice, attr int) (int, error) {
