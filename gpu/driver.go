@@ -175,7 +175,7 @@ func openDriver() (*driver, error) {
 	var buf [512]C.char
 	d := C.tsOpen(&buf[0], C.int(len(buf)))
 	if d == nil {
-		return nil, fmt.Errorf("load the NVIDIA driver library: %s: %w", C.GoString(&buf[0]), ErrNoDevice)
+		return nil, fmt.Errorf("%w: load the NVIDIA driver library: %s", ErrNoDevice, C.GoString(&buf[0]))
 	}
 	return &driver{d: d}, nil
 }
