@@ -35,4 +35,10 @@
 // products across row blocks (up to 10⁶ rows of values up to 255), and the
 // perplexity search (which must match the host's to 1e-5 nats). Per-tile
 // partial sums of at most a few hundred terms are float32.
+//
+// Unlike the CPU backend, runs are not bitwise reproducible: Z, the
+// centroid and the KL sum add per-block partial sums with atomicAdd, in
+// whatever order the blocks finish, so the last bits of Z vary from run to
+// run and t-SNE's trajectories amplify them. The tests compare the GPU
+// with the CPU by tolerances for that reason (agree_test.go).
 package gpu
