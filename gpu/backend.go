@@ -27,9 +27,9 @@ var (
 	_ embed.DataHolder      = (*Backend)(nil)
 )
 
-// New opens the device Probe would pick and loads the kernels. ctx bounds
-// the wait (the first JIT compilation of the PTX takes a second or two;
-// the driver caches it afterwards).
+// New opens the device Probe would pick, loads the kernels and runs the
+// self-test (selftest.go). ctx bounds the wait (the first JIT compilation
+// of the PTX takes a second or two; the driver caches it afterwards).
 func New(ctx context.Context) (*Backend, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -48,7 +48,12 @@ func New(ctx context.Context) (*Backend, error) {
 		if r.err != nil {
 			return nil, r.err
 		}
-		return &Backend{dev: r.d}, nil
+		b := &Backend{dev: r.d}
+		if err := selfTest(ctx, b); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("gpu: %s failed the self-test: %w", r.d.info.Name, err)
+		}
+		return b, nil
 	case <-ctx.Done():
 		go func() {
 			if r := <-ch; r.d != nil {

@@ -1,0 +1,181 @@
+package gpu
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+
+	"github.com/tsnemap/tsnemap/embed"
+)
+
+// selfTest runs every kernel of a backend once on a small problem and
+// compares it with a float64 computation on the host. New runs it on the
+// device, so a GPU whose JIT, driver or memory misbehaves (or a kernel that
+// does not do what the host expects) is refused at start-up, with the
+// reason, and --backend auto falls back to the CPU instead of producing
+// wrong maps; it takes a few milliseconds. It is written against
+// embed.Backend so that its references are themselves checked on the CPU
+// backend, without a GPU (TestSelfTestOnCPU).
+func selfTest(ctx context.Context, b embed.Backend) error {
+	rng := rand.New(rand.NewPCG(1, 2))
+	const n, d, k = 300, 7, 12
+	x := make([]float32, n*d)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64()) + float32(i/d%3)*4
+	}
+
+	// PCA products: MulRight on float32 and on uint8 rows.
+	pix := make([]uint8, n*d)
+	for i := range pix {
+		pix[i] = uint8(rng.IntN(256))
+	}
+	mean := make([]float32, d)
+	for c := range mean {
+		mean[c] = float32(c) * 10
+	}
+	const l = 3
+	m := make([]float32, d*l)
+	for i := range m {
+		m[i] = float32(rng.NormFloat64())
+	}
+	for _, data := range []embed.Data{{N: n, D: d, F32: x}, {N: n, D: d, U8: pix}} {
+		got := make([]float32, n*l)
+		if err := b.MulRight(ctx, data, mean, m, l, got); err != nil {
+			return err
+		}
+		for i := range n {
+			for j := range l {
+				want := 0.0
+				for c := range d {
+					v := 0.0
+					if data.U8 != nil {
+						v = float64(data.U8[i*d+c])
+					} else {
+						v = float64(data.F32[i*d+c])
+					}
+					want += (v - float64(mean[c])) * float64(m[c*l+j])
+				}
+				if math.Abs(float64(got[i*l+j])-want) > 1e-3*(1+math.Abs(want)) {
+					return fmt.Errorf("mul right [%d,%d] = %v, want %v", i, j, got[i*l+j], want)
+				}
+			}
+		}
+	}
+
+	// Exact neighbours.
+	nb, err := b.KNearest(ctx, x, n, d, k, embed.NeighborsExact, 1)
+	if err != nil {
+		return err
+	}
+	for i := range n {
+		dist := make([]float64, 0, n-1)
+		for j := range n {
+			if j != i {
+				dist = append(dist, sqDist32(x, i, j, d))
+			}
+		}
+		slices.Sort(dist)
+		for t := range k {
+			if math.Abs(float64(nb.Dist2[i*k+t])-dist[t]) > 1e-4*(1+dist[t]) {
+				return fmt.Errorf("neighbour %d of point %d at %v, want %v", t, i, nb.Dist2[i*k+t], dist[t])
+			}
+		}
+	}
+
+	// Calibration, against the host's.
+	host, _, err := embed.Calibrate(ctx, nb, 4, 1)
+	if err != nil {
+		return err
+	}
+	cond := host
+	if ab, ok := b.(embed.AffinityBackend); ok {
+		if cond, err = ab.Calibrate(ctx, nb, 4); err != nil {
+			return err
+		}
+	}
+	for i := range cond {
+		if math.Abs(cond[i]-host[i]) > 1e-6 {
+			return fmt.Errorf("calibration p[%d] = %v, host %v", i, cond[i], host[i])
+		}
+	}
+
+	// One optimiser step and KL, against the float64 reference gradient.
+	p, err := embed.Symmetrize(ctx, nb, cond, 1)
+	if err != nil {
+		return err
+	}
+	for _, dims := range []int{2, 3} {
+		y0 := make([]float32, n*dims)
+		for i := range y0 {
+			y0[i] = float32(rng.NormFloat64())
+		}
+		if err := checkStep(ctx, b, p, y0, dims); err != nil {
+			return fmt.Errorf("%d-D: %w", dims, err)
+		}
+	}
+	return nil
+}
+
+// checkStep compares one Step from y0 (gains 1, no momentum yet: the
+// update is −rate·1.2·gradient, then re-centring) and the KL after it with
+// embed.ExactGradient.
+func checkStep(ctx context.Context, b embed.Backend, p *embed.CSR, y0 []float32, dims int) error {
+	n := p.N
+	const ex, rate = 4.0, 10.0
+	opt, err := b.NewOptimizer(ctx, p, y0, embed.OptimizerConfig{N: n, Dims: dims, Repulsion: embed.RepulsionExact})
+	if err != nil {
+		return err
+	}
+	defer opt.Close()
+	if err := opt.Step(ctx, embed.StepParams{Exaggeration: ex, Momentum: 0.5, LearningRate: rate}); err != nil {
+		return err
+	}
+	got := make([]float32, n*dims)
+	if err := opt.Coordinates(got); err != nil {
+		return err
+	}
+	kl, err := opt.KL(ctx)
+	if err != nil {
+		return err
+	}
+	y := make([]float64, n*dims)
+	for i, v := range y0 {
+		y[i] = float64(v)
+	}
+	grad, _ := embed.ExactGradient(p, y, dims, ex)
+	want := make([]float64, n*dims)
+	var centroid [3]float64
+	for i := range want {
+		want[i] = y[i] - rate*1.2*grad[i]
+		centroid[i%dims] += want[i] / float64(n)
+	}
+	move := 0.0
+	for i := range want {
+		want[i] -= centroid[i%dims]
+		move = math.Max(move, math.Abs(want[i]-y[i]))
+	}
+	for i := range want {
+		if math.Abs(float64(got[i])-want[i]) > 1e-3*move+1e-5 {
+			return fmt.Errorf("step: y[%d] = %v, want %v", i, got[i], want[i])
+		}
+	}
+	y1 := make([]float64, len(got))
+	for i, v := range got {
+		y1[i] = float64(v)
+	}
+	if wantKL := embed.ExactKL(p, y1, dims); math.Abs(kl-wantKL) > 1e-6*(1+math.Abs(wantKL)) {
+		return fmt.Errorf("KL = %v, want %v", kl, wantKL)
+	}
+	return nil
+}
+
+func sqDist32(x []float32, i, j, d int) float64 {
+	s := 0.0
+	for c := range d {
+		t := float64(x[i*d+c]) - float64(x[j*d+c])
+		s += t * t
+	}
+	return s
+}
