@@ -26,7 +26,7 @@ func selfTest(ctx context.Context, b embed.Backend) error {
 		x[i] = float32(rng.NormFloat64()) + float32(i/d%3)*4
 	}
 
-	// PCA products: MulRight on float32 and on uint8 rows.
+	// PCA: column means and both products, on float32 and on uint8 rows.
 	pix := make([]uint8, n*d)
 	for i := range pix {
 		pix[i] = uint8(rng.IntN(256))
@@ -41,6 +41,46 @@ func selfTest(ctx context.Context, b embed.Backend) error {
 		m[i] = float32(rng.NormFloat64())
 	}
 	for _, data := range []embed.Data{{N: n, D: d, F32: x}, {N: n, D: d, U8: pix}} {
+		at := func(i, c int) float64 {
+			if data.U8 != nil {
+				return float64(data.U8[i*d+c])
+			}
+			return float64(data.F32[i*d+c])
+		}
+		means := make([]float64, d)
+		if err := b.ColumnMeans(ctx, data, means); err != nil {
+			return err
+		}
+		for c := range d {
+			want := 0.0
+			for i := range n {
+				want += at(i, c)
+			}
+			want /= n
+			if math.Abs(means[c]-want) > 1e-9*(1+math.Abs(want)) {
+				return fmt.Errorf("column mean %d = %v, want %v", c, means[c], want)
+			}
+		}
+		// MulTransLeft: (X − mean)ᵀ·B for B (n×l).
+		bl := make([]float32, n*l)
+		for i := range bl {
+			bl[i] = float32(rng.NormFloat64())
+		}
+		tl := make([]float32, d*l)
+		if err := b.MulTransLeft(ctx, data, mean, bl, l, tl); err != nil {
+			return err
+		}
+		for c := range d {
+			for j := range l {
+				want := 0.0
+				for i := range n {
+					want += (at(i, c) - float64(mean[c])) * float64(bl[i*l+j])
+				}
+				if math.Abs(float64(tl[c*l+j])-want) > 1e-4*(1+math.Abs(want)) {
+					return fmt.Errorf("mul trans left [%d,%d] = %v, want %v", c, j, tl[c*l+j], want)
+				}
+			}
+		}
 		got := make([]float32, n*l)
 		if err := b.MulRight(ctx, data, mean, m, l, got); err != nil {
 			return err
@@ -49,13 +89,7 @@ func selfTest(ctx context.Context, b embed.Backend) error {
 			for j := range l {
 				want := 0.0
 				for c := range d {
-					v := 0.0
-					if data.U8 != nil {
-						v = float64(data.U8[i*d+c])
-					} else {
-						v = float64(data.F32[i*d+c])
-					}
-					want += (v - float64(mean[c])) * float64(m[c*l+j])
+					want += (at(i, c) - float64(mean[c])) * float64(m[c*l+j])
 				}
 				if math.Abs(float64(got[i*l+j])-want) > 1e-3*(1+math.Abs(want)) {
 					return fmt.Errorf("mul right [%d,%d] = %v, want %v", i, j, got[i*l+j], want)
