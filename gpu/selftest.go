@@ -98,6 +98,27 @@ func selfTest(ctx context.Context, b embed.Backend) error {
 		}
 	}
 
+	// A held input gives the same products as a streamed one.
+	if h, ok := b.(embed.DataHolder); ok {
+		data := embed.Data{N: n, D: d, U8: pix}
+		streamed, held := make([]float32, n*l), make([]float32, n*l)
+		if err := b.MulRight(ctx, data, mean, m, l, streamed); err != nil {
+			return err
+		}
+		release, err := h.Hold(ctx, data)
+		if err != nil {
+			return err
+		}
+		err = b.MulRight(ctx, data, mean, m, l, held)
+		release()
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(streamed, held) {
+			return fmt.Errorf("mul right of a held input differs from the streamed one")
+		}
+	}
+
 	// Exact neighbours.
 	nb, err := b.KNearest(ctx, x, n, d, k, embed.NeighborsExact, 1)
 	if err != nil {
