@@ -7,8 +7,13 @@ package gpu
 // nodes per box) on the device. It is not written yet: fftAvailable is
 // false, so resolveRepulsion runs 2-D problems exactly up to exactMax
 // points and Fits refuses larger ones (auto then runs them on the CPU).
-// The implementation replaces this file (and adds kernels/fft.cu to the
-// modules and kernelTable), keeping these three names.
+// The implementation replaces this file, keeping these three names, and
+// adds kernels/fft.cu: a //go:generate line in gen.go, "fft" in modules
+// and its entries in kernelTable (kernels.go; TestKernelTableMatchesPTX
+// then checks them against the PTX), and sets exactAutoMax2D
+// (optimizer.go) from measurements. Its forces must follow the repulsion
+// contract in optimizer.go, and checkStep-style tests can compare it with
+// exactRepulsion on the device.
 
 // fftAvailable reports whether newFFTRepulsion works in this build.
 const fftAvailable = false
