@@ -148,19 +148,8 @@ func (f *fftRepulsion) prepare() error {
 	if err := f.grow(&f.spec, nodes*8); err != nil {
 		return err
 	}
-	if tabN := max(px, py); tabN != f.tabN {
-		tw := fftTwiddles(tabN)
-		if err := f.grow(&f.tw, int64(len(tw))*16); err != nil {
-			return err
-		}
-		flat := make([]float64, 2*len(tw))
-		for i, w := range tw {
-			flat[2*i], flat[2*i+1] = real(w), imag(w)
-		}
-		if err := upload(f.dev, f.tw, flat); err != nil {
-			return err
-		}
-		f.tabN = tabN
+	if err := f.twiddles(max(px, py)); err != nil {
+		return err
 	}
 	if f.kpx == px && f.kpy == py {
 		return nil
@@ -182,6 +171,27 @@ func (f *fftRepulsion) prepare() error {
 		return err
 	}
 	f.kpx, f.kpy = px, py
+	return nil
+}
+
+// twiddles puts the table e^{−2πi·t/tabN}, t < tabN/2 (fftTwiddles,
+// float64 on the host) on the device, unless it is there.
+func (f *fftRepulsion) twiddles(tabN int) error {
+	if tabN == f.tabN {
+		return nil
+	}
+	tw := fftTwiddles(tabN)
+	if err := f.grow(&f.tw, int64(len(tw))*16); err != nil {
+		return err
+	}
+	flat := make([]float64, 2*len(tw))
+	for i, w := range tw {
+		flat[2*i], flat[2*i+1] = real(w), imag(w)
+	}
+	if err := upload(f.dev, f.tw, flat); err != nil {
+		return err
+	}
+	f.tabN = tabN
 	return nil
 }
 
