@@ -74,8 +74,10 @@ func newFFTRepulsion(dev *device, n int) (repulsion, error) {
 // (fftMaxGrid: two complex planes of 16-byte nodes and an 8-byte spectrum
 // per node of one plane), the twiddle table for the longest side the cap
 // allows (sides are ≥ 8, so ≤ cap/8 long: cap/16 entries of 16 bytes) and
-// the bounding box partials. 1.3 GiB up to 262,144 points (the CPU's 2^25
-// node cap), then 5.4 KB a point: 5.4 GB at 1,000,000.
+// the bounding box partials: 1.4 GB up to 131,072 points (the CPU's 2^25
+// node cap), then ~10.7 KB a point up to the hard cap of 2^28 nodes, 11 GB,
+// reached at 1,000,000 points. The buffers are allocated as the layout
+// grows, so a run uses what its extent needs (a 70,000-point run ~170 MB).
 func fftDeviceBytes(n int) int64 {
 	g := int64(fftMaxGrid(n))
 	return g*(2*16+8) + g/16*16 + 4*4*fftBBoxBlk

@@ -28,15 +28,17 @@ const (
 
 // Grid caps. The CPU refuses padded grids above 2^25 nodes (cpu/fft.go's
 // fftMaxGrid). The GPU has no Barnes-Hut to switch to when a large layout
-// spreads wide (the CPU's auto does), so it allows more: 128 nodes a point,
+// spreads wide (the CPU's auto does), so it allows more: 256 nodes a point,
 // never fewer than the CPU's 2^25 (so the GPU accepts every grid the CPU
-// does) and never more than 2^28 (int32 indices in the kernels; 11 GB). A
-// 70,000-point run ends near 2048² = 60·N nodes (cpu/optimizer.go), so
-// 128·N leaves a factor of two to the power-of-two rounding.
+// does) and never more than 2^28 (int32 indices in the kernels; 11 GB of
+// device memory). A 70,000-point run ends near 2048² = 60·N nodes
+// (cpu/optimizer.go); if the extent grows like √N, a 1,000,000-point run
+// ends near 8192² = 67·N, and 256·N = 2^28 = 16384² leaves room for a
+// layout up to ~1600 across.
 const (
 	fftCPUMaxGrid   = 1 << 25
 	fftHardMaxGrid  = 1 << 28
-	fftGridPerPoint = 128
+	fftGridPerPoint = 256
 )
 
 // fftMaxGrid is the largest padded grid (px·py complex nodes) the device

@@ -189,11 +189,14 @@ func TestFFTGeometryMatchesCPU(t *testing.T) {
 	if _, err := fftGeometry(0, 800, 0, 800, 1000); err == nil { // 8192² = 2^26
 		t.Error("a 2^26-node grid is accepted for 1,000 points")
 	}
-	if _, err := fftGeometry(0, 800, 0, 800, 1_000_000); err != nil {
-		t.Errorf("1M points may use 2^27 nodes: %v", err)
+	if _, err := fftGeometry(0, 1600, 0, 800, 1_000_000); err != nil { // 16384×8192 = 2^27
+		t.Errorf("1M points may use up to 2^28 nodes: %v", err)
 	}
-	if fftMaxGrid(1) != fftCPUMaxGrid || fftMaxGrid(1_000_000) != 1<<27 || fftMaxGrid(1<<30) != fftHardMaxGrid {
-		t.Errorf("fftMaxGrid: %d %d %d", fftMaxGrid(1), fftMaxGrid(1_000_000), fftMaxGrid(1<<30))
+	if _, err := fftGeometry(0, 1700, 0, 1700, 1_000_000); err == nil { // 2^30
+		t.Error("a 2^30-node grid is accepted")
+	}
+	if fftMaxGrid(1) != fftCPUMaxGrid || fftMaxGrid(250_000) != 1<<26 || fftMaxGrid(1_000_000) != 1<<28 || fftMaxGrid(1<<30) != fftHardMaxGrid {
+		t.Errorf("fftMaxGrid: %d %d %d %d", fftMaxGrid(1), fftMaxGrid(250_000), fftMaxGrid(1_000_000), fftMaxGrid(1<<30))
 	}
 }
 
