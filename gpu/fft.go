@@ -35,7 +35,17 @@ import (
 // the node charges are summed with float64 atomics; Y and rep are float32
 // as everywhere in the optimiser. The Z formula cancels ~3 digits at
 // extents of a few hundred, which float32 grids would not leave for the
-// 1e-3 the KL needs.
+// 1e-3 the KL needs. The transforms are memory-bound on data-centre GPUs
+// (FP64 at half the FP32 rate); on consumer GPUs (FP64 at 1/64) a 2048²
+// step costs ~1 ms of arithmetic.
+//
+// Wide layouts: the CPU's auto leaves the FFT for Barnes-Hut when the grid
+// outgrows 8·N nodes; the GPU has only this method, so it keeps the CPU's
+// spacing and lets the grid grow to fftMaxGrid(n) (256 nodes a point, at
+// least the CPU's 2^25, at most 2^28), then fails the step with the extent
+// in the error, as the CPU's FFT does at its cap. Estimated cost of the
+// grid per step, read + write traffic: ~0.6 GB at 2048² (a late
+// 70,000-point layout, ~0.3 ms on an H100), ~35 GB at 8192² (~12 ms).
 
 // fftAvailable reports whether newFFTRepulsion works in this build.
 const fftAvailable = true
