@@ -351,3 +351,81 @@ func TestFFTOptimizerLargeN(t *testing.T) {
 		t.Errorf("step with a cancelled context: %v", err)
 	}
 }
+
+// TestFFTRepulsionRegrid: one fftRepulsion through layouts whose grids
+// grow, shrink, change shape and need columns longer than 2048, so the
+// buffers are regrown, the twiddle table and the kernel's spectrum remade
+// or kept: after every call the result matches the host reference of that
+// layout.
+func TestFFTRepulsionRegrid(t *testing.T) {
+	b := testBackend(t)
+	n := 3000
+	layouts := [][]float32{
+		clusteredY(n, 3, 51),
+		clusteredY(n, 30, 52),
+		clusteredY(n, 3, 53),
+		stretch(clusteredY(n, 1, 54), 0.5, 200),
+		stretch(clusteredY(n, 1, 55), 200, 0.5),
+		clusteredY(n, 3, 56),
+		clusteredY(n, 3.1, 57), // same grid: the cached spectrum
+	}
+	rep32 := make([]float32, 2*n)
+	err := b.dev.do(func() error {
+		var yb, rb, zb buf
+		var err error
+		defer func() {
+			for _, p := range []*buf{&yb, &rb, &zb} {
+				b.dev.free(p)
+			}
+		}()
+		if yb, err = b.dev.alloc(int64(8 * n)); err != nil {
+			return err
+		}
+		if rb, err = b.dev.alloc(int64(8 * n)); err != nil {
+			return err
+		}
+		if zb, err = b.dev.alloc(8); err != nil {
+			return err
+		}
+		r, err := newFFTRepulsion(b.dev, n)
+		if err != nil {
+			return err
+		}
+		defer r.release()
+		for k, y := range layouts {
+			if err := upload(b.dev, yb, y); err != nil {
+				return err
+			}
+			if err := b.dev.zero(zb); err != nil {
+				return err
+			}
+			if err := r.forces(yb.p, rb.p, zb.p); err != nil {
+				return err
+			}
+			var z [1]float64
+			if err := download(b.dev, rep32, rb); err != nil {
+				return err
+			}
+			if err := download(b.dev, z[:], zb); err != nil {
+				return err
+			}
+			ref, zr, g, err := hostFFTRepulsion(y, n)
+			if err != nil {
+				return err
+			}
+			rep := make([]float64, 2*n)
+			for i, v := range rep32 {
+				rep[i] = float64(v)
+			}
+			re, rz := relL2(rep, ref), math.Abs(z[0]-zr)/zr
+			t.Logf("layout %d, grid %d×%d: rep %.2g, Z %.2g against the host reference", k, g.px, g.py, re, rz)
+			if re > 1e-5 || rz > 1e-9 {
+				t.Errorf("layout %d (grid %d×%d): rep error %.3g, Z error %.3g", k, g.px, g.py, re, rz)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
