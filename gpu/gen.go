@@ -11,3 +11,4 @@ package gpu
 //go:generate nvcc -ptx -arch=compute_70 -O3 -o kernels/knn.ptx kernels/knn.cu
 //go:generate nvcc -ptx -arch=compute_70 -O3 -o kernels/affinity.ptx kernels/affinity.cu
 //go:generate nvcc -ptx -arch=compute_70 -O3 -o kernels/tsne.ptx kernels/tsne.cu
+//go:generate nvcc -ptx -arch=compute_70 -O3 -o kernels/fft.ptx kernels/fft.cu

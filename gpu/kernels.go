@@ -62,11 +62,19 @@ const (
 	kUpdate3D
 	kRecentre
 	kKLTerms
+	kFFTStage
+	kFFTLocal
+	kFFTConv
+	kFFTKernelGrid
+	kFFTKernelSpectrum
+	kFFTBBox
+	kFFTSpread
+	kFFTGather
 	numKernels
 )
 
 // modules are the PTX files go generate ./gpu writes (gen.go).
-var modules = []string{"pca", "knn", "affinity", "tsne"}
+var modules = []string{"pca", "knn", "affinity", "tsne", "fft"}
 
 var kernelTable = [numKernels]kernelSig{
 	kColsumU8:       {"pca", "colsum_u8", []paramKind{pPtr, pI32, pI32, pPtr}},
@@ -86,6 +94,17 @@ var kernelTable = [numKernels]kernelSig{
 		pF32, pF32, pF32, pPtr, pPtr, pPtr, pPtr}},
 	kRecentre: {"tsne", "recentre", []paramKind{pPtr, pPtr, pI32, pI32}},
 	kKLTerms:  {"tsne", "kl_terms", []paramKind{pPtr, pPtr, pPtr, pPtr, pI32, pI32, pPtr}},
+	// fft.cu (the FFT-interpolation repulsion, fft.go)
+	kFFTStage:          {"fft", "fft_stage", []paramKind{pPtr, pPtr, pI32, pI32, pI32, pI32, pI32, pI32, pI32}},
+	kFFTLocal:          {"fft", "fft_local", []paramKind{pPtr, pPtr, pI32, pI32, pI32, pI32, pI32, pI32, pI32}},
+	kFFTConv:           {"fft", "fft_conv", []paramKind{pPtr, pPtr, pI32, pI32, pI32, pI32, pI32, pI32, pPtr, pI32}},
+	kFFTKernelGrid:     {"fft", "fft_kernel_grid", []paramKind{pPtr, pI32, pI32, pF64}},
+	kFFTKernelSpectrum: {"fft", "fft_kernel_spectrum", []paramKind{pPtr, pI32, pI32, pF64, pPtr}},
+	kFFTBBox:           {"fft", "fft_bbox", []paramKind{pPtr, pI32, pPtr}},
+	kFFTSpread: {"fft", "fft_spread", []paramKind{pPtr, pI32, pF64, pF64, pF64, pF64, pF64,
+		pI32, pI32, pI32, pPtr}},
+	kFFTGather: {"fft", "fft_gather", []paramKind{pPtr, pI32, pF64, pF64, pF64, pF64, pF64,
+		pI32, pI32, pI32, pPtr, pPtr, pPtr}},
 }
 
 // Launch geometry constants shared with the .cu files (#define there).
