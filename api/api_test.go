@@ -36,6 +36,7 @@ func testRunner(ctx context.Context, job jobs.Job, tr *jobs.Tracker) (*jobs.Resu
 	tr.SetBackend("test backend")
 	switch {
 	case strings.Contains(job.Request.DatasetURL, "/slow"):
+		tr.SetAtlas(ctx, testAtlas())
 		tr.SetStage(jobs.StageOptimizing)
 		for i := 1; ; i++ {
 			tr.UpdateProgress(func(p *jobs.Progress) { p.Iteration = i })
@@ -54,6 +55,7 @@ func testRunner(ctx context.Context, job jobs.Job, tr *jobs.Tracker) (*jobs.Resu
 	if err := tr.SetFailures(ctx, f); err != nil {
 		return nil, err
 	}
+	tr.SetAtlas(ctx, testAtlas())
 	dims := job.Request.Dimensions
 	c := func(v float32) []float32 {
 		out := make([]float32, dims)

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tsnemap/tsnemap/atlas"
 	"github.com/tsnemap/tsnemap/jobs"
 	"github.com/tsnemap/tsnemap/openapi"
 )
@@ -32,6 +33,8 @@ type Jobs interface {
 	Cancel(ctx context.Context, id string) (jobs.Job, bool, error)
 	Result(ctx context.Context, id string) (*jobs.Result, error)
 	Failures(ctx context.Context, id string) ([]jobs.Failure, error)
+	AtlasIndex(ctx context.Context, id string) (*atlas.Index, error)
+	AtlasSheet(ctx context.Context, id string, k int) ([]byte, error)
 	Watch(ctx context.Context, id string) (<-chan jobs.Job, error)
 	Embeddings(ctx context.Context, id string) (<-chan []byte, error)
 	Ready(ctx context.Context) error
@@ -342,6 +345,14 @@ func toAPI(j jobs.Job) openapi.Job {
 			Result: "/v1/jobs/" + j.ID + "/result",
 			Events: "/v1/jobs/" + j.ID + "/events",
 		},
+	}
+	if j.HasAtlas {
+		l := "/v1/jobs/" + j.ID + "/atlas"
+		out.Links.Atlas = &l
+	}
+	if j.Status == jobs.StatusSucceeded && j.HasResult {
+		l := "/v1/jobs/" + j.ID + "/map.png"
+		out.Links.Map = &l
 	}
 	if j.Error != nil {
 		out.Error = &openapi.JobError{Code: openapi.JobErrorCode(j.Error.Code), Message: j.Error.Message}
