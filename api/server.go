@@ -58,6 +58,9 @@ type Config struct {
 	GPU bool
 	// MaxTimeout is the default and the cap of timeout_seconds.
 	MaxTimeout time.Duration
+	// Web serves the page at / and its files under /static/ (package
+	// web); nil leaves them out.
+	Web http.Handler
 	// Version is reported by /healthz.
 	Version string
 	// Registry receives the API's metrics and is served at /metrics; nil
@@ -117,6 +120,10 @@ func New(cfg Config) (*Server, error) {
 	e.Use(middleware.BodyLimit("1MB"))
 	e.Use(s.validateRequests)
 	openapi.RegisterHandlers(e, s)
+	if cfg.Web != nil {
+		e.GET("/static/*", echo.WrapHandler(cfg.Web))
+		e.HEAD("/static/*", echo.WrapHandler(cfg.Web))
+	}
 	s.echo = e
 	return s, nil
 }
@@ -175,6 +182,14 @@ func (sc *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, st := range []jobs.Status{jobs.StatusQueued, jobs.StatusRunning, jobs.StatusSucceeded, jobs.StatusFailed, jobs.StatusCanceled} {
 		ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, float64(counts[st]), string(st))
 	}
+}
+
+func (s *Server) GetPage(c echo.Context) error {
+	if s.cfg.Web == nil {
+		return newProblem(http.StatusNotFound, "not-found", "No page", "this server has no web page; the API is under /v1 (see /openapi.yaml)")
+	}
+	s.cfg.Web.ServeHTTP(c.Response(), c.Request())
+	return nil
 }
 
 func (s *Server) GetHealth(c echo.Context) error {

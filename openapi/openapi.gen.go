@@ -874,6 +874,15 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 // The interface specification for the client above.
 type ClientInterface interface {
 
+	// GetPage The web page
+	//
+	// Submit a catalogue, watch the job converge on a live map, explore it.
+	// Its scripts and styles are served under `/static/` from the binary;
+	// the page fetches nothing but this API.
+	//
+	// Corresponds with GET / (the `GetPage` operationId).
+	GetPage(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetHealth The process is alive
 	//
 	// Corresponds with GET /healthz (the `GetHealth` operationId).
@@ -996,6 +1005,25 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /v1/jobs/{id}/result (the `GetJobResult` operationId).
 	GetJobResult(ctx context.Context, id JobID, params *GetJobResultParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+// GetPage The web page
+//
+// Submit a catalogue, watch the job converge on a live map, explore it.
+// Its scripts and styles are served under `/static/` from the binary;
+// the page fetches nothing but this API.
+//
+// Corresponds with GET / (the `GetPage` operationId).
+func (c *Client) GetPage(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetPageRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
 }
 
 // GetHealth The process is alive
@@ -1279,6 +1307,33 @@ func (c *Client) GetJobResult(ctx context.Context, id JobID, params *GetJobResul
 		return nil, err
 	}
 	return c.Client.Do(req)
+}
+
+// NewGetPageRequest constructs an http.Request for the GetPage method
+func NewGetPageRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
 }
 
 // NewGetHealthRequest constructs an http.Request for the GetHealth method
@@ -1950,6 +2005,17 @@ func WithBaseURL(baseURL string) ClientOption {
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
 
+	// GetPageWithResponse The web page
+	//
+	// Submit a catalogue, watch the job converge on a live map, explore it.
+	// Its scripts and styles are served under `/static/` from the binary;
+	// the page fetches nothing but this API.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET / (the `GetPage` operationId).
+	GetPageWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetPageResponse, error)
+
 	// GetHealthWithResponse The process is alive
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -2100,6 +2166,40 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /v1/jobs/{id}/result (the `GetJobResult` operationId).
 	GetJobResultWithResponse(ctx context.Context, id JobID, params *GetJobResultParams, reqEditors ...RequestEditorFn) (*GetJobResultResponse, error)
+}
+
+type GetPageResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+}
+
+// GetBody returns the raw response body bytes
+func (r GetPageResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetPageResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetPageResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetPageResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
 }
 
 type GetHealthResponse struct {
@@ -2948,6 +3048,23 @@ func (r GetJobResultResponse) ContentType() string {
 	return ""
 }
 
+// GetPageWithResponse The web page
+//
+// Submit a catalogue, watch the job converge on a live map, explore it.
+// Its scripts and styles are served under `/static/` from the binary;
+// the page fetches nothing but this API.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET / (the `GetPage` operationId).
+func (c *ClientWithResponses) GetPageWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetPageResponse, error) {
+	rsp, err := c.GetPage(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetPageResponse(rsp)
+}
+
 // GetHealthWithResponse The process is alive
 //
 // Returns a wrapper object for the known response body format(s).
@@ -3193,6 +3310,22 @@ func (c *ClientWithResponses) GetJobResultWithResponse(ctx context.Context, id J
 		return nil, err
 	}
 	return ParseGetJobResultResponse(rsp)
+}
+
+// ParseGetPageResponse parses an HTTP response from a GetPageWithResponse call
+func ParseGetPageResponse(rsp *http.Response) (*GetPageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetPageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	return response, nil
 }
 
 // ParseGetHealthResponse parses an HTTP response from a GetHealthWithResponse call
@@ -3827,6 +3960,9 @@ func ParseGetJobResultResponse(rsp *http.Response) (*GetJobResultResponse, error
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
+	// GetPage The web page
+	// (GET /)
+	GetPage(ctx echo.Context) error
 	// GetHealth The process is alive
 	// (GET /healthz)
 	GetHealth(ctx echo.Context) error
@@ -3877,6 +4013,15 @@ type ServerInterface interface {
 // ServerInterfaceWrapper converts echo contexts to parameters.
 type ServerInterfaceWrapper struct {
 	Handler ServerInterface
+}
+
+// GetPage converts echo context to params.
+func (w *ServerInterfaceWrapper) GetPage(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetPage(ctx)
+	return err
 }
 
 // GetHealth converts echo context to params.
@@ -4194,6 +4339,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/v1/jobs/:id/map.png", wrapper.GetJobMap, options.OperationMiddlewares["getJobMap"]...)
 	router.GET(options.BaseURL+"/openapi.yaml", wrapper.GetOpenAPIYAML, options.OperationMiddlewares["getOpenAPIYAML"]...)
 	router.GET(options.BaseURL+"/openapi.json", wrapper.GetOpenAPIJSON, options.OperationMiddlewares["getOpenAPIJSON"]...)
+	router.GET(options.BaseURL+"/", wrapper.GetPage, options.OperationMiddlewares["getPage"]...)
 	router.GET(options.BaseURL+"/healthz", wrapper.GetHealth, options.OperationMiddlewares["getHealth"]...)
 	router.GET(options.BaseURL+"/readyz", wrapper.GetReady, options.OperationMiddlewares["getReady"]...)
 	router.GET(options.BaseURL+"/metrics", wrapper.GetMetrics, options.OperationMiddlewares["getMetrics"]...)
