@@ -32,7 +32,8 @@ const state = {
   streamConnected: false,
 };
 
-const map = new MapView($('map'), {
+const map = new MapView($('map'), $('map-overlay'), {
+  renderer: new URLSearchParams(location.search).get('renderer') === '2d' ? '2d' : 'auto',
   onHover: (row) => { showDetails(row >= 0 ? row : map.selected); },
   onSelect: (row) => { showDetails(row); },
   onOpen: (row) => {
@@ -56,6 +57,7 @@ window.tsnemap = {
       pointsDrawn: map.stats.pointsDrawn,
       thumbnailsDrawn: map.stats.thumbnailsDrawn,
       frames: map.stats.frames,
+      renderer: map.renderer.kind,
       view: { ...map.view },
       thumbSide: map.thumbSide(),
       hoveredRow: map.hovered,
@@ -271,6 +273,7 @@ async function openJob(id) {
   failuresAt = -1;
   map.setRows(0);
   map.atlas = null;
+  map.version++;
   map.autoFit = true;
   $('job-id').textContent = id;
   $('job-error').hidden = true;

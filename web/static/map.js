@@ -5,15 +5,21 @@
 // World coordinates are the embedding's x, y (y up, as in map.png); the
 // view is a centre (cx, cy) and a scale in CSS pixels per unit.
 
+import { Canvas2DRenderer, GLRenderer } from './render.js';
+
 const ANIMATE_MS = 600;
 const MIN_SCALE = 1e-6;
 const MAX_SCALE = 1e7;
 const FRAME_SAMPLES = 600;
 
 export class MapView {
-  constructor(canvas, { onHover = () => {}, onOpen = () => {}, onSelect = () => {} } = {}) {
+  constructor(canvas, overlay, { onHover = () => {}, onOpen = () => {}, onSelect = () => {}, renderer = 'auto' } = {}) {
     this.canvas = canvas;
-    this.ctx = canvas.getContext('2d', { alpha: false });
+    this.overlay = overlay;
+    this.octx = overlay.getContext('2d');
+    this.renderer = (renderer !== '2d' && GLRenderer.create(canvas)) || new Canvas2DRenderer(canvas);
+    this.renderer.onRestore = () => this.request();
+    this.version = 0; // changes whenever positions, rows or the atlas change
     this.onHover = onHover;
     this.onOpen = onOpen;
     this.onSelect = onSelect;
@@ -48,6 +54,7 @@ export class MapView {
     this.cellOf = new Int32Array(n).fill(-1);
     this.order = []; // rows with a position, in drawing order
     this.anim = null;
+    this.version++;
     if (this.atlas) this.atlas.rows.forEach((row, k) => { if (row < n) this.cellOf[row] = k; });
     this.hovered = -1;
     this.selected = -1;
@@ -64,6 +71,7 @@ export class MapView {
       if (c.row < this.n) this.cellOf[c.row] = k;
     });
     this.atlas = a;
+    this.version++;
     this.request();
   }
 
@@ -91,6 +99,7 @@ export class MapView {
     }
     this.order = [];
     for (let r = 0; r < this.n; r++) if (this.has[r]) this.order.push(r);
+    this.version++;
     if (animate && !first && !reducedMotion()) {
       this.fromX.set(this.x); this.fromY.set(this.y);
       this.anim = { start: performance.now() };
@@ -167,8 +176,8 @@ export class MapView {
     if (w === this.width && h === this.height && this.canvas.width === Math.round(w * dpr)) return;
     const first = !this.width;
     this.width = w; this.height = h;
-    this.canvas.width = Math.round(w * dpr);
-    this.canvas.height = Math.round(h * dpr);
+    this.canvas.width = this.overlay.width = Math.round(w * dpr);
+    this.canvas.height = this.overlay.height = Math.round(h * dpr);
     if (this.autoFit || first) this.fit(true);
     this.request();
   }
@@ -187,43 +196,32 @@ export class MapView {
         this.x[r] = this.fromX[r] + (this.toX[r] - this.fromX[r]) * e;
         this.y[r] = this.fromY[r] + (this.toY[r] - this.fromY[r]) * e;
       }
+      this.version++;
       if (a >= 1) this.anim = null; else this.request();
     }
-    const ctx = this.ctx;
-    ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
-    ctx.fillStyle = '#ffffff';
-    ctx.fillRect(0, 0, this.width, this.height);
     const s = this.thumbSide(), half = s / 2;
+    this.renderer.draw(this, s);
+    // What is in view (the renderer may draw more and let the GPU clip).
     const { cx, cy, scale } = this.view;
     const w2 = this.width / 2, h2 = this.height / 2;
     const W = this.width + half, H = this.height + half;
     const a = this.atlas;
-    // Smoothing costs time and shows only when thumbnails are drawn large.
-    ctx.imageSmoothingEnabled = !a || s > a.cell / 3;
-    ctx.imageSmoothingQuality = 'low';
-    ctx.fillStyle = '#7a8494';
     let points = 0, thumbs = 0;
-    const dot = Math.max(2, Math.min(6, s / 3));
-    for (let k = 0; k < this.order.length; k++) {
-      const r = this.order[k];
+    for (const r of this.order) {
       const sx = (this.x[r] - cx) * scale + w2, sy = (cy - this.y[r]) * scale + h2;
       if (sx < -half || sy < -half || sx > W || sy > H) continue;
       points++;
-      const c = a ? this.cellOf[r] : -1;
-      const bm = c >= 0 ? a.sheets[a.sheetOf[c]] : null;
-      if (bm) {
-        ctx.drawImage(bm, a.sxOf[c], a.syOf[c], a.cell, a.cell, sx - half, sy - half, s, s);
-        thumbs++;
-      } else {
-        ctx.fillRect(sx - dot / 2, sy - dot / 2, dot, dot);
-      }
+      if (a && this.cellOf[r] >= 0) thumbs++;
     }
+    const o = this.octx;
+    o.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
+    o.clearRect(0, 0, this.width, this.height);
     for (const [row, colour, width] of [[this.selected, '#f0a500', 3], [this.hovered, '#1f5fbf', 2]]) {
       const p = this.screenOf(row);
       if (!p) continue;
-      ctx.lineWidth = width;
-      ctx.strokeStyle = colour;
-      ctx.strokeRect(p.x - half - width / 2, p.y - half - width / 2, s + width, s + width);
+      o.lineWidth = width;
+      o.strokeStyle = colour;
+      o.strokeRect(p.x - half - width / 2, p.y - half - width / 2, s + width, s + width);
     }
     const st = this.stats;
     st.pointsDrawn = points;
