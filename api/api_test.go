@@ -559,6 +559,34 @@ func TestEventsAfterTheEndSendDoneAtOnce(t *testing.T) {
 	}
 }
 
+func TestPageIsServedWhenConfigured(t *testing.T) {
+	e := newEnv(t)
+	if res, b := e.do("GET", "/", ""); res.StatusCode != 404 || !strings.Contains(string(b), "no web page") {
+		t.Errorf("GET / without a page: %d %s", res.StatusCode, b)
+	}
+	page := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, "<!doctype html><title>page "+r.URL.Path+"</title>")
+	})
+	s, err := New(Config{Jobs: e.store, Web: page, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	for _, path := range []string{"/", "/static/app.js"} {
+		res, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || !strings.Contains(string(b), "page "+path) {
+			t.Errorf("GET %s: %d %s", path, res.StatusCode, b)
+		}
+	}
+}
+
 func TestServiceEndpoints(t *testing.T) {
 	e := newEnv(t)
 	for _, p := range []string{"/healthz", "/readyz", "/openapi.json", "/openapi.yaml", "/metrics"} {

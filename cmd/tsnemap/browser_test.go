@@ -80,18 +80,25 @@ func TestBrowser(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// The figure and the pictures' paths are also written beside the
+	// pictures, for CI to print without running the test verbosely.
+	var figures strings.Builder
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
 		case strings.HasPrefix(line, "FRAMETIME "), strings.HasPrefix(line, "SCREENSHOT "):
-			t.Log(line) // CI's log keeps the figure and the pictures' paths
+			t.Log(line)
+			figures.WriteString(line + "\n")
 		case testing.Verbose():
 			t.Log(line)
 		}
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("browser test failed (%v):\n%s", err, stderr.String())
+	}
+	if err := os.WriteFile(filepath.Join(shots, "frametime.txt"), []byte(figures.String()), 0o644); err != nil {
+		t.Error(err)
 	}
 	t.Logf("screenshots in %s", shots)
 }
