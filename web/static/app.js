@@ -250,6 +250,7 @@ function seconds(s) {
 let stream = null; // AbortController of the event stream
 let atlasLoading = false;
 let failuresAt = -1;
+let failuresFetched = -Infinity;
 
 function closeStream() {
   stream?.abort();
@@ -349,7 +350,10 @@ function onJob(job) {
   if (job.error) showJobError((CODE_WORDS[job.error.code] ?? job.error.code) + ' ' + job.error.message);
   else if (job.status === 'canceled') showJobError('The job was canceled.');
   if (map.n < p.images_total) map.setRows(p.images_total);
-  if (p.images_failed !== failuresAt && (p.images_failed > 0 || terminal(job.status))) loadFailures(job.id, p.images_failed);
+  // The failures so far: fetched when their count changes, at most once a
+  // second while images load (the server writes them about as often).
+  if (p.images_failed !== failuresAt && (p.images_failed > 0 || terminal(job.status)) &&
+      (terminal(job.status) || performance.now() - failuresFetched > 1000)) loadFailures(job.id, p.images_failed);
   if (job.links.atlas && !map.atlas && !atlasLoading) loadAtlas(job);
   const ready = job.status === 'succeeded';
   $('downloads-list').hidden = !ready;
@@ -408,6 +412,7 @@ async function loadResult(id) {
 
 async function loadFailures(id, count) {
   failuresAt = count;
+  failuresFetched = performance.now();
   try {
     const { failures } = await json(`/v1/jobs/${encodeURIComponent(id)}/failures`);
     if (state.job?.id !== id) return;

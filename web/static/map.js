@@ -213,9 +213,16 @@ export class MapView {
       points++;
       if (a && this.cellOf[r] >= 0) thumbs++;
     }
+    // The overlay is a layer of its own: hidden when it shows nothing, so
+    // the compositor has one layer less to blend while panning.
+    const highlight = this.screenOf(this.selected) || this.screenOf(this.hovered);
+    this.overlay.style.visibility = highlight ? 'visible' : 'hidden';
     const o = this.octx;
-    o.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
-    o.clearRect(0, 0, this.width, this.height);
+    if (highlight || this.overlayDirty) {
+      o.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
+      o.clearRect(0, 0, this.width, this.height);
+    }
+    this.overlayDirty = !!highlight;
     for (const [row, colour, width] of [[this.selected, '#f0a500', 3], [this.hovered, '#1f5fbf', 2]]) {
       const p = this.screenOf(row);
       if (!p) continue;
