@@ -85,7 +85,7 @@ try {
 
   stepOf('submit the demo catalogue through the form');
   await page.fill('#f-perplexity', '20');
-  await page.fill('#f-iterations', '1500'); // a little longer, to watch it converge
+  await page.fill('#f-iterations', '3000'); // a little longer, to watch it converge
   await page.click('#submit-button');
   await page.waitForURL(/#\/jobs\/[0-9A-Z]+$/);
   const id = page.url().split('/').pop();
@@ -94,9 +94,11 @@ try {
   stepOf('progress advances, the map is drawn while the optimiser runs');
   const seen = new Set();
   let convergingShot = false;
+  let thumbsWhileRunning = 0;
   const done = await until('the job to succeed', async () => {
     const s = await state(page);
     if (s.progress) seen.add(`${s.stage}:${s.progress.images_loaded}:${s.progress.iteration}`);
+    if (s.status === 'running' && s.embeddingEvents > 0) thumbsWhileRunning = Math.max(thumbsWhileRunning, s.thumbnailsDrawn);
     if (!convergingShot && s.status === 'running' && s.embeddingEvents > 0 && s.thumbnailsDrawn > 0) {
       convergingShot = true;
       await shot(page, 'converging');
@@ -107,6 +109,7 @@ try {
   assert.ok(seen.size >= 3, `progress advanced through several states: ${[...seen].join(' ')}`);
   log('progress states seen:', seen.size, 'embedding events:', done.embeddingEvents);
   assert.ok(done.embeddingEvents >= 1, 'embedding events drew the map while it converged');
+  assert.equal(thumbsWhileRunning, 300, 'every loaded image was drawn as a thumbnail while the optimiser ran');
 
   stepOf('one thumbnail per loaded image');
   const job = (await api('/v1/jobs/' + id)).body;

@@ -261,6 +261,7 @@ function showJobView() {
   state.route = 'job';
   $('home-view').hidden = true;
   $('job-view').hidden = false;
+  map.resize(); // it was hidden (no size): measure it now, not at the next resize notification
 }
 
 async function openJob(id) {
