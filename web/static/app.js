@@ -76,7 +76,7 @@ window.tsnemap = {
   /** Rows in drawing order (the last is on top). */
   drawOrder() { return [...map.order]; },
   loadSynthetic: async (n) => { showJobView(); closeStream(); state.job = null; await syntheticMap(map, n); updateMapEmpty(); },
-  bench: (frames) => benchPan(map, frames),
+  bench: (frames, mode) => benchPan(map, frames, mode),
   map,
 };
 

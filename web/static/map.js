@@ -404,23 +404,27 @@ export async function syntheticMap(map, n) {
 }
 
 /**
- * Pans the map every animation frame for `frames` frames, round a circle of
- * 40 px once a second (so it ends where it began, every point in view),
- * and reports the time between frames and the time spent drawing, in ms.
+ * Pans the map every animation frame for `frames` frames and reports the
+ * time between frames and the time spent drawing, in ms. mode "circle":
+ * round a circle of 40 px once a second; "sweep": 8 px a frame one way for
+ * half the frames, then back (so the view keeps leaving what was drawn).
+ * Both end where they began.
  */
-export function benchPan(map, frames = 300) {
+export function benchPan(map, frames = 300, mode = 'circle') {
   return new Promise((resolve) => {
     const intervals = [];
     const draws = [];
     let last = 0, i = 0;
-    const at = (k) => [40 * Math.cos((2 * Math.PI * k) / 60), 40 * Math.sin((2 * Math.PI * k) / 60)];
+    const half = Math.floor(frames / 2);
+    const at = mode === 'sweep' ? (k) => [8 * (k <= half ? k : 2 * half - k), 0] :
+      (k) => [40 * Math.cos((2 * Math.PI * k) / 60), 40 * Math.sin((2 * Math.PI * k) / 60)];
     const tick = (t) => {
       if (last) intervals.push(t - last);
       last = t;
       if (i > 0) draws.push(map.stats.lastDrawMs);
       if (i >= frames) {
         const iv = summary(intervals);
-        resolve({ frames, interval: iv, draw: summary(draws), fps: 1000 / iv.mean,
+        resolve({ mode, frames, interval: iv, draw: summary(draws), fps: 1000 / iv.mean,
           pointsDrawn: map.stats.pointsDrawn, thumbnailsDrawn: map.stats.thumbnailsDrawn, renderer: map.renderer.kind });
         return;
       }

@@ -38,6 +38,47 @@ void main() {
   o = u_textured ? texture(u_tex, v_uv) : u_color;
 }`;
 
+// The cache: a picture of the points over the view and a margin round it,
+// drawn once and then moved while the map is only panned (a software GL
+// or 2D canvas draws 10,000 small thumbnails far more slowly than one big
+// picture).
+const BLIT_VS = `#version 300 es
+in vec2 a_corner;
+uniform vec4 u_rect;
+uniform vec2 u_view;
+out vec2 v_uv;
+void main() {
+  vec2 p = u_rect.xy + a_corner * u_rect.zw;
+  gl_Position = vec4(p.x / u_view.x * 2.0 - 1.0, 1.0 - p.y / u_view.y * 2.0, 0.0, 1.0);
+  v_uv = vec2(a_corner.x, 1.0 - a_corner.y);
+}`;
+
+const BLIT_FS = `#version 300 es
+precision mediump float;
+in vec2 v_uv;
+uniform sampler2D u_tex;
+out vec4 o;
+void main() {
+  o = texture(u_tex, v_uv);
+}`;
+
+/** The margin round the view that a cache covers, in CSS pixels. */
+function cacheMargin(m) { return Math.round(Math.max(m.width, m.height) / 3); }
+
+/** The cache's key: what, besides the centre, its picture depends on. */
+function cacheKey(m, side, version) { return [version, m.view.scale, side, m.width, m.height, m.dpr].join('|'); }
+
+/**
+ * Where the cache goes on the screen now ({left, top} in CSS px, rounded
+ * to device pixels), or null if the view has left it.
+ */
+function cachePlace(c, m) {
+  const M = c.margin;
+  const dx = (c.cx - m.view.cx) * m.view.scale, dy = (m.view.cy - c.cy) * m.view.scale;
+  if (Math.abs(dx) > M || Math.abs(dy) > M) return null;
+  return { left: Math.round((dx - M) * m.dpr) / m.dpr, top: Math.round((dy - M) * m.dpr) / m.dpr };
+}
+
 export class GLRenderer {
   static create(canvas) {
     const gl = canvas.getContext('webgl2', { alpha: false, antialias: false, premultipliedAlpha: true, preserveDrawingBuffer: false });
@@ -70,12 +111,28 @@ export class GLRenderer {
       if (!gl.getShaderParameter(s, gl.COMPILE_STATUS)) throw new Error(gl.getShaderInfoLog(s));
       return s;
     };
-    const prog = gl.createProgram();
-    gl.attachShader(prog, sh(gl.VERTEX_SHADER, VS));
-    gl.attachShader(prog, sh(gl.FRAGMENT_SHADER, FS));
-    gl.linkProgram(prog);
-    if (!gl.getProgramParameter(prog, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(prog));
+    const link = (vs, fs) => {
+      const p = gl.createProgram();
+      gl.attachShader(p, sh(gl.VERTEX_SHADER, vs));
+      gl.attachShader(p, sh(gl.FRAGMENT_SHADER, fs));
+      gl.linkProgram(p);
+      if (!gl.getProgramParameter(p, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(p));
+      return p;
+    };
+    const prog = link(VS, FS);
     this.prog = prog;
+    this.blit = link(BLIT_VS, BLIT_FS);
+    this.blitU = { rect: gl.getUniformLocation(this.blit, 'u_rect'), view: gl.getUniformLocation(this.blit, 'u_view'), tex: gl.getUniformLocation(this.blit, 'u_tex') };
+    this.blitVao = gl.createVertexArray();
+    gl.bindVertexArray(this.blitVao);
+    const quad = gl.createBuffer();
+    gl.bindBuffer(gl.ARRAY_BUFFER, quad);
+    gl.bufferData(gl.ARRAY_BUFFER, new Float32Array([0, 0, 1, 0, 0, 1, 1, 1]), gl.STATIC_DRAW);
+    const aq = gl.getAttribLocation(this.blit, 'a_corner');
+    gl.enableVertexAttribArray(aq);
+    gl.vertexAttribPointer(aq, 2, gl.FLOAT, false, 0, 0);
+    gl.bindVertexArray(null);
+    this.cache = null;
     this.u = {};
     for (const n of ['u_center', 'u_scale', 'u_view', 'u_side', 'u_sheet', 'u_cell', 'u_tex', 'u_textured', 'u_color']) this.u[n] = gl.getUniformLocation(prog, n);
     this.vao = gl.createVertexArray();
@@ -129,8 +186,77 @@ export class GLRenderer {
       this.version = m.version;
       this.fill(m);
     }
-    const groups = this.groups, k = this.count;
+    const key = cacheKey(m, side, this.version);
+    let c = this.cache;
+    if (!c || c.key !== key) {
+      // Something besides the centre changed: draw straight to the
+      // screen, and make the cache when the view next only moves.
+      this.cache = { key, built: false, tex: c?.tex, fb: c?.fb, w: c?.w, h: c?.h };
+      gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+      gl.viewport(0, 0, this.canvas.width, this.canvas.height);
+      this.drawPoints(m, side, m.view.cx, m.view.cy, m.width, m.height);
+      return;
+    }
+    let place = c.built ? cachePlace(c, m) : null;
+    if (!place) {
+      if (!this.buildCache(m, side)) {
+        gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+        gl.viewport(0, 0, this.canvas.width, this.canvas.height);
+        this.drawPoints(m, side, m.view.cx, m.view.cy, m.width, m.height);
+        return;
+      }
+      place = cachePlace(c, m);
+    }
+    gl.bindFramebuffer(gl.FRAMEBUFFER, null);
     gl.viewport(0, 0, this.canvas.width, this.canvas.height);
+    gl.clearColor(1, 1, 1, 1);
+    gl.clear(gl.COLOR_BUFFER_BIT);
+    gl.useProgram(this.blit);
+    gl.bindVertexArray(this.blitVao);
+    gl.activeTexture(gl.TEXTURE0);
+    gl.bindTexture(gl.TEXTURE_2D, c.tex);
+    gl.uniform1i(this.blitU.tex, 0);
+    gl.uniform4f(this.blitU.rect, place.left, place.top, m.width + 2 * c.margin, m.height + 2 * c.margin);
+    gl.uniform2f(this.blitU.view, m.width, m.height);
+    gl.drawArrays(gl.TRIANGLE_STRIP, 0, 4);
+    gl.bindVertexArray(null);
+  }
+
+  /** Draws the points round the current centre into the cache; false if it cannot be that big. */
+  buildCache(m, side) {
+    const gl = this.gl;
+    const c = this.cache;
+    const M = cacheMargin(m);
+    const vw = m.width + 2 * M, vh = m.height + 2 * M;
+    const w = Math.round(vw * m.dpr), h = Math.round(vh * m.dpr);
+    const max = gl.getParameter(gl.MAX_TEXTURE_SIZE);
+    if (w > max || h > max) return false; // a huge screen: no cache, draw each frame
+    if (!c.tex || c.w !== w || c.h !== h) {
+      if (c.tex) { gl.deleteTexture(c.tex); gl.deleteFramebuffer(c.fb); }
+      c.tex = gl.createTexture();
+      gl.bindTexture(gl.TEXTURE_2D, c.tex);
+      gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA8, w, h, 0, gl.RGBA, gl.UNSIGNED_BYTE, null);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.NEAREST);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.NEAREST);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
+      c.fb = gl.createFramebuffer();
+      gl.bindFramebuffer(gl.FRAMEBUFFER, c.fb);
+      gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, c.tex, 0);
+      c.w = w; c.h = h;
+    }
+    gl.bindFramebuffer(gl.FRAMEBUFFER, c.fb);
+    gl.viewport(0, 0, w, h);
+    this.drawPoints(m, side, m.view.cx, m.view.cy, vw, vh);
+    c.cx = m.view.cx; c.cy = m.view.cy; c.margin = M; c.built = true;
+    return true;
+  }
+
+  /** Draws every point, centred on (cx, cy), into a target vw × vh CSS px. */
+  drawPoints(m, side, cx, cy, vw, vh) {
+    const gl = this.gl;
+    const a = m.atlas;
+    const groups = this.groups, k = this.count;
     gl.clearColor(1, 1, 1, 1);
     gl.clear(gl.COLOR_BUFFER_BIT);
     if (!k) return;
@@ -149,9 +275,9 @@ export class GLRenderer {
       }
     }
     const u = this.u;
-    gl.uniform2f(u.u_center, m.view.cx, m.view.cy);
+    gl.uniform2f(u.u_center, cx, cy);
     gl.uniform1f(u.u_scale, m.view.scale);
-    gl.uniform2f(u.u_view, m.width, m.height);
+    gl.uniform2f(u.u_view, vw, vh);
     gl.uniform1i(u.u_tex, 0);
     gl.activeTexture(gl.TEXTURE0);
     for (const g of groups) {
@@ -215,30 +341,59 @@ export class Canvas2DRenderer {
     this.kind = 'canvas2d';
     this.canvas = canvas;
     this.ctx = canvas.getContext('2d', { alpha: false });
+    this.cache = null;
   }
 
   draw(m, side) {
+    const key = cacheKey(m, side, m.version);
+    const c = this.cache;
     const ctx = this.ctx;
-    ctx.setTransform(m.dpr, 0, 0, m.dpr, 0, 0);
-    ctx.fillStyle = '#ffffff';
-    ctx.fillRect(0, 0, m.width, m.height);
-    const half = side / 2;
-    const { cx, cy, scale } = m.view;
-    const w2 = m.width / 2, h2 = m.height / 2;
-    const W = m.width + half, H = m.height + half;
-    const a = m.atlas;
-    // Smoothing costs time and shows only when thumbnails are drawn large.
-    ctx.imageSmoothingEnabled = !a || side > a.cell / 3;
-    ctx.imageSmoothingQuality = 'low';
-    ctx.fillStyle = '#7a8494';
-    const dot = Math.max(2, Math.min(6, side / 3));
-    for (const r of m.order) {
-      const sx = (m.x[r] - cx) * scale + w2, sy = (cy - m.y[r]) * scale + h2;
-      if (sx < -half || sy < -half || sx > W || sy > H) continue;
-      const c = a ? m.cellOf[r] : -1;
-      const bm = c >= 0 ? a.sheets[a.sheetOf[c]] : null;
-      if (bm) ctx.drawImage(bm, a.sxOf[c], a.syOf[c], a.cell, a.cell, sx - half, sy - half, side, side);
-      else ctx.fillRect(sx - dot / 2, sy - dot / 2, dot, dot);
+    if (!c || c.key !== key) {
+      this.cache = { key, built: false, canvas: c?.canvas };
+      ctx.setTransform(m.dpr, 0, 0, m.dpr, 0, 0);
+      drawPoints2D(ctx, m, side, m.view.cx, m.view.cy, m.width, m.height);
+      return;
     }
+    let place = c.built ? cachePlace(c, m) : null;
+    if (!place) {
+      const M = cacheMargin(m);
+      const vw = m.width + 2 * M, vh = m.height + 2 * M;
+      const w = Math.round(vw * m.dpr), h = Math.round(vh * m.dpr);
+      if (!c.canvas || c.canvas.width !== w || c.canvas.height !== h) c.canvas = new OffscreenCanvas(w, h);
+      const cc = c.canvas.getContext('2d', { alpha: false });
+      cc.setTransform(m.dpr, 0, 0, m.dpr, 0, 0);
+      drawPoints2D(cc, m, side, m.view.cx, m.view.cy, vw, vh);
+      c.cx = m.view.cx; c.cy = m.view.cy; c.margin = M; c.built = true;
+      place = cachePlace(c, m);
+    }
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.imageSmoothingEnabled = false;
+    ctx.fillStyle = '#ffffff';
+    ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
+    ctx.drawImage(c.canvas, Math.round(place.left * m.dpr), Math.round(place.top * m.dpr));
+  }
+}
+
+/** Draws the points centred on (cx, cy) into ctx, a vw × vh CSS px target. */
+function drawPoints2D(ctx, m, side, cx, cy, vw, vh) {
+  ctx.fillStyle = '#ffffff';
+  ctx.fillRect(0, 0, vw, vh);
+  const half = side / 2;
+  const scale = m.view.scale;
+  const w2 = vw / 2, h2 = vh / 2;
+  const W = vw + half, H = vh + half;
+  const a = m.atlas;
+  // Smoothing costs time and shows only when thumbnails are drawn large.
+  ctx.imageSmoothingEnabled = !a || side > a.cell / 3;
+  ctx.imageSmoothingQuality = 'low';
+  ctx.fillStyle = '#7a8494';
+  const dot = Math.max(2, Math.min(6, side / 3));
+  for (const r of m.order) {
+    const sx = (m.x[r] - cx) * scale + w2, sy = (cy - m.y[r]) * scale + h2;
+    if (sx < -half || sy < -half || sx > W || sy > H) continue;
+    const c = a ? m.cellOf[r] : -1;
+    const bm = c >= 0 ? a.sheets[a.sheetOf[c]] : null;
+    if (bm) ctx.drawImage(bm, a.sxOf[c], a.syOf[c], a.cell, a.cell, sx - half, sy - half, side, side);
+    else ctx.fillRect(sx - dot / 2, sy - dot / 2, dot, dot);
   }
 }
