@@ -85,7 +85,7 @@ try {
 
   stepOf('submit the demo catalogue through the form');
   await page.fill('#f-perplexity', '20');
-  await page.fill('#f-iterations', '3000'); // a little longer, to watch it converge
+  await page.fill('#f-iterations', '5000'); // a few seconds of optimising, to watch it converge
   await page.click('#submit-button');
   await page.waitForURL(/#\/jobs\/[0-9A-Z]+$/);
   const id = page.url().split('/').pop();
