@@ -256,7 +256,7 @@ try {
     watch(bp);
     await bp.goto(base + '/' + (renderer === '2d' ? '?renderer=2d' : ''));
     await bp.evaluate((n) => window.tsnemap.loadSynthetic(n), benchPoints);
-    for (const mode of ['circle', 'sweep']) {
+    for (const mode of ['circle', 'sweep', 'zoom']) {
       const r = await bp.evaluate((mode) => window.tsnemap.bench(300, mode), mode);
       assert.equal(r.thumbnailsDrawn, benchPoints, 'every synthetic point is drawn as a thumbnail');
       log('FRAMETIME', JSON.stringify({ points: benchPoints, viewport: '1280x900', ...r }));

@@ -11,6 +11,7 @@ const ANIMATE_MS = 600;
 const MIN_SCALE = 1e-6;
 const MAX_SCALE = 1e7;
 const FRAME_SAMPLES = 600;
+const ZOOM_SETTLE_MS = 150;
 
 export class MapView {
   constructor(canvas, overlay, { onHover = () => {}, onOpen = () => {}, onSelect = () => {}, renderer = 'auto' } = {}) {
@@ -26,6 +27,8 @@ export class MapView {
     this.view = { cx: 0, cy: 0, scale: 1 };
     this.thumbWorld = 1; // side of a thumbnail in world units
     this.autoFit = true;
+    this.zoomingUntil = 0;
+    this.zoomTimer = 0;
     this.hovered = -1;
     this.selected = -1;
     this.stats = { pointsDrawn: 0, thumbnailsDrawn: 0, frames: 0, drawMs: [], lastDrawMs: 0 };
@@ -160,6 +163,11 @@ export class MapView {
   /** Zooms by factor f keeping the world point under (px, py) in place. */
   zoomAt(f, px = this.width / 2, py = this.height / 2) {
     this.autoFit = false;
+    // While zooming goes on the renderer may scale its last picture; once
+    // it pauses, the map is drawn sharp again.
+    this.zoomingUntil = performance.now() + ZOOM_SETTLE_MS;
+    clearTimeout(this.zoomTimer);
+    this.zoomTimer = setTimeout(() => this.request(), ZOOM_SETTLE_MS + 10);
     const v = this.view;
     const wx = (px - this.width / 2) / v.scale + v.cx, wy = v.cy - (py - this.height / 2) / v.scale;
     v.scale = clamp(v.scale * f, MIN_SCALE, MAX_SCALE);
@@ -200,7 +208,7 @@ export class MapView {
       if (a >= 1) this.anim = null; else this.request();
     }
     const s = this.thumbSide(), half = s / 2;
-    this.renderer.draw(this, s);
+    this.renderer.draw(this, s, t0 < this.zoomingUntil);
     // What is in view (the renderer may draw more and let the GPU clip).
     const { cx, cy, scale } = this.view;
     const w2 = this.width / 2, h2 = this.height / 2;
@@ -407,8 +415,9 @@ export async function syntheticMap(map, n) {
  * Pans the map every animation frame for `frames` frames and reports the
  * time between frames and the time spent drawing, in ms. mode "circle":
  * round a circle of 40 px once a second; "sweep": 8 px a frame one way for
- * half the frames, then back (so the view keeps leaving what was drawn).
- * Both end where they began.
+ * half the frames, then back (so the view keeps leaving what was drawn);
+ * "zoom": in by 1 % a frame for half the frames, then out. All end where
+ * they began.
  */
 export function benchPan(map, frames = 300, mode = 'circle') {
   return new Promise((resolve) => {
@@ -428,8 +437,12 @@ export function benchPan(map, frames = 300, mode = 'circle') {
           pointsDrawn: map.stats.pointsDrawn, thumbnailsDrawn: map.stats.thumbnailsDrawn, renderer: map.renderer.kind });
         return;
       }
-      const [x0, y0] = at(i), [x1, y1] = at(i + 1);
-      map.panBy(x1 - x0, y1 - y0);
+      if (mode === 'zoom') {
+        map.zoomAt(i < half ? 1.01 : 1 / 1.01);
+      } else {
+        const [x0, y0] = at(i), [x1, y1] = at(i + 1);
+        map.panBy(x1 - x0, y1 - y0);
+      }
       i++;
       requestAnimationFrame(tick);
     };

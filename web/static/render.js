@@ -68,15 +68,52 @@ function cacheMargin(m) { return Math.round(Math.max(m.width, m.height) / 3); }
 /** The cache's key: what, besides the centre, its picture depends on. */
 function cacheKey(m, side, version) { return [version, m.view.scale, side, m.width, m.height, m.dpr].join('|'); }
 
+/** What, besides centre and scale, it depends on: while zooming it is drawn scaled. */
+function cacheBase(m, version) { return [version, m.width, m.height, m.dpr].join('|'); }
+
 /**
- * Where the cache goes on the screen now ({left, top} in CSS px, rounded
- * to device pixels), or null if the view has left it.
+ * Where the cache goes on the screen now, in CSS px: {left, top, w, h,
+ * inside}; inside says the view (at the cache's own scale) has not left it.
+ * Unscaled, the corner is rounded to device pixels so the picture stays sharp.
  */
-function cachePlace(c, m) {
-  const M = c.margin;
-  const dx = (c.cx - m.view.cx) * m.view.scale, dy = (m.view.cy - c.cy) * m.view.scale;
-  if (Math.abs(dx) > M || Math.abs(dy) > M) return null;
-  return { left: Math.round((dx - M) * m.dpr) / m.dpr, top: Math.round((dy - M) * m.dpr) / m.dpr };
+function cacheRect(c, m) {
+  const { cx, cy, scale } = m.view;
+  const r = scale / c.scale;
+  const dx = (c.cx - cx) * scale, dy = (cy - c.cy) * scale;
+  let left = dx - (m.width / 2 + c.margin) * r + m.width / 2;
+  let top = dy - (m.height / 2 + c.margin) * r + m.height / 2;
+  if (r === 1) {
+    left = Math.round(left * m.dpr) / m.dpr;
+    top = Math.round(top * m.dpr) / m.dpr;
+  }
+  return { left, top, w: (m.width + 2 * c.margin) * r, h: (m.height + 2 * c.margin) * r,
+    inside: Math.abs(dx) <= c.margin && Math.abs(dy) <= c.margin };
+}
+
+/**
+ * The policy both renderers follow. Panning moves the cache, redrawn when
+ * the view leaves it; zooming (while the wheel or pinch goes on) scales it,
+ * and the map is drawn sharp once zooming stops; any other change (new
+ * positions, thumbnails, size) draws straight to the screen.
+ */
+function drawCached(rd, m, side, zooming, version) {
+  const key = cacheKey(m, side, version), base = cacheBase(m, version);
+  let c = rd.cache;
+  if (zooming && c && c.built && c.base === base && c.key !== key) {
+    const ratio = m.view.scale / c.scale;
+    if (ratio > 0.25 && ratio < 4) { rd.blit(m, cacheRect(c, m), true); return; }
+  }
+  if (!c || c.key !== key) {
+    rd.cache = c = { ...c, key, base, built: false }; // keeps its texture or canvas for reuse
+    if (!zooming) { rd.direct(m, side); return; }
+  }
+  let rect = c.built ? cacheRect(c, m) : null;
+  if (!rect || !rect.inside) {
+    if (!rd.build(m, side)) { rd.direct(m, side); return; }
+    c.scale = m.view.scale;
+    rect = cacheRect(c, m);
+  }
+  rd.blit(m, rect, false);
 }
 
 export class GLRenderer {
@@ -121,14 +158,14 @@ export class GLRenderer {
     };
     const prog = link(VS, FS);
     this.prog = prog;
-    this.blit = link(BLIT_VS, BLIT_FS);
-    this.blitU = { rect: gl.getUniformLocation(this.blit, 'u_rect'), view: gl.getUniformLocation(this.blit, 'u_view'), tex: gl.getUniformLocation(this.blit, 'u_tex') };
+    this.blit_ = link(BLIT_VS, BLIT_FS);
+    this.blitU = { rect: gl.getUniformLocation(this.blit_, 'u_rect'), view: gl.getUniformLocation(this.blit_, 'u_view'), tex: gl.getUniformLocation(this.blit_, 'u_tex') };
     this.blitVao = gl.createVertexArray();
     gl.bindVertexArray(this.blitVao);
     const quad = gl.createBuffer();
     gl.bindBuffer(gl.ARRAY_BUFFER, quad);
     gl.bufferData(gl.ARRAY_BUFFER, new Float32Array([0, 0, 1, 0, 0, 1, 1, 1]), gl.STATIC_DRAW);
-    const aq = gl.getAttribLocation(this.blit, 'a_corner');
+    const aq = gl.getAttribLocation(this.blit_, 'a_corner');
     gl.enableVertexAttribArray(aq);
     gl.vertexAttribPointer(aq, 2, gl.FLOAT, false, 0, 0);
     gl.bindVertexArray(null);
@@ -176,7 +213,7 @@ export class GLRenderer {
     });
   }
 
-  draw(m, side) {
+  draw(m, side, zooming) {
     const gl = this.gl;
     if (gl.isContextLost()) return;
     const a = m.atlas;
@@ -186,44 +223,38 @@ export class GLRenderer {
       this.version = m.version;
       this.fill(m);
     }
-    const key = cacheKey(m, side, this.version);
-    let c = this.cache;
-    if (!c || c.key !== key) {
-      // Something besides the centre changed: draw straight to the
-      // screen, and make the cache when the view next only moves.
-      this.cache = { key, built: false, tex: c?.tex, fb: c?.fb, w: c?.w, h: c?.h };
-      gl.bindFramebuffer(gl.FRAMEBUFFER, null);
-      gl.viewport(0, 0, this.canvas.width, this.canvas.height);
-      this.drawPoints(m, side, m.view.cx, m.view.cy, m.width, m.height);
-      return;
-    }
-    let place = c.built ? cachePlace(c, m) : null;
-    if (!place) {
-      if (!this.buildCache(m, side)) {
-        gl.bindFramebuffer(gl.FRAMEBUFFER, null);
-        gl.viewport(0, 0, this.canvas.width, this.canvas.height);
-        this.drawPoints(m, side, m.view.cx, m.view.cy, m.width, m.height);
-        return;
-      }
-      place = cachePlace(c, m);
-    }
+    drawCached(this, m, side, zooming, this.version);
+  }
+
+  direct(m, side) {
+    const gl = this.gl;
+    gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+    gl.viewport(0, 0, this.canvas.width, this.canvas.height);
+    this.drawPoints(m, side, m.view.cx, m.view.cy, m.width, m.height);
+  }
+
+  blit(m, rect, scaled) {
+    const gl = this.gl;
     gl.bindFramebuffer(gl.FRAMEBUFFER, null);
     gl.viewport(0, 0, this.canvas.width, this.canvas.height);
     gl.clearColor(1, 1, 1, 1);
     gl.clear(gl.COLOR_BUFFER_BIT);
-    gl.useProgram(this.blit);
+    gl.useProgram(this.blit_);
     gl.bindVertexArray(this.blitVao);
     gl.activeTexture(gl.TEXTURE0);
-    gl.bindTexture(gl.TEXTURE_2D, c.tex);
+    gl.bindTexture(gl.TEXTURE_2D, this.cache.tex);
+    const f = scaled ? gl.LINEAR : gl.NEAREST;
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, f);
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, f);
     gl.uniform1i(this.blitU.tex, 0);
-    gl.uniform4f(this.blitU.rect, place.left, place.top, m.width + 2 * c.margin, m.height + 2 * c.margin);
+    gl.uniform4f(this.blitU.rect, rect.left, rect.top, rect.w, rect.h);
     gl.uniform2f(this.blitU.view, m.width, m.height);
     gl.drawArrays(gl.TRIANGLE_STRIP, 0, 4);
     gl.bindVertexArray(null);
   }
 
   /** Draws the points round the current centre into the cache; false if it cannot be that big. */
-  buildCache(m, side) {
+  build(m, side) {
     const gl = this.gl;
     const c = this.cache;
     const M = cacheMargin(m);
@@ -344,33 +375,37 @@ export class Canvas2DRenderer {
     this.cache = null;
   }
 
-  draw(m, side) {
-    const key = cacheKey(m, side, m.version);
+  draw(m, side, zooming) {
+    drawCached(this, m, side, zooming, m.version);
+  }
+
+  direct(m, side) {
+    this.ctx.setTransform(m.dpr, 0, 0, m.dpr, 0, 0);
+    drawPoints2D(this.ctx, m, side, m.view.cx, m.view.cy, m.width, m.height);
+  }
+
+  build(m, side) {
     const c = this.cache;
+    const M = cacheMargin(m);
+    const vw = m.width + 2 * M, vh = m.height + 2 * M;
+    const w = Math.round(vw * m.dpr), h = Math.round(vh * m.dpr);
+    if (!c.canvas || c.canvas.width !== w || c.canvas.height !== h) c.canvas = new OffscreenCanvas(w, h);
+    const cc = c.canvas.getContext('2d', { alpha: false });
+    cc.setTransform(m.dpr, 0, 0, m.dpr, 0, 0);
+    drawPoints2D(cc, m, side, m.view.cx, m.view.cy, vw, vh);
+    c.cx = m.view.cx; c.cy = m.view.cy; c.margin = M; c.built = true;
+    return true;
+  }
+
+  blit(m, rect, scaled) {
     const ctx = this.ctx;
-    if (!c || c.key !== key) {
-      this.cache = { key, built: false, canvas: c?.canvas };
-      ctx.setTransform(m.dpr, 0, 0, m.dpr, 0, 0);
-      drawPoints2D(ctx, m, side, m.view.cx, m.view.cy, m.width, m.height);
-      return;
-    }
-    let place = c.built ? cachePlace(c, m) : null;
-    if (!place) {
-      const M = cacheMargin(m);
-      const vw = m.width + 2 * M, vh = m.height + 2 * M;
-      const w = Math.round(vw * m.dpr), h = Math.round(vh * m.dpr);
-      if (!c.canvas || c.canvas.width !== w || c.canvas.height !== h) c.canvas = new OffscreenCanvas(w, h);
-      const cc = c.canvas.getContext('2d', { alpha: false });
-      cc.setTransform(m.dpr, 0, 0, m.dpr, 0, 0);
-      drawPoints2D(cc, m, side, m.view.cx, m.view.cy, vw, vh);
-      c.cx = m.view.cx; c.cy = m.view.cy; c.margin = M; c.built = true;
-      place = cachePlace(c, m);
-    }
     ctx.setTransform(1, 0, 0, 1, 0, 0);
-    ctx.imageSmoothingEnabled = false;
     ctx.fillStyle = '#ffffff';
     ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
-    ctx.drawImage(c.canvas, Math.round(place.left * m.dpr), Math.round(place.top * m.dpr));
+    ctx.imageSmoothingEnabled = scaled;
+    const d = m.dpr;
+    if (scaled) ctx.drawImage(this.cache.canvas, rect.left * d, rect.top * d, rect.w * d, rect.h * d);
+    else ctx.drawImage(this.cache.canvas, Math.round(rect.left * d), Math.round(rect.top * d));
   }
 }
 
