@@ -419,6 +419,16 @@ func atlasSheetName(id string, k int) string { return "atlas/" + id + "/" + strc
 // sheets are written before the index, so whoever reads an index finds its
 // sheets.
 func (s *Store) PutAtlas(ctx context.Context, id string, a *atlas.Atlas) error {
+	// A job run again (after its worker stopped) may have made more sheets
+	// the first time: drop those the new index will not name.
+	var old atlas.Index
+	if err := s.getJSON(ctx, atlasIndexName(id), &old); err == nil {
+		for k := len(a.Sheets); k < len(old.Sheets); k++ {
+			if err := s.results.Delete(ctx, atlasSheetName(id, k)); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+				return fmt.Errorf("drop old atlas sheet %d of %s: %w", k, id, err)
+			}
+		}
+	}
 	for k, b := range a.Sheets {
 		if _, err := s.results.PutBytes(ctx, atlasSheetName(id, k), b); err != nil {
 			return fmt.Errorf("store atlas sheet %d of %s: %w", k, id, err)
