@@ -56,7 +56,7 @@ function watch(page) {
 }
 
 try {
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true, hasTouch: true });
   const page = await ctx.newPage();
   watch(page);
 
@@ -146,6 +146,29 @@ try {
   assert.ok(v3.scale < v2.scale, 'the - key zooms out');
   await page.keyboard.press('ArrowLeft');
   assert.ok((await state(page)).view.cx < v3.cx, 'the left arrow pans');
+
+  stepOf('touch: two fingers pinch to zoom, one drags; trackpad pinch (ctrl + wheel) zooms');
+  const cdp = await ctx.newCDPSession(page);
+  const mx = box.x + box.width / 2, my = box.y + box.height / 2;
+  const touch = (type, points) => cdp.send('Input.dispatchTouchEvent', { type, touchPoints: points.map(([x, y], id) => ({ x, y, id })) });
+  const p0 = (await state(page)).view;
+  await touch('touchStart', [[mx - 40, my], [mx + 40, my]]);
+  for (let k = 1; k <= 5; k++) await touch('touchMove', [[mx - 40 - 16 * k, my], [mx + 40 + 16 * k, my]]);
+  await touch('touchEnd', []);
+  const p1 = await until('the pinch to zoom in', async () => { const v = (await state(page)).view; return v.scale > p0.scale * 1.5 ? v : null; });
+  assert.ok(Math.abs(p1.scale / p0.scale - 3) < 0.3, `fingers 80 px apart moved to 240 px zoom 3×: ${p1.scale / p0.scale}`);
+  await touch('touchStart', [[mx, my]]);
+  for (let k = 1; k <= 5; k++) await touch('touchMove', [[mx + 20 * k, my]]);
+  await touch('touchEnd', []);
+  const p2 = await until('one finger to pan', async () => { const v = (await state(page)).view; return v.cx < p1.cx ? v : null; });
+  assert.ok(Math.abs((p1.cx - p2.cx) * p2.scale - 100) < 1, 'the map follows the finger');
+  await page.mouse.move(mx, my);
+  await page.keyboard.down('Control');
+  await page.mouse.wheel(0, -40);
+  await page.keyboard.up('Control');
+  await until('ctrl + wheel (a trackpad pinch) to zoom in', async () => (await state(page)).view.scale > p2.scale * 1.2);
+
+  await page.focus('#map');
   await page.keyboard.press('0');
   await until('fit to show every point again', async () => (await state(page)).pointsDrawn === loaded);
 
