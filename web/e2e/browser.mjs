@@ -62,6 +62,7 @@ try {
 
   stepOf('the empty state');
   await page.goto(base + '/');
+  log('renderer chosen by the page:', await page.evaluate(() => window.tsnemap.state.renderer));
   await page.waitForSelector('#jobs-empty:not([hidden])');
   await shot(page, 'empty');
 
@@ -268,16 +269,20 @@ try {
   await kp.click('#key-ok');
   await kp.waitForSelector('#jobs-table:not([hidden])');
   assert.equal(await kp.evaluate(() => sessionStorage.getItem('tsnemap.apiKey')), 'test-key');
-  await kp.goto(base + '/#/jobs/' + id);
-  await until('the keyed job view', async () => (await state(kp)).resultLoaded);
+  // The job view again, with WebGL asked for by name (a browser that would
+  // render WebGL in software gives the page canvas 2D by default).
+  await kp.goto(base + '/?renderer=webgl#/jobs/' + id);
+  const ks = await until('the keyed job view', async () => { const s = await state(kp); return s.resultLoaded && s.thumbnailsDrawn === loaded ? s : null; });
+  assert.equal(ks.renderer, 'webgl2');
+  await shot(kp, 'finished-map-webgl', { clip: await kp.locator('.map-stage').boundingBox() });
   assert.ok(seenAuth.filter((a) => a === 'Bearer test-key').length >= 3, 'later requests carry the key');
   await keyed.close();
 
   stepOf(`frame time: panning ${benchPoints} points`);
-  for (const renderer of ['auto', '2d']) {
+  for (const renderer of ['webgl', '2d']) {
     const bp = await ctx.newPage();
     watch(bp);
-    await bp.goto(base + '/' + (renderer === '2d' ? '?renderer=2d' : ''));
+    await bp.goto(base + '/?renderer=' + renderer);
     await bp.evaluate((n) => window.tsnemap.loadSynthetic(n), benchPoints);
     for (const mode of ['circle', 'sweep', 'zoom']) {
       const r = await bp.evaluate((mode) => window.tsnemap.bench(300, mode), mode);

@@ -33,7 +33,7 @@ const state = {
 };
 
 const map = new MapView($('map'), $('map-overlay'), {
-  renderer: new URLSearchParams(location.search).get('renderer') === '2d' ? '2d' : 'auto',
+  renderer: new URLSearchParams(location.search).get('renderer') || 'auto', // ?renderer=webgl|2d, for comparisons
   onHover: (row) => { showDetails(row >= 0 ? row : map.selected); },
   onSelect: (row) => { showDetails(row); },
   onOpen: (row) => {

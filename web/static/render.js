@@ -117,8 +117,15 @@ function drawCached(rd, m, side, zooming, version) {
 }
 
 export class GLRenderer {
-  static create(canvas) {
-    const gl = canvas.getContext('webgl2', { alpha: false, antialias: false, premultipliedAlpha: true, preserveDrawingBuffer: false });
+  /**
+   * A WebGL 2 renderer, or null. Unless forced, it asks the browser not to
+   * hand out a WebGL it would render in software where a GPU is missing or
+   * blocked (failIfMajorPerformanceCaveat): canvas 2D is as quick then.
+   * (Headless Chromium hands out SwiftShader all the same.)
+   */
+  static create(canvas, force) {
+    const gl = canvas.getContext('webgl2', { alpha: false, antialias: false, premultipliedAlpha: true, preserveDrawingBuffer: false,
+      failIfMajorPerformanceCaveat: !force });
     if (!gl) return null;
     try {
       return new GLRenderer(canvas, gl);
