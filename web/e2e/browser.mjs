@@ -242,6 +242,7 @@ try {
   for (const hash of ['#/', '#/jobs/' + id]) {
     await zp.goto(base + '/' + hash);
     await zp.waitForSelector(hash === '#/' ? '#jobs-table:not([hidden])' : '#downloads-list:not([hidden])');
+    if (hash !== '#/') await until('the map at 200%', async () => { const s = await state(zp); return s.resultLoaded && s.thumbnailsDrawn === loaded && s.failures === 1; });
     const [sw, cw] = await zp.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
     assert.ok(sw <= cw, `${hash}: page is ${sw} px wide in a ${cw} px window`);
   }

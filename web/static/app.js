@@ -445,6 +445,7 @@ function updateMapEmpty() {
     e.hidden = false;
     e.textContent = !j ? 'The map appears here once the images have loaded.' :
       j.status === 'failed' || j.status === 'canceled' ? 'No map: the job ended before it was made.' :
+        j.status === 'succeeded' ? 'Loading the map…' :
         j.stage === 'loading_images' || j.stage === 'fetching_dataset' || j.stage === 'queued' ? 'The map appears here once the images have loaded.' :
           'The first positions arrive in a moment…';
   }
