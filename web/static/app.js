@@ -191,18 +191,30 @@ form.addEventListener('submit', async (e) => {
 // ---- the list ----
 let listTimer = 0;
 
+let listPages = 1; // pages of 50 shown; "Show older jobs" adds one
+
 async function refreshList() {
   clearTimeout(listTimer);
   if (state.route !== 'home') return;
   try {
-    const { jobs } = await json('/v1/jobs?limit=50');
+    const jobs = [];
+    let token = null;
+    for (let p = 0; p < listPages; p++) {
+      const page = await json('/v1/jobs?limit=50' + (token ? '&page_token=' + encodeURIComponent(token) : ''));
+      jobs.push(...page.jobs);
+      token = page.next_page_token;
+      if (!token) break;
+    }
     renderList(jobs);
+    $('more-jobs').hidden = !token;
     banner('');
   } catch (err) {
     banner('The list of jobs could not be loaded: ' + err.message);
   }
   if (state.route === 'home') listTimer = setTimeout(refreshList, 2000);
 }
+
+$('more-jobs').addEventListener('click', () => { listPages++; refreshList(); });
 
 function renderList(jobs) {
   $('jobs-empty').hidden = jobs.length > 0;
