@@ -172,3 +172,48 @@ func TestRenderWithoutPointsIsBlank(t *testing.T) {
 	}
 	near(t, "centre", rgbAt(img, 32, 32), [3]uint8{255, 255, 255})
 }
+
+// BenchmarkBuild makes the atlas of 10,000 images of 100 × 100: 32 px
+// cells in one sheet of 100 × 100 cells (3200 × 3200).
+func BenchmarkBuild(b *testing.B) {
+	const n, w, h = 10000, 100, 100
+	src := Source{Width: w, Height: h, Pix: make([]uint8, n*w*h*3), TotalRows: n, IDs: make([]string, n), URLs: make([]string, n)}
+	for i := range src.Pix {
+		src.Pix[i] = uint8(i * 7)
+	}
+	for i := range n {
+		src.Rows = append(src.Rows, i)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := Build(context.Background(), src); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/n, "µs/image")
+}
+
+// BenchmarkRender draws 10,000 thumbnails into a 1200 × 900 map.
+func BenchmarkRender(b *testing.B) {
+	const n = 10000
+	src := Source{Width: 8, Height: 8, Pix: make([]uint8, n*8*8*3), TotalRows: n, IDs: make([]string, n), URLs: make([]string, n)}
+	points := make([]Point, n)
+	for i := range n {
+		src.Rows = append(src.Rows, i)
+		points[i] = Point{Row: i, X: float64(i % 100), Y: float64(i / 100)}
+	}
+	a, err := Build(context.Background(), src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sheet, err := jpeg.Decode(bytes.NewReader(a.Sheets[0]))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := Render(context.Background(), &a.Index, []image.Image{sheet}, points, 1200, 900); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
