@@ -291,6 +291,13 @@ async function openJob(id) {
   map.autoFit = true;
   $('job-id').textContent = id;
   $('job-error').hidden = true;
+  // Nothing of the job shown before stays on screen while this one loads.
+  $('job-status').textContent = 'loading…';
+  for (const t of ['t-images', 't-iter', 't-kl', 't-elapsed']) $(t).textContent = '–';
+  for (const p of ['p-images', 'p-iter']) $(p).value = 0;
+  $('cancel-button').hidden = $('delete-button').hidden = true;
+  $('downloads-list').hidden = true;
+  $('downloads-wait').hidden = false;
   renderFailures();
   showDetails(-1);
   updateMapEmpty();
