@@ -36,6 +36,7 @@ func testRunner(ctx context.Context, job jobs.Job, tr *jobs.Tracker) (*jobs.Resu
 	tr.SetBackend("test backend")
 	switch {
 	case strings.Contains(job.Request.DatasetURL, "/slow"):
+		tr.SetAtlas(ctx, testAtlas())
 		tr.SetStage(jobs.StageOptimizing)
 		for i := 1; ; i++ {
 			tr.UpdateProgress(func(p *jobs.Progress) { p.Iteration = i })
@@ -54,6 +55,7 @@ func testRunner(ctx context.Context, job jobs.Job, tr *jobs.Tracker) (*jobs.Resu
 	if err := tr.SetFailures(ctx, f); err != nil {
 		return nil, err
 	}
+	tr.SetAtlas(ctx, testAtlas())
 	dims := job.Request.Dimensions
 	c := func(v float32) []float32 {
 		out := make([]float32, dims)
@@ -554,6 +556,34 @@ func TestEventsAfterTheEndSendDoneAtOnce(t *testing.T) {
 	}
 	if !bytes.HasPrefix(b, []byte("event: done\ndata: {")) || bytes.Count(b, []byte("event: ")) != 1 {
 		t.Errorf("stream = %q", b)
+	}
+}
+
+func TestPageIsServedWhenConfigured(t *testing.T) {
+	e := newEnv(t)
+	if res, b := e.do("GET", "/", ""); res.StatusCode != 404 || !strings.Contains(string(b), "no web page") {
+		t.Errorf("GET / without a page: %d %s", res.StatusCode, b)
+	}
+	page := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, "<!doctype html><title>page "+r.URL.Path+"</title>")
+	})
+	s, err := New(Config{Jobs: e.store, Web: page, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	for _, path := range []string{"/", "/static/app.js"} {
+		res, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || !strings.Contains(string(b), "page "+path) {
+			t.Errorf("GET %s: %d %s", path, res.StatusCode, b)
+		}
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tsnemap/tsnemap/atlas"
 	"github.com/tsnemap/tsnemap/jobs"
 	"github.com/tsnemap/tsnemap/openapi"
 )
@@ -32,6 +33,8 @@ type Jobs interface {
 	Cancel(ctx context.Context, id string) (jobs.Job, bool, error)
 	Result(ctx context.Context, id string) (*jobs.Result, error)
 	Failures(ctx context.Context, id string) ([]jobs.Failure, error)
+	AtlasIndex(ctx context.Context, id string) (*atlas.Index, error)
+	AtlasSheet(ctx context.Context, id string, k int) ([]byte, error)
 	Watch(ctx context.Context, id string) (<-chan jobs.Job, error)
 	Embeddings(ctx context.Context, id string) (<-chan []byte, error)
 	Ready(ctx context.Context) error
@@ -55,6 +58,9 @@ type Config struct {
 	GPU bool
 	// MaxTimeout is the default and the cap of timeout_seconds.
 	MaxTimeout time.Duration
+	// Web serves the page at / and its files under /static/ (package
+	// web); nil leaves them out.
+	Web http.Handler
 	// Version is reported by /healthz.
 	Version string
 	// Registry receives the API's metrics and is served at /metrics; nil
@@ -114,6 +120,10 @@ func New(cfg Config) (*Server, error) {
 	e.Use(middleware.BodyLimit("1MB"))
 	e.Use(s.validateRequests)
 	openapi.RegisterHandlers(e, s)
+	if cfg.Web != nil {
+		e.GET("/static/*", echo.WrapHandler(cfg.Web))
+		e.HEAD("/static/*", echo.WrapHandler(cfg.Web))
+	}
 	s.echo = e
 	return s, nil
 }
@@ -172,6 +182,14 @@ func (sc *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, st := range []jobs.Status{jobs.StatusQueued, jobs.StatusRunning, jobs.StatusSucceeded, jobs.StatusFailed, jobs.StatusCanceled} {
 		ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, float64(counts[st]), string(st))
 	}
+}
+
+func (s *Server) GetPage(c echo.Context) error {
+	if s.cfg.Web == nil {
+		return newProblem(http.StatusNotFound, "not-found", "No page", "this server has no web page; the API is under /v1 (see /openapi.yaml)")
+	}
+	s.cfg.Web.ServeHTTP(c.Response(), c.Request())
+	return nil
 }
 
 func (s *Server) GetHealth(c echo.Context) error {
@@ -342,6 +360,14 @@ func toAPI(j jobs.Job) openapi.Job {
 			Result: "/v1/jobs/" + j.ID + "/result",
 			Events: "/v1/jobs/" + j.ID + "/events",
 		},
+	}
+	if j.HasAtlas {
+		l := "/v1/jobs/" + j.ID + "/atlas"
+		out.Links.Atlas = &l
+	}
+	if j.Status == jobs.StatusSucceeded && j.HasResult {
+		l := "/v1/jobs/" + j.ID + "/map.png"
+		out.Links.Map = &l
 	}
 	if j.Error != nil {
 		out.Error = &openapi.JobError{Code: openapi.JobErrorCode(j.Error.Code), Message: j.Error.Message}

@@ -133,6 +133,9 @@ type Job struct {
 	Attempts int `json:"attempts,omitempty"`
 	// HasResult: a result object was written for this job.
 	HasResult bool `json:"has_result,omitempty"`
+	// HasAtlas: the thumbnails of this attempt's loaded images are stored
+	// (written once loading ends, before the embedding).
+	HasAtlas bool `json:"has_atlas,omitempty"`
 }
 
 // Error codes of the contract.

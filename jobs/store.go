@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tsnemap/tsnemap/atlas"
 )
 
 // Names of the JetStream assets. One NATS account holds one tsnemap
@@ -326,7 +329,15 @@ func (s *Store) Cancel(ctx context.Context, id string) (job Job, deleted bool, e
 
 // Delete removes a job's record and its result objects.
 func (s *Store) Delete(ctx context.Context, id string) error {
-	for _, name := range []string{resultName(id), failuresName(id)} {
+	names := []string{resultName(id), failuresName(id)}
+	var idx atlas.Index
+	if err := s.getJSON(ctx, atlasIndexName(id), &idx); err == nil {
+		for k := range idx.Sheets {
+			names = append(names, atlasSheetName(id, k))
+		}
+	}
+	names = append(names, atlasIndexName(id))
+	for _, name := range names {
 		if err := s.results.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
 			return fmt.Errorf("delete job %s: %s: %w", id, name, err)
 		}
@@ -399,6 +410,75 @@ func (s *Store) Watch(ctx context.Context, id string) (<-chan Job, error) {
 
 func resultName(id string) string   { return "result/" + id }
 func failuresName(id string) string { return "failures/" + id }
+
+// The atlas: an index and its sheets, "atlas/ID" and "atlas/ID/K".
+func atlasIndexName(id string) string        { return "atlas/" + id }
+func atlasSheetName(id string, k int) string { return "atlas/" + id + "/" + strconv.Itoa(k) }
+
+// PutAtlas stores a job's thumbnails and marks the job as having them. The
+// sheets are written before the index, so whoever reads an index finds its
+// sheets.
+func (s *Store) PutAtlas(ctx context.Context, id string, a *atlas.Atlas) error {
+	// A job run again (after its worker stopped) may have made more sheets
+	// the first time: drop those the new index will not name.
+	var old atlas.Index
+	if err := s.getJSON(ctx, atlasIndexName(id), &old); err == nil {
+		for k := len(a.Sheets); k < len(old.Sheets); k++ {
+			if err := s.results.Delete(ctx, atlasSheetName(id, k)); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+				return fmt.Errorf("drop old atlas sheet %d of %s: %w", k, id, err)
+			}
+		}
+	}
+	for k, b := range a.Sheets {
+		if _, err := s.results.PutBytes(ctx, atlasSheetName(id, k), b); err != nil {
+			return fmt.Errorf("store atlas sheet %d of %s: %w", k, id, err)
+		}
+	}
+	if err := s.putJSON(ctx, atlasIndexName(id), a.Index); err != nil {
+		return err
+	}
+	_, err := s.Update(ctx, id, func(j *Job) error {
+		if j.HasAtlas {
+			return errNoChange
+		}
+		j.HasAtlas = true
+		return nil
+	})
+	return err
+}
+
+// AtlasIndex returns where each row's thumbnail sits: ErrConflict until the
+// job's images have loaded.
+func (s *Store) AtlasIndex(ctx context.Context, id string) (*atlas.Index, error) {
+	job, err := s.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !job.HasAtlas {
+		return nil, fmt.Errorf("thumbnails of job %s: the job is %s (%s): %w", id, job.Status, job.Stage, ErrConflict)
+	}
+	var idx atlas.Index
+	if err := s.getJSON(ctx, atlasIndexName(id), &idx); err != nil {
+		return nil, err
+	}
+	return &idx, nil
+}
+
+// AtlasSheet returns sheet k of a job's atlas (JPEG): ErrNotFound when
+// there is no such sheet.
+func (s *Store) AtlasSheet(ctx context.Context, id string, k int) ([]byte, error) {
+	if _, err := s.Get(ctx, id); err != nil {
+		return nil, err
+	}
+	b, err := s.results.GetBytes(ctx, atlasSheetName(id, k))
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, fmt.Errorf("atlas sheet %d of job %s: %w", k, id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read atlas sheet %d of job %s: %w", k, id, err)
+	}
+	return b, nil
+}
 
 // PutResult stores a job's result.
 func (s *Store) PutResult(ctx context.Context, id string, r *Result) error {

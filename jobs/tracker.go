@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/tsnemap/tsnemap/atlas"
 )
 
 // flushEvery bounds the writes of progress to the job record: a few per
@@ -125,6 +127,27 @@ func (t *Tracker) PublishFailures(ctx context.Context, f []Failure) {
 	if err := t.SetFailures(ctx, f); err != nil && ctx.Err() == nil {
 		t.log.Warn("record failures while loading", "job", t.id, "err", err)
 	}
+}
+
+// KeepsThumbnails reports whether SetAtlas stores anything (a job run
+// without a service keeps none), so a Runner can skip building them.
+func (t *Tracker) KeepsThumbnails() bool { return t.store != nil }
+
+// SetAtlas stores the job's thumbnails: GET /v1/jobs/{id}/atlas serves
+// them from then on, while the job still runs.
+// Thumbnails are a convenience: a failure is logged, and the job goes on.
+func (t *Tracker) SetAtlas(ctx context.Context, a *atlas.Atlas) {
+	if t.store == nil {
+		return
+	}
+	if err := t.store.PutAtlas(ctx, t.id, a); err != nil && ctx.Err() == nil {
+		t.log.Warn("store thumbnails", "job", t.id, "err", err)
+	}
+}
+
+// Warn logs a problem of the job that does not stop it.
+func (t *Tracker) Warn(msg string, args ...any) {
+	t.log.Warn(msg, append([]any{"job", t.id}, args...)...)
 }
 
 // Embedding offers a snapshot of the coordinates to live viewers, at most

@@ -133,6 +133,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 			j.StartedAt = &now
 			j.Attempts++
 			j.Error = nil
+			j.HasAtlas = false
 			j.Progress = Progress{Iterations: j.Progress.Iterations}
 		}
 		return nil

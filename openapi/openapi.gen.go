@@ -338,6 +338,51 @@ func (e GetJobResultParamsFormat) Valid() bool {
 	}
 }
 
+// AtlasCell defines model for AtlasCell.
+type AtlasCell struct {
+	Id string `json:"id"`
+
+	// Row Position among the kept rows.
+	Row   int `json:"row"`
+	Sheet int `json:"sheet"`
+
+	// Url The full image the thumbnail was made from.
+	Url string `json:"url"`
+
+	// X Left edge of the cell in the sheet.
+	X int `json:"x"`
+
+	// Y Top edge of the cell in the sheet.
+	Y int `json:"y"`
+}
+
+// AtlasIndex defines model for AtlasIndex.
+type AtlasIndex struct {
+	// Cell Side of every (square) thumbnail cell in pixels.
+	//
+	// Example: 64
+	Cell int `json:"cell"`
+
+	// Cells One per loaded image, in row order.
+	Cells []AtlasCell `json:"cells"`
+
+	// Missing Rows whose image failed to load (no thumbnail).
+	Missing []int `json:"missing"`
+
+	// Rows Rows of the table (loaded or not).
+	Rows   int          `json:"rows"`
+	Sheets []AtlasSheet `json:"sheets"`
+}
+
+// AtlasSheet defines model for AtlasSheet.
+type AtlasSheet struct {
+	Height int `json:"height"`
+
+	// Url Example: /v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R/atlas/0
+	Url   string `json:"url"`
+	Width int    `json:"width"`
+}
+
 // EmbeddingSnapshot defines model for EmbeddingSnapshot.
 type EmbeddingSnapshot struct {
 	// Coordinates Row-major, dimensions values per point.
@@ -421,8 +466,18 @@ type JobErrorCode string
 
 // JobLinks defines model for JobLinks.
 type JobLinks struct {
+	// Atlas The thumbnails' index, present once the images have loaded.
+	//
+	// Example: /v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R/atlas
+	Atlas *string `json:"atlas,omitempty"`
+
 	// Events Example: /v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R/events
 	Events string `json:"events"`
+
+	// Map The map as a PNG, present once the job has succeeded.
+	//
+	// Example: /v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R/map.png
+	Map *string `json:"map,omitempty"`
 
 	// Result Example: /v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R/result
 	Result string `json:"result"`
@@ -663,6 +718,15 @@ type GetJobEventsParams struct {
 	Embedding *bool `form:"embedding,omitempty" json:"embedding,omitempty"`
 }
 
+// GetJobMapParams defines parameters for GetJobMap.
+type GetJobMapParams struct {
+	// Width Width of the picture in pixels.
+	Width *int `form:"width,omitempty" json:"width,omitempty"`
+
+	// Height Height of the picture in pixels.
+	Height *int `form:"height,omitempty" json:"height,omitempty"`
+}
+
 // GetJobResultParams defines parameters for GetJobResult.
 type GetJobResultParams struct {
 	Format *GetJobResultParamsFormat `form:"format,omitempty" json:"format,omitempty"`
@@ -810,6 +874,15 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 // The interface specification for the client above.
 type ClientInterface interface {
 
+	// GetPage The web page
+	//
+	// Submit a catalogue, watch the job converge on a live map, explore it.
+	// Its scripts and styles are served under `/static/` from the binary;
+	// the page fetches nothing but this API.
+	//
+	// Corresponds with GET / (the `GetPage` operationId).
+	GetPage(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetHealth The process is alive
 	//
 	// Corresponds with GET /healthz (the `GetHealth` operationId).
@@ -877,6 +950,23 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/jobs/{id} (the `GetJob` operationId).
 	GetJob(ctx context.Context, id JobID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetJobAtlas Where each row's thumbnail sits in the sprite sheets
+	//
+	// The worker keeps a square thumbnail of every image it loads and packs
+	// them into sprite sheets (JPEG) of fixed cell size: 64 px cells up to
+	// 4,096 images, 32 px up to 65,536, 16 px beyond; a sheet is at most
+	// 4096 × 4096. Available from the end of image loading (while the
+	// embedding still runs) until the job is deleted; 409 before. Rows
+	// whose image failed have no cell and are listed in `missing`.
+	//
+	// Corresponds with GET /v1/jobs/{id}/atlas (the `GetJobAtlas` operationId).
+	GetJobAtlas(ctx context.Context, id JobID, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetJobAtlasSheet One sprite sheet of thumbnails
+	//
+	// Corresponds with GET /v1/jobs/{id}/atlas/{sheet} (the `GetJobAtlasSheet` operationId).
+	GetJobAtlasSheet(ctx context.Context, id JobID, sheet int, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetJobEvents Live progress as Server-Sent Events
 	//
 	// `event: progress` with the Job as `data:` whenever it changes (at most
@@ -895,6 +985,16 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/jobs/{id}/failures (the `GetJobFailures` operationId).
 	GetJobFailures(ctx context.Context, id JobID, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetJobMap The map as a picture
+	//
+	// The result drawn as a PNG on white: every loaded image's thumbnail
+	// centred at its (x, y), the layout scaled uniformly to fit, y pointing
+	// up; a row with coordinates but no thumbnail is a grey dot. For
+	// reports and notebooks. 409 until the job has succeeded.
+	//
+	// Corresponds with GET /v1/jobs/{id}/map.png (the `GetJobMap` operationId).
+	GetJobMap(ctx context.Context, id JobID, params *GetJobMapParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetJobResult The result table
 	//
 	// The format is chosen by `format`, else by `Accept`
@@ -905,6 +1005,25 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /v1/jobs/{id}/result (the `GetJobResult` operationId).
 	GetJobResult(ctx context.Context, id JobID, params *GetJobResultParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+// GetPage The web page
+//
+// Submit a catalogue, watch the job converge on a live map, explore it.
+// Its scripts and styles are served under `/static/` from the binary;
+// the page fetches nothing but this API.
+//
+// Corresponds with GET / (the `GetPage` operationId).
+func (c *Client) GetPage(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetPageRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
 }
 
 // GetHealth The process is alive
@@ -1074,6 +1193,43 @@ func (c *Client) GetJob(ctx context.Context, id JobID, reqEditors ...RequestEdit
 	return c.Client.Do(req)
 }
 
+// GetJobAtlas Where each row's thumbnail sits in the sprite sheets
+//
+// The worker keeps a square thumbnail of every image it loads and packs
+// them into sprite sheets (JPEG) of fixed cell size: 64 px cells up to
+// 4,096 images, 32 px up to 65,536, 16 px beyond; a sheet is at most
+// 4096 × 4096. Available from the end of image loading (while the
+// embedding still runs) until the job is deleted; 409 before. Rows
+// whose image failed have no cell and are listed in `missing`.
+//
+// Corresponds with GET /v1/jobs/{id}/atlas (the `GetJobAtlas` operationId).
+func (c *Client) GetJobAtlas(ctx context.Context, id JobID, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetJobAtlasRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetJobAtlasSheet One sprite sheet of thumbnails
+//
+// Corresponds with GET /v1/jobs/{id}/atlas/{sheet} (the `GetJobAtlasSheet` operationId).
+func (c *Client) GetJobAtlasSheet(ctx context.Context, id JobID, sheet int, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetJobAtlasSheetRequest(c.Server, id, sheet)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // GetJobEvents Live progress as Server-Sent Events
 //
 // `event: progress` with the Job as `data:` whenever it changes (at most
@@ -1112,6 +1268,26 @@ func (c *Client) GetJobFailures(ctx context.Context, id JobID, reqEditors ...Req
 	return c.Client.Do(req)
 }
 
+// GetJobMap The map as a picture
+//
+// The result drawn as a PNG on white: every loaded image's thumbnail
+// centred at its (x, y), the layout scaled uniformly to fit, y pointing
+// up; a row with coordinates but no thumbnail is a grey dot. For
+// reports and notebooks. 409 until the job has succeeded.
+//
+// Corresponds with GET /v1/jobs/{id}/map.png (the `GetJobMap` operationId).
+func (c *Client) GetJobMap(ctx context.Context, id JobID, params *GetJobMapParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetJobMapRequest(c.Server, id, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // GetJobResult The result table
 //
 // The format is chosen by `format`, else by `Accept`
@@ -1131,6 +1307,33 @@ func (c *Client) GetJobResult(ctx context.Context, id JobID, params *GetJobResul
 		return nil, err
 	}
 	return c.Client.Do(req)
+}
+
+// NewGetPageRequest constructs an http.Request for the GetPage method
+func NewGetPageRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
 }
 
 // NewGetHealthRequest constructs an http.Request for the GetHealth method
@@ -1454,6 +1657,81 @@ func NewGetJobRequest(server string, id JobID) (*http.Request, error) {
 	return req, nil
 }
 
+// NewGetJobAtlasRequest constructs an http.Request for the GetJobAtlas method
+func NewGetJobAtlasRequest(server string, id JobID) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/jobs/%s/atlas", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetJobAtlasSheetRequest constructs an http.Request for the GetJobAtlasSheet method
+func NewGetJobAtlasSheetRequest(server string, id JobID, sheet int) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "sheet", sheet, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "integer", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/jobs/%s/atlas/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
 // NewGetJobEventsRequest constructs an http.Request for the GetJobEvents method
 func NewGetJobEventsRequest(server string, id JobID, params *GetJobEventsParams) (*http.Request, error) {
 	var err error
@@ -1539,6 +1817,79 @@ func NewGetJobFailuresRequest(server string, id JobID) (*http.Request, error) {
 	queryURL, err := serverURL.Parse(operationPath)
 	if err != nil {
 		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetJobMapRequest constructs an http.Request for the GetJobMap method
+func NewGetJobMapRequest(server string, id JobID, params *GetJobMapParams) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/jobs/%s/map.png", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Width != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "width", *params.Width, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Height != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "height", *params.Height, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
 	}
 
 	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
@@ -1654,6 +2005,17 @@ func WithBaseURL(baseURL string) ClientOption {
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
 
+	// GetPageWithResponse The web page
+	//
+	// Submit a catalogue, watch the job converge on a live map, explore it.
+	// Its scripts and styles are served under `/static/` from the binary;
+	// the page fetches nothing but this API.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET / (the `GetPage` operationId).
+	GetPageWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetPageResponse, error)
+
 	// GetHealthWithResponse The process is alive
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -1737,6 +2099,27 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/jobs/{id} (the `GetJob` operationId).
 	GetJobWithResponse(ctx context.Context, id JobID, reqEditors ...RequestEditorFn) (*GetJobResponse, error)
 
+	// GetJobAtlasWithResponse Where each row's thumbnail sits in the sprite sheets
+	//
+	// The worker keeps a square thumbnail of every image it loads and packs
+	// them into sprite sheets (JPEG) of fixed cell size: 64 px cells up to
+	// 4,096 images, 32 px up to 65,536, 16 px beyond; a sheet is at most
+	// 4096 × 4096. Available from the end of image loading (while the
+	// embedding still runs) until the job is deleted; 409 before. Rows
+	// whose image failed have no cell and are listed in `missing`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/jobs/{id}/atlas (the `GetJobAtlas` operationId).
+	GetJobAtlasWithResponse(ctx context.Context, id JobID, reqEditors ...RequestEditorFn) (*GetJobAtlasResponse, error)
+
+	// GetJobAtlasSheetWithResponse One sprite sheet of thumbnails
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/jobs/{id}/atlas/{sheet} (the `GetJobAtlasSheet` operationId).
+	GetJobAtlasSheetWithResponse(ctx context.Context, id JobID, sheet int, reqEditors ...RequestEditorFn) (*GetJobAtlasSheetResponse, error)
+
 	// GetJobEventsWithResponse Live progress as Server-Sent Events
 	//
 	// `event: progress` with the Job as `data:` whenever it changes (at most
@@ -1759,6 +2142,18 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/jobs/{id}/failures (the `GetJobFailures` operationId).
 	GetJobFailuresWithResponse(ctx context.Context, id JobID, reqEditors ...RequestEditorFn) (*GetJobFailuresResponse, error)
 
+	// GetJobMapWithResponse The map as a picture
+	//
+	// The result drawn as a PNG on white: every loaded image's thumbnail
+	// centred at its (x, y), the layout scaled uniformly to fit, y pointing
+	// up; a row with coordinates but no thumbnail is a grey dot. For
+	// reports and notebooks. 409 until the job has succeeded.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /v1/jobs/{id}/map.png (the `GetJobMap` operationId).
+	GetJobMapWithResponse(ctx context.Context, id JobID, params *GetJobMapParams, reqEditors ...RequestEditorFn) (*GetJobMapResponse, error)
+
 	// GetJobResultWithResponse The result table
 	//
 	// The format is chosen by `format`, else by `Accept`
@@ -1771,6 +2166,47 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /v1/jobs/{id}/result (the `GetJobResult` operationId).
 	GetJobResultWithResponse(ctx context.Context, id JobID, params *GetJobResultParams, reqEditors ...RequestEditorFn) (*GetJobResultResponse, error)
+}
+
+type GetPageResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetPageResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r GetPageResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetPageResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetPageResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetPageResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
 }
 
 type GetHealthResponse struct {
@@ -2247,6 +2683,130 @@ func (r GetJobResponse) ContentType() string {
 	return ""
 }
 
+type GetJobAtlasResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AtlasIndex
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Internal
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetJobAtlasResponse) GetJSON200() *AtlasIndex {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetJobAtlasResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetJobAtlasResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r GetJobAtlasResponse) GetApplicationproblemJSON409() *Problem {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetJobAtlasResponse) GetApplicationproblemJSON500() *Internal {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r GetJobAtlasResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetJobAtlasResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetJobAtlasResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetJobAtlasResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetJobAtlasSheetResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Internal
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetJobAtlasSheetResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetJobAtlasSheetResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetJobAtlasSheetResponse) GetApplicationproblemJSON500() *Internal {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r GetJobAtlasSheetResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetJobAtlasSheetResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetJobAtlasSheetResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetJobAtlasSheetResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type GetJobEventsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -2364,6 +2924,68 @@ func (r GetJobFailuresResponse) ContentType() string {
 	return ""
 }
 
+type GetJobMapResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *Internal
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r GetJobMapResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetJobMapResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r GetJobMapResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetJobMapResponse) GetApplicationproblemJSON500() *Internal {
+	return r.ApplicationproblemJSON500
+}
+
+// GetBody returns the raw response body bytes
+func (r GetJobMapResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetJobMapResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetJobMapResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetJobMapResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type GetJobResultResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -2431,6 +3053,23 @@ func (r GetJobResultResponse) ContentType() string {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
 	return ""
+}
+
+// GetPageWithResponse The web page
+//
+// Submit a catalogue, watch the job converge on a live map, explore it.
+// Its scripts and styles are served under `/static/` from the binary;
+// the page fetches nothing but this API.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET / (the `GetPage` operationId).
+func (c *ClientWithResponses) GetPageWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetPageResponse, error) {
+	rsp, err := c.GetPage(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetPageResponse(rsp)
 }
 
 // GetHealthWithResponse The process is alive
@@ -2576,6 +3215,39 @@ func (c *ClientWithResponses) GetJobWithResponse(ctx context.Context, id JobID, 
 	return ParseGetJobResponse(rsp)
 }
 
+// GetJobAtlasWithResponse Where each row's thumbnail sits in the sprite sheets
+//
+// The worker keeps a square thumbnail of every image it loads and packs
+// them into sprite sheets (JPEG) of fixed cell size: 64 px cells up to
+// 4,096 images, 32 px up to 65,536, 16 px beyond; a sheet is at most
+// 4096 × 4096. Available from the end of image loading (while the
+// embedding still runs) until the job is deleted; 409 before. Rows
+// whose image failed have no cell and are listed in `missing`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/jobs/{id}/atlas (the `GetJobAtlas` operationId).
+func (c *ClientWithResponses) GetJobAtlasWithResponse(ctx context.Context, id JobID, reqEditors ...RequestEditorFn) (*GetJobAtlasResponse, error) {
+	rsp, err := c.GetJobAtlas(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetJobAtlasResponse(rsp)
+}
+
+// GetJobAtlasSheetWithResponse One sprite sheet of thumbnails
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/jobs/{id}/atlas/{sheet} (the `GetJobAtlasSheet` operationId).
+func (c *ClientWithResponses) GetJobAtlasSheetWithResponse(ctx context.Context, id JobID, sheet int, reqEditors ...RequestEditorFn) (*GetJobAtlasSheetResponse, error) {
+	rsp, err := c.GetJobAtlasSheet(ctx, id, sheet, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetJobAtlasSheetResponse(rsp)
+}
+
 // GetJobEventsWithResponse Live progress as Server-Sent Events
 //
 // `event: progress` with the Job as `data:` whenever it changes (at most
@@ -2610,6 +3282,24 @@ func (c *ClientWithResponses) GetJobFailuresWithResponse(ctx context.Context, id
 	return ParseGetJobFailuresResponse(rsp)
 }
 
+// GetJobMapWithResponse The map as a picture
+//
+// The result drawn as a PNG on white: every loaded image's thumbnail
+// centred at its (x, y), the layout scaled uniformly to fit, y pointing
+// up; a row with coordinates but no thumbnail is a grey dot. For
+// reports and notebooks. 409 until the job has succeeded.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /v1/jobs/{id}/map.png (the `GetJobMap` operationId).
+func (c *ClientWithResponses) GetJobMapWithResponse(ctx context.Context, id JobID, params *GetJobMapParams, reqEditors ...RequestEditorFn) (*GetJobMapResponse, error) {
+	rsp, err := c.GetJobMap(ctx, id, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetJobMapResponse(rsp)
+}
+
 // GetJobResultWithResponse The result table
 //
 // The format is chosen by `format`, else by `Accept`
@@ -2627,6 +3317,32 @@ func (c *ClientWithResponses) GetJobResultWithResponse(ctx context.Context, id J
 		return nil, err
 	}
 	return ParseGetJobResultResponse(rsp)
+}
+
+// ParseGetPageResponse parses an HTTP response from a GetPageWithResponse call
+func ParseGetPageResponse(rsp *http.Response) (*GetPageResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetPageResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	}
+
+	return response, nil
 }
 
 // ParseGetHealthResponse parses an HTTP response from a GetHealthWithResponse call
@@ -2974,6 +3690,100 @@ func ParseGetJobResponse(rsp *http.Response) (*GetJobResponse, error) {
 	return response, nil
 }
 
+// ParseGetJobAtlasResponse parses an HTTP response from a GetJobAtlasWithResponse call
+func ParseGetJobAtlasResponse(rsp *http.Response) (*GetJobAtlasResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetJobAtlasResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AtlasIndex
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetJobAtlasSheetResponse parses an HTTP response from a GetJobAtlasSheetWithResponse call
+func ParseGetJobAtlasSheetResponse(rsp *http.Response) (*GetJobAtlasSheetResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetJobAtlasSheetResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseGetJobEventsResponse parses an HTTP response from a GetJobEventsWithResponse call
 func ParseGetJobEventsResponse(rsp *http.Response) (*GetJobEventsResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -3061,6 +3871,53 @@ func ParseGetJobFailuresResponse(rsp *http.Response) (*GetJobFailuresResponse, e
 	return response, nil
 }
 
+// ParseGetJobMapResponse parses an HTTP response from a GetJobMapWithResponse call
+func ParseGetJobMapResponse(rsp *http.Response) (*GetJobMapResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetJobMapResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest Internal
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	}
+
+	return response, nil
+}
+
 // ParseGetJobResultResponse parses an HTTP response from a GetJobResultWithResponse call
 func ParseGetJobResultResponse(rsp *http.Response) (*GetJobResultResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -3120,6 +3977,9 @@ func ParseGetJobResultResponse(rsp *http.Response) (*GetJobResultResponse, error
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
+	// GetPage The web page
+	// (GET /)
+	GetPage(ctx echo.Context) error
 	// GetHealth The process is alive
 	// (GET /healthz)
 	GetHealth(ctx echo.Context) error
@@ -3147,12 +4007,21 @@ type ServerInterface interface {
 	// GetJob Get a job
 	// (GET /v1/jobs/{id})
 	GetJob(ctx echo.Context, id JobID) error
+	// GetJobAtlas Where each row's thumbnail sits in the sprite sheets
+	// (GET /v1/jobs/{id}/atlas)
+	GetJobAtlas(ctx echo.Context, id JobID) error
+	// GetJobAtlasSheet One sprite sheet of thumbnails
+	// (GET /v1/jobs/{id}/atlas/{sheet})
+	GetJobAtlasSheet(ctx echo.Context, id JobID, sheet int) error
 	// GetJobEvents Live progress as Server-Sent Events
 	// (GET /v1/jobs/{id}/events)
 	GetJobEvents(ctx echo.Context, id JobID, params GetJobEventsParams) error
 	// GetJobFailures Images that could not be loaded (so far)
 	// (GET /v1/jobs/{id}/failures)
 	GetJobFailures(ctx echo.Context, id JobID) error
+	// GetJobMap The map as a picture
+	// (GET /v1/jobs/{id}/map.png)
+	GetJobMap(ctx echo.Context, id JobID, params GetJobMapParams) error
 	// GetJobResult The result table
 	// (GET /v1/jobs/{id}/result)
 	GetJobResult(ctx echo.Context, id JobID, params GetJobResultParams) error
@@ -3161,6 +4030,15 @@ type ServerInterface interface {
 // ServerInterfaceWrapper converts echo contexts to parameters.
 type ServerInterfaceWrapper struct {
 	Handler ServerInterface
+}
+
+// GetPage converts echo context to params.
+func (w *ServerInterfaceWrapper) GetPage(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetPage(ctx)
+	return err
 }
 
 // GetHealth converts echo context to params.
@@ -3281,6 +4159,46 @@ func (w *ServerInterfaceWrapper) GetJob(ctx echo.Context) error {
 	return err
 }
 
+// GetJobAtlas converts echo context to params.
+func (w *ServerInterfaceWrapper) GetJobAtlas(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id JobID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetJobAtlas(ctx, id)
+	return err
+}
+
+// GetJobAtlasSheet converts echo context to params.
+func (w *ServerInterfaceWrapper) GetJobAtlasSheet(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id JobID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// ------------- Path parameter "sheet" -------------
+	var sheet int
+
+	err = runtime.BindStyledParameterWithOptions("simple", "sheet", ctx.Param("sheet"), &sheet, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter sheet: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetJobAtlasSheet(ctx, id, sheet)
+	return err
+}
+
 // GetJobEvents converts echo context to params.
 func (w *ServerInterfaceWrapper) GetJobEvents(ctx echo.Context) error {
 	var err error
@@ -3319,6 +4237,38 @@ func (w *ServerInterfaceWrapper) GetJobFailures(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.GetJobFailures(ctx, id)
+	return err
+}
+
+// GetJobMap converts echo context to params.
+func (w *ServerInterfaceWrapper) GetJobMap(ctx echo.Context) error {
+	var err error
+	// ------------- Path parameter "id" -------------
+	var id JobID
+
+	err = runtime.BindStyledParameterWithOptions("simple", "id", ctx.Param("id"), &id, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: ctx.Request().URL.RawPath == ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter id: %s", err))
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetJobMapParams
+	// ------------- Optional query parameter "width" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "width", ctx.QueryParams(), &params.Width, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter width: %s", err))
+	}
+
+	// ------------- Optional query parameter "height" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "height", ctx.QueryParams(), &params.Height, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter height: %s", err))
+	}
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetJobMap(ctx, id, params)
 	return err
 }
 
@@ -3401,8 +4351,12 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/v1/jobs/:id/result", wrapper.GetJobResult, options.OperationMiddlewares["getJobResult"]...)
 	router.GET(options.BaseURL+"/v1/jobs/:id/failures", wrapper.GetJobFailures, options.OperationMiddlewares["getJobFailures"]...)
 	router.GET(options.BaseURL+"/v1/jobs/:id/events", wrapper.GetJobEvents, options.OperationMiddlewares["getJobEvents"]...)
+	router.GET(options.BaseURL+"/v1/jobs/:id/atlas", wrapper.GetJobAtlas, options.OperationMiddlewares["getJobAtlas"]...)
+	router.GET(options.BaseURL+"/v1/jobs/:id/atlas/:sheet", wrapper.GetJobAtlasSheet, options.OperationMiddlewares["getJobAtlasSheet"]...)
+	router.GET(options.BaseURL+"/v1/jobs/:id/map.png", wrapper.GetJobMap, options.OperationMiddlewares["getJobMap"]...)
 	router.GET(options.BaseURL+"/openapi.yaml", wrapper.GetOpenAPIYAML, options.OperationMiddlewares["getOpenAPIYAML"]...)
 	router.GET(options.BaseURL+"/openapi.json", wrapper.GetOpenAPIJSON, options.OperationMiddlewares["getOpenAPIJSON"]...)
+	router.GET(options.BaseURL+"/", wrapper.GetPage, options.OperationMiddlewares["getPage"]...)
 	router.GET(options.BaseURL+"/healthz", wrapper.GetHealth, options.OperationMiddlewares["getHealth"]...)
 	router.GET(options.BaseURL+"/readyz", wrapper.GetReady, options.OperationMiddlewares["getReady"]...)
 	router.GET(options.BaseURL+"/metrics", wrapper.GetMetrics, options.OperationMiddlewares["getMetrics"]...)

@@ -15,6 +15,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/tsnemap/tsnemap/web"
 )
 
 // The demo catalogue: paintings in a handful of styles, so that a map of
@@ -115,6 +117,12 @@ func (d *demoServer) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = d.srv.Shutdown(ctx)
+}
+
+// webDemo is the demo as the page offers it (a button that fills the form).
+func (d *demoServer) webDemo() *web.Demo {
+	base := "http://" + d.addr.String()
+	return &web.Demo{DatasetURL: base + "/data.tab", ImageURLTemplate: base + "/images/{id}.png", Perplexity: 20}
 }
 
 func (d *demoServer) curl(api string) string {

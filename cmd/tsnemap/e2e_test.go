@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"image/jpeg"
 	"image/png"
 	"io"
 	"log/slog"
@@ -272,6 +273,32 @@ func TestMuseumFlowLatin1Template(t *testing.T) {
 	code, fb := e.do("GET", "/v1/jobs/"+id+"/failures", "")
 	if code != 200 || !strings.Contains(string(fb), `"id":"MISSING"`) || !strings.Contains(string(fb), "404") {
 		t.Errorf("failures: %d %s", code, fb)
+	}
+	// Thumbnails: one cell per loaded image, in the group colour, and the
+	// missing image listed; the map draws them.
+	code, ab := e.do("GET", "/v1/jobs/"+id+"/atlas", "")
+	var idx openapi.AtlasIndex
+	if code != 200 || json.Unmarshal(ab, &idx) != nil {
+		t.Fatalf("atlas: %d %s", code, ab)
+	}
+	if idx.Rows != 25 || len(idx.Cells) != 24 || fmt.Sprint(idx.Missing) != "[4]" || len(idx.Sheets) != 1 || idx.Cell != 64 {
+		t.Errorf("atlas index: rows %d, %d cells, missing %v, %d sheets, cell %d", idx.Rows, len(idx.Cells), idx.Missing, len(idx.Sheets), idx.Cell)
+	}
+	code, sheetBytes := e.do("GET", idx.Sheets[0].Url, "")
+	sheet, err := jpeg.Decode(bytes.NewReader(sheetBytes))
+	if code != 200 || err != nil {
+		t.Fatalf("sheet: %d %v", code, err)
+	}
+	for k, c := range idx.Cells {
+		want := groupColor(k % groups)
+		r, g, b, _ := sheet.At(c.X+idx.Cell/2+3, c.Y+idx.Cell/2).RGBA()
+		if d := math.Abs(float64(r>>8)-float64(want.R)) + math.Abs(float64(g>>8)-float64(want.G)) + math.Abs(float64(b>>8)-float64(want.B)); d > 120 {
+			t.Errorf("thumbnail of row %d (%s): %d,%d,%d, want about %v", c.Row, c.Id, r>>8, g>>8, b>>8, want)
+		}
+	}
+	code, mp := e.do("GET", "/v1/jobs/"+id+"/map.png?width=320&height=240", "")
+	if cfg, err := png.DecodeConfig(bytes.NewReader(mp)); code != 200 || err != nil || cfg.Width != 320 || cfg.Height != 240 {
+		t.Errorf("map.png: %d %v %+v", code, err, cfg)
 	}
 	// A finished job is deleted by DELETE, result and all.
 	if code, _ := e.do("DELETE", "/v1/jobs/"+id, ""); code != 204 {

@@ -19,6 +19,7 @@ import (
 	"github.com/tsnemap/tsnemap/api"
 	"github.com/tsnemap/tsnemap/jobs"
 	"github.com/tsnemap/tsnemap/loader"
+	"github.com/tsnemap/tsnemap/web"
 )
 
 func serveCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -98,8 +99,16 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := jobs.NewMetrics(reg)
 	backend := c.backendName(pl)
+	var webOpts web.Options
+	if s.demo != nil {
+		webOpts.Demo = s.demo.webDemo()
+	}
+	page, err := web.New(webOpts)
+	if err != nil {
+		return nil, err
+	}
 	srv, err := api.New(api.Config{
-		Jobs: store, URLs: urlPolicy{pl.Loader}, Backend: backend, GPU: pl.GPU != nil,
+		Jobs: store, URLs: urlPolicy{pl.Loader}, Backend: backend, GPU: pl.GPU != nil, Web: page,
 		MaxTimeout: c.maxTimeout, Version: versionString(), Registry: reg, Logger: log,
 	})
 	if err != nil {

@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"sync"
 	"time"
 
+	"github.com/tsnemap/tsnemap/atlas"
 	"github.com/tsnemap/tsnemap/embed"
 	"github.com/tsnemap/tsnemap/jobs"
 	"github.com/tsnemap/tsnemap/loader"
@@ -114,6 +116,15 @@ func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*job
 		return nil, fmt.Errorf("load images: %w", err)
 	}
 
+	// Thumbnails for the map are made from the pixels already resized,
+	// alongside the embedding; the atlas is served as soon as it is
+	// stored, so a live map shows images while the optimiser runs.
+	var thumbs sync.WaitGroup
+	defer thumbs.Wait()
+	if t.KeepsThumbnails() {
+		thumbs.Go(func() { storeThumbnails(ctx, t, table, images) })
+	}
+
 	opts := Options(req)
 	data := embed.Data{N: images.Len(), D: images.Width * images.Height * 3, U8: images.Pix}
 	if f, ok := be.(Fitter); ok && be == p.GPU {
@@ -177,6 +188,22 @@ func (p *Pipeline) log() *slog.Logger {
 		return p.Log
 	}
 	return slog.Default()
+}
+
+func storeThumbnails(ctx context.Context, t *jobs.Tracker, table *loader.Table, images *loader.Images) {
+	src := atlas.Source{Width: images.Width, Height: images.Height, Pix: images.Pix, Rows: images.Rows, TotalRows: len(table.Rows),
+		IDs: make([]string, len(images.Rows)), URLs: make([]string, len(images.Rows))}
+	for k, r := range images.Rows {
+		src.IDs[k], src.URLs[k] = table.Rows[r].ID, table.Rows[r].ImageURL
+	}
+	a, err := atlas.Build(ctx, src)
+	if err != nil {
+		if ctx.Err() == nil {
+			t.Warn("build thumbnails", "err", err)
+		}
+		return
+	}
+	t.SetAtlas(ctx, a)
 }
 
 func (p *Pipeline) backend(want string) (embed.Backend, error) {

@@ -1,0 +1,305 @@
+// Browser test of tsnemap's page, in real headless Chromium (Debian's
+// /usr/bin/chromium) driven by playwright-core. Run by the Go test
+// TestBrowser (cmd/tsnemap/browser_test.go) against a live `serve --demo`:
+//
+//   TSNEMAP_URL=http://127.0.0.1:8080 TSNEMAP_SCREENSHOTS=dir node browser.mjs
+//
+// It prints "SCREENSHOT <path>" for each picture and "FRAMETIME <json>" for
+// the 10,000-point panning measurement, and exits non-zero on the first
+// failed check. No check waits a fixed time: each polls until a deadline.
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const base = process.env.TSNEMAP_URL;
+assert.ok(base, 'TSNEMAP_URL is required');
+const shots = process.env.TSNEMAP_SCREENSHOTS || 'screenshots';
+mkdirSync(shots, { recursive: true });
+const executablePath = process.env.TSNEMAP_CHROMIUM || '/usr/bin/chromium';
+const benchPoints = Number(process.env.TSNEMAP_BENCH_POINTS || 10000);
+
+const log = (...a) => console.log(...a);
+let step = 'start';
+const stepOf = (name) => { step = name; log('--', name); };
+
+async function until(what, fn, timeoutMs = 30000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await fn();
+    if (last) return last;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function api(path, init) {
+  const res = await fetch(base + path, init);
+  const ct = res.headers.get('content-type') || '';
+  return { status: res.status, body: ct.includes('json') ? await res.json() : await res.text() };
+}
+
+const state = (page) => page.evaluate(() => window.tsnemap.state);
+
+async function shot(page, name, opts = {}) {
+  const path = join(shots, name + '.png');
+  await page.screenshot({ path, ...opts });
+  log('SCREENSHOT', path);
+}
+
+const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
+const pageErrors = [];
+function watch(page) {
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  page.on('dialog', (d) => d.accept()); // the delete confirmation
+}
+
+try {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true, hasTouch: true });
+  const page = await ctx.newPage();
+  watch(page);
+
+  stepOf('the empty state');
+  await page.goto(base + '/');
+  log('renderer chosen by the page:', await page.evaluate(() => window.tsnemap.state.renderer));
+  await page.waitForSelector('#jobs-empty:not([hidden])');
+  await shot(page, 'empty');
+
+  stepOf('a bad field shows the API\'s own message next to it');
+  await page.click('#demo-button');
+  const dataset = await page.inputValue('#f-dataset_url');
+  const template = await page.inputValue('#f-image_url_template');
+  assert.match(dataset, /^http:\/\/.*\/data\.tab$/);
+  await page.evaluate(() => { document.querySelector('.options').open = true; });
+  await page.fill('#f-perplexity', '-5');
+  await page.click('#submit-button');
+  await page.waitForSelector('#e-perplexity:not([hidden])');
+  const shown = await page.textContent('#e-perplexity');
+  const direct = await api('/v1/jobs', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ dataset_url: dataset, image_url_template: template, perplexity: -5 }) });
+  assert.equal(direct.status, 400);
+  const apiMsg = direct.body.errors.filter((e) => e.field === 'perplexity').map((e) => e.message).join('; ');
+  assert.equal(shown, apiMsg, 'the page shows the API\'s message for perplexity');
+  assert.equal(await page.getAttribute('#f-perplexity', 'aria-invalid'), 'true');
+  await shot(page, 'bad-field');
+
+  stepOf('submit the demo catalogue through the form');
+  await page.fill('#f-perplexity', '20');
+  await page.fill('#f-iterations', '5000'); // a few seconds of optimising, to watch it converge
+  await page.click('#submit-button');
+  await page.waitForURL(/#\/jobs\/[0-9A-Z]+$/);
+  const id = page.url().split('/').pop();
+  assert.ok(await page.isHidden('#e-perplexity'));
+
+  stepOf('progress advances, the map is drawn while the optimiser runs');
+  const seen = new Set();
+  let convergingShot = false;
+  let thumbsWhileRunning = 0;
+  const done = await until('the job to succeed', async () => {
+    const s = await state(page);
+    if (s.progress) seen.add(`${s.stage}:${s.progress.images_loaded}:${s.progress.iteration}`);
+    if (s.status === 'running' && s.embeddingEvents > 0) thumbsWhileRunning = Math.max(thumbsWhileRunning, s.thumbnailsDrawn);
+    if (!convergingShot && s.status === 'running' && s.embeddingEvents > 0 && s.thumbnailsDrawn > 0) {
+      convergingShot = true;
+      await shot(page, 'converging');
+    }
+    return s.status === 'succeeded' && s.resultLoaded ? s : s.status === 'failed' || s.status === 'canceled' ? s : null;
+  }, 90000);
+  assert.equal(done.status, 'succeeded', 'the demo job succeeds');
+  assert.ok(seen.size >= 3, `progress advanced through several states: ${[...seen].join(' ')}`);
+  log('progress states seen:', seen.size, 'embedding events:', done.embeddingEvents);
+  assert.ok(done.embeddingEvents >= 1, 'embedding events drew the map while it converged');
+  assert.equal(thumbsWhileRunning, 300, 'every loaded image was drawn as a thumbnail while the optimiser ran');
+
+  stepOf('one thumbnail per loaded image');
+  const job = (await api('/v1/jobs/' + id)).body;
+  const loaded = job.progress.images_loaded;
+  assert.equal(loaded, 300);
+  assert.equal(job.progress.images_failed, 1);
+  const fin = await until('the finished map drawn', async () => {
+    const s = await state(page);
+    return s.pointsPlaced === loaded && s.thumbnailsDrawn === loaded ? s : null;
+  });
+  assert.equal(fin.atlasCells, loaded);
+  assert.equal(fin.pointsDrawn, loaded);
+  await page.waitForSelector('#failures-table:not([hidden])');
+  assert.match(await page.textContent('#failures-body'), /P9999.*http 404/s);
+  await shot(page, 'finished-map', { fullPage: true });
+  await shot(page, 'finished-map-canvas', { clip: await page.locator('.map-stage').boundingBox() });
+
+  stepOf('pan and zoom change the view');
+  const box = await page.locator('#map').boundingBox();
+  const v0 = (await state(page)).view;
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width / 2 + 120, box.y + box.height / 2 + 60, { steps: 8 });
+  await page.mouse.up();
+  const v1 = (await state(page)).view;
+  assert.ok(v1.cx < v0.cx && v1.cy > v0.cy, `dragging right and down moves the view left and up: ${JSON.stringify(v0)} → ${JSON.stringify(v1)}`);
+  assert.ok(Math.abs((v0.cx - v1.cx) * v1.scale - 120) < 1, 'the map follows the mouse exactly');
+  await page.mouse.wheel(0, -300);
+  const v2 = await until('the wheel to zoom in', async () => { const v = (await state(page)).view; return v.scale > v1.scale ? v : null; });
+  log('zoom by wheel:', (v2.scale / v1.scale).toFixed(2));
+  await page.focus('#map');
+  await page.keyboard.press('-');
+  const v3 = (await state(page)).view;
+  assert.ok(v3.scale < v2.scale, 'the - key zooms out');
+  await page.keyboard.press('ArrowLeft');
+  assert.ok((await state(page)).view.cx < v3.cx, 'the left arrow pans');
+
+  stepOf('touch: two fingers pinch to zoom, one drags; trackpad pinch (ctrl + wheel) zooms');
+  const cdp = await ctx.newCDPSession(page);
+  const mx = box.x + box.width / 2, my = box.y + box.height / 2;
+  const touch = (type, points) => cdp.send('Input.dispatchTouchEvent', { type, touchPoints: points.map(([x, y], id) => ({ x, y, id })) });
+  const p0 = (await state(page)).view;
+  await touch('touchStart', [[mx - 40, my], [mx + 40, my]]);
+  for (let k = 1; k <= 5; k++) await touch('touchMove', [[mx - 40 - 16 * k, my], [mx + 40 + 16 * k, my]]);
+  await touch('touchEnd', []);
+  const p1 = await until('the pinch to zoom in', async () => { const v = (await state(page)).view; return v.scale > p0.scale * 1.5 ? v : null; });
+  assert.ok(Math.abs(p1.scale / p0.scale - 3) < 0.3, `fingers 80 px apart moved to 240 px zoom 3×: ${p1.scale / p0.scale}`);
+  await touch('touchStart', [[mx, my]]);
+  for (let k = 1; k <= 5; k++) await touch('touchMove', [[mx + 20 * k, my]]);
+  await touch('touchEnd', []);
+  const p2 = await until('one finger to pan', async () => { const v = (await state(page)).view; return v.cx < p1.cx ? v : null; });
+  assert.ok(Math.abs((p1.cx - p2.cx) * p2.scale - 100) < 1, 'the map follows the finger');
+  await page.mouse.move(mx, my);
+  await page.keyboard.down('Control');
+  await page.mouse.wheel(0, -40);
+  await page.keyboard.up('Control');
+  await until('ctrl + wheel (a trackpad pinch) to zoom in', async () => (await state(page)).view.scale > p2.scale * 1.2);
+
+  await page.focus('#map');
+  await page.keyboard.press('0');
+  await until('fit to show every point again', async () => (await state(page)).pointsDrawn === loaded);
+
+  stepOf('hover shows the right row');
+  const result = (await api(`/v1/jobs/${id}/result?format=json`)).body;
+  const order = await page.evaluate(() => window.tsnemap.drawOrder());
+  const top = order[order.length - 1]; // drawn last: on top at its centre
+  const at = await page.evaluate((r) => window.tsnemap.pagePointOf(r), top);
+  await page.mouse.move(at.x, at.y);
+  await until('the hovered row', async () => (await state(page)).hoveredRow === top);
+  const details = await page.textContent('#details');
+  const want = result.points[top].fields;
+  assert.ok(details.includes(want.title) && details.includes(want.id), `details show row ${top} (${want.id}, ${want.title}): ${details}`);
+  await shot(page, 'hover', { clip: await page.locator('.map-area').boundingBox() });
+
+  stepOf('clicking opens the full image');
+  const [popup] = await Promise.all([page.waitForEvent('popup'), page.mouse.click(at.x, at.y)]);
+  await until('the popup to load the image', async () => popup.url().includes('/images/'), 10000);
+  assert.ok(popup.url().endsWith(`/images/${want.id}.png`), `popup opened ${popup.url()}`);
+  await popup.close();
+
+  stepOf('keyboard: ] selects a row, the details follow');
+  await page.focus('#map');
+  await page.keyboard.press(']');
+  const sel = (await state(page)).selectedRow;
+  assert.equal(sel, order[0]);
+
+  stepOf('the result downloads');
+  for (const [link, head] of [['#dl-tsv', 'id\ttitle\tstyle\tyear\tx\ty'], ['#dl-csv', 'id,title,style,year,x,y']]) {
+    const [dl] = await Promise.all([page.waitForEvent('download'), page.click(link)]);
+    const path = join(shots, dl.suggestedFilename());
+    await dl.saveAs(path);
+    const text = readFileSync(path, 'utf8');
+    assert.equal(text.split('\n')[0], head);
+    assert.equal(text.trim().split('\n').length, 302, `${link}: header and 301 rows`);
+  }
+  const [pngDl] = await Promise.all([page.waitForEvent('download'), page.click('#dl-png')]);
+  const pngPath = join(shots, 'map-from-server.png');
+  await pngDl.saveAs(pngPath);
+  log('SCREENSHOT', pngPath);
+
+  stepOf('cancel works');
+  await page.goto(base + '/#/');
+  await page.waitForSelector('#jobs-table:not([hidden])');
+  await page.click('#demo-button');
+  await page.evaluate(() => { document.querySelector('.options').open = true; });
+  await page.fill('#f-iterations', '100000');
+  await page.fill('#f-perplexity', '20');
+  await page.click('#submit-button');
+  await page.waitForURL(/#\/jobs\/[0-9A-Z]+$/);
+  const slowId = page.url().split('/').pop();
+  assert.notEqual(slowId, id);
+  await until('the job to optimise', async () => (await state(page)).stage === 'optimizing', 60000);
+  await page.click('#cancel-button');
+  await until('the job to be canceled', async () => (await state(page)).status === 'canceled', 10000);
+  assert.equal((await api('/v1/jobs/' + slowId)).body.status, 'canceled');
+  await page.waitForSelector('#job-error:not([hidden])');
+  await page.waitForSelector('#delete-button:not([hidden])');
+  await shot(page, 'canceled');
+
+  stepOf('delete works');
+  await page.click('#delete-button');
+  await page.waitForURL(/#\/$/);
+  await until('the job to be gone', async () => (await api('/v1/jobs/' + slowId)).status === 404);
+
+  stepOf('readable at 200% zoom: no sideways scrolling');
+  const zoomed = await browser.newContext({ viewport: { width: 640, height: 450 }, deviceScaleFactor: 2 });
+  const zp = await zoomed.newPage();
+  watch(zp);
+  for (const hash of ['#/', '#/jobs/' + id]) {
+    await zp.goto(base + '/' + hash);
+    await zp.waitForSelector(hash === '#/' ? '#jobs-table:not([hidden])' : '#downloads-list:not([hidden])');
+    if (hash !== '#/') await until('the map at 200%', async () => { const s = await state(zp); return s.resultLoaded && s.thumbnailsDrawn === loaded && s.failures === 1; });
+    const [sw, cw] = await zp.evaluate(() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]);
+    assert.ok(sw <= cw, `${hash}: page is ${sw} px wide in a ${cw} px window`);
+  }
+  await shot(zp, 'zoom-200', { fullPage: true });
+  await zoomed.close();
+
+  stepOf('API key: a 401 asks for a key, which is then sent on every request');
+  const keyed = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const kp = await keyed.newPage();
+  watch(kp);
+  const seenAuth = [];
+  await kp.route('**/v1/**', async (route) => {
+    const auth = route.request().headers()['authorization'];
+    seenAuth.push(auth || '');
+    if (auth !== 'Bearer test-key') {
+      await route.fulfill({ status: 401, contentType: 'application/problem+json',
+        body: JSON.stringify({ type: 'about:blank', title: 'Unauthorized', status: 401, detail: 'send Authorization: Bearer <key>' }) });
+      return;
+    }
+    await route.continue();
+  });
+  await kp.goto(base + '/');
+  await kp.waitForSelector('#key-dialog[open]');
+  await kp.fill('#key-input', 'test-key');
+  await kp.click('#key-ok');
+  await kp.waitForSelector('#jobs-table:not([hidden])');
+  assert.equal(await kp.evaluate(() => sessionStorage.getItem('tsnemap.apiKey')), 'test-key');
+  // The job view again, with WebGL asked for by name (a browser that would
+  // render WebGL in software gives the page canvas 2D by default).
+  await kp.goto(base + '/?renderer=webgl#/jobs/' + id);
+  const ks = await until('the keyed job view', async () => { const s = await state(kp); return s.resultLoaded && s.thumbnailsDrawn === loaded ? s : null; });
+  assert.equal(ks.renderer, 'webgl2');
+  await shot(kp, 'finished-map-webgl', { clip: await kp.locator('.map-stage').boundingBox() });
+  assert.ok(seenAuth.filter((a) => a === 'Bearer test-key').length >= 3, 'later requests carry the key');
+  await keyed.close();
+
+  stepOf(`frame time: panning ${benchPoints} points`);
+  for (const renderer of ['webgl', '2d']) {
+    const bp = await ctx.newPage();
+    watch(bp);
+    await bp.goto(base + '/?renderer=' + renderer);
+    await bp.evaluate((n) => window.tsnemap.loadSynthetic(n), benchPoints);
+    for (const mode of ['circle', 'sweep', 'zoom']) {
+      const r = await bp.evaluate((mode) => window.tsnemap.bench(300, mode), mode);
+      assert.equal(r.thumbnailsDrawn, benchPoints, 'every synthetic point is drawn as a thumbnail');
+      log('FRAMETIME', JSON.stringify({ points: benchPoints, viewport: '1280x900', ...r }));
+    }
+    await shot(bp, `synthetic-${benchPoints}-${renderer === '2d' ? 'canvas2d' : 'webgl2'}`);
+    await bp.close();
+  }
+
+  assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+  log('browser test: ok');
+} catch (e) {
+  console.error(`FAILED at "${step}": ${e.stack || e}`);
+  if (pageErrors.length) console.error('page errors:', pageErrors);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}

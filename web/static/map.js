@@ -1,0 +1,460 @@
+// The map: every point drawn on one canvas from the atlas sheets (one
+// drawImage per visible thumbnail, no DOM node per image), with pan and
+// zoom by mouse, wheel, trackpad, touch and keyboard.
+//
+// World coordinates are the embedding's x, y (y up, as in map.png); the
+// view is a centre (cx, cy) and a scale in CSS pixels per unit.
+
+import { Canvas2DRenderer, GLRenderer } from './render.js';
+
+const ANIMATE_MS = 600;
+const MIN_SCALE = 1e-6;
+const MAX_SCALE = 1e7;
+const FRAME_SAMPLES = 600;
+const ZOOM_SETTLE_MS = 150;
+
+export class MapView {
+  constructor(canvas, overlay, { onHover = () => {}, onOpen = () => {}, onSelect = () => {}, renderer = 'auto' } = {}) {
+    this.canvas = canvas;
+    this.overlay = overlay;
+    this.octx = overlay.getContext('2d');
+    // renderer: "auto" (WebGL 2 where the GPU draws it, else canvas 2D),
+    // "webgl" (WebGL 2 even in software) or "2d".
+    this.renderer = (renderer !== '2d' && GLRenderer.create(canvas, renderer === 'webgl')) || new Canvas2DRenderer(canvas);
+    this.renderer.onRestore = () => this.request();
+    this.version = 0; // changes whenever positions, rows or the atlas change
+    this.onHover = onHover;
+    this.onOpen = onOpen;
+    this.onSelect = onSelect;
+    this.view = { cx: 0, cy: 0, scale: 1 };
+    this.thumbWorld = 1; // side of a thumbnail in world units
+    this.autoFit = true;
+    this.zoomingUntil = 0;
+    this.zoomTimer = 0;
+    this.hovered = -1;
+    this.selected = -1;
+    this.stats = { pointsDrawn: 0, thumbnailsDrawn: 0, frames: 0, drawMs: [], lastDrawMs: 0 };
+    this.setRows(0);
+    this.atlas = null; // {cell, sheets: ImageBitmap[], sheetOf, sxOf, syOf, ids, urls}
+    this.pointers = new Map();
+    this.drag = null;
+    this.frame = 0;
+    this.width = 0;
+    this.height = 0;
+    this.resize();
+    new ResizeObserver(() => this.resize()).observe(canvas);
+    this.bind();
+  }
+
+  /** Makes room for n rows (every row of the table, loaded or not). */
+  setRows(n) {
+    this.n = n;
+    this.x = new Float32Array(n);
+    this.y = new Float32Array(n);
+    this.fromX = new Float32Array(n);
+    this.fromY = new Float32Array(n);
+    this.toX = new Float32Array(n);
+    this.toY = new Float32Array(n);
+    this.has = new Uint8Array(n);
+    this.cellOf = new Int32Array(n).fill(-1);
+    this.order = []; // rows with a position, in drawing order
+    this.anim = null;
+    this.version++;
+    if (this.atlas) this.atlas.rows.forEach((row, k) => { if (row < n) this.cellOf[row] = k; });
+    this.hovered = -1;
+    this.selected = -1;
+    this.request();
+  }
+
+  /** index: the API's AtlasIndex; sheets: decoded sheets, in order. */
+  setAtlas(index, sheets) {
+    if (index.rows > this.n) this.setRows(index.rows);
+    const m = index.cells.length;
+    const a = { cell: index.cell, sheets, sheetOf: new Int32Array(m), sxOf: new Int32Array(m), syOf: new Int32Array(m), ids: [], urls: [], rows: new Int32Array(m) };
+    index.cells.forEach((c, k) => {
+      a.sheetOf[k] = c.sheet; a.sxOf[k] = c.x; a.syOf[k] = c.y; a.ids.push(c.id); a.urls.push(c.url); a.rows[k] = c.row;
+      if (c.row < this.n) this.cellOf[c.row] = k;
+    });
+    this.atlas = a;
+    this.version++;
+    this.request();
+  }
+
+  /** The atlas cell of a row: {sheet, x, y, size, id, url} or null. */
+  cell(row) {
+    const k = row >= 0 && row < this.n ? this.cellOf[row] : -1;
+    if (k < 0 || !this.atlas) return null;
+    const a = this.atlas;
+    return { bitmap: a.sheets[a.sheetOf[k]], x: a.sxOf[k], y: a.syOf[k], size: a.cell, id: a.ids[k], url: a.urls[k] };
+  }
+
+  /**
+   * New coordinates for some rows (rows[k] at coords[k*dims], coords[k*dims+1]).
+   * With animate, points glide there from where they are.
+   */
+  setPositions(rows, coords, dims, animate) {
+    const first = this.order.length === 0;
+    for (let k = 0; k < rows.length; k++) {
+      const r = rows[k];
+      if (r < 0 || r >= this.n) continue;
+      const nx = coords[k * dims], ny = coords[k * dims + 1];
+      if (!Number.isFinite(nx) || !Number.isFinite(ny)) continue;
+      if (!this.has[r]) { this.x[r] = nx; this.y[r] = ny; this.has[r] = 1; }
+      this.toX[r] = nx; this.toY[r] = ny;
+    }
+    this.order = [];
+    for (let r = 0; r < this.n; r++) if (this.has[r]) this.order.push(r);
+    this.version++;
+    if (animate && !first && !reducedMotion()) {
+      this.fromX.set(this.x); this.fromY.set(this.y);
+      this.anim = { start: performance.now() };
+    } else {
+      this.x.set(this.toX); this.y.set(this.toY);
+      this.anim = null;
+    }
+    if (this.autoFit || first) this.fit(true);
+    this.request();
+  }
+
+  /** Frames the whole map (targets, not the animation's current place). */
+  fit(keepAuto) {
+    if (!keepAuto) this.autoFit = true;
+    if (!this.order.length || this.width < 2 || this.height < 2) { this.request(); return; } // hidden: fit once shown
+    let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+    for (const r of this.order) {
+      const x = this.toX[r], y = this.toY[r];
+      if (x < x0) x0 = x; if (x > x1) x1 = x; if (y < y0) y0 = y; if (y > y1) y1 = y;
+    }
+    const n = this.order.length;
+    const side = clamp(0.75 * Math.sqrt((this.width * this.height) / n), 6, 64);
+    const w = Math.max(x1 - x0, 1e-9), h = Math.max(y1 - y0, 1e-9);
+    const scale = Math.min((this.width - side - 16) / w, (this.height - side - 16) / h);
+    this.view = { cx: (x0 + x1) / 2, cy: (y0 + y1) / 2, scale: clamp(scale, MIN_SCALE, MAX_SCALE) };
+    this.thumbWorld = side / this.view.scale;
+    this.request();
+  }
+
+  /** Where a row is drawn, in CSS pixels from the canvas's top left; null if nowhere. */
+  screenOf(row) {
+    if (row < 0 || row >= this.n || !this.has[row]) return null;
+    return { x: (this.x[row] - this.view.cx) * this.view.scale + this.width / 2, y: (this.view.cy - this.y[row]) * this.view.scale + this.height / 2 };
+  }
+
+  thumbSide() { return clamp(this.thumbWorld * this.view.scale, 2, 256); }
+
+  /** The row whose thumbnail is on top at (px, py), or -1. */
+  hitTest(px, py) {
+    const half = this.thumbSide() / 2;
+    const { cx, cy, scale } = this.view;
+    const w2 = this.width / 2, h2 = this.height / 2;
+    for (let k = this.order.length - 1; k >= 0; k--) {
+      const r = this.order[k];
+      const sx = (this.x[r] - cx) * scale + w2, sy = (cy - this.y[r]) * scale + h2;
+      if (Math.abs(sx - px) <= half && Math.abs(sy - py) <= half) return r;
+    }
+    return -1;
+  }
+
+  panBy(dx, dy) {
+    this.autoFit = false;
+    this.view.cx -= dx / this.view.scale;
+    this.view.cy += dy / this.view.scale;
+    this.request();
+  }
+
+  /** Zooms by factor f keeping the world point under (px, py) in place. */
+  zoomAt(f, px = this.width / 2, py = this.height / 2) {
+    this.autoFit = false;
+    // While zooming goes on the renderer may scale its last picture; once
+    // it pauses, the map is drawn sharp again.
+    this.zoomingUntil = performance.now() + ZOOM_SETTLE_MS;
+    clearTimeout(this.zoomTimer);
+    this.zoomTimer = setTimeout(() => this.request(), ZOOM_SETTLE_MS + 10);
+    const v = this.view;
+    const wx = (px - this.width / 2) / v.scale + v.cx, wy = v.cy - (py - this.height / 2) / v.scale;
+    v.scale = clamp(v.scale * f, MIN_SCALE, MAX_SCALE);
+    v.cx = wx - (px - this.width / 2) / v.scale;
+    v.cy = wy + (py - this.height / 2) / v.scale;
+    this.request();
+  }
+
+  resize() {
+    const r = this.canvas.getBoundingClientRect();
+    const dpr = window.devicePixelRatio || 1;
+    this.dpr = dpr;
+    const w = Math.max(1, Math.round(r.width)), h = Math.max(1, Math.round(r.height));
+    if (w === this.width && h === this.height && this.canvas.width === Math.round(w * dpr)) return;
+    const first = !this.width;
+    this.width = w; this.height = h;
+    this.canvas.width = this.overlay.width = Math.round(w * dpr);
+    this.canvas.height = this.overlay.height = Math.round(h * dpr);
+    if (this.autoFit || first) this.fit(true);
+    this.request();
+  }
+
+  request() {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame((t) => { this.frame = 0; this.draw(t); });
+  }
+
+  draw() {
+    const t0 = performance.now();
+    if (this.anim) {
+      const a = Math.min(1, (t0 - this.anim.start) / ANIMATE_MS);
+      const e = a * (2 - a); // ease out
+      for (const r of this.order) {
+        this.x[r] = this.fromX[r] + (this.toX[r] - this.fromX[r]) * e;
+        this.y[r] = this.fromY[r] + (this.toY[r] - this.fromY[r]) * e;
+      }
+      this.version++;
+      if (a >= 1) this.anim = null; else this.request();
+    }
+    const s = this.thumbSide(), half = s / 2;
+    this.renderer.draw(this, s, t0 < this.zoomingUntil);
+    // What is in view (the renderer may draw more and let the GPU clip).
+    const { cx, cy, scale } = this.view;
+    const w2 = this.width / 2, h2 = this.height / 2;
+    const W = this.width + half, H = this.height + half;
+    const a = this.atlas;
+    let points = 0, thumbs = 0;
+    for (const r of this.order) {
+      const sx = (this.x[r] - cx) * scale + w2, sy = (cy - this.y[r]) * scale + h2;
+      if (sx < -half || sy < -half || sx > W || sy > H) continue;
+      points++;
+      if (a && this.cellOf[r] >= 0) thumbs++;
+    }
+    // The overlay is a layer of its own: hidden when it shows nothing, so
+    // the compositor has one layer less to blend while panning.
+    const highlight = this.screenOf(this.selected) || this.screenOf(this.hovered);
+    this.overlay.style.visibility = highlight ? 'visible' : 'hidden';
+    const o = this.octx;
+    if (highlight || this.overlayDirty) {
+      o.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
+      o.clearRect(0, 0, this.width, this.height);
+    }
+    this.overlayDirty = !!highlight;
+    for (const [row, colour, width] of [[this.selected, '#f0a500', 3], [this.hovered, '#1f5fbf', 2]]) {
+      const p = this.screenOf(row);
+      if (!p) continue;
+      o.lineWidth = width;
+      o.strokeStyle = colour;
+      o.strokeRect(p.x - half - width / 2, p.y - half - width / 2, s + width, s + width);
+    }
+    const st = this.stats;
+    st.pointsDrawn = points;
+    st.thumbnailsDrawn = thumbs;
+    st.frames++;
+    st.lastDrawMs = performance.now() - t0;
+    st.drawMs.push(st.lastDrawMs);
+    if (st.drawMs.length > FRAME_SAMPLES) st.drawMs.shift();
+  }
+
+  setHovered(row) {
+    if (row === this.hovered) return;
+    this.hovered = row;
+    this.onHover(row);
+    this.request();
+  }
+
+  select(row) {
+    this.selected = row;
+    this.onSelect(row);
+    const p = this.screenOf(row);
+    if (p && (p.x < 0 || p.y < 0 || p.x > this.width || p.y > this.height)) {
+      this.autoFit = false;
+      this.view.cx = this.x[row];
+      this.view.cy = this.y[row];
+    }
+    this.request();
+  }
+
+  local(e) {
+    const r = this.canvas.getBoundingClientRect();
+    return { x: e.clientX - r.left, y: e.clientY - r.top };
+  }
+
+  bind() {
+    const c = this.canvas;
+    c.addEventListener('pointerdown', (e) => {
+      if (e.button !== 0 && e.pointerType === 'mouse') return;
+      c.setPointerCapture(e.pointerId);
+      const p = this.local(e);
+      this.pointers.set(e.pointerId, p);
+      this.drag = { moved: 0, pinch: this.pointers.size === 2 ? this.pinchState() : null };
+      c.classList.add('dragging');
+    });
+    c.addEventListener('pointermove', (e) => {
+      const p = this.local(e);
+      const prev = this.pointers.get(e.pointerId);
+      if (!prev) {
+        if (e.pointerType !== 'touch') this.setHovered(this.hitTest(p.x, p.y));
+        return;
+      }
+      this.pointers.set(e.pointerId, p);
+      if (this.pointers.size === 2 && this.drag?.pinch) {
+        const now = this.pinchState();
+        const before = this.drag.pinch;
+        if (before.d > 0) this.zoomAt(now.d / before.d, now.mx, now.my);
+        this.panBy(now.mx - before.mx, now.my - before.my);
+        this.drag.pinch = now;
+        this.drag.moved += 10;
+      } else if (this.pointers.size === 1) {
+        const dx = p.x - prev.x, dy = p.y - prev.y;
+        this.drag.moved += Math.abs(dx) + Math.abs(dy);
+        this.panBy(dx, dy);
+      }
+    });
+    const end = (e) => {
+      const had = this.pointers.get(e.pointerId);
+      this.pointers.delete(e.pointerId);
+      if (this.pointers.size < 2 && this.drag) this.drag.pinch = null;
+      if (this.pointers.size === 0) {
+        c.classList.remove('dragging');
+        const click = this.drag && this.drag.moved < 5 && e.type === 'pointerup';
+        this.drag = null;
+        if (click && had) {
+          const row = this.hitTest(had.x, had.y);
+          if (row >= 0) { this.select(row); this.onOpen(row); }
+        }
+      }
+    };
+    c.addEventListener('pointerup', end);
+    c.addEventListener('pointercancel', end);
+    c.addEventListener('pointerleave', (e) => { if (!this.pointers.size && e.pointerType !== 'touch') this.setHovered(-1); });
+    c.addEventListener('wheel', (e) => {
+      e.preventDefault();
+      const p = this.local(e);
+      const unit = e.deltaMode === 1 ? 16 : e.deltaMode === 2 ? this.height : 1;
+      if (!e.ctrlKey && Math.abs(e.deltaX) > Math.abs(e.deltaY)) {
+        this.panBy(-e.deltaX * unit, 0); // trackpad: sideways swipe pans
+        return;
+      }
+      // Wheel, and trackpad pinch (which browsers send as wheel + ctrl).
+      const k = e.ctrlKey ? 0.01 : 0.0015;
+      this.zoomAt(Math.exp(-e.deltaY * unit * k), p.x, p.y);
+    }, { passive: false });
+    c.addEventListener('keydown', (e) => {
+      const step = (e.shiftKey ? 0.4 : 0.1) * Math.min(this.width, this.height);
+      let handled = true;
+      switch (e.key) {
+        case 'ArrowLeft': this.panBy(step, 0); break;
+        case 'ArrowRight': this.panBy(-step, 0); break;
+        case 'ArrowUp': this.panBy(0, step); break;
+        case 'ArrowDown': this.panBy(0, -step); break;
+        case '+': case '=': this.zoomAt(1.25); break;
+        case '-': case '_': this.zoomAt(0.8); break;
+        case '0': this.fit(); break;
+        case ']': case 'n': this.step(1); break;
+        case '[': case 'p': this.step(-1); break;
+        case 'Enter': if (this.selected >= 0) this.onOpen(this.selected); break;
+        case 'Escape': this.select(-1); break;
+        default: handled = false;
+      }
+      if (handled) e.preventDefault();
+    });
+  }
+
+  pinchState() {
+    const [a, b] = [...this.pointers.values()];
+    return { d: Math.hypot(a.x - b.x, a.y - b.y), mx: (a.x + b.x) / 2, my: (a.y + b.y) / 2 };
+  }
+
+  /** Keyboard: select the next (or previous) row that is on the map. */
+  step(dir) {
+    if (!this.order.length) return;
+    let k = this.order.indexOf(this.selected);
+    k = k < 0 ? (dir > 0 ? 0 : this.order.length - 1) : (k + dir + this.order.length) % this.order.length;
+    this.select(this.order[k]);
+  }
+}
+
+function clamp(v, lo, hi) { return Math.min(hi, Math.max(lo, v)); }
+
+function reducedMotion() {
+  return window.matchMedia?.('(prefers-reduced-motion: reduce)').matches;
+}
+
+/**
+ * A synthetic map of n points in clusters with a generated atlas, for
+ * measuring frame times without a job (window.tsnemap.loadSynthetic).
+ */
+export async function syntheticMap(map, n) {
+  const cell = n <= 4096 ? 64 : n <= 65536 ? 32 : 16;
+  const cols = Math.ceil(Math.sqrt(n));
+  const rowsOfCells = Math.ceil(n / cols);
+  const sheet = new OffscreenCanvas(cols * cell, rowsOfCells * cell);
+  const g = sheet.getContext('2d');
+  const cells = [];
+  let seed = 12345;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 4294967296);
+  const gauss = () => Math.sqrt(-2 * Math.log(rand() + 1e-12)) * Math.cos(2 * Math.PI * rand());
+  const coords = new Float32Array(2 * n);
+  const rows = [];
+  for (let i = 0; i < n; i++) {
+    const cl = i % 12;
+    const hue = cl * 30;
+    const x = (i % cols) * cell, y = Math.floor(i / cols) * cell;
+    g.fillStyle = `hsl(${hue} 70% ${40 + rand() * 30}%)`;
+    g.fillRect(x, y, cell, cell);
+    g.fillStyle = `hsl(${(hue + 180) % 360} 60% 60%)`;
+    g.beginPath();
+    g.arc(x + cell / 2, y + cell / 2, cell * (0.15 + rand() * 0.2), 0, 2 * Math.PI);
+    g.fill();
+    cells.push({ row: i, id: 'S' + i, url: '', sheet: 0, x, y });
+    const ang = (cl / 12) * 2 * Math.PI;
+    coords[2 * i] = 30 * Math.cos(ang) + 4 * gauss();
+    coords[2 * i + 1] = 30 * Math.sin(ang) + 4 * gauss();
+    rows.push(i);
+  }
+  const bitmap = await createImageBitmap(sheet);
+  map.setRows(n);
+  map.setAtlas({ cell, rows: n, cells, missing: [], sheets: [{ width: sheet.width, height: sheet.height }] }, [bitmap]);
+  map.setPositions(rows, coords, 2, false);
+  map.fit();
+}
+
+/**
+ * Pans the map every animation frame for `frames` frames and reports the
+ * time between frames and the time spent drawing, in ms. mode "circle":
+ * round a circle of 40 px once a second; "sweep": 8 px a frame one way for
+ * half the frames, then back (so the view keeps leaving what was drawn);
+ * "zoom": in by 1 % a frame for half the frames, then out. All end where
+ * they began.
+ */
+export function benchPan(map, frames = 300, mode = 'circle') {
+  return new Promise((resolve) => {
+    const intervals = [];
+    const draws = [];
+    let last = 0, i = 0;
+    const half = Math.floor(frames / 2);
+    const at = mode === 'sweep' ? (k) => [8 * (k <= half ? k : 2 * half - k), 0] :
+      (k) => [40 * Math.cos((2 * Math.PI * k) / 60), 40 * Math.sin((2 * Math.PI * k) / 60)];
+    const tick = (t) => {
+      if (last) intervals.push(t - last);
+      last = t;
+      if (i > 0) draws.push(map.stats.lastDrawMs);
+      if (i >= frames) {
+        const iv = summary(intervals);
+        resolve({ mode, frames, interval: iv, draw: summary(draws), fps: 1000 / iv.mean,
+          pointsDrawn: map.stats.pointsDrawn, thumbnailsDrawn: map.stats.thumbnailsDrawn, renderer: map.renderer.kind });
+        return;
+      }
+      if (mode === 'zoom') {
+        map.zoomAt(i < half ? 1.01 : 1 / 1.01);
+      } else {
+        const [x0, y0] = at(i), [x1, y1] = at(i + 1);
+        map.panBy(x1 - x0, y1 - y0);
+      }
+      i++;
+      requestAnimationFrame(tick);
+    };
+    requestAnimationFrame(tick);
+  });
+}
+
+function summary(a) {
+  const s = [...a].sort((p, q) => p - q);
+  const at = (q) => s[Math.min(s.length - 1, Math.floor(q * s.length))];
+  const mean = s.reduce((p, q) => p + q, 0) / Math.max(1, s.length);
+  return { mean, p50: at(0.5), p95: at(0.95), max: s[s.length - 1] };
+}

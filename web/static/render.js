@@ -1,0 +1,441 @@
+// Two ways to draw the map's points, chosen once per canvas: WebGL 2 (one
+// draw call per atlas sheet: 10,000 thumbnails cost the CPU next to
+// nothing) and, where WebGL 2 is missing, canvas 2D (one drawImage per
+// visible thumbnail).
+//
+// A renderer's draw(m, side) reads from MapView m: order (rows drawn, in
+// order), x, y, cellOf, atlas, view, width, height, dpr; side is the
+// thumbnail's side in CSS pixels.
+
+const VS = `#version 300 es
+in vec2 a_corner;
+in vec2 a_pos;
+in vec2 a_cell;
+uniform vec2 u_center;
+uniform float u_scale;
+uniform vec2 u_view;
+uniform float u_side;
+uniform vec2 u_sheet;
+uniform float u_cell;
+out vec2 v_uv;
+void main() {
+  vec2 s = (a_pos - u_center) * u_scale;
+  s.y = -s.y;
+  vec2 p = s + (a_corner - 0.5) * u_side;
+  vec2 clip = p / (u_view * 0.5);
+  gl_Position = vec4(clip.x, -clip.y, 0.0, 1.0);
+  v_uv = (a_cell + a_corner * u_cell) / u_sheet;
+}`;
+
+const FS = `#version 300 es
+precision mediump float;
+in vec2 v_uv;
+uniform sampler2D u_tex;
+uniform bool u_textured;
+uniform vec4 u_color;
+out vec4 o;
+void main() {
+  o = u_textured ? texture(u_tex, v_uv) : u_color;
+}`;
+
+// The cache: a picture of the points over the view and a margin round it,
+// drawn once and then moved while the map is only panned (a software GL
+// or 2D canvas draws 10,000 small thumbnails far more slowly than one big
+// picture).
+const BLIT_VS = `#version 300 es
+in vec2 a_corner;
+uniform vec4 u_rect;
+uniform vec2 u_view;
+out vec2 v_uv;
+void main() {
+  vec2 p = u_rect.xy + a_corner * u_rect.zw;
+  gl_Position = vec4(p.x / u_view.x * 2.0 - 1.0, 1.0 - p.y / u_view.y * 2.0, 0.0, 1.0);
+  v_uv = vec2(a_corner.x, 1.0 - a_corner.y);
+}`;
+
+const BLIT_FS = `#version 300 es
+precision mediump float;
+in vec2 v_uv;
+uniform sampler2D u_tex;
+out vec4 o;
+void main() {
+  o = texture(u_tex, v_uv);
+}`;
+
+/** The margin round the view that a cache covers, in CSS pixels. */
+function cacheMargin(m) { return Math.round(Math.max(m.width, m.height) / 3); }
+
+/** The cache's key: what, besides the centre, its picture depends on. */
+function cacheKey(m, side, version) { return [version, m.view.scale, side, m.width, m.height, m.dpr].join('|'); }
+
+/** What, besides centre and scale, it depends on: while zooming it is drawn scaled. */
+function cacheBase(m, version) { return [version, m.width, m.height, m.dpr].join('|'); }
+
+/**
+ * Where the cache goes on the screen now, in CSS px: {left, top, w, h,
+ * inside}; inside says the view (at the cache's own scale) has not left it.
+ * Unscaled, the corner is rounded to device pixels so the picture stays sharp.
+ */
+function cacheRect(c, m) {
+  const { cx, cy, scale } = m.view;
+  const r = scale / c.scale;
+  const dx = (c.cx - cx) * scale, dy = (cy - c.cy) * scale;
+  let left = dx - (m.width / 2 + c.margin) * r + m.width / 2;
+  let top = dy - (m.height / 2 + c.margin) * r + m.height / 2;
+  if (r === 1) {
+    left = Math.round(left * m.dpr) / m.dpr;
+    top = Math.round(top * m.dpr) / m.dpr;
+  }
+  return { left, top, w: (m.width + 2 * c.margin) * r, h: (m.height + 2 * c.margin) * r,
+    inside: Math.abs(dx) <= c.margin && Math.abs(dy) <= c.margin };
+}
+
+/**
+ * The policy both renderers follow. Panning moves the cache, redrawn when
+ * the view leaves it; zooming (while the wheel or pinch goes on) scales it,
+ * and the map is drawn sharp once zooming stops; any other change (new
+ * positions, thumbnails, size) draws straight to the screen.
+ */
+function drawCached(rd, m, side, zooming, version) {
+  const key = cacheKey(m, side, version), base = cacheBase(m, version);
+  let c = rd.cache;
+  if (zooming && c && c.built && c.base === base && c.key !== key) {
+    const ratio = m.view.scale / c.scale;
+    if (ratio > 0.25 && ratio < 4) { rd.blit(m, cacheRect(c, m), true); return; }
+  }
+  if (!c || c.key !== key) {
+    rd.cache = c = { ...c, key, base, built: false }; // keeps its texture or canvas for reuse
+    if (!zooming) { rd.direct(m, side); return; }
+  }
+  let rect = c.built ? cacheRect(c, m) : null;
+  if (!rect || !rect.inside) {
+    if (!rd.build(m, side)) { rd.direct(m, side); return; }
+    c.scale = m.view.scale;
+    rect = cacheRect(c, m);
+  }
+  rd.blit(m, rect, false);
+}
+
+export class GLRenderer {
+  /**
+   * A WebGL 2 renderer, or null. Unless forced, it asks the browser not to
+   * hand out a WebGL it would render in software where a GPU is missing or
+   * blocked (failIfMajorPerformanceCaveat): canvas 2D is as quick then.
+   * (Headless Chromium hands out SwiftShader all the same.)
+   */
+  static create(canvas, force) {
+    const gl = canvas.getContext('webgl2', { alpha: false, antialias: false, premultipliedAlpha: true, preserveDrawingBuffer: false,
+      failIfMajorPerformanceCaveat: !force });
+    if (!gl) return null;
+    try {
+      return new GLRenderer(canvas, gl);
+    } catch (e) {
+      console.warn('tsnemap: WebGL 2 failed, drawing with canvas 2D:', e);
+      return null;
+    }
+  }
+
+  constructor(canvas, gl) {
+    this.kind = 'webgl2';
+    this.canvas = canvas;
+    this.gl = gl;
+    this.textures = [];
+    this.sheets = null;
+    this.init();
+    canvas.addEventListener('webglcontextlost', (e) => e.preventDefault());
+    canvas.addEventListener('webglcontextrestored', () => { this.init(); if (this.sheets) this.setSheets(this.sheets); this.onRestore?.(); });
+  }
+
+  init() {
+    const gl = this.gl;
+    const sh = (type, src) => {
+      const s = gl.createShader(type);
+      gl.shaderSource(s, src);
+      gl.compileShader(s);
+      if (!gl.getShaderParameter(s, gl.COMPILE_STATUS)) throw new Error(gl.getShaderInfoLog(s));
+      return s;
+    };
+    const link = (vs, fs) => {
+      const p = gl.createProgram();
+      gl.attachShader(p, sh(gl.VERTEX_SHADER, vs));
+      gl.attachShader(p, sh(gl.FRAGMENT_SHADER, fs));
+      gl.linkProgram(p);
+      if (!gl.getProgramParameter(p, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(p));
+      return p;
+    };
+    const prog = link(VS, FS);
+    this.prog = prog;
+    this.blit_ = link(BLIT_VS, BLIT_FS);
+    this.blitU = { rect: gl.getUniformLocation(this.blit_, 'u_rect'), view: gl.getUniformLocation(this.blit_, 'u_view'), tex: gl.getUniformLocation(this.blit_, 'u_tex') };
+    this.blitVao = gl.createVertexArray();
+    gl.bindVertexArray(this.blitVao);
+    const quad = gl.createBuffer();
+    gl.bindBuffer(gl.ARRAY_BUFFER, quad);
+    gl.bufferData(gl.ARRAY_BUFFER, new Float32Array([0, 0, 1, 0, 0, 1, 1, 1]), gl.STATIC_DRAW);
+    const aq = gl.getAttribLocation(this.blit_, 'a_corner');
+    gl.enableVertexAttribArray(aq);
+    gl.vertexAttribPointer(aq, 2, gl.FLOAT, false, 0, 0);
+    gl.bindVertexArray(null);
+    this.cache = null;
+    this.u = {};
+    for (const n of ['u_center', 'u_scale', 'u_view', 'u_side', 'u_sheet', 'u_cell', 'u_tex', 'u_textured', 'u_color']) this.u[n] = gl.getUniformLocation(prog, n);
+    this.vao = gl.createVertexArray();
+    gl.bindVertexArray(this.vao);
+    // Two triangles a point, every vertex carrying its point's position
+    // and cell: plain drawArrays, not instancing, which software GL
+    // (SwiftShader) runs one instance at a time, 30 times slower.
+    this.cornerBuf = gl.createBuffer();
+    this.posBuf = gl.createBuffer();
+    this.cellBuf = gl.createBuffer();
+    this.aCorner = gl.getAttribLocation(prog, 'a_corner');
+    this.aPos = gl.getAttribLocation(prog, 'a_pos');
+    this.aCell = gl.getAttribLocation(prog, 'a_cell');
+    for (const [loc, buf] of [[this.aCorner, this.cornerBuf], [this.aPos, this.posBuf], [this.aCell, this.cellBuf]]) {
+      gl.bindBuffer(gl.ARRAY_BUFFER, buf);
+      gl.enableVertexAttribArray(loc);
+      gl.vertexAttribPointer(loc, 2, gl.FLOAT, false, 0, 0);
+    }
+    gl.bindVertexArray(null);
+    this.pos = new Float32Array(0);
+    this.cells = new Float32Array(0);
+    this.corners = new Float32Array(0);
+    this.cornersUploaded = 0;
+    this.textures = [];
+  }
+
+  setSheets(sheets) {
+    const gl = this.gl;
+    for (const t of this.textures) gl.deleteTexture(t);
+    this.sheets = sheets;
+    this.textures = sheets.map((bm) => {
+      const t = gl.createTexture();
+      gl.bindTexture(gl.TEXTURE_2D, t);
+      gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, gl.RGBA, gl.UNSIGNED_BYTE, bm);
+      gl.generateMipmap(gl.TEXTURE_2D);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.LINEAR_MIPMAP_LINEAR);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.LINEAR);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
+      return t;
+    });
+  }
+
+  draw(m, side, zooming) {
+    const gl = this.gl;
+    if (gl.isContextLost()) return;
+    const a = m.atlas;
+    if (a && a.sheets !== this.sheets) this.setSheets(a.sheets);
+    if (!a && this.sheets) this.setSheets([]);
+    if (m.version !== this.version || !this.groups) {
+      this.version = m.version;
+      this.fill(m);
+    }
+    drawCached(this, m, side, zooming, this.version);
+  }
+
+  direct(m, side) {
+    const gl = this.gl;
+    gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+    gl.viewport(0, 0, this.canvas.width, this.canvas.height);
+    this.drawPoints(m, side, m.view.cx, m.view.cy, m.width, m.height);
+  }
+
+  blit(m, rect, scaled) {
+    const gl = this.gl;
+    gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+    gl.viewport(0, 0, this.canvas.width, this.canvas.height);
+    gl.clearColor(1, 1, 1, 1);
+    gl.clear(gl.COLOR_BUFFER_BIT);
+    gl.useProgram(this.blit_);
+    gl.bindVertexArray(this.blitVao);
+    gl.activeTexture(gl.TEXTURE0);
+    gl.bindTexture(gl.TEXTURE_2D, this.cache.tex);
+    const f = scaled ? gl.LINEAR : gl.NEAREST;
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, f);
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, f);
+    gl.uniform1i(this.blitU.tex, 0);
+    gl.uniform4f(this.blitU.rect, rect.left, rect.top, rect.w, rect.h);
+    gl.uniform2f(this.blitU.view, m.width, m.height);
+    gl.drawArrays(gl.TRIANGLE_STRIP, 0, 4);
+    gl.bindVertexArray(null);
+  }
+
+  /** Draws the points round the current centre into the cache; false if it cannot be that big. */
+  build(m, side) {
+    const gl = this.gl;
+    const c = this.cache;
+    const M = cacheMargin(m);
+    const vw = m.width + 2 * M, vh = m.height + 2 * M;
+    const w = Math.round(vw * m.dpr), h = Math.round(vh * m.dpr);
+    const max = gl.getParameter(gl.MAX_TEXTURE_SIZE);
+    if (w > max || h > max) return false; // a huge screen: no cache, draw each frame
+    if (!c.tex || c.w !== w || c.h !== h) {
+      if (c.tex) { gl.deleteTexture(c.tex); gl.deleteFramebuffer(c.fb); }
+      c.tex = gl.createTexture();
+      gl.bindTexture(gl.TEXTURE_2D, c.tex);
+      gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA8, w, h, 0, gl.RGBA, gl.UNSIGNED_BYTE, null);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.NEAREST);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.NEAREST);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
+      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
+      c.fb = gl.createFramebuffer();
+      gl.bindFramebuffer(gl.FRAMEBUFFER, c.fb);
+      gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, c.tex, 0);
+      c.w = w; c.h = h;
+    }
+    gl.bindFramebuffer(gl.FRAMEBUFFER, c.fb);
+    gl.viewport(0, 0, w, h);
+    this.drawPoints(m, side, m.view.cx, m.view.cy, vw, vh);
+    c.cx = m.view.cx; c.cy = m.view.cy; c.margin = M; c.built = true;
+    return true;
+  }
+
+  /** Draws every point, centred on (cx, cy), into a target vw × vh CSS px. */
+  drawPoints(m, side, cx, cy, vw, vh) {
+    const gl = this.gl;
+    const a = m.atlas;
+    const groups = this.groups, k = this.count;
+    gl.clearColor(1, 1, 1, 1);
+    gl.clear(gl.COLOR_BUFFER_BIT);
+    if (!k) return;
+    gl.useProgram(this.prog);
+    gl.bindVertexArray(this.vao);
+    if (this.upload) {
+      this.upload = false;
+      gl.bindBuffer(gl.ARRAY_BUFFER, this.posBuf);
+      gl.bufferData(gl.ARRAY_BUFFER, this.pos.subarray(0, 12 * k), gl.DYNAMIC_DRAW);
+      gl.bindBuffer(gl.ARRAY_BUFFER, this.cellBuf);
+      gl.bufferData(gl.ARRAY_BUFFER, this.cells.subarray(0, 12 * k), gl.DYNAMIC_DRAW);
+      if (this.cornersUploaded < k) {
+        gl.bindBuffer(gl.ARRAY_BUFFER, this.cornerBuf);
+        gl.bufferData(gl.ARRAY_BUFFER, this.corners, gl.STATIC_DRAW);
+        this.cornersUploaded = this.corners.length / 12;
+      }
+    }
+    const u = this.u;
+    gl.uniform2f(u.u_center, cx, cy);
+    gl.uniform1f(u.u_scale, m.view.scale);
+    gl.uniform2f(u.u_view, vw, vh);
+    gl.uniform1i(u.u_tex, 0);
+    gl.activeTexture(gl.TEXTURE0);
+    for (const g of groups) {
+      if (g.sheet < 0) {
+        gl.uniform1i(u.u_textured, 0);
+        gl.uniform4f(u.u_color, 0.48, 0.52, 0.58, 1);
+        gl.uniform1f(u.u_side, Math.max(2, Math.min(6, side / 3)));
+      } else {
+        const bm = a.sheets[g.sheet];
+        gl.bindTexture(gl.TEXTURE_2D, this.textures[g.sheet]);
+        gl.uniform1i(u.u_textured, 1);
+        gl.uniform2f(u.u_sheet, bm.width, bm.height);
+        gl.uniform1f(u.u_cell, a.cell);
+        gl.uniform1f(u.u_side, side);
+      }
+      gl.drawArrays(gl.TRIANGLES, 6 * g.start, 6 * g.count);
+    }
+    gl.bindVertexArray(null);
+  }
+}
+
+// The corners of a point's two triangles.
+const QUAD = new Float32Array([0, 0, 1, 0, 0, 1, 0, 1, 1, 0, 1, 1]);
+
+// Points are grouped: rows without a thumbnail (dots) first, then by
+// sheet; sheets follow row order, so the drawing order stays the row order.
+GLRenderer.prototype.fill = function fill(m) {
+  const a = m.atlas;
+  const n = m.order.length;
+  if (this.pos.length < 12 * n) {
+    this.pos = new Float32Array(12 * n);
+    this.cells = new Float32Array(12 * n);
+    this.corners = new Float32Array(12 * n);
+    for (let i = 0; i < n; i++) this.corners.set(QUAD, 12 * i);
+  }
+  const groups = [];
+  let k = 0;
+  const sheetCount = a ? a.sheets.length : 0;
+  for (let g = -1; g < sheetCount; g++) {
+    const start = k;
+    for (const r of m.order) {
+      const c = a ? m.cellOf[r] : -1;
+      const sheet = c >= 0 ? a.sheetOf[c] : -1;
+      if (sheet !== g) continue;
+      const x = m.x[r], y = m.y[r], u = c >= 0 ? a.sxOf[c] : 0, v = c >= 0 ? a.syOf[c] : 0;
+      for (let j = 12 * k; j < 12 * k + 12; j += 2) {
+        this.pos[j] = x; this.pos[j + 1] = y;
+        this.cells[j] = u; this.cells[j + 1] = v;
+      }
+      k++;
+    }
+    if (k > start) groups.push({ sheet: g, start, count: k - start });
+  }
+  this.groups = groups;
+  this.count = k;
+  this.upload = true;
+};
+
+export class Canvas2DRenderer {
+  constructor(canvas) {
+    this.kind = 'canvas2d';
+    this.canvas = canvas;
+    this.ctx = canvas.getContext('2d', { alpha: false });
+    this.cache = null;
+  }
+
+  draw(m, side, zooming) {
+    drawCached(this, m, side, zooming, m.version);
+  }
+
+  direct(m, side) {
+    this.ctx.setTransform(m.dpr, 0, 0, m.dpr, 0, 0);
+    drawPoints2D(this.ctx, m, side, m.view.cx, m.view.cy, m.width, m.height);
+  }
+
+  build(m, side) {
+    const c = this.cache;
+    const M = cacheMargin(m);
+    const vw = m.width + 2 * M, vh = m.height + 2 * M;
+    const w = Math.round(vw * m.dpr), h = Math.round(vh * m.dpr);
+    if (!c.canvas || c.canvas.width !== w || c.canvas.height !== h) c.canvas = new OffscreenCanvas(w, h);
+    const cc = c.canvas.getContext('2d', { alpha: false });
+    cc.setTransform(m.dpr, 0, 0, m.dpr, 0, 0);
+    drawPoints2D(cc, m, side, m.view.cx, m.view.cy, vw, vh);
+    c.cx = m.view.cx; c.cy = m.view.cy; c.margin = M; c.built = true;
+    return true;
+  }
+
+  blit(m, rect, scaled) {
+    const ctx = this.ctx;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.fillStyle = '#ffffff';
+    ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
+    ctx.imageSmoothingEnabled = scaled;
+    const d = m.dpr;
+    if (scaled) ctx.drawImage(this.cache.canvas, rect.left * d, rect.top * d, rect.w * d, rect.h * d);
+    else ctx.drawImage(this.cache.canvas, Math.round(rect.left * d), Math.round(rect.top * d));
+  }
+}
+
+/** Draws the points centred on (cx, cy) into ctx, a vw × vh CSS px target. */
+function drawPoints2D(ctx, m, side, cx, cy, vw, vh) {
+  ctx.fillStyle = '#ffffff';
+  ctx.fillRect(0, 0, vw, vh);
+  const half = side / 2;
+  const scale = m.view.scale;
+  const w2 = vw / 2, h2 = vh / 2;
+  const W = vw + half, H = vh + half;
+  const a = m.atlas;
+  // Smoothing costs time and shows only when thumbnails are drawn large.
+  ctx.imageSmoothingEnabled = !a || side > a.cell / 3;
+  ctx.imageSmoothingQuality = 'low';
+  ctx.fillStyle = '#7a8494';
+  const dot = Math.max(2, Math.min(6, side / 3));
+  for (const r of m.order) {
+    const sx = (m.x[r] - cx) * scale + w2, sy = (cy - m.y[r]) * scale + h2;
+    if (sx < -half || sy < -half || sx > W || sy > H) continue;
+    const c = a ? m.cellOf[r] : -1;
+    const bm = c >= 0 ? a.sheets[a.sheetOf[c]] : null;
+    if (bm) ctx.drawImage(bm, a.sxOf[c], a.syOf[c], a.cell, a.cell, sx - half, sy - half, side, side);
+    else ctx.fillRect(sx - dot / 2, sy - dot / 2, dot, dot);
+  }
+}
