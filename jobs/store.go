@@ -67,6 +67,7 @@ type Store struct {
 	kv      jetstream.KeyValue
 	results jetstream.ObjectStore
 	now     func() time.Time
+	index   index
 }
 
 // Open creates (or updates) the stream, consumer and buckets and returns a
@@ -147,7 +148,10 @@ func (s *Store) Submit(ctx context.Context, req Request) (Job, error) {
 		Progress:  Progress{Iterations: req.Iterations},
 		Request:   req,
 		CreatedAt: now,
+		Owner:     req.Owner,
 	}
+	job.Request.Owner = ""
+	job.record(now, EventQueued, 0, "")
 	if req.Method == "pca" {
 		job.Progress.Iterations = 0
 	}
@@ -156,15 +160,16 @@ func (s *Store) Submit(ctx context.Context, req Request) (Job, error) {
 		return Job{}, fmt.Errorf("submit job: %w", err)
 	}
 	if _, err := s.kv.Create(ctx, job.ID, b); err != nil {
-		return Job{}, fmt.Errorf("submit job %s: record: %w", job.ID, err)
+		return Job{}, fmt.Errorf("submit job %s: record: %w", job.ID, storeErr(err))
 	}
 	// The message id makes a retried publish harmless (JetStream drops
 	// duplicates within the stream's window).
 	if _, err := s.js.Publish(ctx, workSubject, []byte(job.ID), jetstream.WithMsgID(job.ID)); err != nil {
 		// Without its message the job would sit queued for ever.
 		_ = s.kv.Purge(context.WithoutCancel(ctx), job.ID)
-		return Job{}, fmt.Errorf("submit job %s: enqueue: %w", job.ID, err)
+		return Job{}, fmt.Errorf("submit job %s: enqueue: %w", job.ID, storeErr(err))
 	}
+	s.index.put(job.ID, job.Owner, job.Status)
 	return job, nil
 }
 
@@ -215,10 +220,11 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Job) error) (Job
 		}
 		_, err = s.kv.Update(ctx, id, b, rev)
 		if err == nil {
+			s.index.put(id, job.Owner, job.Status)
 			return job, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return Job{}, fmt.Errorf("update job %s: %w", id, err)
+			return Job{}, fmt.Errorf("update job %s: %w", id, storeErr(err))
 		}
 		if attempt >= 100 {
 			return Job{}, fmt.Errorf("update job %s: still conflicting after %d attempts: %w", id, attempt, err)
@@ -233,6 +239,15 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Job) error) (Job
 // ("" = from the newest), and whose status is status ("" = any). next is the
 // token for the following page, "" at the end.
 func (s *Store) List(ctx context.Context, status Status, limit int, after string) (jobs []Job, next string, err error) {
+	return s.list(ctx, nil, status, limit, after)
+}
+
+// ListOwned is List of the jobs of one owner only.
+func (s *Store) ListOwned(ctx context.Context, owner string, status Status, limit int, after string) ([]Job, string, error) {
+	return s.list(ctx, &owner, status, limit, after)
+}
+
+func (s *Store) list(ctx context.Context, owner *string, status Status, limit int, after string) (jobs []Job, next string, err error) {
 	ids, err := s.ids(ctx)
 	if err != nil {
 		return nil, "", err
@@ -253,7 +268,7 @@ func (s *Store) List(ctx context.Context, status Status, limit int, after string
 		if err != nil {
 			return nil, "", err
 		}
-		if status == "" || job.Status == status {
+		if (status == "" || job.Status == status) && (owner == nil || job.Owner == *owner) {
 			jobs = append(jobs, job)
 		}
 	}
@@ -307,6 +322,7 @@ func (s *Store) Cancel(ctx context.Context, id string) (job Job, deleted bool, e
 		case j.Status == StatusQueued:
 			j.CancelRequested = true
 			s.finish(j, StatusCanceled, nil)
+			j.record(s.now().UTC(), EventFinished, j.Attempts, string(StatusCanceled)+": canceled while queued")
 		default:
 			if j.CancelRequested {
 				return errNoChange
@@ -324,16 +340,27 @@ func (s *Store) Cancel(ctx context.Context, id string) (job Job, deleted bool, e
 	return job, true, s.Delete(ctx, id)
 }
 
-// Delete removes a job's record and its result objects.
+// Delete removes a job's record and its result objects (those of every
+// attempt: a worker that lost the job may have written its own).
 func (s *Store) Delete(ctx context.Context, id string) error {
-	for _, name := range []string{resultName(id), failuresName(id)} {
-		if err := s.results.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
-			return fmt.Errorf("delete job %s: %s: %w", id, name, err)
+	job, err := s.Get(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("delete job %s: %w", id, err)
+	}
+	for a := 0; a <= job.Attempts; a++ {
+		for _, name := range []string{resultName(id, a), failuresName(id, a)} {
+			if err := s.results.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+				return fmt.Errorf("delete job %s: %s: %w", id, name, storeErr(err))
+			}
 		}
 	}
 	if err := s.kv.Purge(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("delete job %s: %w", id, err)
+		return fmt.Errorf("delete job %s: %w", id, storeErr(err))
 	}
+	s.index.remove(id)
 	return nil
 }
 
@@ -397,12 +424,26 @@ func (s *Store) Watch(ctx context.Context, id string) (<-chan Job, error) {
 	return out, nil
 }
 
-func resultName(id string) string   { return "result/" + id }
-func failuresName(id string) string { return "failures/" + id }
+// resultName and failuresName name a job's objects per attempt, so a worker
+// that lost its job (it went silent and another took over) cannot overwrite
+// the newer attempt's objects: readers follow the record's Attempts.
+func resultName(id string, attempt int) string {
+	if attempt <= 0 {
+		return "result/" + id
+	}
+	return fmt.Sprintf("result/%s/%d", id, attempt)
+}
 
-// PutResult stores a job's result.
-func (s *Store) PutResult(ctx context.Context, id string, r *Result) error {
-	return s.putJSON(ctx, resultName(id), r)
+func failuresName(id string, attempt int) string {
+	if attempt <= 0 {
+		return "failures/" + id
+	}
+	return fmt.Sprintf("failures/%s/%d", id, attempt)
+}
+
+// PutResult stores the result of one attempt at a job.
+func (s *Store) PutResult(ctx context.Context, id string, attempt int, r *Result) error {
+	return s.putJSON(ctx, resultName(id, attempt), r)
 }
 
 // Result returns a job's result: ErrConflict until it has succeeded.
@@ -415,27 +456,29 @@ func (s *Store) Result(ctx context.Context, id string) (*Result, error) {
 		return nil, fmt.Errorf("result of job %s: the job is %s: %w", id, job.Status, ErrConflict)
 	}
 	var r Result
-	if err := s.getJSON(ctx, resultName(id), &r); err != nil {
+	if err := s.getJSON(ctx, resultName(id, job.Attempts), &r); err != nil {
 		return nil, err
 	}
 	return &r, nil
 }
 
-// PutFailures stores the images of a job that failed to load so far.
-func (s *Store) PutFailures(ctx context.Context, id string, f []Failure) error {
+// PutFailures stores the images of one attempt at a job that failed to
+// load so far.
+func (s *Store) PutFailures(ctx context.Context, id string, attempt int, f []Failure) error {
 	if f == nil {
 		f = []Failure{}
 	}
-	return s.putJSON(ctx, failuresName(id), f)
+	return s.putJSON(ctx, failuresName(id, attempt), f)
 }
 
 // Failures returns the images of a job that failed to load so far.
 func (s *Store) Failures(ctx context.Context, id string) ([]Failure, error) {
-	if _, err := s.Get(ctx, id); err != nil {
+	job, err := s.Get(ctx, id)
+	if err != nil {
 		return nil, err
 	}
 	f := []Failure{}
-	err := s.getJSON(ctx, failuresName(id), &f)
+	err = s.getJSON(ctx, failuresName(id, job.Attempts), &f)
 	if errors.Is(err, ErrNotFound) {
 		return []Failure{}, nil
 	}
@@ -448,7 +491,7 @@ func (s *Store) putJSON(ctx context.Context, name string, v any) error {
 		return fmt.Errorf("store %s: %w", name, err)
 	}
 	if _, err := s.results.PutBytes(ctx, name, b); err != nil {
-		return fmt.Errorf("store %s: %w", name, err)
+		return fmt.Errorf("store %s: %w", name, storeErr(err))
 	}
 	return nil
 }
