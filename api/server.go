@@ -29,6 +29,8 @@ type Jobs interface {
 	Submit(ctx context.Context, req jobs.Request) (jobs.Job, error)
 	Get(ctx context.Context, id string) (jobs.Job, error)
 	List(ctx context.Context, status jobs.Status, limit int, after string) ([]jobs.Job, string, error)
+	ListOwned(ctx context.Context, owner string, status jobs.Status, limit int, after string) ([]jobs.Job, string, error)
+	ActiveJobs(ctx context.Context, owner string) (int, error)
 	Cancel(ctx context.Context, id string) (jobs.Job, bool, error)
 	Result(ctx context.Context, id string) (*jobs.Result, error)
 	Failures(ctx context.Context, id string) ([]jobs.Failure, error)
@@ -61,6 +63,22 @@ type Config struct {
 	// makes a private one.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
+
+	// Keys, if any, are needed on every /v1 call, and each job is seen
+	// only by the key that submitted it. None: the API is open (the
+	// command then listens on loopback only, unless told otherwise).
+	Keys []Key
+	// MetricsToken, if set, is needed (as a bearer token) on /metrics.
+	MetricsToken string
+	// MaxActiveJobs caps the queued and running jobs of one key (or of
+	// everyone, without keys); 0: no cap.
+	MaxActiveJobs int
+	// SubmitRate (per second) and SubmitBurst bound the POSTs of one key
+	// (or one client address, without keys); 0: no bound.
+	SubmitRate  float64
+	SubmitBurst int
+	// MaxImages caps a job's rows and images (and its `limit`); 0: none.
+	MaxImages int
 }
 
 // Server serves the API.
@@ -73,6 +91,7 @@ type Server struct {
 	specJSON []byte
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	keys     *keyring // nil: no keys
 }
 
 var _ openapi.ServerInterface = (*Server)(nil)
@@ -100,6 +119,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, router: router, doc: doc, specJSON: specJSON}
+	if len(cfg.Keys) > 0 {
+		s.keys = newKeyring(cfg.Keys)
+	}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tsnemap_http_requests_total",
 		Help: "HTTP requests answered, by route and status code."}, []string{"method", "route", "code"})
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "tsnemap_http_request_duration_seconds",
@@ -112,6 +134,8 @@ func New(cfg Config) (*Server, error) {
 	e.Use(s.accessLog)
 	e.Use(middleware.Recover())
 	e.Use(middleware.BodyLimit("1MB"))
+	e.Use(s.authenticate)
+	e.Use(s.submitRateLimit())
 	e.Use(s.validateRequests)
 	openapi.RegisterHandlers(e, s)
 	s.echo = e
@@ -239,7 +263,14 @@ func (s *Server) ListJobs(c echo.Context, params openapi.ListJobsParams) error {
 			return fieldProblem(http.StatusBadRequest, "page_token", "is not a token this server gave out; start again without it")
 		}
 	}
-	list, next, err := s.cfg.Jobs.List(c.Request().Context(), status, limit, after)
+	var list []jobs.Job
+	var next string
+	var err error
+	if s.keys != nil {
+		list, next, err = s.cfg.Jobs.ListOwned(c.Request().Context(), owner(c), status, limit, after)
+	} else {
+		list, next, err = s.cfg.Jobs.List(c.Request().Context(), status, limit, after)
+	}
 	if err != nil {
 		return err
 	}
@@ -342,6 +373,26 @@ func toAPI(j jobs.Job) openapi.Job {
 			Result: "/v1/jobs/" + j.ID + "/result",
 			Events: "/v1/jobs/" + j.ID + "/events",
 		},
+	}
+	if j.Attempts > 0 {
+		a := j.Attempts
+		out.Attempts = &a
+	}
+	if len(j.History) > 0 {
+		h := make([]openapi.JobEvent, 0, len(j.History))
+		for _, e := range j.History {
+			ev := openapi.JobEvent{At: e.At, Event: e.Event}
+			if e.Attempt > 0 {
+				a := e.Attempt
+				ev.Attempt = &a
+			}
+			if e.Detail != "" {
+				d := e.Detail
+				ev.Detail = &d
+			}
+			h = append(h, ev)
+		}
+		out.History = &h
 	}
 	if j.Error != nil {
 		out.Error = &openapi.JobError{Code: openapi.JobErrorCode(j.Error.Code), Message: j.Error.Message}
