@@ -235,6 +235,9 @@ func jobError(id string, err error) error {
 		return newProblem(http.StatusNotFound, "not-found", "Job not found", fmt.Sprintf("there is no job %q (it may have been deleted)", id))
 	case errors.Is(err, jobs.ErrConflict):
 		return newProblem(http.StatusConflict, "not-ready", "Result not available", err.Error())
+	case errors.Is(err, jobs.ErrStoreFull):
+		return newProblem(http.StatusServiceUnavailable, "store-full", "Job store out of space",
+			"the job store (NATS JetStream under the server's data directory) has no room for this change: its disk is full or read-only, or its storage limit is reached; nothing was changed")
 	}
 	return err
 }

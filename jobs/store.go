@@ -159,15 +159,21 @@ func (s *Store) Submit(ctx context.Context, req Request) (Job, error) {
 	if err != nil {
 		return Job{}, fmt.Errorf("submit job: %w", err)
 	}
-	if _, err := s.kv.Create(ctx, job.ID, b); err != nil {
-		return Job{}, fmt.Errorf("submit job %s: record: %w", job.ID, storeErr(err))
-	}
-	// The message id makes a retried publish harmless (JetStream drops
-	// duplicates within the stream's window).
-	if _, err := s.js.Publish(ctx, workSubject, []byte(job.ID), jetstream.WithMsgID(job.ID)); err != nil {
-		// Without its message the job would sit queued for ever.
-		_ = s.kv.Purge(context.WithoutCancel(ctx), job.ID)
+	// The message goes first, the record second: when the store is full
+	// the first write fails and nothing is left behind. (The other order
+	// left a record whose message could not be written, and whose removal
+	// failed too, for want of space: a job queued for ever.) A message
+	// whose record is not written is removed here, or else dropped by the
+	// worker that finds no record (see Worker.handle). The message id
+	// makes a retried publish harmless (JetStream drops duplicates within
+	// the stream's window).
+	ack, err := s.js.Publish(ctx, workSubject, []byte(job.ID), jetstream.WithMsgID(job.ID))
+	if err != nil {
 		return Job{}, fmt.Errorf("submit job %s: enqueue: %w", job.ID, storeErr(err))
+	}
+	if _, err := s.kv.Create(ctx, job.ID, b); err != nil {
+		_ = s.stream.DeleteMsg(context.WithoutCancel(ctx), ack.Sequence)
+		return Job{}, fmt.Errorf("submit job %s: record: %w", job.ID, storeErr(err))
 	}
 	s.index.put(job.ID, job.Owner, job.Status)
 	return job, nil

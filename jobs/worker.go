@@ -31,6 +31,10 @@ type WorkerConfig struct {
 	Metrics *Metrics
 }
 
+// orphanAfter is how long a work message without a job record is kept
+// (Submit writes the record just after the message) before it is dropped.
+const orphanAfter = 10 * time.Second
+
 // Worker pulls jobs from the work queue and runs them.
 type Worker struct {
 	store  *Store
@@ -148,7 +152,14 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	})
 	switch {
 	case errors.Is(err, ErrNotFound):
-		_ = msg.Ack() // deleted before it ran
+		// Submit writes the message before the record: a young message
+		// may find its record about to appear. An old one's job was
+		// deleted, or its record never written (the store was full).
+		if meta, merr := msg.Metadata(); merr == nil && time.Since(meta.Timestamp) < orphanAfter {
+			_ = msg.NakWithDelay(250 * time.Millisecond)
+			return
+		}
+		_ = msg.Ack()
 		return
 	case err != nil:
 		log.Error("start job", "err", err)
