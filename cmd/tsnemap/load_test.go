@@ -35,7 +35,7 @@ func TestLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { cancel(); _ = svc.wait(context.Background()) }()
+	defer func() { cancel(); _ = svc.wait(ctx) }()
 	demo := "http://" + svc.demo.addr.String()
 	tr := &http.Transport{MaxIdleConnsPerHost: 256}
 	client := &http.Client{Transport: tr}
