@@ -98,6 +98,23 @@ func newEnv(t *testing.T) *env {
 // filled in) and of the API (edit changes the Config before New).
 func newEnvWith(t *testing.T, ec jobs.EmbeddedConfig, edit func(*Config)) *env {
 	t.Helper()
+	store, h := newStack(t, ec, edit, true)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	_, router, err := newRouter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, srv: srv, store: store, router: router}
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// newStack starts an embedded NATS, a store on it, a worker running the
+// test runner (if worker) and the API; it returns the store and the API's
+// handler. Everything stops at the end of the test.
+func newStack(t testing.TB, ec jobs.EmbeddedConfig, edit func(*Config), worker bool) (*jobs.Store, http.Handler) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	ec.DataDir = t.TempDir()
@@ -115,11 +132,15 @@ func newEnvWith(t *testing.T, ec jobs.EmbeddedConfig, edit func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	quiet := quietLogger()
 	wctx, wcancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	w := jobs.NewWorker(store, runnerFunc(testRunner), jobs.WorkerConfig{Concurrency: 2, Logger: quiet})
-	go func() { defer close(done); _ = w.Run(wctx) }()
+	if worker {
+		w := jobs.NewWorker(store, runnerFunc(testRunner), jobs.WorkerConfig{Concurrency: 2, Logger: quiet})
+		go func() { defer close(done); _ = w.Run(wctx) }()
+	} else {
+		close(done)
+	}
 	t.Cleanup(func() { wcancel(); <-done })
 
 	if err := store.WatchIndex(wctx); err != nil {
@@ -133,13 +154,7 @@ func newEnvWith(t *testing.T, ec jobs.EmbeddedConfig, edit func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(s.Handler())
-	t.Cleanup(srv.Close)
-	_, router, err := newRouter()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{t: t, srv: srv, store: store, router: router}
+	return store, s.Handler()
 }
 
 // do sends a request and checks the answer against the spec: status,
