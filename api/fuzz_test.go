@@ -36,8 +36,15 @@ func FuzzSubmitBody(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body string) {
 		req := httptest.NewRequest("POST", "/v1/jobs", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req = req.WithContext(ctx)
 		rec := httptest.NewRecorder()
+		t0 := time.Now()
 		e.ServeHTTP(rec, req)
+		if d := time.Since(t0); d > 5*time.Second {
+			t.Errorf("%q took %v to answer (%d)", body, d, rec.Code)
+		}
 		code := rec.Code
 		switch {
 		case code == 202:
