@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -296,4 +297,51 @@ func newServeFlags(t *testing.T, args []string, env map[string]string) common {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestKillWorkerMidOptimisation kills (SIGKILL) the worker running a job
+// while it optimises: the job is redelivered to the other worker and
+// finishes there, once; its history says it was retried.
+func TestKillWorkerMidOptimisation(t *testing.T) {
+	cat := newCatalogue(t, 200)
+	emb := startSharedNATS(t, t.TempDir(), "127.0.0.1:0")
+	t.Cleanup(emb.Shutdown)
+	common := []string{"--nats-url", emb.ClientURL(), "--ack-wait", "2s", "--allow-private-networks", "--threads", "1"}
+	addr := freeAddr(t)
+	api := "http://" + addr
+	startProc(t, append([]string{"serve", "--addr", addr, "--concurrency", "0"}, common...)...)
+	waitHTTP(t, api+"/readyz", 30*time.Second)
+	w1 := startProc(t, append([]string{"worker"}, common...)...)
+	w2 := startProc(t, append([]string{"worker"}, common...)...)
+	waitLog(t, w1, "worker started", 30*time.Second)
+	waitLog(t, w2, "worker started", 30*time.Second)
+
+	id := postJob(t, api, fmt.Sprintf(`{"dataset_url":"%s/data.tab","image_url_template":"%s/img/{id}.png","image_size":{"width":8,"height":8},"iterations":10000,"seed":1}`,
+		cat.srv.URL, cat.srv.URL))
+	deadline := time.Now().Add(60 * time.Second)
+	for getJob(t, api, id).Stage != "optimizing" {
+		if time.Now().After(deadline) {
+			t.Fatal("the job never reached optimizing")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	started := `msg="job started" job=` + id
+	holder, other := w1, w2
+	if !strings.Contains(w1.logText(), started) {
+		holder, other = w2, w1
+	}
+	if err := holder.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = holder.cmd.Wait()
+	j := waitJob(t, api, id, 120*time.Second, func(j jobView) bool { return j.Status != "queued" && j.Status != "running" })
+	if j.Status != "succeeded" || j.Attempts != 2 || j.count("retried") != 1 || j.count("finished") != 1 {
+		t.Fatalf("after the kill: %s, attempts %d, %+v, history %+v", j.Status, j.Attempts, j.Error, j.History)
+	}
+	if n := strings.Count(other.logText(), `msg="job ended"`); n != 1 || strings.Contains(holder.logText(), `msg="job ended"`) {
+		t.Errorf("job ended %d times on the survivor (and on the killed worker: %v)", n, strings.Contains(holder.logText(), `msg="job ended"`))
+	}
+	if n := resultRows(t, api, id); n != 201 {
+		t.Errorf("result has %d rows, want 201", n)
+	}
 }
