@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -60,14 +61,16 @@ func (c Config) withDefaults() Config {
 // for concurrent use; any number of Stores (on any number of machines) may
 // share one NATS.
 type Store struct {
-	cfg     Config
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	stream  jetstream.Stream
-	kv      jetstream.KeyValue
-	results jetstream.ObjectStore
-	now     func() time.Time
-	index   index
+	cfg    Config
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	kv     jetstream.KeyValue
+	// kvStream is the stream under kv, asked for its keys (see ids).
+	kvStream jetstream.Stream
+	results  jetstream.ObjectStore
+	now      func() time.Time
+	index    index
 }
 
 // Open creates (or updates) the stream, consumer and buckets and returns a
@@ -121,7 +124,11 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open job store: results bucket: %w", err)
 	}
-	return &Store{cfg: cfg, nc: nc, js: js, stream: stream, kv: kv, results: obs, now: time.Now}, nil
+	kvStream, err := js.Stream(ctx, "KV_"+jobsBucket)
+	if err != nil {
+		return nil, fmt.Errorf("open job store: jobs bucket stream: %w", err)
+	}
+	return &Store{cfg: cfg, nc: nc, js: js, stream: stream, kv: kv, kvStream: kvStream, results: obs, now: time.Now}, nil
 }
 
 // Config returns the store's configuration, defaults filled in.
@@ -281,15 +288,21 @@ func (s *Store) list(ctx context.Context, owner *string, status Status, limit in
 	return jobs, "", nil
 }
 
+// ids lists the keys of the jobs bucket. It asks the server for the
+// bucket stream's subjects, a snapshot taken at once, rather than walking
+// the bucket with KeyValue.ListKeys: that walk can miss a key written while
+// it runs (the key's old message is removed and its new one comes after
+// the walk's end), and jobs are written all the time. A deleted job's key
+// may still be listed (its delete marker); Get then answers ErrNotFound.
 func (s *Store) ids(ctx context.Context) ([]string, error) {
-	lister, err := s.kv.ListKeys(ctx)
+	prefix := "$KV." + jobsBucket + "."
+	info, err := s.kvStream.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
 	}
-	defer lister.Stop()
-	var ids []string
-	for k := range lister.Keys() {
-		ids = append(ids, k)
+	ids := make([]string, 0, len(info.State.Subjects))
+	for subj := range info.State.Subjects {
+		ids = append(ids, strings.TrimPrefix(subj, prefix))
 	}
 	return ids, nil
 }
