@@ -93,8 +93,8 @@ func TestSlowDripServer(t *testing.T) {
 // TestMillionRowTable reads a table of 1,000,000 rows (the default cap)
 // and refuses one row more, naming the limit.
 func TestMillionRowTable(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a 1,000,000-row table; skipped with -short")
+	if testing.Short() || raceEnabled {
+		t.Skip("builds a 1,000,000-row table and bounds its memory; skipped with -short and -race")
 	}
 	var b bytes.Buffer
 	b.WriteString("id\ttitle\n")
@@ -143,8 +143,8 @@ func TestMillionRowTable(t *testing.T) {
 // Content-Length (refused before reading) or streamed without it (reading
 // stops at the cap). Memory stays near the cap, not the body.
 func TestHugeTable(t *testing.T) {
-	if testing.Short() {
-		t.Skip("streams 200 MB; skipped with -short")
+	if testing.Short() || raceEnabled {
+		t.Skip("streams 200 MB and bounds its memory; skipped with -short and -race")
 	}
 	const size = 200 * mib
 	chunk := bytes.Repeat([]byte("123456\tsome title\n"), 4096)
@@ -181,8 +181,8 @@ func TestHugeTable(t *testing.T) {
 // (all resolving to one loopback server, so each is its own connection
 // pool): time and memory stay bounded, idle connections are capped.
 func TestFiftyThousandHosts(t *testing.T) {
-	if testing.Short() {
-		t.Skip("50,000 downloads; skipped with -short")
+	if testing.Short() || raceEnabled {
+		t.Skip("50,000 downloads in bounded time; skipped with -short and -race")
 	}
 	n := 50_000
 	png := encPNG(t, halves(8, 8, color.NRGBA{255, 0, 0, 255}, color.NRGBA{0, 0, 255, 255}))
