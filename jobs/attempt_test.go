@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 )
@@ -53,11 +52,11 @@ func TestSupersededAttemptWritesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	close(release)
+	// The worker may or may not have seen the takeover (its watch) by
+	// now; either way, once the runner returns it must find it and write
+	// nothing.
 	select {
-	case err := <-returned:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("the superseded attempt's context: %v, want canceled (lost)", err)
-		}
+	case <-returned:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the runner did not return")
 	}
