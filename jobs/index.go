@@ -66,6 +66,28 @@ func (x *index) remove(id string) {
 	delete(x.jobs, id)
 }
 
+func (x *index) ownerOf(id string) (string, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	e, ok := x.jobs[id]
+	return e.owner, ok
+}
+
+// countByStatus counts the indexed jobs by status; ok is false until the
+// index has been filled.
+func (x *index) countByStatus() (map[Status]int, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !x.ready {
+		return nil, false
+	}
+	n := map[Status]int{}
+	for _, e := range x.jobs {
+		n[e.status]++
+	}
+	return n, true
+}
+
 // WatchIndex keeps the store's index of owners and statuses current until
 // ctx ends; ActiveJobs uses it once its first pass is done (and scans the
 // records before that).

@@ -274,6 +274,14 @@ func (s *Store) list(ctx context.Context, owner *string, status Status, limit in
 		if len(jobs) == limit {
 			return jobs, jobs[len(jobs)-1].ID, nil
 		}
+		// A job's owner never changes: the index may skip another
+		// owner's job without reading it (one key's list stays cheap
+		// however many jobs the others have).
+		if owner != nil {
+			if o, known := s.index.ownerOf(id); known && o != *owner {
+				continue
+			}
+		}
 		job, err := s.Get(ctx, id)
 		if errors.Is(err, ErrNotFound) {
 			continue // deleted while we listed
@@ -309,6 +317,9 @@ func (s *Store) ids(ctx context.Context) ([]string, error) {
 
 // CountByStatus counts the jobs in each status (for metrics).
 func (s *Store) CountByStatus(ctx context.Context) (map[Status]int, error) {
+	if n, ok := s.index.countByStatus(); ok {
+		return n, nil
+	}
 	ids, err := s.ids(ctx)
 	if err != nil {
 		return nil, err
