@@ -137,3 +137,54 @@ func between(s, from, to string) string {
 	v, _, _ := strings.Cut(rest, to)
 	return v
 }
+
+// FuzzAuthorization sends arbitrary Authorization headers to a server with
+// keys: the answer is 200 for the one right key and 401 for everything
+// else, never a 500 or a panic.
+func FuzzAuthorization(f *testing.F) {
+	for _, seed := range []string{"", "Bearer", "Bearer ", "Bearer " + aliceKey, "bearer " + aliceKey, "Bearer  " + aliceKey + " ",
+		"Basic " + aliceKey, "Bearer " + aliceKey + "x", "Bearer " + aliceKey[:len(aliceKey)-1], aliceKey, "Bearer \x00", "Bearer alice:" + aliceKey} {
+		f.Add(seed)
+	}
+	keys, err := ParseKeys(strings.NewReader("alice:" + aliceKey + "\n"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	_, h := newStack(f, jobs.EmbeddedConfig{}, func(c *Config) { c.Keys = keys }, false)
+	f.Fuzz(func(t *testing.T, auth string) {
+		req := httptest.NewRequest("GET", "/v1/jobs", nil)
+		req.Header["Authorization"] = []string{auth}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		scheme, tok, ok := strings.Cut(auth, " ")
+		want := 401
+		if ok && strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(tok) == aliceKey {
+			want = 200
+		}
+		if rec.Code != want {
+			t.Errorf("Authorization %q: %d, want %d: %s", auth, rec.Code, want, rec.Body)
+		}
+	})
+}
+
+// FuzzParseKeys: any keys file is either refused with an error or gives
+// keys that each have a name and a secret of at least 16 characters, all
+// distinct; never a panic.
+func FuzzParseKeys(f *testing.F) {
+	for _, seed := range []string{"", "a:" + aliceKey, aliceKey + "\n" + bobKey, "#x\n\n a : " + aliceKey + " \n", ":" + aliceKey, "a:b:" + aliceKey, "a:\n"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, file string) {
+		keys, err := ParseKeys(strings.NewReader(file))
+		if err != nil {
+			return
+		}
+		names, secrets := map[string]bool{}, map[string]bool{}
+		for _, k := range keys {
+			if k.Name == "" || len(k.Secret) < 16 || names[k.Name] || secrets[k.Secret] {
+				t.Fatalf("bad key %+v from %q", k, file)
+			}
+			names[k.Name], secrets[k.Secret] = true, true
+		}
+	})
+}
