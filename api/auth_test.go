@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -250,5 +251,29 @@ func TestStoreFullAnswers503(t *testing.T) {
 		if res.StatusCode != 503 && res.StatusCode != 202 && res.StatusCode != 204 {
 			t.Errorf("delete while full: %d %s", res.StatusCode, b)
 		}
+	}
+}
+
+// TestQuotaHoldsUnderConcurrentSubmits: 20 submits at once against a cap
+// of 5 leave exactly 5 jobs.
+func TestQuotaHoldsUnderConcurrentSubmits(t *testing.T) {
+	e := keyed(t, func(c *Config) { c.MaxActiveJobs = 5 })
+	slow := `{"dataset_url":"https://m.example/slow","image_url_column":"u"}`
+	codes := make(chan int, 20)
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Go(func() {
+			res, _ := e.do("POST", "/v1/jobs", slow, bearerOf(aliceKey)...)
+			codes <- res.StatusCode
+		})
+	}
+	wg.Wait()
+	close(codes)
+	n := map[int]int{}
+	for c := range codes {
+		n[c]++
+	}
+	if n[202] != 5 || n[429] != 15 {
+		t.Errorf("answers %v, want 5×202 and 15×429", n)
 	}
 }

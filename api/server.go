@@ -11,6 +11,7 @@ import (
 	"math"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -92,6 +93,12 @@ type Server struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	keys     *keyring // nil: no keys
+
+	// quotaMu serialises, per owner, the count of active jobs and the
+	// submit it allows, so concurrent submits cannot all pass one free
+	// slot (on one API node; nodes share the store, not these locks).
+	quotaMu   sync.Mutex
+	quotaLock map[string]*sync.Mutex
 }
 
 var _ openapi.ServerInterface = (*Server)(nil)

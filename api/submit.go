@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -57,6 +58,8 @@ func (s *Server) SubmitJob(c echo.Context) error {
 		}
 	}
 	if s.cfg.MaxActiveJobs > 0 {
+		unlock := s.lockQuota(owner(c))
+		defer unlock()
 		n, err := s.cfg.Jobs.ActiveJobs(ctx, owner(c))
 		if err != nil {
 			return storeProblem(err)
@@ -73,6 +76,23 @@ func (s *Server) SubmitJob(c echo.Context) error {
 	}
 	c.Response().Header().Set(echo.HeaderLocation, "/v1/jobs/"+job.ID)
 	return c.JSON(http.StatusAccepted, toAPI(job))
+}
+
+// lockQuota holds the quota lock of one owner until the returned function
+// is called.
+func (s *Server) lockQuota(owner string) func() {
+	s.quotaMu.Lock()
+	if s.quotaLock == nil {
+		s.quotaLock = map[string]*sync.Mutex{}
+	}
+	m, ok := s.quotaLock[owner]
+	if !ok {
+		m = &sync.Mutex{}
+		s.quotaLock[owner] = m
+	}
+	s.quotaMu.Unlock()
+	m.Lock()
+	return m.Unlock
 }
 
 // storeProblem is the answer when the job store fails a write: 503, with
