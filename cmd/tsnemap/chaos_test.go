@@ -345,3 +345,27 @@ func TestKillWorkerMidOptimisation(t *testing.T) {
 		t.Errorf("result has %d rows, want 201", n)
 	}
 }
+
+// TestMaxImagesFailsALongerTable: with --max-images 5, a 13-row table
+// fails its job as dataset_invalid naming the cap, and limit 5 maps it.
+func TestMaxImagesFailsALongerTable(t *testing.T) {
+	cat := newCatalogue(t, 12)
+	c := newServeFlags(t, []string{"--max-images", "5", "--concurrency", "1", "--allow-private-networks", "--submit-rate", "0"}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	svc, err := startService(ctx, c, "127.0.0.1:0", false, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	defer func() { cancel(); _ = svc.wait(ctx) }()
+	base := fmt.Sprintf(`{"dataset_url":"%s/data.tab","image_url_template":"%s/img/{id}.png","method":"pca","image_size":{"width":8,"height":8}`, cat.srv.URL, cat.srv.URL)
+	long := postJob(t, svc.url, base+`}`)
+	j := waitJob(t, svc.url, long, 30*time.Second, func(j jobView) bool { return j.Status != "queued" && j.Status != "running" })
+	if j.Status != "failed" || j.Error == nil || j.Error.Code != "dataset_invalid" || !strings.Contains(j.Error.Message, "more than 5 rows") {
+		t.Errorf("13 rows past --max-images 5: %s %+v", j.Status, j.Error)
+	}
+	short := postJob(t, svc.url, base+`,"limit":5}`)
+	if j := waitJob(t, svc.url, short, 30*time.Second, func(j jobView) bool { return j.Status != "queued" && j.Status != "running" }); j.Status != "succeeded" {
+		t.Errorf("limit 5: %s %+v", j.Status, j.Error)
+	}
+}
