@@ -125,7 +125,7 @@ func TestNATSRestartUnderExternalDeployment(t *testing.T) {
 	common := []string{"--nats-url", "nats://" + natsAddr, "--ack-wait", "2s", "--allow-private-networks"}
 	addr := freeAddr(t)
 	api := "http://" + addr
-	serve := startProc(t, append([]string{"serve", "--addr", addr, "--concurrency", "0"}, common...)...)
+	startProc(t, append([]string{"serve", "--addr", addr, "--concurrency", "0"}, common...)...)
 	waitHTTP(t, api+"/readyz", 30*time.Second)
 	w := startProc(t, append([]string{"worker"}, common...)...)
 	waitLog(t, w, "worker started", 30*time.Second)
@@ -172,7 +172,6 @@ func TestNATSRestartUnderExternalDeployment(t *testing.T) {
 	if n := strings.Count(w.logText(), `msg="job ended"`); n != 5 {
 		t.Errorf("%d jobs ended in the worker's log, want 5", n)
 	}
-	_ = serve
 }
 
 // TestStoreFullThenSpaceReturns fills the store of `serve` and restarts it
