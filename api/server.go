@@ -11,6 +11,7 @@ import (
 	"math"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -30,6 +31,8 @@ type Jobs interface {
 	Submit(ctx context.Context, req jobs.Request) (jobs.Job, error)
 	Get(ctx context.Context, id string) (jobs.Job, error)
 	List(ctx context.Context, status jobs.Status, limit int, after string) ([]jobs.Job, string, error)
+	ListOwned(ctx context.Context, owner string, status jobs.Status, limit int, after string) ([]jobs.Job, string, error)
+	ActiveJobs(ctx context.Context, owner string) (int, error)
 	Cancel(ctx context.Context, id string) (jobs.Job, bool, error)
 	Result(ctx context.Context, id string) (*jobs.Result, error)
 	Failures(ctx context.Context, id string) ([]jobs.Failure, error)
@@ -67,6 +70,22 @@ type Config struct {
 	// makes a private one.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
+
+	// Keys, if any, are needed on every /v1 call, and each job is seen
+	// only by the key that submitted it. None: the API is open (the
+	// command then listens on loopback only, unless told otherwise).
+	Keys []Key
+	// MetricsToken, if set, is needed (as a bearer token) on /metrics.
+	MetricsToken string
+	// MaxActiveJobs caps the queued and running jobs of one key (or of
+	// everyone, without keys); 0: no cap.
+	MaxActiveJobs int
+	// SubmitRate (per second) and SubmitBurst bound the POSTs of one key
+	// (or one client address, without keys); 0: no bound.
+	SubmitRate  float64
+	SubmitBurst int
+	// MaxImages caps a job's rows and images (and its `limit`); 0: none.
+	MaxImages int
 }
 
 // Server serves the API.
@@ -79,6 +98,13 @@ type Server struct {
 	specJSON []byte
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	keys     *keyring // nil: no keys
+
+	// quotaMu serialises, per owner, the count of active jobs and the
+	// submit it allows, so concurrent submits cannot all pass one free
+	// slot (on one API node; nodes share the store, not these locks).
+	quotaMu   sync.Mutex
+	quotaLock map[string]*sync.Mutex
 }
 
 var _ openapi.ServerInterface = (*Server)(nil)
@@ -106,6 +132,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, router: router, doc: doc, specJSON: specJSON}
+	if len(cfg.Keys) > 0 {
+		s.keys = newKeyring(cfg.Keys)
+	}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tsnemap_http_requests_total",
 		Help: "HTTP requests answered, by route and status code."}, []string{"method", "route", "code"})
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "tsnemap_http_request_duration_seconds",
@@ -118,6 +147,8 @@ func New(cfg Config) (*Server, error) {
 	e.Use(s.accessLog)
 	e.Use(middleware.Recover())
 	e.Use(middleware.BodyLimit("1MB"))
+	e.Use(s.authenticate)
+	e.Use(s.submitRateLimit())
 	e.Use(s.validateRequests)
 	openapi.RegisterHandlers(e, s)
 	if cfg.Web != nil {
@@ -229,6 +260,9 @@ func jobError(id string, err error) error {
 		return newProblem(http.StatusNotFound, "not-found", "Job not found", fmt.Sprintf("there is no job %q (it may have been deleted)", id))
 	case errors.Is(err, jobs.ErrConflict):
 		return newProblem(http.StatusConflict, "not-ready", "Result not available", err.Error())
+	case errors.Is(err, jobs.ErrStoreFull):
+		return newProblem(http.StatusServiceUnavailable, "store-full", "Job store out of space",
+			"the job store (NATS JetStream under the server's data directory) has no room for this change: its disk is full or read-only, or its storage limit is reached; nothing was changed")
 	}
 	return err
 }
@@ -257,7 +291,14 @@ func (s *Server) ListJobs(c echo.Context, params openapi.ListJobsParams) error {
 			return fieldProblem(http.StatusBadRequest, "page_token", "is not a token this server gave out; start again without it")
 		}
 	}
-	list, next, err := s.cfg.Jobs.List(c.Request().Context(), status, limit, after)
+	var list []jobs.Job
+	var next string
+	var err error
+	if s.keys != nil {
+		list, next, err = s.cfg.Jobs.ListOwned(c.Request().Context(), owner(c), status, limit, after)
+	} else {
+		list, next, err = s.cfg.Jobs.List(c.Request().Context(), status, limit, after)
+	}
 	if err != nil {
 		return err
 	}
@@ -368,6 +409,26 @@ func toAPI(j jobs.Job) openapi.Job {
 	if j.Status == jobs.StatusSucceeded && j.HasResult {
 		l := "/v1/jobs/" + j.ID + "/map.png"
 		out.Links.Map = &l
+	}
+	if j.Attempts > 0 {
+		a := j.Attempts
+		out.Attempts = &a
+	}
+	if len(j.History) > 0 {
+		h := make([]openapi.JobEvent, 0, len(j.History))
+		for _, e := range j.History {
+			ev := openapi.JobEvent{At: e.At, Event: e.Event}
+			if e.Attempt > 0 {
+				a := e.Attempt
+				ev.Attempt = &a
+			}
+			if e.Detail != "" {
+				d := e.Detail
+				ev.Detail = &d
+			}
+			h = append(h, ev)
+		}
+		out.History = &h
 	}
 	if j.Error != nil {
 		out.Error = &openapi.JobError{Code: openapi.JobErrorCode(j.Error.Code), Message: j.Error.Message}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -56,13 +57,53 @@ func (s *Server) SubmitJob(c echo.Context) error {
 			}
 		}
 	}
+	if s.cfg.MaxActiveJobs > 0 {
+		unlock := s.lockQuota(owner(c))
+		defer unlock()
+		n, err := s.cfg.Jobs.ActiveJobs(ctx, owner(c))
+		if err != nil {
+			return storeProblem(err)
+		}
+		if n >= s.cfg.MaxActiveJobs {
+			return tooMany(c, 10*time.Second, fmt.Sprintf("%d jobs are queued or running for this key, the most allowed (--max-active-jobs); wait until one finishes", n))
+		}
+	}
+	req.Owner = owner(c)
 	job, err := s.cfg.Jobs.Submit(ctx, req)
 	if err != nil {
-		return newProblem(http.StatusServiceUnavailable, "unavailable", "Job store unavailable",
-			"the job could not be queued; try again shortly")
+		s.log.Warn("submit refused: job store", "err", err)
+		return storeProblem(err)
 	}
 	c.Response().Header().Set(echo.HeaderLocation, "/v1/jobs/"+job.ID)
 	return c.JSON(http.StatusAccepted, toAPI(job))
+}
+
+// lockQuota holds the quota lock of one owner until the returned function
+// is called.
+func (s *Server) lockQuota(owner string) func() {
+	s.quotaMu.Lock()
+	if s.quotaLock == nil {
+		s.quotaLock = map[string]*sync.Mutex{}
+	}
+	m, ok := s.quotaLock[owner]
+	if !ok {
+		m = &sync.Mutex{}
+		s.quotaLock[owner] = m
+	}
+	s.quotaMu.Unlock()
+	m.Lock()
+	return m.Unlock
+}
+
+// storeProblem is the answer when the job store fails a write: 503, with
+// the reason when the store is out of space.
+func storeProblem(err error) *problem {
+	if errors.Is(err, jobs.ErrStoreFull) {
+		return newProblem(http.StatusServiceUnavailable, "store-full", "Job store out of space",
+			"the job store (NATS JetStream under the server's data directory) has no room: its disk is full or read-only, or its storage limit is reached; nothing was queued. Try again once an operator has freed space.")
+	}
+	return newProblem(http.StatusServiceUnavailable, "unavailable", "Job store unavailable",
+		"the job could not be queued; try again shortly")
 }
 
 func decodeProblem(err error) *problem {
@@ -127,6 +168,9 @@ func (s *Server) normalize(in openapi.JobRequest) (jobs.Request, *problem) {
 	}
 	if in.Limit != nil {
 		r.Limit = *in.Limit
+		if s.cfg.MaxImages > 0 && r.Limit > s.cfg.MaxImages {
+			bad("limit", fmt.Sprintf("must be at most %d, this server's cap on images per job (--max-images)", s.cfg.MaxImages))
+		}
 	}
 	if in.ImageSize != nil {
 		r.ImageSize = jobs.ImageSize{Width: in.ImageSize.Width, Height: in.ImageSize.Height}

@@ -69,6 +69,10 @@ type Request struct {
 	Seed                   int64     `json:"seed"`
 	Backend                string    `json:"backend"`
 	TimeoutSeconds         int       `json:"timeout_seconds"`
+
+	// Owner is who submits the job (see Job.Owner); Submit moves it to the
+	// job record and it is not part of the stored request.
+	Owner string `json:"-"`
 }
 
 // ImageSize is the size every image is resized to.
@@ -136,6 +140,41 @@ type Job struct {
 	// HasAtlas: the thumbnails of this attempt's loaded images are stored
 	// (written once loading ends, before the embedding).
 	HasAtlas bool `json:"has_atlas,omitempty"`
+	// Owner names who submitted the job (an API key's name, never the key
+	// itself); "" when the server has no keys. Only its owner sees the job.
+	Owner string `json:"owner,omitempty"`
+	// History records the job's life: queued, each start (a start after
+	// the first is a retry), hand-backs and the end. At most maxHistory
+	// entries are kept (the first and the newest).
+	History []Event `json:"history,omitempty"`
+}
+
+// Event is one entry of a job's history.
+type Event struct {
+	At      time.Time `json:"at"`
+	Event   string    `json:"event"`
+	Attempt int       `json:"attempt,omitempty"`
+	Detail  string    `json:"detail,omitempty"`
+}
+
+// Events of a job's history.
+const (
+	EventQueued     = "queued"
+	EventStarted    = "started"
+	EventRetried    = "retried" // a start after the first: the earlier attempt's worker stopped or went silent
+	EventHandedBack = "handed_back"
+	EventFinished   = "finished" // Detail names the status
+)
+
+// maxHistory bounds a job's history, so a job redelivered many times keeps
+// a small record.
+const maxHistory = 32
+
+func (j *Job) record(at time.Time, event string, attempt int, detail string) {
+	j.History = append(j.History, Event{At: at, Event: event, Attempt: attempt, Detail: detail})
+	if n := len(j.History); n > maxHistory {
+		j.History = append(j.History[:1], j.History[n-maxHistory+1:]...)
+	}
 }
 
 // Error codes of the contract.
@@ -169,6 +208,13 @@ var (
 	ErrCanceled = errors.New("job canceled")
 	// ErrTimeout is the cause of a job context cancelled by timeout_seconds.
 	ErrTimeout = errors.New("job timed out")
+	// ErrLost is the cause of a job context cancelled because another
+	// worker took the job over (this one went silent past the ack wait);
+	// the stale worker writes nothing more.
+	ErrLost = errors.New("job taken over by another worker")
+	// ErrStoreFull: the job store (JetStream) refused a write for want of
+	// space: its disk is full or read-only, or its storage limit reached.
+	ErrStoreFull = errors.New("job store is out of space")
 	// ErrShutdown is the cause of a job context cancelled because its worker
 	// is stopping; the job is handed back for redelivery.
 	ErrShutdown = errors.New("worker shutting down")

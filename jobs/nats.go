@@ -25,6 +25,10 @@ type EmbeddedConfig struct {
 	// Listen, if set (host:port), opens a client port so workers on other
 	// machines can join; otherwise the server takes no network connections.
 	Listen string
+	// MaxStore caps the bytes JetStream may keep in DataDir (0: the
+	// server's default, a share of the disk). Past it, writes fail with
+	// ErrStoreFull, as on a full disk.
+	MaxStore int64
 }
 
 // StartEmbedded starts an in-process NATS server and waits until it takes
@@ -40,6 +44,9 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		DontListen: cfg.Listen == "",
 		NoSigs:     true,
 		NoLog:      true,
+	}
+	if cfg.MaxStore > 0 {
+		opts.JetStreamMaxStore = cfg.MaxStore
 	}
 	if cfg.Listen != "" {
 		host, port, err := net.SplitHostPort(cfg.Listen)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -63,13 +64,16 @@ func (c Config) withDefaults() Config {
 // for concurrent use; any number of Stores (on any number of machines) may
 // share one NATS.
 type Store struct {
-	cfg     Config
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	stream  jetstream.Stream
-	kv      jetstream.KeyValue
-	results jetstream.ObjectStore
-	now     func() time.Time
+	cfg    Config
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	kv     jetstream.KeyValue
+	// kvStream is the stream under kv, asked for its keys (see ids).
+	kvStream jetstream.Stream
+	results  jetstream.ObjectStore
+	now      func() time.Time
+	index    index
 }
 
 // Open creates (or updates) the stream, consumer and buckets and returns a
@@ -123,7 +127,11 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open job store: results bucket: %w", err)
 	}
-	return &Store{cfg: cfg, nc: nc, js: js, stream: stream, kv: kv, results: obs, now: time.Now}, nil
+	kvStream, err := js.Stream(ctx, "KV_"+jobsBucket)
+	if err != nil {
+		return nil, fmt.Errorf("open job store: jobs bucket stream: %w", err)
+	}
+	return &Store{cfg: cfg, nc: nc, js: js, stream: stream, kv: kv, kvStream: kvStream, results: obs, now: time.Now}, nil
 }
 
 // Config returns the store's configuration, defaults filled in.
@@ -150,7 +158,10 @@ func (s *Store) Submit(ctx context.Context, req Request) (Job, error) {
 		Progress:  Progress{Iterations: req.Iterations},
 		Request:   req,
 		CreatedAt: now,
+		Owner:     req.Owner,
 	}
+	job.Request.Owner = ""
+	job.record(now, EventQueued, 0, "")
 	if req.Method == "pca" {
 		job.Progress.Iterations = 0
 	}
@@ -158,16 +169,23 @@ func (s *Store) Submit(ctx context.Context, req Request) (Job, error) {
 	if err != nil {
 		return Job{}, fmt.Errorf("submit job: %w", err)
 	}
+	// The message goes first, the record second: when the store is full
+	// the first write fails and nothing is left behind. (The other order
+	// left a record whose message could not be written, and whose removal
+	// failed too, for want of space: a job queued for ever.) A message
+	// whose record is not written is removed here, or else dropped by the
+	// worker that finds no record (see Worker.handle). The message id
+	// makes a retried publish harmless (JetStream drops duplicates within
+	// the stream's window).
+	ack, err := s.js.Publish(ctx, workSubject, []byte(job.ID), jetstream.WithMsgID(job.ID))
+	if err != nil {
+		return Job{}, fmt.Errorf("submit job %s: enqueue: %w", job.ID, storeErr(err))
+	}
 	if _, err := s.kv.Create(ctx, job.ID, b); err != nil {
-		return Job{}, fmt.Errorf("submit job %s: record: %w", job.ID, err)
+		_ = s.stream.DeleteMsg(context.WithoutCancel(ctx), ack.Sequence)
+		return Job{}, fmt.Errorf("submit job %s: record: %w", job.ID, storeErr(err))
 	}
-	// The message id makes a retried publish harmless (JetStream drops
-	// duplicates within the stream's window).
-	if _, err := s.js.Publish(ctx, workSubject, []byte(job.ID), jetstream.WithMsgID(job.ID)); err != nil {
-		// Without its message the job would sit queued for ever.
-		_ = s.kv.Purge(context.WithoutCancel(ctx), job.ID)
-		return Job{}, fmt.Errorf("submit job %s: enqueue: %w", job.ID, err)
-	}
+	s.index.put(job.ID, job.Owner, job.Status)
 	return job, nil
 }
 
@@ -218,10 +236,11 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Job) error) (Job
 		}
 		_, err = s.kv.Update(ctx, id, b, rev)
 		if err == nil {
+			s.index.put(id, job.Owner, job.Status)
 			return job, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return Job{}, fmt.Errorf("update job %s: %w", id, err)
+			return Job{}, fmt.Errorf("update job %s: %w", id, storeErr(err))
 		}
 		if attempt >= 100 {
 			return Job{}, fmt.Errorf("update job %s: still conflicting after %d attempts: %w", id, attempt, err)
@@ -236,6 +255,15 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Job) error) (Job
 // ("" = from the newest), and whose status is status ("" = any). next is the
 // token for the following page, "" at the end.
 func (s *Store) List(ctx context.Context, status Status, limit int, after string) (jobs []Job, next string, err error) {
+	return s.list(ctx, nil, status, limit, after)
+}
+
+// ListOwned is List of the jobs of one owner only.
+func (s *Store) ListOwned(ctx context.Context, owner string, status Status, limit int, after string) ([]Job, string, error) {
+	return s.list(ctx, &owner, status, limit, after)
+}
+
+func (s *Store) list(ctx context.Context, owner *string, status Status, limit int, after string) (jobs []Job, next string, err error) {
 	ids, err := s.ids(ctx)
 	if err != nil {
 		return nil, "", err
@@ -249,6 +277,14 @@ func (s *Store) List(ctx context.Context, status Status, limit int, after string
 		if len(jobs) == limit {
 			return jobs, jobs[len(jobs)-1].ID, nil
 		}
+		// A job's owner never changes: the index may skip another
+		// owner's job without reading it (one key's list stays cheap
+		// however many jobs the others have).
+		if owner != nil {
+			if o, known := s.index.ownerOf(id); known && o != *owner {
+				continue
+			}
+		}
 		job, err := s.Get(ctx, id)
 		if errors.Is(err, ErrNotFound) {
 			continue // deleted while we listed
@@ -256,28 +292,37 @@ func (s *Store) List(ctx context.Context, status Status, limit int, after string
 		if err != nil {
 			return nil, "", err
 		}
-		if status == "" || job.Status == status {
+		if (status == "" || job.Status == status) && (owner == nil || job.Owner == *owner) {
 			jobs = append(jobs, job)
 		}
 	}
 	return jobs, "", nil
 }
 
+// ids lists the keys of the jobs bucket. It asks the server for the
+// bucket stream's subjects, a snapshot taken at once, rather than walking
+// the bucket with KeyValue.ListKeys: that walk can miss a key written while
+// it runs (the key's old message is removed and its new one comes after
+// the walk's end), and jobs are written all the time. A deleted job's key
+// may still be listed (its delete marker); Get then answers ErrNotFound.
 func (s *Store) ids(ctx context.Context) ([]string, error) {
-	lister, err := s.kv.ListKeys(ctx)
+	prefix := "$KV." + jobsBucket + "."
+	info, err := s.kvStream.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
 	}
-	defer lister.Stop()
-	var ids []string
-	for k := range lister.Keys() {
-		ids = append(ids, k)
+	ids := make([]string, 0, len(info.State.Subjects))
+	for subj := range info.State.Subjects {
+		ids = append(ids, strings.TrimPrefix(subj, prefix))
 	}
 	return ids, nil
 }
 
 // CountByStatus counts the jobs in each status (for metrics).
 func (s *Store) CountByStatus(ctx context.Context) (map[Status]int, error) {
+	if n, ok := s.index.countByStatus(); ok {
+		return n, nil
+	}
 	ids, err := s.ids(ctx)
 	if err != nil {
 		return nil, err
@@ -310,6 +355,7 @@ func (s *Store) Cancel(ctx context.Context, id string) (job Job, deleted bool, e
 		case j.Status == StatusQueued:
 			j.CancelRequested = true
 			s.finish(j, StatusCanceled, nil)
+			j.record(s.now().UTC(), EventFinished, j.Attempts, string(StatusCanceled)+": canceled while queued")
 		default:
 			if j.CancelRequested {
 				return errNoChange
@@ -327,9 +373,20 @@ func (s *Store) Cancel(ctx context.Context, id string) (job Job, deleted bool, e
 	return job, true, s.Delete(ctx, id)
 }
 
-// Delete removes a job's record and its result objects.
+// Delete removes a job's record and its result objects (those of every
+// attempt: a worker that lost the job may have written its own).
 func (s *Store) Delete(ctx context.Context, id string) error {
-	names := []string{resultName(id), failuresName(id)}
+	job, err := s.Get(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("delete job %s: %w", id, err)
+	}
+	var names []string
+	for a := 0; a <= job.Attempts; a++ {
+		names = append(names, resultName(id, a), failuresName(id, a))
+	}
 	var idx atlas.Index
 	if err := s.getJSON(ctx, atlasIndexName(id), &idx); err == nil {
 		for k := range idx.Sheets {
@@ -339,12 +396,13 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	names = append(names, atlasIndexName(id))
 	for _, name := range names {
 		if err := s.results.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
-			return fmt.Errorf("delete job %s: %s: %w", id, name, err)
+			return fmt.Errorf("delete job %s: %s: %w", id, name, storeErr(err))
 		}
 	}
 	if err := s.kv.Purge(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("delete job %s: %w", id, err)
+		return fmt.Errorf("delete job %s: %w", id, storeErr(err))
 	}
+	s.index.remove(id)
 	return nil
 }
 
@@ -408,8 +466,15 @@ func (s *Store) Watch(ctx context.Context, id string) (<-chan Job, error) {
 	return out, nil
 }
 
-func resultName(id string) string   { return "result/" + id }
-func failuresName(id string) string { return "failures/" + id }
+// resultName and failuresName name a job's objects per attempt, so a worker
+// that lost its job (it went silent and another took over) cannot overwrite
+// the newer attempt's objects: readers follow the record's Attempts.
+func resultName(id string, attempt int) string {
+	if attempt <= 0 {
+		return "result/" + id
+	}
+	return fmt.Sprintf("result/%s/%d", id, attempt)
+}
 
 // The atlas: an index and its sheets, "atlas/ID" and "atlas/ID/K".
 func atlasIndexName(id string) string        { return "atlas/" + id }
@@ -480,9 +545,16 @@ func (s *Store) AtlasSheet(ctx context.Context, id string, k int) ([]byte, error
 	return b, nil
 }
 
-// PutResult stores a job's result.
-func (s *Store) PutResult(ctx context.Context, id string, r *Result) error {
-	return s.putJSON(ctx, resultName(id), r)
+func failuresName(id string, attempt int) string {
+	if attempt <= 0 {
+		return "failures/" + id
+	}
+	return fmt.Sprintf("failures/%s/%d", id, attempt)
+}
+
+// PutResult stores the result of one attempt at a job.
+func (s *Store) PutResult(ctx context.Context, id string, attempt int, r *Result) error {
+	return s.putJSON(ctx, resultName(id, attempt), r)
 }
 
 // Result returns a job's result: ErrConflict until it has succeeded.
@@ -495,27 +567,29 @@ func (s *Store) Result(ctx context.Context, id string) (*Result, error) {
 		return nil, fmt.Errorf("result of job %s: the job is %s: %w", id, job.Status, ErrConflict)
 	}
 	var r Result
-	if err := s.getJSON(ctx, resultName(id), &r); err != nil {
+	if err := s.getJSON(ctx, resultName(id, job.Attempts), &r); err != nil {
 		return nil, err
 	}
 	return &r, nil
 }
 
-// PutFailures stores the images of a job that failed to load so far.
-func (s *Store) PutFailures(ctx context.Context, id string, f []Failure) error {
+// PutFailures stores the images of one attempt at a job that failed to
+// load so far.
+func (s *Store) PutFailures(ctx context.Context, id string, attempt int, f []Failure) error {
 	if f == nil {
 		f = []Failure{}
 	}
-	return s.putJSON(ctx, failuresName(id), f)
+	return s.putJSON(ctx, failuresName(id, attempt), f)
 }
 
 // Failures returns the images of a job that failed to load so far.
 func (s *Store) Failures(ctx context.Context, id string) ([]Failure, error) {
-	if _, err := s.Get(ctx, id); err != nil {
+	job, err := s.Get(ctx, id)
+	if err != nil {
 		return nil, err
 	}
 	f := []Failure{}
-	err := s.getJSON(ctx, failuresName(id), &f)
+	err = s.getJSON(ctx, failuresName(id, job.Attempts), &f)
 	if errors.Is(err, ErrNotFound) {
 		return []Failure{}, nil
 	}
@@ -528,7 +602,7 @@ func (s *Store) putJSON(ctx context.Context, name string, v any) error {
 		return fmt.Errorf("store %s: %w", name, err)
 	}
 	if _, err := s.results.PutBytes(ctx, name, b); err != nil {
-		return fmt.Errorf("store %s: %w", name, err)
+		return fmt.Errorf("store %s: %w", name, storeErr(err))
 	}
 	return nil
 }

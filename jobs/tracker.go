@@ -19,6 +19,7 @@ const flushEvery = 250 * time.Millisecond
 type Tracker struct {
 	store   *Store
 	id      string
+	attempt int // the attempt this tracker writes for; see Worker.handle
 	metrics *Metrics
 	log     *slog.Logger
 	started time.Time
@@ -41,7 +42,7 @@ type Tracker struct {
 
 func newTracker(s *Store, job Job, m *Metrics, log *slog.Logger) *Tracker {
 	now := s.now()
-	return &Tracker{store: s, id: job.ID, metrics: m, log: log, started: now,
+	return &Tracker{store: s, id: job.ID, attempt: job.Attempts, metrics: m, log: log, started: now,
 		stage: job.Stage, stageSince: now, progress: job.Progress, backend: job.Backend}
 }
 
@@ -117,7 +118,7 @@ func (t *Tracker) SetFailures(ctx context.Context, f []Failure) error {
 	if t.store == nil {
 		return nil
 	}
-	return t.store.PutFailures(ctx, t.id, f)
+	return t.store.PutFailures(ctx, t.id, t.attempt, f)
 }
 
 // PublishFailures is SetFailures for the interim lists written while
@@ -208,8 +209,8 @@ func (t *Tracker) flush(ctx context.Context) {
 		return
 	}
 	_, err := t.store.Update(ctx, t.id, func(j *Job) error {
-		if j.Status != StatusRunning {
-			return errNoChange
+		if j.Status != StatusRunning || j.Attempts != t.attempt {
+			return errNoChange // finished, or taken over by another worker
 		}
 		j.Stage, j.Progress, j.Backend = stage, progress, backend
 		return nil

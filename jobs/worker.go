@@ -31,6 +31,10 @@ type WorkerConfig struct {
 	Metrics *Metrics
 }
 
+// orphanAfter is how long a work message without a job record is kept
+// (Submit writes the record just after the message) before it is dropped.
+const orphanAfter = 10 * time.Second
+
 // Worker pulls jobs from the work queue and runs them.
 type Worker struct {
 	store  *Store
@@ -124,10 +128,18 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 			w.store.finish(j, StatusCanceled, nil)
 		case int(delivered) > w.store.cfg.MaxDeliveries:
 			gaveUp = true
-			w.store.finish(j, StatusFailed, &Error{Code: CodeInternal,
-				Message: fmt.Sprintf("the job was started %d times and never finished (its worker stopped each time)", delivered-1)})
+			msg := fmt.Sprintf("the job was started %d times and never finished (its worker stopped each time)", delivered-1)
+			w.store.finish(j, StatusFailed, &Error{Code: CodeInternal, Message: msg})
+			j.record(w.store.now().UTC(), EventFinished, j.Attempts, string(StatusFailed)+": "+msg)
 		default:
 			now := w.store.now().UTC()
+			if j.Status == StatusRunning {
+				// Still marked running: its worker died or went silent
+				// past the ack wait, and JetStream redelivered the job.
+				j.record(now, EventRetried, j.Attempts+1, fmt.Sprintf("attempt %d did not finish: its worker stopped or went silent for longer than the ack wait", j.Attempts))
+			} else if j.Attempts > 0 {
+				j.record(now, EventRetried, j.Attempts+1, fmt.Sprintf("attempt %d was handed back", j.Attempts))
+			}
 			j.Status = StatusRunning
 			j.Stage = StageFetchingDataset
 			j.StartedAt = &now
@@ -135,12 +147,20 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 			j.Error = nil
 			j.HasAtlas = false
 			j.Progress = Progress{Iterations: j.Progress.Iterations}
+			j.record(now, EventStarted, j.Attempts, "")
 		}
 		return nil
 	})
 	switch {
 	case errors.Is(err, ErrNotFound):
-		_ = msg.Ack() // deleted before it ran
+		// Submit writes the message before the record: a young message
+		// may find its record about to appear. An old one's job was
+		// deleted, or its record never written (the store was full).
+		if meta, merr := msg.Metadata(); merr == nil && time.Since(meta.Timestamp) < orphanAfter {
+			_ = msg.NakWithDelay(250 * time.Millisecond)
+			return
+		}
+		_ = msg.Ack()
 		return
 	case err != nil:
 		log.Error("start job", "err", err)
@@ -154,7 +174,8 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Ack()
 		return
 	}
-	log.Info("job started", "attempt", job.Attempts)
+	attempt := job.Attempts
+	log.Info("job started", "attempt", attempt)
 	w.cfg.Metrics.started()
 
 	jctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
@@ -169,7 +190,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	var side sync.WaitGroup
 	sideCtx, sideStop := context.WithCancel(jctx)
 	side.Go(func() { w.keepAlive(sideCtx, msg) })
-	side.Go(func() { w.watchCancel(sideCtx, ctx, id, cancel) })
+	side.Go(func() { w.watchCancel(sideCtx, ctx, id, attempt, cancel) })
 
 	tracker := newTracker(w.store, job, w.cfg.Metrics, log)
 	tracker.start(sideCtx)
@@ -179,16 +200,42 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	tracker.flush(book())
 
 	status, jobErr := w.outcome(jctx, job, res, runErr)
+	// mine guards every write from here on: only the newest attempt may
+	// change the record. A worker that went silent past the ack wait (a
+	// long GC pause, a stopped process) finds the job started again
+	// elsewhere and leaves it alone.
+	lost := false
+	mine := func(j *Job) error {
+		if j.Attempts != attempt {
+			lost = true
+			return errNoChange
+		}
+		if j.Status.Terminal() {
+			return errNoChange
+		}
+		return nil
+	}
+	if errors.Is(context.Cause(jctx), ErrLost) {
+		lost = true
+	} else if cur, err := w.store.Get(book(), id); err == nil && cur.Attempts != attempt {
+		lost = true
+	}
+	if lost {
+		log.Warn("job lost to another worker: this worker went silent longer than the ack wait; writing nothing", "attempt", attempt)
+		w.cfg.Metrics.stopped()
+		return
+	}
 	if status == StatusQueued {
 		// Hand the job back: another worker (or this one, restarted)
 		// runs it again from the start.
 		_, err := w.store.Update(book(), id, func(j *Job) error {
-			if j.Status.Terminal() {
-				return errNoChange
+			if err := mine(j); err != nil {
+				return err
 			}
 			j.Status = StatusQueued
 			j.Stage = StageQueued
 			j.StartedAt = nil
+			j.record(w.store.now().UTC(), EventHandedBack, attempt, "the worker stopped")
 			return nil
 		})
 		if err != nil {
@@ -202,18 +249,30 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	if status == StatusSucceeded {
 		tracker.setStage(StageWritingResult)
 		tracker.flush(book())
-		if err := w.store.PutResult(book(), id, res); err != nil {
+		if err := w.store.PutResult(book(), id, attempt, res); err != nil {
 			status, jobErr = StatusFailed, &Error{Code: CodeInternal, Message: "storing the result: " + err.Error()}
 		}
 	}
 	final, err := w.store.Update(book(), id, func(j *Job) error {
-		if j.Status.Terminal() {
-			return errNoChange
+		if err := mine(j); err != nil {
+			return err
 		}
 		w.store.finish(j, status, jobErr)
 		j.HasResult = status == StatusSucceeded
+		detail := string(status)
+		if jobErr != nil {
+			detail += ": " + jobErr.Code
+		}
+		j.record(w.store.now().UTC(), EventFinished, attempt, detail)
 		return nil
 	})
+	if err == nil && lost {
+		// Another worker started the job between our check and this
+		// write; its result (under its own attempt's name) stands.
+		log.Warn("job lost to another worker before its outcome was recorded; writing nothing", "attempt", attempt)
+		w.cfg.Metrics.stopped()
+		return
+	}
 	if err != nil {
 		log.Error("record job outcome", "err", err)
 		_ = msg.NakWithDelay(time.Second)
@@ -237,7 +296,7 @@ func (w *Worker) outcome(jctx context.Context, job Job, res *Result, runErr erro
 	switch {
 	case runErr == nil && res != nil:
 		return StatusSucceeded, nil
-	case jctx.Err() != nil && errors.Is(cause, ErrShutdown):
+	case jctx.Err() != nil && (errors.Is(cause, ErrShutdown) || errors.Is(cause, ErrLost)):
 		return StatusQueued, nil
 	case jctx.Err() != nil && errors.Is(cause, ErrCanceled):
 		return StatusCanceled, nil
@@ -276,8 +335,9 @@ func (w *Worker) keepAlive(ctx context.Context, msg jetstream.Msg) {
 }
 
 // watchCancel cancels the job's context when DELETE marks the job (or
-// deletes it), and when the worker itself is stopping.
-func (w *Worker) watchCancel(ctx, workerCtx context.Context, id string, cancel context.CancelCauseFunc) {
+// deletes it), when another worker has started it again (this one went
+// silent too long), and when the worker itself is stopping.
+func (w *Worker) watchCancel(ctx, workerCtx context.Context, id string, attempt int, cancel context.CancelCauseFunc) {
 	updates, err := w.store.Watch(ctx, id)
 	if err != nil && ctx.Err() == nil {
 		w.log.Error("watch job for cancel", "job", id, "err", err)
@@ -294,6 +354,10 @@ func (w *Worker) watchCancel(ctx, workerCtx context.Context, id string, cancel c
 				if ctx.Err() == nil {
 					cancel(ErrCanceled) // the record is gone
 				}
+				return
+			}
+			if j.Attempts != attempt {
+				cancel(ErrLost) // another worker runs the job now
 				return
 			}
 			if j.CancelRequested {

@@ -147,9 +147,6 @@ func parseTable(ctx context.Context, data []byte, pathHint string, opts TableOpt
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrDatasetInvalid, err)
 		}
-		if n >= maxRows {
-			return nil, fmt.Errorf("%w: %w: more than %d rows", ErrDatasetUnreachable, ErrTooLarge, maxRows)
-		}
 		if opts.Limit > 0 && len(t.Rows) >= opts.Limit {
 			t.Truncated = true
 			break
@@ -163,6 +160,12 @@ func parseTable(ctx context.Context, data []byte, pathHint string, opts TableOpt
 		if droppedIDs[id] {
 			t.Dropped++
 			continue
+		}
+		// The cap counts the rows kept (each is an image to load); the
+		// byte cap bounds the rest. The table was fetched: it is the
+		// table, not its server, that cannot be served (dataset_invalid).
+		if len(t.Rows) >= maxRows {
+			return nil, fmt.Errorf("%w: %w: more than %d rows, the most one job may have; set limit to map the first rows", ErrDatasetInvalid, ErrTooLarge, maxRows)
 		}
 		t.Rows = append(t.Rows, Row{Index: n, Values: rec, ID: id})
 	}

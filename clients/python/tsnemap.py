@@ -14,6 +14,7 @@ The contract is served by the server itself at /openapi.yaml.
 import csv
 import io
 import json
+import os
 import time
 import urllib.error
 import urllib.parse
@@ -44,9 +45,17 @@ class JobFailed(Exception):
 
 
 class Client:
-    def __init__(self, base_url="http://localhost:8080", timeout=30.0):
+    def __init__(self, base_url="http://localhost:8080", timeout=30.0, api_key=None):
+        """api_key: the key of a server started with --api-keys-file (default:
+        the environment variable TSNEMAP_API_KEY, if set)."""
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.api_key = api_key if api_key is not None else os.environ.get("TSNEMAP_API_KEY") or None
+
+    def _auth(self, headers):
+        if self.api_key:
+            headers["Authorization"] = "Bearer " + self.api_key
+        return headers
 
     def _request(self, method, path, body=None, accept="application/json", raw=False):
         data = None
@@ -54,7 +63,7 @@ class Client:
         if body is not None:
             data = json.dumps(body).encode("utf-8")
             headers["Content-Type"] = "application/json"
-        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
+        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=self._auth(headers))
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as res:
                 payload = res.read()
@@ -136,7 +145,7 @@ class Client:
     def events(self, job_id, embedding=False):
         """Yields (event, data) from the job's Server-Sent Events until done."""
         path = "/v1/jobs/%s/events%s" % (urllib.parse.quote(job_id, safe=""), "?embedding=1" if embedding else "")
-        req = urllib.request.Request(self.base_url + path, headers={"Accept": "text/event-stream"})
+        req = urllib.request.Request(self.base_url + path, headers=self._auth({"Accept": "text/event-stream"}))
         try:
             res = urllib.request.urlopen(req, timeout=self.timeout)
         except urllib.error.HTTPError as e:

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/tsnemap/tsnemap/api"
 	"github.com/tsnemap/tsnemap/cpu"
 	"github.com/tsnemap/tsnemap/gpu"
 	"github.com/tsnemap/tsnemap/jobs"
@@ -84,6 +86,9 @@ type common struct {
 	maxDeliveries int
 	ackWait       time.Duration
 	allowPrivate  bool
+	maxImages     int
+	maxStore      int64
+	access        access // serve only
 	logFormat     string
 	logLevel      string
 }
@@ -92,6 +97,8 @@ func (c *common) register(fs *flag.FlagSet, worker bool) {
 	if !worker {
 		fs.StringVar(&c.dataDir, "data-dir", "tsnemap-data", "directory of the embedded NATS JetStream store (jobs and results survive restarts)")
 		fs.StringVar(&c.natsListen, "nats-listen", "", "also open the embedded NATS on this host:port, so workers elsewhere can join")
+		c.access.register(fs)
+		fs.Int64Var(&c.maxStore, "max-store", 0, "bytes the embedded NATS may store under --data-dir (0: NATS's default, most of the disk); past it submits answer 503")
 	}
 	fs.StringVar(&c.natsURL, "nats-url", "", "use this external NATS (comma-separated URLs of one cluster) instead of the embedded one")
 	fs.IntVar(&c.natsReplicas, "nats-replicas", 1, "replicas of the stream and buckets on an external NATS cluster")
@@ -103,8 +110,74 @@ func (c *common) register(fs *flag.FlagSet, worker bool) {
 	fs.IntVar(&c.maxDeliveries, "max-deliveries", 3, "times a job may be started (after worker crashes) before it is failed")
 	fs.DurationVar(&c.ackWait, "ack-wait", 30*time.Second, "how long a job whose worker went silent (crashed) waits before another worker takes it")
 	fs.BoolVar(&c.allowPrivate, "allow-private-networks", false, "let jobs fetch from private, loopback and link-local addresses (trusted networks only)")
+	fs.IntVar(&c.maxImages, "max-images", 1_000_000, "most rows (and images) one job may have; a larger table fails the job")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+// access are serve's settings of who may use the API, and how much.
+type access struct {
+	keysFile        string
+	metricsToken    string
+	insecureAnyAddr bool
+	maxActiveJobs   int
+	submitRate      float64
+	submitBurst     int
+}
+
+func (a *access) register(fs *flag.FlagSet) {
+	fs.StringVar(&a.keysFile, "api-keys-file", "", "file of API keys, one a line (name:key, or a bare key); with keys, every /v1 call needs Authorization: Bearer <key> and each key sees only its own jobs")
+	fs.StringVar(&a.metricsToken, "metrics-token", "", "if set, /metrics needs Authorization: Bearer <this token>")
+	fs.BoolVar(&a.insecureAnyAddr, "insecure-listen-any", false, "without API keys, listen on --addr even if it is not loopback (anyone who reaches it may use the API)")
+	fs.IntVar(&a.maxActiveJobs, "max-active-jobs", 100, "most jobs one key may have queued or running at once (0: no limit); past it submits answer 429")
+	fs.Float64Var(&a.submitRate, "submit-rate", 2, "submits a second allowed per key (per client address without keys), a token bucket (0: no limit)")
+	fs.IntVar(&a.submitBurst, "submit-burst", 20, "submits one key may make at once before --submit-rate applies")
+}
+
+// keys reads --api-keys-file (none when it is not given).
+func (a *access) keys() ([]api.Key, error) {
+	if a.keysFile == "" {
+		return nil, nil
+	}
+	f, err := os.Open(a.keysFile)
+	if err != nil {
+		return nil, fmt.Errorf("--api-keys-file: %w", err)
+	}
+	defer f.Close()
+	keys, err := api.ParseKeys(f)
+	if err != nil {
+		return nil, fmt.Errorf("--api-keys-file %s: %w", a.keysFile, err)
+	}
+	return keys, nil
+}
+
+// listenAddr is where serve listens: --addr, except that without keys a
+// non-loopback --addr is narrowed to loopback (same port) unless
+// --insecure-listen-any says otherwise. warn says what was decided.
+func (a *access) listenAddr(addr string, haveKeys bool) (listen, warn string, err error) {
+	if haveKeys {
+		return addr, "", nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", "", fmt.Errorf("--addr %q: %w", addr, err)
+	}
+	if isLoopbackHost(host) {
+		return addr, "", nil
+	}
+	if a.insecureAnyAddr {
+		return addr, "no API keys (--api-keys-file) and --insecure-listen-any: anyone who can reach " + addr + " may submit, read and cancel jobs", nil
+	}
+	listen = net.JoinHostPort("127.0.0.1", port)
+	return listen, "no API keys (--api-keys-file): listening on loopback " + listen + " only, not " + addr + "; give keys, or --insecure-listen-any to listen there anyway", nil
+}
+
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 func (c *common) logger(w io.Writer) (*slog.Logger, error) {
@@ -138,7 +211,7 @@ func (c *common) connectNATS(ctx context.Context, log *slog.Logger) (*jobs.Store
 		if err := os.MkdirAll(c.dataDir, 0o750); err != nil {
 			return nil, nil, nil, fmt.Errorf("data dir: %w", err)
 		}
-		emb, err := jobs.StartEmbedded(ctx, jobs.EmbeddedConfig{DataDir: c.dataDir, Listen: c.natsListen})
+		emb, err := jobs.StartEmbedded(ctx, jobs.EmbeddedConfig{DataDir: c.dataDir, Listen: c.natsListen, MaxStore: c.maxStore})
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -160,7 +233,7 @@ func (c *common) connectNATS(ctx context.Context, log *slog.Logger) (*jobs.Store
 // pipeline builds the loader and backends for jobs; its Close releases
 // both.
 func (c *common) pipeline(ctx context.Context, log *slog.Logger, extraAllowed []netip.Prefix) (*pipeline.Pipeline, error) {
-	cfg := loader.Config{AllowPrivateNetworks: c.allowPrivate, AllowedNetworks: extraAllowed}
+	cfg := loader.Config{AllowPrivateNetworks: c.allowPrivate, AllowedNetworks: extraAllowed, MaxRows: c.maxImages}
 	g, err := pickGPU(ctx, c.backend, log)
 	if err != nil {
 		return nil, err

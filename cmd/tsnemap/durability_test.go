@@ -202,9 +202,26 @@ func postJob(t *testing.T, api, body string) string {
 }
 
 type jobView struct {
-	Status string
-	Stage  string
-	Error  *struct{ Code, Message string }
+	Status   string
+	Stage    string
+	Error    *struct{ Code, Message string }
+	Attempts int
+	History  []struct {
+		Event   string
+		Attempt int
+		Detail  string
+	}
+}
+
+// count is how many entries of the job's history are event.
+func (j jobView) count(event string) int {
+	n := 0
+	for _, e := range j.History {
+		if e.Event == event {
+			n++
+		}
+	}
+	return n
 }
 
 func getJob(t *testing.T, api, id string) jobView {
@@ -346,6 +363,11 @@ func TestTwoWorkersShareJobsAndSurviveKill(t *testing.T) {
 		if n := resultRows(t, api, id); n != 13 {
 			t.Errorf("job %s result has %d rows", id, n)
 		}
+	}
+	// The killed worker's job was redelivered, and its history says so:
+	// two starts, one retry, one end.
+	if j := getJob(t, api, gated); j.Attempts != 2 || j.count("retried") != 1 || j.count("started") != 2 || j.count("finished") != 1 {
+		t.Errorf("history of the job whose worker was killed: attempts %d, %+v", j.Attempts, j.History)
 	}
 	// Every job ran to completion exactly once.
 	ends := 0

@@ -89,6 +89,18 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 	}
 	s.cleanup = append(s.cleanup, pl.Close)
 
+	keys, err := c.access.keys()
+	if err != nil {
+		return nil, err
+	}
+	listen, warn, err := c.access.listenAddr(addr, len(keys) > 0)
+	if err != nil {
+		return nil, err
+	}
+	if warn != "" {
+		log.Warn(warn)
+	}
+
 	store, _, closeNATS, err := c.connectNATS(ctx, log)
 	if err != nil {
 		return nil, err
@@ -110,13 +122,15 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 	srv, err := api.New(api.Config{
 		Jobs: store, URLs: urlPolicy{pl.Loader}, Backend: backend, GPU: pl.GPU != nil, Web: page,
 		MaxTimeout: c.maxTimeout, Version: versionString(), Registry: reg, Logger: log,
+		Keys: keys, MetricsToken: c.access.metricsToken, MaxActiveJobs: c.access.maxActiveJobs,
+		SubmitRate: c.access.submitRate, SubmitBurst: c.access.submitBurst, MaxImages: c.maxImages,
 	})
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+		return nil, fmt.Errorf("listen on %s: %w", listen, err)
 	}
 	// Requests (SSE streams above all) see their context end when the
 	// server shuts down, so Shutdown does not wait on them.
@@ -130,6 +144,10 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 
 	ctx, s.stop = context.WithCancel(ctx)
 	s.cleanup = append(s.cleanup, s.stop)
+	// The quota on active jobs reads an index of owners kept by a watch.
+	if err := store.WatchIndex(ctx); err != nil {
+		return nil, err
+	}
 	if c.concurrency > 0 { // 0: an API-only node; workers elsewhere run the jobs
 		worker := jobs.NewWorker(store, pl, jobs.WorkerConfig{Concurrency: c.concurrency, MaxTimeout: c.maxTimeout, Logger: log, Metrics: metrics})
 		s.wg.Go(func() { _ = worker.Run(ctx) })
@@ -146,7 +164,7 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 	go func() { s.served <- s.hs.Serve(ln) }()
 
 	s.url = "http://" + ln.Addr().String()
-	log.Info("tsnemap serving", "url", s.url, "backend", backend, "version", versionString(), "concurrency", c.concurrency)
+	log.Info("tsnemap serving", "url", s.url, "backend", backend, "version", versionString(), "concurrency", c.concurrency, "api_keys", len(keys))
 	if s.demo != nil {
 		log.Info("demo catalogue ready; the command below (also on standard output) maps it", "curl", s.demo.curl(s.url))
 	}
