@@ -535,7 +535,7 @@ func (s *Store) AtlasSheet(ctx context.Context, id string, k int) ([]byte, error
 	if _, err := s.Get(ctx, id); err != nil {
 		return nil, err
 	}
-	b, err := s.results.GetBytes(ctx, atlasSheetName(id, k))
+	b, err := s.getBytes(ctx, atlasSheetName(id, k))
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, fmt.Errorf("atlas sheet %d of job %s: %w", k, id, ErrNotFound)
 	}
@@ -607,8 +607,30 @@ func (s *Store) putJSON(ctx context.Context, name string, v any) error {
 	return nil
 }
 
+// objectReadTimeout bounds one read of a stored object.
+const objectReadTimeout = 30 * time.Second
+
+// getBytes reads a stored object whole. The read runs under a context that
+// the caller's cancel does not reach, bounded by objectReadTimeout instead:
+// nats.go's object reader, cancelled mid-read, stops its consumer but keeps
+// waiting on its pipe until the context's deadline (a job's deadline may be
+// hours away), which hung a cancelled job's worker. Objects are small and
+// local, so finishing the read costs milliseconds; the caller sees its
+// cancel right after.
+func (s *Store) getBytes(ctx context.Context, name string) ([]byte, error) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), objectReadTimeout)
+	defer cancel()
+	b, err := s.results.GetBytes(rctx, name)
+	if err == nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, cerr
+		}
+	}
+	return b, err
+}
+
 func (s *Store) getJSON(ctx context.Context, name string, v any) error {
-	b, err := s.results.GetBytes(ctx, name)
+	b, err := s.getBytes(ctx, name)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return fmt.Errorf("%s: %w", name, ErrNotFound)
 	}
