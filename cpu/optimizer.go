@@ -157,48 +157,11 @@ func newOptimizer(ctx context.Context, b *Backend, p *embed.CSR, y0 []float32, c
 	return o, nil
 }
 
-// validateProblem checks everything the kernels index by, so that bad input
-// is an error and never a panic.
+// validateProblem adds this backend's checks (its repulsion methods and
+// their parameters) to embed.CheckProblem.
 func validateProblem(p *embed.CSR, y0 []float32, cfg embed.OptimizerConfig) error {
-	if cfg.Dims != 2 && cfg.Dims != 3 {
-		return fmt.Errorf("dims must be 2 or 3, not %d", cfg.Dims)
-	}
-	if cfg.N < 2 {
-		return fmt.Errorf("need at least 2 points, not %d", cfg.N)
-	}
-	if p == nil {
-		return errors.New("P is nil")
-	}
-	if p.N != cfg.N {
-		return fmt.Errorf("P is %d×%d but N is %d", p.N, p.N, cfg.N)
-	}
-	if len(y0) != cfg.N*cfg.Dims {
-		return fmt.Errorf("y0 has %d values, want N·dims = %d", len(y0), cfg.N*cfg.Dims)
-	}
-	for i, v := range y0 {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return fmt.Errorf("y0[%d] is %v", i, v)
-		}
-	}
-	if len(p.RowPtr) != p.N+1 || p.RowPtr[0] != 0 {
-		return fmt.Errorf("P row pointers: %d of them starting at %v, want N+1 from 0", len(p.RowPtr), p.RowPtr)
-	}
-	nnz := int(p.RowPtr[p.N])
-	if len(p.Col) != nnz || len(p.Val) != nnz {
-		return fmt.Errorf("P has %d columns and %d values, row pointers say %d", len(p.Col), len(p.Val), nnz)
-	}
-	for i := range p.N {
-		if p.RowPtr[i+1] < p.RowPtr[i] {
-			return fmt.Errorf("P row pointers decrease at row %d", i)
-		}
-	}
-	for e, c := range p.Col {
-		if c < 0 || int(c) >= p.N {
-			return fmt.Errorf("P column index %d at entry %d is out of range", c, e)
-		}
-		if v := float64(p.Val[e]); !(v >= 0) || math.IsInf(v, 0) {
-			return fmt.Errorf("P value %v at entry %d is not a finite non-negative number", v, e)
-		}
+	if err := embed.CheckProblem(p, y0, cfg); err != nil {
+		return err
 	}
 	switch cfg.Repulsion {
 	case embed.RepulsionExact:

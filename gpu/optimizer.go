@@ -141,7 +141,7 @@ func (b *Backend) NewOptimizer(ctx context.Context, p *embed.CSR, y0 []float32, 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := validateProblem(p, y0, cfg); err != nil {
+	if err := embed.CheckProblem(p, y0, cfg); err != nil {
 		return nil, fmt.Errorf("gpu: new optimizer: %w", err)
 	}
 	method, err := resolveRepulsion(cfg.Repulsion, cfg.N, cfg.Dims)
@@ -197,46 +197,6 @@ func (b *Backend) NewOptimizer(ctx context.Context, p *embed.CSR, y0 []float32, 
 		return nil, fmt.Errorf("gpu: new optimizer: %w", err)
 	}
 	return o, nil
-}
-
-// validateProblem checks everything the kernels index by, so that bad
-// input is an error and never a device fault.
-func validateProblem(p *embed.CSR, y0 []float32, cfg embed.OptimizerConfig) error {
-	if cfg.Dims != 2 && cfg.Dims != 3 {
-		return fmt.Errorf("dims must be 2 or 3, not %d", cfg.Dims)
-	}
-	if cfg.N < 2 {
-		return fmt.Errorf("need at least 2 points, not %d", cfg.N)
-	}
-	if p == nil || p.N != cfg.N || len(p.RowPtr) != p.N+1 || p.RowPtr[0] != 0 {
-		return errors.New("P is not an N×N CSR matrix")
-	}
-	if len(y0) != cfg.N*cfg.Dims {
-		return fmt.Errorf("y0 has %d values, want N·dims = %d", len(y0), cfg.N*cfg.Dims)
-	}
-	nnz := int(p.RowPtr[p.N])
-	if len(p.Col) != nnz || len(p.Val) != nnz {
-		return fmt.Errorf("P has %d columns and %d values, row pointers say %d", len(p.Col), len(p.Val), nnz)
-	}
-	for i := range p.N {
-		if p.RowPtr[i+1] < p.RowPtr[i] {
-			return fmt.Errorf("P row pointers decrease at row %d", i)
-		}
-	}
-	for e, c := range p.Col {
-		if c < 0 || int(c) >= p.N {
-			return fmt.Errorf("P column index %d at entry %d is out of range", c, e)
-		}
-		if v := float64(p.Val[e]); !(v >= 0) || math.IsInf(v, 0) {
-			return fmt.Errorf("P value %v at entry %d is not a finite non-negative number", v, e)
-		}
-	}
-	for i, v := range y0 {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return fmt.Errorf("y0[%d] is %v", i, v)
-		}
-	}
-	return nil
 }
 
 var errClosed = errors.New("gpu: optimizer is closed")
