@@ -273,11 +273,12 @@ const okBody = `{"dataset_url":"https://museum.example/data.tab","image_url_temp
 func TestSubmitDefaultsAndResultFormats(t *testing.T) {
 	e := newEnv(t)
 	j := e.submit(okBody)
-	r := j.Request
-	if r.IdColumn != "id" || r.Method != "tsne" || r.Dimensions != 2 || r.Perplexity != 30 || r.Iterations != 1000 ||
-		r.EarlyExaggeration != 12 || r.ExaggerationIterations != 250 || r.Init != "pca" || r.Backend != "auto" ||
-		r.ImageSize.Width != 100 || r.ImageSize.Height != 100 || r.Seed != 3 || r.TimeoutSeconds != 3600 {
-		t.Errorf("normalized request = %+v", r)
+	r, d := j.Request, jobs.DefaultRequest() // the defaults, which jobs' TestDefaultRequestMatchesSpec checks against the spec
+	if r.IdColumn != d.IDColumn || string(r.Method) != d.Method || int(r.Dimensions) != d.Dimensions || r.Perplexity != d.Perplexity ||
+		r.Iterations != d.Iterations || r.EarlyExaggeration != d.EarlyExaggeration || r.ExaggerationIterations != d.ExaggerationIterations ||
+		string(r.Init) != d.Init || string(r.Backend) != d.Backend || r.ImageSize.Width != d.ImageSize.Width ||
+		r.ImageSize.Height != d.ImageSize.Height || r.Seed != 3 || r.TimeoutSeconds != 3600 {
+		t.Errorf("normalized request = %+v, want the defaults %+v", r, d)
 	}
 	if lr, err := r.LearningRate.AsLearningRate1(); err != nil || lr != "auto" {
 		t.Errorf("learning_rate = %v, %v", lr, err)

@@ -133,11 +133,14 @@ func newPipeline(t *testing.T) *Pipeline {
 	return p
 }
 
-// request is a small, quick job on the test server's table.
+// request is a small, quick job on the test server's table: the defaults
+// but for the image size, perplexity (for 24 to 40 images) and seed.
 func request(base string) jobs.Request {
-	return jobs.Request{DatasetURL: base + "/data.tab", ImageURLTemplate: base + "/img/{id}", IDColumn: "id",
-		ImageSize: jobs.ImageSize{Width: 8, Height: 8}, Method: "tsne", Dimensions: 2, Perplexity: 5,
-		Iterations: 1000, EarlyExaggeration: 12, ExaggerationIterations: 250, Init: "pca", Seed: 1, Backend: "auto"}
+	r := jobs.DefaultRequest()
+	r.DatasetURL, r.ImageURLTemplate = base+"/data.tab", base+"/img/{id}"
+	r.ImageSize = jobs.ImageSize{Width: 8, Height: 8}
+	r.Perplexity, r.Seed = 5, 1
+	return r
 }
 
 // recorder keeps every state a local tracker reports.
