@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tsnemap/tsnemap/embed"
+	"github.com/tsnemap/tsnemap/internal/testkit"
 )
 
 // approxClusters draws n points in d dimensions from `clusters` Gaussian
@@ -155,7 +156,7 @@ func TestApproxNeighborsRecall(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if c.long && (testing.Short() || approxRaceEnabled) {
+			if c.long && (testing.Short() || testkit.Race) {
 				t.Skip("long; runs without -short and -race")
 			}
 			x := c.x(c.n, c.d)
@@ -176,7 +177,7 @@ func TestApproxNeighborsRecall(t *testing.T) {
 
 func TestApproxNeighborsDeterministic(t *testing.T) {
 	n, d, k := 3000, 50, 30
-	if testing.Short() || approxRaceEnabled {
+	if testing.Short() || testkit.Race {
 		n = 1000
 	}
 	x := approxClusters(n, d, 10, 3, 11)
@@ -332,7 +333,7 @@ func TestApproxNeighborsCancel(t *testing.T) {
 
 	n, d, k := 60000, 50, 90
 	switch {
-	case approxRaceEnabled:
+	case testkit.Race:
 		n = 5000
 	case testing.Short():
 		n = 20000
