@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,17 +33,24 @@ type API struct {
 // server's URL).
 func NewAPI(tb testing.TB, base string) *API {
 	tb.Helper()
-	doc, err := openapi.Load()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	doc.Servers = nil
-	router, err := legacy.NewRouter(doc)
+	router, err := specRouter()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return &API{tb: tb, base: base, router: router}
 }
+
+// specRouter finds a request's route in the spec. It is built once per
+// test binary (parsing and validating the spec takes ~10 ms, too long to
+// repeat for each poll of a job) and only read after.
+var specRouter = sync.OnceValues(func() (routers.Router, error) {
+	doc, err := openapi.Load()
+	if err != nil {
+		return nil, err
+	}
+	doc.Servers = nil
+	return legacy.NewRouter(doc)
+})
 
 // URL is the address of path on the service.
 func (a *API) URL(path string) string { return a.base + path }
