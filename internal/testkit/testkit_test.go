@@ -1,6 +1,8 @@
 package testkit
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -32,5 +34,18 @@ const raw = ` + "`r`" + `
 	want := []Const{{"KindA", "Kind", "a"}, {"KindB", "Kind", "b"}, {"CodeX", "", "x"}, {"raw", "", "r"}}
 	if !slices.Equal(got, want) {
 		t.Errorf("StringConsts = %+v, want %+v (no test files, no numbers)", got, want)
+	}
+}
+
+func TestWatchContextCountsChecks(t *testing.T) {
+	parent, cancel := context.WithCancel(context.Background())
+	ctx := WatchContext(parent)
+	if ctx.Err() != nil || ctx.Polls() != 1 {
+		t.Fatalf("before cancel: err %v, %d polls", ctx.Err(), ctx.Polls())
+	}
+	cancel()
+	<-ctx.Done()
+	if !errors.Is(ctx.Err(), context.Canceled) || ctx.Polls() != 3 {
+		t.Fatalf("after cancel: err %v, %d polls, want Canceled and 3", ctx.Err(), ctx.Polls())
 	}
 }
