@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -500,7 +499,7 @@ func TestPageIsServedWhenConfigured(t *testing.T) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = io.WriteString(w, "<!doctype html><title>page "+r.URL.Path+"</title>")
 	})
-	s, err := New(Config{Jobs: e.store, Web: page, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s, err := New(Config{Jobs: e.store, Web: page, Logger: testkit.QuietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

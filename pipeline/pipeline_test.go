@@ -1,16 +1,11 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"image"
 	"image/color"
-	"image/jpeg"
-	"image/png"
 	"io"
-	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -32,31 +27,15 @@ import (
 // each group together.
 var groups = []color.RGBA{{220, 30, 30, 255}, {30, 200, 40, 255}, {30, 40, 220, 255}, {240, 230, 40, 255}}
 
-// encodeImage is a 16×16 image of colour c with a little texture (so no
-// two images are equal), as PNG for even variants and JPEG for odd ones.
+// encodeImage is a 16×16 swatch of colour c, as PNG for even variants and
+// JPEG for odd ones.
 func encodeImage(t *testing.T, c color.RGBA, variant int) []byte {
 	t.Helper()
-	img := image.NewRGBA(image.Rect(0, 0, 16, 16))
-	for y := range 16 {
-		for x := range 16 {
-			v := c
-			if (x+y+variant)%5 == 0 {
-				v = color.RGBA{c.R / 2, c.G / 2, c.B / 2, 255}
-			}
-			img.SetRGBA(x, y, v)
-		}
-	}
-	var b bytes.Buffer
-	var err error
+	img := testkit.Swatch(c, 16, 5, variant)
 	if variant%2 == 0 {
-		err = png.Encode(&b, img)
-	} else {
-		err = jpeg.Encode(&b, img, &jpeg.Options{Quality: 90})
+		return testkit.EncodePNG(t, img)
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
+	return testkit.EncodeJPEG(t, img, 90)
 }
 
 // imageServer serves /data.tab (n rows: id, group) and the image of each
@@ -128,7 +107,7 @@ func newPipeline(t *testing.T) *Pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Pipeline{Loader: l, CPU: cpu.New(2), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	p := &Pipeline{Loader: l, CPU: cpu.New(2), Log: testkit.QuietLogger()}
 	t.Cleanup(p.Close)
 	return p
 }
@@ -191,7 +170,7 @@ func run(ctx context.Context, p *Pipeline, req jobs.Request, rec *recorder) (*jo
 	job := jobs.Job{ID: "J1", Status: jobs.StatusRunning, Stage: jobs.StageQueued, Request: req}
 	tctx, stop := context.WithCancel(ctx)
 	defer stop()
-	tr := jobs.NewLocalTracker(tctx, job, slog.New(slog.NewTextHandler(io.Discard, nil)), rec.report)
+	tr := jobs.NewLocalTracker(tctx, job, testkit.QuietLogger(), rec.report)
 	defer tr.Close()
 	return p.Run(ctx, job, tr)
 }

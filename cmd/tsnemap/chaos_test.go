@@ -333,7 +333,7 @@ func TestMaxImagesFailsALongerTable(t *testing.T) {
 	cat := newCatalogue(t, 12)
 	c := newServeFlags(t, []string{"--max-images", "5", "--concurrency", "1", "--allow-private-networks", "--submit-rate", "0"}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := startService(ctx, c, "127.0.0.1:0", false, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	svc, err := startService(ctx, c, "127.0.0.1:0", false, testkit.QuietLogger())
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -5,12 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"image"
 	"image/color"
 	"image/jpeg"
 	"image/png"
 	"io"
-	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -40,24 +38,6 @@ func groupColor(g int) color.RGBA {
 	return []color.RGBA{{220, 30, 30, 255}, {30, 200, 40, 255}, {30, 40, 220, 255}, {240, 230, 40, 255}}[g]
 }
 
-func pngOf(t *testing.T, c color.RGBA, variant int) []byte {
-	img := image.NewRGBA(image.Rect(0, 0, 24, 24))
-	for y := 0; y < 24; y++ {
-		for x := 0; x < 24; x++ {
-			v := c
-			if (x+y+variant)%7 == 0 { // a little texture, so no two images are equal
-				v = color.RGBA{c.R / 2, c.G / 2, c.B / 2, 255}
-			}
-			img.SetRGBA(x, y, v)
-		}
-	}
-	var b bytes.Buffer
-	if err := png.Encode(&b, img); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
 func newCatalogue(t *testing.T, n int) *catalogue {
 	c := &catalogue{}
 	files := map[string][]byte{}
@@ -68,7 +48,7 @@ func newCatalogue(t *testing.T, n int) *catalogue {
 	csv.WriteString("id,title,image\n")
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("A%03d", i)
-		files["/img/"+id+".png"] = pngOf(t, groupColor(i%groups), i)
+		files["/img/"+id+".png"] = testkit.EncodePNG(t, testkit.Swatch(groupColor(i%groups), 24, 7, i)) // a little texture: no two images are equal
 		fmt.Fprintf(&tab, "%s\tPaysage n\xb0%d\tC\xe9zanne\n", id, i)
 		fmt.Fprintf(&csv, "%s,\"Study, %d\",img/%s.png\n", id, i, id)
 		if i == 3 {
@@ -117,7 +97,7 @@ func startE2E(t *testing.T, allowPrivate bool) *e2e {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := common{dataDir: t.TempDir(), backend: "cpu", threads: 2, concurrency: 1, maxTimeout: time.Hour,
 		retention: time.Hour, maxDeliveries: 3, allowPrivate: allowPrivate, natsReplicas: 1}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testkit.QuietLogger()
 	svc, err := startService(ctx, c, "127.0.0.1:0", false, log)
 	if err != nil {
 		cancel()
@@ -378,14 +358,14 @@ func TestGuardRefusesPrivateURLsAtSubmit(t *testing.T) {
 }
 
 func TestDemoCatalogueIsAllowedButNothingElse(t *testing.T) {
-	d, err := startDemo(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	d, err := startDemo(testkit.QuietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
 	c := common{backend: "cpu"}
 	a := d.addr.Addr()
-	pl, err := c.pipeline(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)), []netip.Prefix{netip.PrefixFrom(a, a.BitLen())})
+	pl, err := c.pipeline(context.Background(), testkit.QuietLogger(), []netip.Prefix{netip.PrefixFrom(a, a.BitLen())})
 	if err != nil {
 		t.Fatal(err)
 	}

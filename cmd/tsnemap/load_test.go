@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -30,7 +29,7 @@ func TestLoad(t *testing.T) {
 	if secs <= 0 {
 		t.Skip("set TSNEMAP_LOAD_SECONDS to run the load measurement")
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testkit.QuietLogger()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c := common{dataDir: t.TempDir(), backend: "cpu", concurrency: 1, maxTimeout: time.Hour, retention: time.Hour,
