@@ -6,7 +6,6 @@ package jobs
 
 import (
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -197,28 +196,6 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
-
-// Sentinel errors of the package.
-var (
-	ErrNotFound = errors.New("job not found")
-	// ErrConflict: the job is not in a state that allows the operation
-	// (e.g. its result is asked for before it succeeded).
-	ErrConflict = errors.New("job state conflict")
-	// ErrCanceled is the cause of a job context cancelled by DELETE.
-	ErrCanceled = errors.New("job canceled")
-	// ErrTimeout is the cause of a job context cancelled by timeout_seconds.
-	ErrTimeout = errors.New("job timed out")
-	// ErrLost is the cause of a job context cancelled because another
-	// worker took the job over (this one went silent past the ack wait);
-	// the stale worker writes nothing more.
-	ErrLost = errors.New("job taken over by another worker")
-	// ErrStoreFull: the job store (JetStream) refused a write for want of
-	// space: its disk is full or read-only, or its storage limit reached.
-	ErrStoreFull = errors.New("job store is out of space")
-	// ErrShutdown is the cause of a job context cancelled because its worker
-	// is stopping; the job is handed back for redelivery.
-	ErrShutdown = errors.New("worker shutting down")
-)
 
 // crockford is the ULID alphabet: no I, L, O or U, so ids read aloud well.
 const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

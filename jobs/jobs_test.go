@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tsnemap/tsnemap/internal/testkit"
 )
 
 type testNATS struct {
@@ -50,14 +52,21 @@ func (f funcRunner) Run(ctx context.Context, job Job, t *Tracker) (*Result, erro
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func startWorker(t *testing.T, st *Store, r Runner, cfg WorkerConfig) (stop func()) {
+// startWorker runs a worker on st until the test ends or stop is called;
+// opts adjust it before it starts.
+func startWorker(t *testing.T, st *Store, r Runner, cfg WorkerConfig, opts ...func(*Worker)) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cfg.Logger = quietLogger()
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger()
+	}
 	w := NewWorker(st, r, cfg)
 	// Short enough that a job outliving it shows whether the bookkeeping
 	// deadlines are taken per write (as they must be) or per job.
 	w.bookTimeout = 300 * time.Millisecond
+	for _, o := range opts {
+		o(w)
+	}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = w.Run(ctx) }()
 	stopped := false
@@ -74,20 +83,15 @@ func startWorker(t *testing.T, st *Store, r Runner, cfg WorkerConfig) (stop func
 
 func waitFor(t *testing.T, st *Store, id string, within time.Duration, ok func(Job) bool) Job {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		job, err := st.Get(context.Background(), id)
-		if err != nil {
+	var job Job
+	testkit.Eventually(t, within, func() (bool, string) {
+		var err error
+		if job, err = st.Get(context.Background(), id); err != nil {
 			t.Fatalf("get %s: %v", id, err)
 		}
-		if ok(job) {
-			return job
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job %s did not reach the expected state within %v; it is %s/%s", id, within, job.Status, job.Stage)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ok(job), fmt.Sprintf("job %s is %s/%s", id, job.Status, job.Stage)
+	})
+	return job
 }
 
 func isStatus(s Status) func(Job) bool { return func(j Job) bool { return j.Status == s } }
@@ -228,20 +232,13 @@ func TestCancelQueued(t *testing.T) {
 		ran <- job.ID
 		return &Result{}, nil
 	}), WorkerConfig{})
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testkit.Eventually(t, 5*time.Second, func() (bool, string) {
 		info, err := n.store.stream.Info(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.State.Msgs == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the canceled job's message was not consumed")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return info.State.Msgs == 0, fmt.Sprintf("%d messages in the work stream", info.State.Msgs)
+	}, "the canceled job's message was not consumed")
 	select {
 	case id := <-ran:
 		t.Fatalf("canceled job %s was run", id)
@@ -330,6 +327,10 @@ func TestMaxDeliveriesFailsTheJob(t *testing.T) {
 func TestListPagesNewestFirst(t *testing.T) {
 	n := startNATS(t, t.TempDir(), Config{})
 	ctx := context.Background()
+	// A clock that moves a millisecond per submit, so the order is defined.
+	t0 := time.Now()
+	var ticks int
+	n.store.now = func() time.Time { ticks++; return t0.Add(time.Duration(ticks) * time.Millisecond) }
 	var ids []string
 	for i := 0; i < 5; i++ {
 		j, err := n.store.Submit(ctx, req())
@@ -337,7 +338,6 @@ func TestListPagesNewestFirst(t *testing.T) {
 			t.Fatal(err)
 		}
 		ids = append(ids, j.ID)
-		time.Sleep(2 * time.Millisecond) // distinct milliseconds, so the order is defined
 	}
 	if _, _, err := n.store.Cancel(ctx, ids[1]); err != nil {
 		t.Fatal(err)

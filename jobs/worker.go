@@ -43,6 +43,10 @@ type Worker struct {
 	log    *slog.Logger
 	// bookTimeout bounds each write of the job record.
 	bookTimeout time.Duration
+	// handled, if set (by tests), is called with the job's id when the
+	// worker is done with one of its messages: every write made, the
+	// message settled.
+	handled func(id string)
 }
 
 // NewWorker returns a worker taking jobs from store and running them with
@@ -95,118 +99,153 @@ func (w *Worker) slot(ctx context.Context, cons jetstream.Consumer) {
 	}
 }
 
-// handle runs the job of one message and settles the message: Ack once the
-// job's outcome is recorded, Nak to hand it back.
+// attempt is one message's run of a job, from begin to settle.
+type attempt struct {
+	msg jetstream.Msg
+	id  string
+	job Job // the record as this attempt started it
+	n   int // the attempt's number (Job.Attempts)
+	log *slog.Logger
+	// cancels end the bookkeeping contexts made by book.
+	cancels []context.CancelFunc
+	// workerCtx ends when the worker stops.
+	workerCtx context.Context
+}
+
+// book returns a context for one bookkeeping write: it must finish even
+// while the worker stops, each within its own deadline (a job may run for
+// hours in between).
+func (w *Worker) book(a *attempt) context.Context {
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(a.workerCtx), w.bookTimeout)
+	a.cancels = append(a.cancels, cancel)
+	return bctx
+}
+
+// handle runs the job of one message in three steps: begin (take the
+// message and start the job's record, or settle the message at once when
+// there is nothing to run), run (the Runner, under the job's deadline and
+// cancel), and settle (write the outcome, then Ack; or hand back and Nak).
 func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
-	id := string(msg.Data())
-	log := w.log.With("job", id)
-	// Book-keeping writes must finish even while shutting down, each
-	// within its own deadline (a job may run for hours in between).
-	var cancels []context.CancelFunc
+	a := &attempt{msg: msg, id: string(msg.Data()), workerCtx: ctx}
+	a.log = w.log.With("job", a.id)
 	defer func() {
-		for _, c := range cancels {
+		for _, c := range a.cancels {
 			c()
 		}
+		if w.handled != nil {
+			w.handled(a.id)
+		}
 	}()
-	book := func() context.Context {
-		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.bookTimeout)
-		cancels = append(cancels, cancel)
-		return bctx
+	if !w.begin(a) {
+		return
 	}
+	jctx, res, runErr := w.run(a)
+	w.settle(a, jctx, res, runErr)
+}
 
+// begin applies the attempt rules to the job's record and starts it. It
+// reports whether there is a job to run; when there is not, it has
+// settled the message already.
+func (w *Worker) begin(a *attempt) bool {
 	delivered := uint64(1)
-	if meta, err := msg.Metadata(); err == nil {
+	if meta, err := a.msg.Metadata(); err == nil {
 		delivered = meta.NumDelivered
 	}
 	var gaveUp bool
-	job, err := w.store.Update(book(), id, func(j *Job) error {
+	job, err := w.store.Update(w.book(a), a.id, func(j *Job) error {
 		gaveUp = false
+		now := w.store.now().UTC()
 		switch {
 		case j.Status.Terminal():
 			return errNoChange
 		case j.CancelRequested:
-			w.store.finish(j, StatusCanceled, nil)
+			return j.finish(now, StatusCanceled, nil, "")
 		case int(delivered) > w.store.cfg.MaxDeliveries:
 			gaveUp = true
 			msg := fmt.Sprintf("the job was started %d times and never finished (its worker stopped each time)", delivered-1)
-			w.store.finish(j, StatusFailed, &Error{Code: CodeInternal, Message: msg})
-			j.record(w.store.now().UTC(), EventFinished, j.Attempts, string(StatusFailed)+": "+msg)
+			return j.finish(now, StatusFailed, &Error{Code: CodeInternal, Message: msg}, msg)
 		default:
-			now := w.store.now().UTC()
-			if j.Status == StatusRunning {
-				// Still marked running: its worker died or went silent
-				// past the ack wait, and JetStream redelivered the job.
-				j.record(now, EventRetried, j.Attempts+1, fmt.Sprintf("attempt %d did not finish: its worker stopped or went silent for longer than the ack wait", j.Attempts))
-			} else if j.Attempts > 0 {
-				j.record(now, EventRetried, j.Attempts+1, fmt.Sprintf("attempt %d was handed back", j.Attempts))
-			}
-			j.Status = StatusRunning
-			j.Stage = StageFetchingDataset
-			j.StartedAt = &now
-			j.Attempts++
-			j.Error = nil
-			j.HasAtlas = false
-			j.Progress = Progress{Iterations: j.Progress.Iterations}
-			j.record(now, EventStarted, j.Attempts, "")
+			return j.start(now)
 		}
-		return nil
 	})
 	switch {
 	case errors.Is(err, ErrNotFound):
 		// Submit writes the message before the record: a young message
 		// may find its record about to appear. An old one's job was
 		// deleted, or its record never written (the store was full).
-		if meta, merr := msg.Metadata(); merr == nil && time.Since(meta.Timestamp) < orphanAfter {
-			_ = msg.NakWithDelay(250 * time.Millisecond)
-			return
+		if meta, merr := a.msg.Metadata(); merr == nil && w.store.now().Sub(meta.Timestamp) < orphanAfter {
+			_ = a.msg.NakWithDelay(250 * time.Millisecond)
+			return false
 		}
-		_ = msg.Ack()
-		return
+		_ = a.msg.Ack()
+		return false
 	case err != nil:
-		log.Error("start job", "err", err)
-		_ = msg.NakWithDelay(time.Second)
-		return
+		a.log.Error("start job", "err", err)
+		_ = a.msg.NakWithDelay(time.Second)
+		return false
 	case job.Status != StatusRunning:
 		if gaveUp {
-			log.Error("job failed: too many deliveries", "deliveries", delivered)
+			a.log.Error("job failed: too many deliveries", "deliveries", delivered)
 			w.cfg.Metrics.finished(job.Status)
 		}
-		_ = msg.Ack()
-		return
+		_ = a.msg.Ack()
+		return false
 	}
-	attempt := job.Attempts
-	log.Info("job started", "attempt", attempt)
+	a.job, a.n = job, job.Attempts
+	a.log.Info("job started", "attempt", a.n)
 	w.cfg.Metrics.started()
+	return true
+}
 
-	jctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	defer cancel(nil)
+// run runs the job under its deadline, with in-progress acks, a watch for
+// cancels and progress writes alongside. jctx's cause says why it ended
+// early, if it did.
+func (w *Worker) run(a *attempt) (jctx context.Context, res *Result, runErr error) {
+	jctx, cancel := context.WithCancelCause(context.WithoutCancel(a.workerCtx))
+	a.cancels = append(a.cancels, func() { cancel(nil) })
 	timeout := w.cfg.MaxTimeout
-	if t := time.Duration(job.Request.TimeoutSeconds) * time.Second; t > 0 && t < timeout {
+	if t := time.Duration(a.job.Request.TimeoutSeconds) * time.Second; t > 0 && t < timeout {
 		timeout = t
 	}
 	jctx, tcancel := context.WithTimeoutCause(jctx, timeout, ErrTimeout)
-	defer tcancel()
+	a.cancels = append(a.cancels, tcancel)
 
 	var side sync.WaitGroup
 	sideCtx, sideStop := context.WithCancel(jctx)
-	side.Go(func() { w.keepAlive(sideCtx, msg) })
-	side.Go(func() { w.watchCancel(sideCtx, ctx, id, attempt, cancel) })
+	side.Go(func() { w.keepAlive(sideCtx, a.msg) })
+	side.Go(func() { w.watchCancel(sideCtx, a.workerCtx, a.id, a.n, cancel) })
 
-	tracker := newTracker(w.store, job, w.cfg.Metrics, log)
+	tracker := newTracker(w.store, a.job, w.cfg.Metrics, a.log)
 	tracker.start(sideCtx)
-	res, runErr := w.runner.Run(jctx, job, tracker)
+	res, runErr = w.runner.Run(jctx, a.job, tracker)
 	sideStop()
 	side.Wait()
-	tracker.flush(book())
+	tracker.flush(w.book(a))
+	if runErr == nil && res != nil {
+		tracker.setStage(StageWritingResult)
+		tracker.flush(w.book(a))
+	}
+	return jctx, res, runErr
+}
 
-	status, jobErr := w.outcome(jctx, job, res, runErr)
-	// mine guards every write from here on: only the newest attempt may
-	// change the record. A worker that went silent past the ack wait (a
-	// long GC pause, a stopped process) finds the job started again
-	// elsewhere and leaves it alone.
-	lost := false
+// settle records the attempt's outcome and settles the message: Ack once
+// the outcome is written, Nak to hand the job back. Only the newest attempt
+// may change the record: a worker that went silent past the ack wait (a
+// long GC pause, a stopped process) finds the job started again elsewhere
+// and leaves it alone.
+func (w *Worker) settle(a *attempt, jctx context.Context, res *Result, runErr error) {
+	defer w.cfg.Metrics.stopped()
+	status, jobErr := w.outcome(jctx, a.job, res, runErr)
+	lost := errors.Is(context.Cause(jctx), ErrLost)
+	if cur, err := w.store.Get(w.book(a), a.id); err == nil && cur.Attempts != a.n {
+		lost = true
+	}
+	if lost {
+		a.log.Warn("job lost to another worker: this worker went silent longer than the ack wait; writing nothing", "attempt", a.n)
+		return
+	}
 	mine := func(j *Job) error {
-		if j.Attempts != attempt {
+		if j.Attempts != a.n {
 			lost = true
 			return errNoChange
 		}
@@ -215,77 +254,52 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		}
 		return nil
 	}
-	if errors.Is(context.Cause(jctx), ErrLost) {
-		lost = true
-	} else if cur, err := w.store.Get(book(), id); err == nil && cur.Attempts != attempt {
-		lost = true
-	}
-	if lost {
-		log.Warn("job lost to another worker: this worker went silent longer than the ack wait; writing nothing", "attempt", attempt)
-		w.cfg.Metrics.stopped()
-		return
-	}
 	if status == StatusQueued {
-		// Hand the job back: another worker (or this one, restarted)
-		// runs it again from the start.
-		_, err := w.store.Update(book(), id, func(j *Job) error {
+		_, err := w.store.Update(w.book(a), a.id, func(j *Job) error {
 			if err := mine(j); err != nil {
 				return err
 			}
-			j.Status = StatusQueued
-			j.Stage = StageQueued
-			j.StartedAt = nil
-			j.record(w.store.now().UTC(), EventHandedBack, attempt, "the worker stopped")
-			return nil
+			return j.handBack(w.store.now().UTC(), "the worker stopped")
 		})
 		if err != nil {
-			log.Error("hand job back", "err", err)
+			a.log.Error("hand job back", "err", err)
 		}
-		_ = msg.Nak()
-		log.Info("job handed back for redelivery")
-		w.cfg.Metrics.stopped()
+		_ = a.msg.Nak()
+		a.log.Info("job handed back for redelivery")
 		return
 	}
 	if status == StatusSucceeded {
-		tracker.setStage(StageWritingResult)
-		tracker.flush(book())
-		if err := w.store.PutResult(book(), id, attempt, res); err != nil {
+		if err := w.store.PutResult(w.book(a), a.id, a.n, res); err != nil {
 			status, jobErr = StatusFailed, &Error{Code: CodeInternal, Message: "storing the result: " + err.Error()}
 		}
 	}
-	final, err := w.store.Update(book(), id, func(j *Job) error {
+	final, err := w.store.Update(w.book(a), a.id, func(j *Job) error {
 		if err := mine(j); err != nil {
 			return err
 		}
-		w.store.finish(j, status, jobErr)
 		j.HasResult = status == StatusSucceeded
-		detail := string(status)
+		detail := ""
 		if jobErr != nil {
-			detail += ": " + jobErr.Code
+			detail = jobErr.Code
 		}
-		j.record(w.store.now().UTC(), EventFinished, attempt, detail)
-		return nil
+		return j.finish(w.store.now().UTC(), status, jobErr, detail)
 	})
-	if err == nil && lost {
+	switch {
+	case err == nil && lost:
 		// Another worker started the job between our check and this
 		// write; its result (under its own attempt's name) stands.
-		log.Warn("job lost to another worker before its outcome was recorded; writing nothing", "attempt", attempt)
-		w.cfg.Metrics.stopped()
-		return
-	}
-	if err != nil {
-		log.Error("record job outcome", "err", err)
-		_ = msg.NakWithDelay(time.Second)
-		w.cfg.Metrics.stopped()
-		return
-	}
-	_ = msg.Ack()
-	w.cfg.Metrics.stopped()
-	w.cfg.Metrics.finished(final.Status)
-	if jobErr != nil {
-		log.Info("job ended", "status", final.Status, "code", jobErr.Code, "error", jobErr.Message)
-	} else {
-		log.Info("job ended", "status", final.Status, "seconds", final.Progress.ElapsedSeconds)
+		a.log.Warn("job lost to another worker before its outcome was recorded; writing nothing", "attempt", a.n)
+	case err != nil:
+		a.log.Error("record job outcome", "err", err)
+		_ = a.msg.NakWithDelay(time.Second)
+	default:
+		_ = a.msg.Ack()
+		w.cfg.Metrics.finished(final.Status)
+		if jobErr != nil {
+			a.log.Info("job ended", "status", final.Status, "code", jobErr.Code, "error", jobErr.Message)
+		} else {
+			a.log.Info("job ended", "status", final.Status, "seconds", final.Progress.ElapsedSeconds)
+		}
 	}
 }
 
