@@ -134,6 +134,22 @@ type Job struct {
 	CancelRequested bool `json:"cancel_requested,omitempty"`
 	// Attempts counts the deliveries that started running the job.
 	Attempts int `json:"attempts,omitempty"`
+	// Crashes counts the attempts that started and never ended: their
+	// worker died or went silent past the ack wait. A hand-back is not a
+	// crash, nor is a delivery that could not start the job (its record
+	// unwritable: a full store, a leader election). The worker fails the
+	// job once Crashes reaches Config.MaxDeliveries.
+	Crashes int `json:"crashes,omitempty"`
+	// Token is chosen afresh by each delivery that starts an attempt, so a
+	// worker whose start write had an unknown outcome (an error after the
+	// server may have stored it) recognises its own start on reading the
+	// record again, instead of taking it for a crashed attempt.
+	Token string `json:"token,omitempty"`
+	// SpentSeconds is how long the job's earlier attempts ran: its time
+	// limit (timeout_seconds) bounds their sum with the current attempt's.
+	// Each worker measures its own attempt on its own clock; no two
+	// machines' clocks are compared.
+	SpentSeconds float64 `json:"spent_seconds,omitempty"`
 	// HasResult: a result object was written for this job.
 	HasResult bool `json:"has_result,omitempty"`
 	// HasAtlas: the thumbnails of this attempt's loaded images are stored

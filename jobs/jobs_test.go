@@ -303,24 +303,44 @@ func TestRestartKeepsQueuedJobs(t *testing.T) {
 	waitFor(t, n2.store, job.ID, 10*time.Second, isStatus(StatusSucceeded))
 }
 
+// crashableWorker runs a worker on a connection of its own; crash cuts
+// that connection (no more in-progress acks, no writes: as if the process
+// died) and then stops the worker.
+func crashableWorker(t *testing.T, n *testNATS, r Runner, cfg Config) (crash func()) {
+	t.Helper()
+	nc, err := n.emb.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	st, err := Open(context.Background(), nc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := startWorker(t, st, r, WorkerConfig{}, func(w *Worker) { w.settleFor = 100 * time.Millisecond })
+	return func() { nc.Close(); stop() }
+}
+
+// TestMaxDeliveriesFailsTheJob: a job whose attempts crash MaxDeliveries
+// times is failed, not started again.
 func TestMaxDeliveriesFailsTheJob(t *testing.T) {
-	n := startNATS(t, t.TempDir(), Config{MaxDeliveries: 2})
+	cfg := Config{MaxDeliveries: 2, AckWait: time.Second}
+	n := startNATS(t, t.TempDir(), cfg)
 	ctx := context.Background()
 	job, _ := n.store.Submit(ctx, req())
 	for i := 0; i < 2; i++ {
 		started, causes := make(chan string, 1), make(chan error, 1)
-		stop := startWorker(t, n.store, blockingRunner(started, causes), WorkerConfig{})
-		<-started
-		stop()
-		<-causes
+		crash := crashableWorker(t, n, blockingRunner(started, causes), cfg)
+		recv(t, started, 20*time.Second, "start")
+		crash()
 	}
 	startWorker(t, n.store, funcRunner(func(ctx context.Context, job Job, tr *Tracker) (*Result, error) {
-		t.Error("a job past its deliveries was run")
+		t.Error("a job past its crashes was run")
 		return nil, nil
 	}), WorkerConfig{})
 	got := waitFor(t, n.store, job.ID, 10*time.Second, isStatus(StatusFailed))
-	if got.Error == nil || got.Error.Code != CodeInternal {
-		t.Errorf("error = %+v", got.Error)
+	if got.Error == nil || got.Error.Code != CodeInternal || got.Crashes != 2 || got.Attempts != 2 {
+		t.Errorf("error = %+v, crashes %d, attempts %d", got.Error, got.Crashes, got.Attempts)
 	}
 }
 

@@ -47,6 +47,7 @@ func (j *Job) start(now time.Time) error {
 	}
 	switch {
 	case prev == StatusRunning:
+		j.Crashes++
 		j.record(now, EventRetried, j.Attempts+1, fmt.Sprintf("attempt %d did not finish: its worker stopped or went silent for longer than the ack wait", j.Attempts))
 	case j.Attempts > 0:
 		j.record(now, EventRetried, j.Attempts+1, fmt.Sprintf("attempt %d was handed back", j.Attempts))
@@ -66,6 +67,9 @@ func (j *Job) start(now time.Time) error {
 func (j *Job) handBack(now time.Time, detail string) error {
 	if err := j.move(StatusQueued); err != nil {
 		return err
+	}
+	if j.StartedAt != nil {
+		j.SpentSeconds += now.Sub(*j.StartedAt).Seconds()
 	}
 	j.Stage = StageQueued
 	j.StartedAt = nil

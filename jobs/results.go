@@ -149,10 +149,26 @@ func (s *Store) putJSON(ctx context.Context, name string, v any) error {
 	if err != nil {
 		return fmt.Errorf("store %s: %w", name, err)
 	}
+	return s.putObject(ctx, name, b)
+}
+
+func (s *Store) putObject(ctx context.Context, name string, b []byte) error {
 	if _, err := s.results.PutBytes(ctx, name, b); err != nil {
 		return fmt.Errorf("store %s: %w", name, storeErr(err))
 	}
 	return nil
+}
+
+// hasObject reports whether an object of this name is stored.
+func (s *Store) hasObject(ctx context.Context, name string) (bool, error) {
+	_, err := s.results.GetInfo(ctx, name)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look for %s: %w", name, err)
+	}
+	return true, nil
 }
 
 // objectReadTimeout bounds one read of a stored object.

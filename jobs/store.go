@@ -28,9 +28,11 @@ type Config struct {
 	// before JetStream hands it to another worker (default 30 s); workers
 	// send in-progress acks well within it.
 	AckWait time.Duration
-	// MaxDeliveries is how many times one job may be started before it is
-	// failed instead of run again (default 3), so a job that kills its
-	// worker cannot take down every worker in turn.
+	// MaxDeliveries is how many attempts at one job may crash (start and
+	// never end: the worker died or went silent) before the job is failed
+	// instead of run again (default 3), so a job that kills its worker
+	// cannot take down every worker in turn. Hand-backs by stopping
+	// workers, and deliveries that could not start the job, do not count.
 	MaxDeliveries int
 	// Retention is how long finished jobs and their results are kept
 	// (default 7 days).

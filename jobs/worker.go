@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,6 +44,9 @@ type Worker struct {
 	log    *slog.Logger
 	// bookTimeout bounds each write of the job record.
 	bookTimeout time.Duration
+	// settleFor bounds how long settle retries the writes of an outcome
+	// before it hands the message back.
+	settleFor time.Duration
 	// handled, if set (by tests), is called with the job's id when the
 	// worker is done with one of its messages: every write made, the
 	// message settled.
@@ -61,7 +65,7 @@ func NewWorker(store *Store, runner Runner, cfg WorkerConfig) *Worker {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Worker{store: store, runner: runner, cfg: cfg, log: cfg.Logger, bookTimeout: 10 * time.Second}
+	return &Worker{store: store, runner: runner, cfg: cfg, log: cfg.Logger, bookTimeout: 10 * time.Second, settleFor: 5 * time.Minute}
 }
 
 // Run takes and runs jobs until ctx ends. Then it stops taking work, cancels
@@ -110,13 +114,30 @@ type attempt struct {
 	cancels []context.CancelFunc
 	// workerCtx ends when the worker stops.
 	workerCtx context.Context
+	// stopAlive ends the in-progress acks (see handle) and waits for them.
+	stopAlive func()
+}
+
+// ack and nak settle the message, after the in-progress acks stop.
+func (a *attempt) ack() { a.stopAlive(); _ = a.msg.Ack() }
+func (a *attempt) nak(delay time.Duration) {
+	a.stopAlive()
+	if delay > 0 {
+		_ = a.msg.NakWithDelay(delay)
+	} else {
+		_ = a.msg.Nak()
+	}
 }
 
 // book returns a context for one bookkeeping write: it must finish even
 // while the worker stops, each within its own deadline (a job may run for
 // hours in between).
 func (w *Worker) book(a *attempt) context.Context {
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(a.workerCtx), w.bookTimeout)
+	return w.bookFor(a, w.bookTimeout)
+}
+
+func (w *Worker) bookFor(a *attempt, d time.Duration) context.Context {
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(a.workerCtx), d)
 	a.cancels = append(a.cancels, cancel)
 	return bctx
 }
@@ -125,10 +146,17 @@ func (w *Worker) book(a *attempt) context.Context {
 // message and start the job's record, or settle the message at once when
 // there is nothing to run), run (the Runner, under the job's deadline and
 // cancel), and settle (write the outcome, then Ack; or hand back and Nak).
+// In-progress acks run from the start until the message is settled:
+// through the run, a runner's winding down after a cancel or timeout, and
+// the writes of the outcome, so none of these is redelivered meanwhile.
 func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	a := &attempt{msg: msg, id: string(msg.Data()), workerCtx: ctx}
 	a.log = w.log.With("job", a.id)
+	aliveCtx, aliveStop := context.WithCancel(context.WithoutCancel(ctx))
+	var alive sync.WaitGroup
+	a.stopAlive = func() { aliveStop(); alive.Wait() }
 	defer func() {
+		a.stopAlive()
 		for _, c := range a.cancels {
 			c()
 		}
@@ -139,56 +167,57 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	if !w.begin(a) {
 		return
 	}
+	alive.Go(func() { w.keepAlive(aliveCtx, msg) })
 	jctx, res, runErr := w.run(a)
 	w.settle(a, jctx, res, runErr)
 }
 
+// limit is the job's time limit: timeout_seconds, capped by the worker's
+// MaxTimeout. It bounds the job's running time over all its attempts.
+func (w *Worker) limit(j Job) time.Duration {
+	if t := time.Duration(j.Request.TimeoutSeconds) * time.Second; t > 0 && t < w.cfg.MaxTimeout {
+		return t
+	}
+	return w.cfg.MaxTimeout
+}
+
 // begin applies the attempt rules to the job's record and starts it. It
 // reports whether there is a job to run; when there is not, it has
-// settled the message already.
+// settled the message already. Only attempts that started and crashed
+// count towards giving up: a delivery that cannot write the start (a full
+// store, a leader election) hands the message back uncounted.
 func (w *Worker) begin(a *attempt) bool {
-	delivered := uint64(1)
-	if meta, err := a.msg.Metadata(); err == nil {
-		delivered = meta.NumDelivered
-	}
+	token := NewID(time.Now())
+	recovered := w.storedResult(a)
 	var gaveUp bool
 	job, err := w.store.Update(w.book(a), a.id, func(j *Job) error {
-		gaveUp = false
-		now := w.store.now().UTC()
-		switch {
-		case j.Status.Terminal():
-			return errNoChange
-		case j.CancelRequested:
-			return j.finish(now, StatusCanceled, nil, "")
-		case int(delivered) > w.store.cfg.MaxDeliveries:
-			gaveUp = true
-			msg := fmt.Sprintf("the job was started %d times and never finished (its worker stopped each time)", delivered-1)
-			return j.finish(now, StatusFailed, &Error{Code: CodeInternal, Message: msg}, msg)
-		default:
-			return j.start(now)
-		}
+		var err error
+		gaveUp, err = w.startRules(j, token, recovered)
+		return err
 	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		// The write may have been stored all the same: read the record
+		// again (the token tells) rather than guess.
+		if cur, gerr := w.store.Get(w.book(a), a.id); gerr == nil && cur.Status == StatusRunning && cur.Token == token {
+			job, err = cur, nil
+		}
+	}
 	switch {
 	case errors.Is(err, ErrNotFound):
-		// Submit writes the message before the record: a young message
-		// may find its record about to appear. An old one's job was
-		// deleted, or its record never written (the store was full).
-		if meta, merr := a.msg.Metadata(); merr == nil && w.store.now().Sub(meta.Timestamp) < orphanAfter {
-			_ = a.msg.NakWithDelay(250 * time.Millisecond)
-			return false
-		}
-		_ = a.msg.Ack()
+		w.orphan(a)
 		return false
 	case err != nil:
 		a.log.Error("start job", "err", err)
-		_ = a.msg.NakWithDelay(time.Second)
+		a.nak(time.Second)
 		return false
-	case job.Status != StatusRunning:
+	case job.Status != StatusRunning || job.Token != token:
 		if gaveUp {
-			a.log.Error("job failed: too many deliveries", "deliveries", delivered)
+			a.log.Error("job failed: its attempts crashed too often", "crashes", job.Crashes)
+		}
+		if job.Status.Terminal() && job.FinishedAt != nil && (gaveUp || recovered > 0) {
 			w.cfg.Metrics.finished(job.Status)
 		}
-		_ = a.msg.Ack()
+		a.ack()
 		return false
 	}
 	a.job, a.n = job, job.Attempts
@@ -197,22 +226,74 @@ func (w *Worker) begin(a *attempt) bool {
 	return true
 }
 
-// run runs the job under its deadline, with in-progress acks, a watch for
-// cancels and progress writes alongside. jctx's cause says why it ended
-// early, if it did.
+// storedResult returns the number of the attempt whose worker stopped
+// after storing its result but before recording the outcome (0 if none):
+// that attempt succeeded, and the job is not run again.
+func (w *Worker) storedResult(a *attempt) int {
+	cur, err := w.store.Get(w.book(a), a.id)
+	if err != nil || cur.Status != StatusRunning || cur.Attempts == 0 {
+		return 0
+	}
+	if ok, err := w.store.hasObject(w.book(a), resultName(a.id, cur.Attempts)); err != nil || !ok {
+		return 0
+	}
+	return cur.Attempts
+}
+
+// startRules is begin's change to the record: start the job, or finish it
+// (canceled, out of time, crashed too often, or recovered), or nothing.
+func (w *Worker) startRules(j *Job, token string, recovered int) (gaveUp bool, err error) {
+	now := w.store.now().UTC()
+	crashed := j.Status == StatusRunning
+	switch {
+	case crashed && j.Token == token:
+		return false, errNoChange // our own start, written by an earlier try
+	case j.Status.Terminal():
+		return false, errNoChange
+	case j.CancelRequested:
+		return false, j.finish(now, StatusCanceled, nil, "")
+	case crashed && recovered == j.Attempts:
+		j.HasResult = true
+		return false, j.finish(now, StatusSucceeded, nil, "its result was stored before its worker stopped")
+	case crashed && j.Crashes+1 >= w.store.cfg.MaxDeliveries:
+		j.Crashes++
+		msg := fmt.Sprintf("the job was started %d times and its worker stopped or went silent each time before it ended", j.Attempts)
+		return true, j.finish(now, StatusFailed, &Error{Code: CodeInternal, Message: msg}, msg)
+	}
+	if crashed {
+		j.SpentSeconds += j.Progress.ElapsedSeconds
+	}
+	if limit := w.limit(*j); time.Duration(j.SpentSeconds*float64(time.Second)) >= limit {
+		e := timeoutError(limit, j.Attempts)
+		return false, j.finish(now, StatusFailed, e, e.Code)
+	}
+	j.Token = token
+	return false, j.start(now)
+}
+
+// orphan settles a message whose job has no record. Submit writes the
+// message before the record: a young message may find its record about to
+// appear. An old one's job was deleted, or its record never written.
+func (w *Worker) orphan(a *attempt) {
+	if meta, merr := a.msg.Metadata(); merr == nil && w.store.now().Sub(meta.Timestamp) < orphanAfter {
+		a.nak(250 * time.Millisecond)
+		return
+	}
+	a.ack()
+}
+
+// run runs the job until its deadline (the job's time limit less what its
+// earlier attempts ran), with a watch for cancels and progress writes
+// alongside. jctx's cause says why it ended early, if it did.
 func (w *Worker) run(a *attempt) (jctx context.Context, res *Result, runErr error) {
 	jctx, cancel := context.WithCancelCause(context.WithoutCancel(a.workerCtx))
 	a.cancels = append(a.cancels, func() { cancel(nil) })
-	timeout := w.cfg.MaxTimeout
-	if t := time.Duration(a.job.Request.TimeoutSeconds) * time.Second; t > 0 && t < timeout {
-		timeout = t
-	}
-	jctx, tcancel := context.WithTimeoutCause(jctx, timeout, ErrTimeout)
+	left := w.limit(a.job) - time.Duration(a.job.SpentSeconds*float64(time.Second))
+	jctx, tcancel := context.WithTimeoutCause(jctx, left, ErrTimeout)
 	a.cancels = append(a.cancels, tcancel)
 
 	var side sync.WaitGroup
 	sideCtx, sideStop := context.WithCancel(jctx)
-	side.Go(func() { w.keepAlive(sideCtx, a.msg) })
 	side.Go(func() { w.watchCancel(sideCtx, a.workerCtx, a.id, a.n, cancel) })
 
 	tracker := newTracker(w.store, a.job, w.cfg.Metrics, a.log)
@@ -226,6 +307,29 @@ func (w *Worker) run(a *attempt) (jctx context.Context, res *Result, runErr erro
 		tracker.flush(w.book(a))
 	}
 	return jctx, res, runErr
+}
+
+// retry runs write until it succeeds, the job turns out gone, or
+// settleFor has passed: a store error at the end of a job (a leader
+// election, a full disk) is usually brief, and the job's work is done.
+func (w *Worker) retry(a *attempt, what string, write func() error) error {
+	deadline := time.Now().Add(w.settleFor)
+	wait := 100 * time.Millisecond
+	for {
+		err := write()
+		if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) || !time.Now().Before(deadline) {
+			return err
+		}
+		a.log.Warn(what+": will retry", "err", err, "in", wait)
+		time.Sleep(wait)
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// resultTimeout bounds the write of a result of n bytes: the bookkeeping
+// bound plus a second per 256 KiB (a slow disk or a replicated store).
+func (w *Worker) resultTimeout(n int) time.Duration {
+	return w.bookTimeout + time.Duration(n)*time.Second/(256<<10)
 }
 
 // settle records the attempt's outcome and settles the message: Ack once
@@ -242,58 +346,77 @@ func (w *Worker) settle(a *attempt, jctx context.Context, res *Result, runErr er
 	}
 	if lost {
 		a.log.Warn("job lost to another worker: this worker went silent longer than the ack wait; writing nothing", "attempt", a.n)
+		return // the message is the other worker's now: leave it alone
+	}
+	if status == StatusQueued {
+		err := w.retry(a, "hand job back", func() error {
+			_, err := w.store.Update(w.book(a), a.id, w.mine(a, &lost, func(j *Job) error {
+				return j.handBack(w.store.now().UTC(), "the worker stopped")
+			}))
+			return err
+		})
+		if err != nil {
+			a.log.Error("hand job back", "err", err)
+		}
+		a.nak(0)
+		a.log.Info("job handed back for redelivery")
 		return
 	}
-	mine := func(j *Job) error {
+	if status == StatusSucceeded {
+		b, err := json.Marshal(res)
+		if err != nil {
+			status, jobErr = StatusFailed, &Error{Code: CodeInternal, Message: "encoding the result: " + err.Error()}
+		} else if err := w.retry(a, "store result", func() error {
+			return w.store.putObject(w.bookFor(a, w.resultTimeout(len(b))), resultName(a.id, a.n), b)
+		}); err != nil {
+			a.log.Error("store result; handing the job back", "err", err)
+			a.nak(time.Second)
+			return
+		}
+	}
+	w.record(a, status, jobErr, &lost)
+}
+
+// mine wraps a change of the record so that it applies only while the job
+// is this attempt's and not finished (lost is set when it is another's).
+func (w *Worker) mine(a *attempt, lost *bool, change func(j *Job) error) func(j *Job) error {
+	return func(j *Job) error {
 		if j.Attempts != a.n {
-			lost = true
+			*lost = true
 			return errNoChange
 		}
 		if j.Status.Terminal() {
 			return errNoChange
 		}
-		return nil
+		return change(j)
 	}
-	if status == StatusQueued {
-		_, err := w.store.Update(w.book(a), a.id, func(j *Job) error {
-			if err := mine(j); err != nil {
-				return err
+}
+
+// record writes the attempt's final status and settles the message.
+func (w *Worker) record(a *attempt, status Status, jobErr *Error, lost *bool) {
+	var final Job
+	err := w.retry(a, "record job outcome", func() error {
+		var err error
+		final, err = w.store.Update(w.book(a), a.id, w.mine(a, lost, func(j *Job) error {
+			j.HasResult = status == StatusSucceeded
+			detail := ""
+			if jobErr != nil {
+				detail = jobErr.Code
 			}
-			return j.handBack(w.store.now().UTC(), "the worker stopped")
-		})
-		if err != nil {
-			a.log.Error("hand job back", "err", err)
-		}
-		_ = a.msg.Nak()
-		a.log.Info("job handed back for redelivery")
-		return
-	}
-	if status == StatusSucceeded {
-		if err := w.store.PutResult(w.book(a), a.id, a.n, res); err != nil {
-			status, jobErr = StatusFailed, &Error{Code: CodeInternal, Message: "storing the result: " + err.Error()}
-		}
-	}
-	final, err := w.store.Update(w.book(a), a.id, func(j *Job) error {
-		if err := mine(j); err != nil {
-			return err
-		}
-		j.HasResult = status == StatusSucceeded
-		detail := ""
-		if jobErr != nil {
-			detail = jobErr.Code
-		}
-		return j.finish(w.store.now().UTC(), status, jobErr, detail)
+			return j.finish(w.store.now().UTC(), status, jobErr, detail)
+		}))
+		return err
 	})
 	switch {
-	case err == nil && lost:
+	case err == nil && *lost:
 		// Another worker started the job between our check and this
 		// write; its result (under its own attempt's name) stands.
 		a.log.Warn("job lost to another worker before its outcome was recorded; writing nothing", "attempt", a.n)
 	case err != nil:
 		a.log.Error("record job outcome", "err", err)
-		_ = a.msg.NakWithDelay(time.Second)
+		a.nak(time.Second)
 	default:
-		_ = a.msg.Ack()
+		a.ack()
 		w.cfg.Metrics.finished(final.Status)
 		if jobErr != nil {
 			a.log.Info("job ended", "status", final.Status, "code", jobErr.Code, "error", jobErr.Message)
@@ -301,6 +424,15 @@ func (w *Worker) settle(a *attempt, jctx context.Context, res *Result, runErr er
 			a.log.Info("job ended", "status", final.Status, "seconds", final.Progress.ElapsedSeconds)
 		}
 	}
+}
+
+// timeoutError is the error of a job stopped at its time limit.
+func timeoutError(limit time.Duration, attempts int) *Error {
+	msg := fmt.Sprintf("the job ran longer than its time limit of %d s and was stopped", int(limit/time.Second))
+	if attempts > 1 {
+		msg = fmt.Sprintf("the job ran longer than its time limit of %d s (over %d attempts) and was stopped", int(limit/time.Second), attempts)
+	}
+	return &Error{Code: CodeTimeout, Message: msg}
 }
 
 // outcome turns what Run returned into the job's next status. StatusQueued
@@ -315,11 +447,7 @@ func (w *Worker) outcome(jctx context.Context, job Job, res *Result, runErr erro
 	case jctx.Err() != nil && errors.Is(cause, ErrCanceled):
 		return StatusCanceled, nil
 	case jctx.Err() != nil && errors.Is(cause, ErrTimeout):
-		limit := job.Request.TimeoutSeconds
-		if limit <= 0 {
-			limit = int(w.cfg.MaxTimeout / time.Second)
-		}
-		return StatusFailed, &Error{Code: CodeTimeout, Message: fmt.Sprintf("the job ran longer than its time limit of %d s and was stopped", limit)}
+		return StatusFailed, timeoutError(w.limit(job), job.Attempts)
 	}
 	var je *Error
 	if errors.As(runErr, &je) {

