@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -196,6 +197,119 @@ func recv[T any](t *testing.T, ch <-chan T, within time.Duration, what string) T
 	case <-time.After(within):
 		t.Fatalf("%s: nothing within %v", what, within)
 		panic("unreachable")
+	}
+}
+
+// TestWindingDownKeepsTheJob: a job times out and its runner takes three
+// ack waits to wind down. In-progress acks go on until the outcome is
+// written, so the job is not redelivered meanwhile (here: to the same
+// worker's free slot) and ends once, as its one attempt's timeout.
+func TestWindingDownKeepsTheJob(t *testing.T) {
+	ackWait := time.Second
+	n := startNATS(t, t.TempDir(), Config{AckWait: ackWait})
+	starts := make(chan int, 4)
+	startWorker(t, n.store, funcRunner(func(ctx context.Context, job Job, tr *Tracker) (*Result, error) {
+		starts <- job.Attempts
+		<-ctx.Done()
+		<-time.After(3 * ackWait) // the work of winding down, deaf to everything
+		return nil, ctx.Err()
+	}), WorkerConfig{Concurrency: 2})
+	r := req()
+	r.TimeoutSeconds = 1
+	job, _ := n.store.Submit(context.Background(), r)
+	got := waitFor(t, n.store, job.ID, 30*time.Second, func(j Job) bool { return j.Status.Terminal() })
+	if got.Status != StatusFailed || got.Error == nil || got.Error.Code != CodeTimeout || got.Attempts != 1 || len(starts) != 1 {
+		t.Fatalf("job %s, attempts %d, %d starts, error %+v", got.Status, got.Attempts, len(starts), got.Error)
+	}
+}
+
+// TestFinalWriteRetried: the store fills just as a job succeeds, so its
+// result and outcome cannot be written. The worker keeps the job (acks in
+// progress) and retries; once space returns the job is recorded as
+// succeeded, on its one attempt, with its result.
+func TestFinalWriteRetried(t *testing.T) {
+	n := startNATSLimited(t, t.TempDir(), 1<<20, Config{AckWait: time.Second})
+	var b *ballast
+	logs := newLogCounter()
+	startWorker(t, n.store, funcRunner(func(ctx context.Context, job Job, tr *Tracker) (*Result, error) {
+		b = fillStore(t, n)
+		return succeed(ctx, job, tr)
+	}), WorkerConfig{Logger: slog.New(logs)}, func(w *Worker) { w.settleFor = time.Minute })
+	job, err := n.store.Submit(context.Background(), req())
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		return logs.count("store result: will retry") >= 2, "no retried result write yet"
+	})
+	b.free(t)
+	got := waitFor(t, n.store, job.ID, 20*time.Second, func(j Job) bool { return j.Status.Terminal() })
+	if got.Status != StatusSucceeded || got.Attempts != 1 {
+		t.Fatalf("job %s after %d attempts (%+v)", got.Status, got.Attempts, got.Error)
+	}
+	if _, err := n.store.Result(context.Background(), job.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTimeoutSpansAttempts: timeout_seconds is the job's, not each
+// attempt's. The first attempt runs 1.5 s of a 2 s limit (on the store's
+// clock) and is handed back; the second gets what is left.
+func TestTimeoutSpansAttempts(t *testing.T) {
+	n := startNATS(t, t.TempDir(), Config{})
+	var offset atomic.Int64
+	n.store.now = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	started, causes := make(chan string, 1), make(chan error, 1)
+	stop := startWorker(t, n.store, blockingRunner(started, causes), WorkerConfig{})
+	r := req()
+	r.TimeoutSeconds = 2
+	job, _ := n.store.Submit(context.Background(), r)
+	recv(t, started, 10*time.Second, "first start")
+	offset.Store(int64(1500 * time.Millisecond))
+	stop()
+	<-causes
+	left := make(chan time.Duration, 1)
+	startWorker(t, n.store, funcRunner(func(ctx context.Context, job Job, tr *Tracker) (*Result, error) {
+		d, _ := ctx.Deadline()
+		left <- time.Until(d)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}), WorkerConfig{})
+	if d := recv(t, left, 10*time.Second, "second start"); d > 700*time.Millisecond {
+		t.Errorf("the second attempt may run %v; 0.5 s of the limit was left", d)
+	}
+	got := waitFor(t, n.store, job.ID, 10*time.Second, func(j Job) bool { return j.Status.Terminal() })
+	if got.Status != StatusFailed || got.Error == nil || got.Error.Code != CodeTimeout {
+		t.Fatalf("job %s (%+v)", got.Status, got.Error)
+	}
+}
+
+// TestStoredResultOfACrashedAttemptStands: a worker dies after storing
+// its result but before recording the outcome. The next delivery records
+// the job as succeeded with that result, without running it again.
+func TestStoredResultOfACrashedAttemptStands(t *testing.T) {
+	cfg := Config{AckWait: time.Second}
+	n := startNATS(t, t.TempDir(), cfg)
+	started, causes := make(chan string, 1), make(chan error, 1)
+	crash := crashableWorker(t, n, blockingRunner(started, causes), cfg)
+	ctx := context.Background()
+	job, _ := n.store.Submit(ctx, req())
+	recv(t, started, 10*time.Second, "start")
+	res, _ := succeed(ctx, job, nil)
+	if err := n.store.PutResult(ctx, job.ID, 1, res); err != nil {
+		t.Fatal(err)
+	}
+	crash()
+	startWorker(t, n.store, funcRunner(func(ctx context.Context, job Job, tr *Tracker) (*Result, error) {
+		t.Error("the job was run again")
+		return nil, errors.New("run again")
+	}), WorkerConfig{})
+	got := waitFor(t, n.store, job.ID, 10*time.Second, func(j Job) bool { return j.Status.Terminal() })
+	if got.Status != StatusSucceeded || got.Attempts != 1 {
+		t.Fatalf("job %s after %d attempts (%+v)", got.Status, got.Attempts, got.Error)
+	}
+	if r, err := n.store.Result(ctx, job.ID); err != nil || r.Rows[0].ID != "a" {
+		t.Fatalf("result %+v, %v", r, err)
 	}
 }
 
