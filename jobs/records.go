@@ -9,8 +9,6 @@ import (
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/tsnemap/tsnemap/atlas"
 )
 
 // Submit records a new queued job and puts it on the work queue.
@@ -168,8 +166,9 @@ func (s *Store) list(ctx context.Context, owner *string, status Status, limit in
 // bucket stream's subjects, a snapshot taken at once, rather than walking
 // the bucket with KeyValue.ListKeys: that walk can miss a key written while
 // it runs (the key's old message is removed and its new one comes after
-// the walk's end), and jobs are written all the time. A deleted job's key
-// may still be listed (its delete marker); Get then answers ErrNotFound.
+// the walk's end), and jobs are written all the time. Delete leaves no
+// marker behind, so a deleted job is not listed; one deleted while the
+// caller reads the list is answered ErrNotFound by Get.
 func (s *Store) ids(ctx context.Context) ([]string, error) {
 	prefix := "$KV." + jobsBucket + "."
 	info, err := s.kvStream.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
@@ -235,39 +234,6 @@ func (s *Store) Cancel(ctx context.Context, id string) (job Job, deleted bool, e
 		return job, false, nil
 	}
 	return job, true, s.Delete(ctx, id)
-}
-
-// Delete removes a job's record and its result objects (those of every
-// attempt: a worker that lost the job may have written its own).
-func (s *Store) Delete(ctx context.Context, id string) error {
-	job, err := s.Get(ctx, id)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("delete job %s: %w", id, err)
-	}
-	var names []string
-	for a := 0; a <= job.Attempts; a++ {
-		names = append(names, resultName(id, a), failuresName(id, a))
-	}
-	var idx atlas.Index
-	if err := s.getJSON(ctx, atlasIndexName(id), &idx); err == nil {
-		for k := range idx.Sheets {
-			names = append(names, atlasSheetName(id, k))
-		}
-	}
-	names = append(names, atlasIndexName(id))
-	for _, name := range names {
-		if err := s.results.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
-			return fmt.Errorf("delete job %s: %s: %w", id, name, storeErr(err))
-		}
-	}
-	if err := s.kv.Purge(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("delete job %s: %w", id, storeErr(err))
-	}
-	s.index.remove(id)
-	return nil
 }
 
 // Watch sends the job each time it changes, starting with its current

@@ -37,7 +37,7 @@ func (s *Store) PutAtlas(ctx context.Context, id string, a *atlas.Atlas) error {
 	var old atlas.Index
 	if err := s.getJSON(ctx, atlasIndexName(id), &old); err == nil {
 		for k := len(a.Sheets); k < len(old.Sheets); k++ {
-			if err := s.results.Delete(ctx, atlasSheetName(id, k)); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+			if err := s.purgeObject(ctx, atlasSheetName(id, k)); err != nil {
 				return fmt.Errorf("drop old atlas sheet %d of %s: %w", k, id, err)
 			}
 		}

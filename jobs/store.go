@@ -67,8 +67,14 @@ type Store struct {
 	// kvStream is the stream under kv, asked for its keys (see ids).
 	kvStream jetstream.Stream
 	results  jetstream.ObjectStore
-	now      func() time.Time
-	index    index
+	// objStream is the stream under results, asked for its subjects and
+	// purged by subject (see Delete and Sweep).
+	objStream jetstream.Stream
+	// orphans holds the object subjects the last Sweep found unreferenced:
+	// the next Sweep removes those still unreferenced (see sweepObjects).
+	orphans orphanSet
+	now     func() time.Time
+	index   index
 }
 
 // Open creates (or updates) the stream, consumer and buckets and returns a
@@ -126,7 +132,11 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open job store: jobs bucket stream: %w", err)
 	}
-	return &Store{cfg: cfg, nc: nc, js: js, stream: stream, kv: kv, kvStream: kvStream, results: obs, now: time.Now}, nil
+	objStream, err := js.Stream(ctx, "OBJ_"+resultsBucket)
+	if err != nil {
+		return nil, fmt.Errorf("open job store: results bucket stream: %w", err)
+	}
+	return &Store{cfg: cfg, nc: nc, js: js, stream: stream, kv: kv, kvStream: kvStream, results: obs, objStream: objStream, now: time.Now}, nil
 }
 
 // Config returns the store's configuration, defaults filled in.
