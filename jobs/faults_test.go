@@ -3,16 +3,15 @@ package jobs
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tsnemap/tsnemap/internal/testkit"
@@ -313,5 +312,76 @@ func TestStoredResultOfACrashedAttemptStands(t *testing.T) {
 	}
 }
 
-var _ = strings.Contains
-var _ = nats.Connect
+// TestSubmitNeverStrandsAJob submits under request deadlines so short
+// that they pass at every point of Submit, the record's write included.
+// Whatever Submit answers, no record may be left queued without its work
+// message (it would be queued for ever, holding a quota slot).
+func TestSubmitNeverStrandsAJob(t *testing.T) {
+	n := startNATS(t, t.TempDir(), Config{})
+	st := n.store
+	ok, failed := 0, 0
+	for i := range 400 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(20+i*5)*time.Microsecond)
+		if _, err := st.Submit(ctx, req()); err == nil {
+			ok++
+		} else {
+			failed++
+		}
+		cancel()
+	}
+	t.Logf("%d submits answered, %d refused", ok, failed)
+	ctx := context.Background()
+	queued := map[string]bool{}
+	ids, err := st.ids(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if j, err := st.Get(ctx, id); err == nil && j.Status == StatusQueued {
+			queued[id] = true
+		}
+	}
+	info, err := st.stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		if m, err := st.stream.GetMsg(ctx, seq); err == nil {
+			delete(queued, string(m.Data))
+		}
+	}
+	if len(queued) > 0 {
+		t.Errorf("%d queued jobs have no work message: stranded", len(queued))
+	}
+}
+
+// TestWorkerClockAheadKeepsNewJobs: a worker whose clock runs 15 s ahead
+// of the NATS server gets a work message before its record exists (as
+// Submit writes them, message first). It must wait for the record, not
+// take the message for an orphan.
+func TestWorkerClockAheadKeepsNewJobs(t *testing.T) {
+	n := startNATS(t, t.TempDir(), Config{})
+	st := n.store
+	st.now = func() time.Time { return time.Now().Add(15 * time.Second) }
+	logs := newLogCounter()
+	ran := make(chan string, 1)
+	startWorker(t, st, funcRunner(func(ctx context.Context, job Job, tr *Tracker) (*Result, error) {
+		ran <- job.ID
+		return succeed(ctx, job, tr)
+	}), WorkerConfig{Logger: slog.New(logs)})
+	ctx := context.Background()
+	id := NewID(time.Now())
+	if _, err := st.js.Publish(ctx, workSubject, []byte(id), jetstream.WithMsgID(id)); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+		c := logs.count("no record for the job yet")
+		return c >= 2, fmt.Sprintf("the worker saw the message %d times without its record", c)
+	})
+	b, _ := json.Marshal(Job{ID: id, Status: StatusQueued, Stage: StageQueued, Request: req(), CreatedAt: time.Now().UTC()})
+	if _, err := st.kv.Create(ctx, id, b); err != nil {
+		t.Fatal(err)
+	}
+	recv(t, ran, 20*time.Second, "the job's run")
+	waitFor(t, st, id, 10*time.Second, isStatus(StatusSucceeded))
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -44,13 +45,32 @@ func (s *Store) Submit(ctx context.Context, req Request) (Job, error) {
 	if err != nil {
 		return Job{}, fmt.Errorf("submit job %s: enqueue: %w", job.ID, storeErr(err))
 	}
-	if _, err := s.kv.Create(ctx, job.ID, b); err != nil {
-		_ = s.stream.DeleteMsg(context.WithoutCancel(ctx), ack.Sequence)
-		return Job{}, fmt.Errorf("submit job %s: record: %w", job.ID, storeErr(err))
+	// Once the message is in, the record is written to the end, whatever
+	// becomes of the request, and an error is checked before the message
+	// is removed: the write may have been stored even so (a reply lost, a
+	// deadline passed after the server took it), and removing the message
+	// of a stored record would leave a job queued for ever.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), submitWriteTimeout)
+	defer cancel()
+	if _, err := s.kv.Create(wctx, job.ID, b); err != nil {
+		_, gerr := s.Get(wctx, job.ID)
+		switch {
+		case gerr == nil: // stored after all
+		case errors.Is(gerr, ErrNotFound):
+			_ = s.stream.DeleteMsg(wctx, ack.Sequence)
+			return Job{}, fmt.Errorf("submit job %s: record: %w", job.ID, storeErr(err))
+		default:
+			// Unknown: leave the message. If the record was stored the
+			// job runs; if not, a worker drops the message (see orphan).
+			return Job{}, fmt.Errorf("submit job %s: record (it may have been stored: the job then runs): %w", job.ID, storeErr(err))
+		}
 	}
 	s.index.put(job.ID, job.Owner, job.Status)
 	return job, nil
 }
+
+// submitWriteTimeout bounds Submit's write of a record and its check.
+const submitWriteTimeout = 10 * time.Second
 
 // Get returns the job with this id, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, id string) (Job, error) {

@@ -32,9 +32,16 @@ type WorkerConfig struct {
 	Metrics *Metrics
 }
 
-// orphanAfter is how long a work message without a job record is kept
-// (Submit writes the record just after the message) before it is dropped.
-const orphanAfter = 10 * time.Second
+// A work message without a job record is delivered again orphanDeliveries
+// times, orphanDelay apart, before it is dropped: Submit writes the record
+// just after the message (within submitWriteTimeout), so a record that has
+// not appeared by then never will. Counting deliveries, rather than
+// comparing the message's time (the server's clock) with this worker's,
+// keeps a worker whose clock is off from dropping new jobs.
+const (
+	orphanDeliveries = 30
+	orphanDelay      = time.Second
+)
 
 // Worker pulls jobs from the work queue and runs them.
 type Worker struct {
@@ -275,10 +282,16 @@ func (w *Worker) startRules(j *Job, token string, recovered int) (gaveUp bool, e
 // message before the record: a young message may find its record about to
 // appear. An old one's job was deleted, or its record never written.
 func (w *Worker) orphan(a *attempt) {
-	if meta, merr := a.msg.Metadata(); merr == nil && w.store.now().Sub(meta.Timestamp) < orphanAfter {
-		a.nak(250 * time.Millisecond)
+	if meta, err := a.msg.Metadata(); err == nil && meta.NumDelivered < orphanDeliveries {
+		a.log.Debug("no record for the job yet", "delivery", meta.NumDelivered)
+		delay := orphanDelay
+		if meta.NumDelivered < 4 {
+			delay = orphanDelay / 4 // the record is usually a moment behind
+		}
+		a.nak(delay)
 		return
 	}
+	a.log.Info("dropping a work message whose job has no record")
 	a.ack()
 }
 
