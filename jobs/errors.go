@@ -25,6 +25,10 @@ var (
 	// ErrStoreFull: the job store (JetStream) refused a write for want of
 	// space: its disk is full or read-only, or its storage limit reached.
 	ErrStoreFull = errors.New("job store is out of space")
+	// ErrSharedConfig: a node asked for shared settings of the job store
+	// (replicas, ack wait) other than those in force; it does not change
+	// them unless told to explicitly (Config.Reconfigure).
+	ErrSharedConfig = errors.New("the job store's shared settings differ; a node does not change them on its own")
 	// ErrShutdown is the cause of a job context cancelled because its worker
 	// is stopping; the job is handed back for redelivery.
 	ErrShutdown = errors.New("worker shutting down")

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -384,4 +385,49 @@ func TestWorkerClockAheadKeepsNewJobs(t *testing.T) {
 	}
 	recv(t, ran, 20*time.Second, "the job's run")
 	waitFor(t, st, id, 10*time.Second, isStatus(StatusSucceeded))
+}
+
+// TestOpenNeverChangesSharedSettings: a node asking for other replicas or
+// another ack wait than the shared ones is refused with a message naming
+// both; a node asking for nothing takes them as they are; only an explicit
+// Reconfigure changes them.
+func TestOpenNeverChangesSharedSettings(t *testing.T) {
+	n := startNATS(t, t.TempDir(), Config{AckWait: 2 * time.Second})
+	ctx := context.Background()
+	nc, err := n.emb.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ackWait := func() time.Duration {
+		c, err := n.store.stream.Consumer(ctx, workConsumer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.CachedInfo().Config.AckWait
+	}
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{AckWait: 5 * time.Second}, "ack wait is 2s, this node asks for 5s"},
+		{Config{Replicas: 3}, "has 1 replicas, this node asks for 3"},
+	} {
+		if _, err := Open(ctx, nc, tc.cfg); !errors.Is(err, ErrSharedConfig) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Open(%+v) = %v, want ErrSharedConfig saying %q", tc.cfg, err, tc.want)
+		}
+		if got := ackWait(); got != 2*time.Second {
+			t.Fatalf("a refused node changed the ack wait to %v", got)
+		}
+	}
+	st, err := Open(ctx, nc, Config{})
+	if err != nil || st.Config().AckWait != 2*time.Second || st.Config().Replicas != 1 {
+		t.Fatalf("Open with nothing set: %+v, %v", st, err)
+	}
+	if _, err := Open(ctx, nc, Config{AckWait: 5 * time.Second, Reconfigure: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ackWait(); got != 5*time.Second {
+		t.Errorf("after Reconfigure the ack wait is %v, want 5s", got)
+	}
 }

@@ -1,7 +1,9 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -22,12 +24,20 @@ const (
 
 // Config configures a Store.
 type Config struct {
-	// Replicas of the stream and buckets on a NATS cluster (default 1).
+	// Replicas of the stream and buckets on a NATS cluster. They are
+	// shared by every node: 0 takes them as they are (1 when this node
+	// creates them); a different number than the shared one is refused
+	// (ErrSharedConfig) unless Reconfigure is set.
 	Replicas int
 	// AckWait is how long a delivered job may go without a sign of life
-	// before JetStream hands it to another worker (default 30 s); workers
-	// send in-progress acks well within it.
+	// before JetStream hands it to another worker; workers send
+	// in-progress acks well within it. Shared like Replicas: 0 takes it as
+	// it is (30 s when this node creates the consumer).
 	AckWait time.Duration
+	// Reconfigure lets Open change the shared Replicas and AckWait to this
+	// Config's: an operator's explicit act (tsnemap nats-config), never a
+	// side effect of starting a node.
+	Reconfigure bool
 	// MaxDeliveries is how many attempts at one job may crash (start and
 	// never end: the worker died or went silent) before the job is failed
 	// instead of run again (default 3), so a job that kills its worker
@@ -40,12 +50,6 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Replicas < 1 {
-		c.Replicas = 1
-	}
-	if c.AckWait <= 0 {
-		c.AckWait = 30 * time.Second
-	}
 	if c.MaxDeliveries < 1 {
 		c.MaxDeliveries = 3
 	}
@@ -53,6 +57,66 @@ func (c Config) withDefaults() Config {
 		c.Retention = 7 * 24 * time.Hour
 	}
 	return c
+}
+
+// Defaults of the shared settings, used by the node that creates them.
+const (
+	defaultReplicas = 1
+	defaultAckWait  = 30 * time.Second
+)
+
+// shared resolves the settings every node shares (Replicas, AckWait)
+// against what the NATS account holds: unset ones are taken from it, and
+// a set one that differs is refused unless cfg.Reconfigure. One node's
+// flags must not scale a replicated store down, or reset the consumer
+// every worker pulls from.
+func shared(ctx context.Context, js jetstream.JetStream, cfg Config) (Config, error) {
+	type asset struct {
+		name     string
+		replicas int
+	}
+	var have []asset
+	var ackWait time.Duration
+	for _, name := range []string{workStream, "KV_" + jobsBucket, "OBJ_" + resultsBucket} {
+		st, err := js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
+		if err != nil {
+			return cfg, fmt.Errorf("open job store: %s: %w", name, err)
+		}
+		have = append(have, asset{name, st.CachedInfo().Config.Replicas})
+		if name != workStream {
+			continue
+		}
+		c, err := st.Consumer(ctx, workConsumer)
+		if err == nil {
+			ackWait = c.CachedInfo().Config.AckWait
+		} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return cfg, fmt.Errorf("open job store: %s: %w", workConsumer, err)
+		}
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = defaultReplicas
+		if len(have) > 0 {
+			cfg.Replicas = have[0].replicas
+		}
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = cmp.Or(ackWait, defaultAckWait)
+	}
+	if cfg.Reconfigure {
+		return cfg, nil
+	}
+	for _, a := range have {
+		if a.replicas != cfg.Replicas {
+			return cfg, fmt.Errorf("open job store: %s has %d replicas, this node asks for %d: %w", a.name, a.replicas, cfg.Replicas, ErrSharedConfig)
+		}
+	}
+	if ackWait > 0 && ackWait != cfg.AckWait {
+		return cfg, fmt.Errorf("open job store: the work consumer's ack wait is %v, this node asks for %v: %w", ackWait, cfg.AckWait, ErrSharedConfig)
+	}
+	return cfg, nil
 }
 
 // Store keeps jobs, the work queue and results on NATS JetStream. It is safe
@@ -77,13 +141,16 @@ type Store struct {
 	index   index
 }
 
-// Open creates (or updates) the stream, consumer and buckets and returns a
-// Store on them.
+// Open creates the stream, consumer and buckets (or opens them, as they
+// are: see Config.Reconfigure) and returns a Store on them.
 func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	cfg = cfg.withDefaults()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("open job store: %w", err)
+	}
+	if cfg, err = shared(ctx, js, cfg); err != nil {
+		return nil, err
 	}
 	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        workStream,
