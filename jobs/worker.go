@@ -322,19 +322,24 @@ func (w *Worker) run(a *attempt) (jctx context.Context, res *Result, runErr erro
 	return jctx, res, runErr
 }
 
-// retry runs write until it succeeds, the job turns out gone, or
-// settleFor has passed: a store error at the end of a job (a leader
-// election, a full disk) is usually brief, and the job's work is done.
+// retry runs write until it succeeds, the job turns out gone, settleFor
+// has passed, or the worker stops: a store error at the end of a job (a
+// leader election, a full disk) is usually brief, and the job's work is
+// done. A stopping worker tries once: it hands the message back instead
+// (a result already stored is found by the next delivery).
 func (w *Worker) retry(a *attempt, what string, write func() error) error {
 	deadline := time.Now().Add(w.settleFor)
 	wait := 100 * time.Millisecond
 	for {
 		err := write()
-		if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) || !time.Now().Before(deadline) {
+		if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) || !time.Now().Before(deadline) || a.workerCtx.Err() != nil {
 			return err
 		}
 		a.log.Warn(what+": will retry", "err", err, "in", wait)
-		time.Sleep(wait)
+		select {
+		case <-time.After(wait):
+		case <-a.workerCtx.Done():
+		}
 		wait = min(2*wait, 5*time.Second)
 	}
 }
