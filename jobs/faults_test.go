@@ -431,3 +431,22 @@ func TestOpenNeverChangesSharedSettings(t *testing.T) {
 		t.Errorf("after Reconfigure the ack wait is %v, want 5s", got)
 	}
 }
+
+// TestResultWriteBoundGrowsWithSize: the bound on writing a result is the
+// bookkeeping bound plus a second per 256 KiB, so a large result on a slow
+// store is not cut off (and redone) at a fixed 10 s.
+func TestResultWriteBoundGrowsWithSize(t *testing.T) {
+	w := NewWorker(nil, nil, WorkerConfig{})
+	for _, tc := range []struct {
+		bytes int
+		want  time.Duration
+	}{
+		{0, 10 * time.Second},
+		{256 << 10, 11 * time.Second},
+		{100 << 20, 410 * time.Second},
+	} {
+		if got := w.resultTimeout(tc.bytes); got != tc.want {
+			t.Errorf("resultTimeout(%d) = %v, want %v", tc.bytes, got, tc.want)
+		}
+	}
+}
