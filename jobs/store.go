@@ -169,7 +169,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		Description:   "tsnemap workers (shared pull consumer)",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       cfg.AckWait,
-		MaxDeliver:    -1, // the worker counts deliveries itself and fails the job, so none is left running for ever
+		MaxDeliver:    -1, // the worker counts crashed attempts itself (Job.Crashes) and fails the job, so none is left running for ever
 		MaxAckPending: 10000,
 		Replicas:      cfg.Replicas,
 	}); err != nil {
