@@ -15,13 +15,14 @@ func TestSupersededAttemptWritesNothing(t *testing.T) {
 	n := startNATS(t, t.TempDir(), Config{})
 	started, release := make(chan struct{}), make(chan struct{})
 	returned := make(chan error, 1)
+	handled := make(chan string, 1)
 	startWorker(t, n.store, funcRunner(func(ctx context.Context, job Job, tr *Tracker) (*Result, error) {
 		close(started)
 		<-release // hung: deaf to ctx
 		tr.SetStage(StageOptimizing)
 		returned <- ctx.Err()
 		return &Result{Columns: []string{"id"}, Dimensions: 2, Rows: []ResultRow{{ID: "stale", Values: []string{"stale"}, Coords: []float32{9, 9}}}}, nil
-	}), WorkerConfig{})
+	}), WorkerConfig{}, func(w *Worker) { w.handled = func(id string) { handled <- id } })
 	ctx := context.Background()
 	job, err := n.store.Submit(ctx, req())
 	if err != nil {
@@ -43,10 +44,8 @@ func TestSupersededAttemptWritesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	done, err := n.store.Update(ctx, job.ID, func(j *Job) error {
-		n.store.finish(j, StatusSucceeded, nil)
 		j.HasResult = true
-		j.record(time.Now().UTC(), EventFinished, 2, "succeeded")
-		return nil
+		return j.finish(time.Now().UTC(), StatusSucceeded, nil, "")
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -60,18 +59,19 @@ func TestSupersededAttemptWritesNothing(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the runner did not return")
 	}
-	// The stale worker has had every chance to write: poll for a while
-	// that the record stays as the newer attempt left it.
-	deadline := time.Now().Add(time.Second)
-	for time.Now().Before(deadline) {
-		got, err := n.store.Get(ctx, job.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.Attempts != 2 || got.Status != StatusSucceeded || len(got.History) != len(done.History) || got.Stage != StageFinished {
-			t.Fatalf("the superseded attempt changed the record: %+v", got)
-		}
-		time.Sleep(50 * time.Millisecond)
+	// Once the stale worker is done with the message (every write it
+	// would make is made), the record must be as the newer attempt left it.
+	select {
+	case <-handled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the worker did not finish with the message")
+	}
+	got, err := n.store.Get(ctx, job.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Attempts != 2 || got.Status != StatusSucceeded || len(got.History) != len(done.History) || got.Stage != StageFinished {
+		t.Fatalf("the superseded attempt changed the record: %+v", got)
 	}
 	res, err := n.store.Result(ctx, job.ID)
 	if err != nil {

@@ -5,37 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// storeErr marks the errors of a JetStream write that failed for want of
-// space (the server's storage limit reached, its disk full or read-only)
-// with ErrStoreFull, so the API can say so instead of a bare 503.
-func storeErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
-		switch apiErr.ErrorCode {
-		case 10002, // account resource limits exceeded
-			10023, // insufficient resources
-			10047, // insufficient storage resources
-			10077: // stream store failed (the file store's own error: ENOSPC, EROFS)
-			return fmt.Errorf("%w: %w", ErrStoreFull, err)
-		}
-	}
-	msg := err.Error()
-	for _, s := range []string{"no space left", "read-only file system", "insufficient resources", "resource limits exceeded"} {
-		if strings.Contains(msg, s) {
-			return fmt.Errorf("%w: %w", ErrStoreFull, err)
-		}
-	}
-	return err
-}
 
 // index keeps, per job, its owner and status, fed by a watch of the jobs
 // bucket (so it sees the writes of every node) and by this store's own

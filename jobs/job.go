@@ -6,7 +6,6 @@ package jobs
 
 import (
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -135,6 +134,22 @@ type Job struct {
 	CancelRequested bool `json:"cancel_requested,omitempty"`
 	// Attempts counts the deliveries that started running the job.
 	Attempts int `json:"attempts,omitempty"`
+	// Crashes counts the attempts that started and never ended: their
+	// worker died or went silent past the ack wait. A hand-back is not a
+	// crash, nor is a delivery that could not start the job (its record
+	// unwritable: a full store, a leader election). The worker fails the
+	// job once Crashes reaches Config.MaxDeliveries.
+	Crashes int `json:"crashes,omitempty"`
+	// Token is chosen afresh by each delivery that starts an attempt, so a
+	// worker whose start write had an unknown outcome (an error after the
+	// server may have stored it) recognises its own start on reading the
+	// record again, instead of taking it for a crashed attempt.
+	Token string `json:"token,omitempty"`
+	// SpentSeconds is how long the job's earlier attempts ran: its time
+	// limit (timeout_seconds) bounds their sum with the current attempt's.
+	// Each worker measures its own attempt on its own clock; no two
+	// machines' clocks are compared.
+	SpentSeconds float64 `json:"spent_seconds,omitempty"`
 	// HasResult: a result object was written for this job.
 	HasResult bool `json:"has_result,omitempty"`
 	// HasAtlas: the thumbnails of this attempt's loaded images are stored
@@ -197,28 +212,6 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
-
-// Sentinel errors of the package.
-var (
-	ErrNotFound = errors.New("job not found")
-	// ErrConflict: the job is not in a state that allows the operation
-	// (e.g. its result is asked for before it succeeded).
-	ErrConflict = errors.New("job state conflict")
-	// ErrCanceled is the cause of a job context cancelled by DELETE.
-	ErrCanceled = errors.New("job canceled")
-	// ErrTimeout is the cause of a job context cancelled by timeout_seconds.
-	ErrTimeout = errors.New("job timed out")
-	// ErrLost is the cause of a job context cancelled because another
-	// worker took the job over (this one went silent past the ack wait);
-	// the stale worker writes nothing more.
-	ErrLost = errors.New("job taken over by another worker")
-	// ErrStoreFull: the job store (JetStream) refused a write for want of
-	// space: its disk is full or read-only, or its storage limit reached.
-	ErrStoreFull = errors.New("job store is out of space")
-	// ErrShutdown is the cause of a job context cancelled because its worker
-	// is stopping; the job is handed back for redelivery.
-	ErrShutdown = errors.New("worker shutting down")
-)
 
 // crockford is the ULID alphabet: no I, L, O or U, so ids read aloud well.
 const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

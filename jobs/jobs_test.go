@@ -48,14 +48,21 @@ func (f funcRunner) Run(ctx context.Context, job Job, t *Tracker) (*Result, erro
 	return f(ctx, job, t)
 }
 
-func startWorker(t *testing.T, st *Store, r Runner, cfg WorkerConfig) (stop func()) {
+// startWorker runs a worker on st until the test ends or stop is called;
+// opts adjust it before it starts.
+func startWorker(t *testing.T, st *Store, r Runner, cfg WorkerConfig, opts ...func(*Worker)) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cfg.Logger = testkit.QuietLogger()
+	if cfg.Logger == nil {
+		cfg.Logger = testkit.QuietLogger()
+	}
 	w := NewWorker(st, r, cfg)
 	// Short enough that a job outliving it shows whether the bookkeeping
 	// deadlines are taken per write (as they must be) or per job.
 	w.bookTimeout = 300 * time.Millisecond
+	for _, o := range opts {
+		o(w)
+	}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = w.Run(ctx) }()
 	stopped := false
@@ -72,20 +79,15 @@ func startWorker(t *testing.T, st *Store, r Runner, cfg WorkerConfig) (stop func
 
 func waitFor(t *testing.T, st *Store, id string, within time.Duration, ok func(Job) bool) Job {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		job, err := st.Get(context.Background(), id)
-		if err != nil {
+	var job Job
+	testkit.Eventually(t, within, func() (bool, string) {
+		var err error
+		if job, err = st.Get(context.Background(), id); err != nil {
 			t.Fatalf("get %s: %v", id, err)
 		}
-		if ok(job) {
-			return job
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job %s did not reach the expected state within %v; it is %s/%s", id, within, job.Status, job.Stage)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ok(job), fmt.Sprintf("job %s is %s/%s", id, job.Status, job.Stage)
+	})
+	return job
 }
 
 func isStatus(s Status) func(Job) bool { return func(j Job) bool { return j.Status == s } }
@@ -226,20 +228,13 @@ func TestCancelQueued(t *testing.T) {
 		ran <- job.ID
 		return &Result{}, nil
 	}), WorkerConfig{})
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testkit.Eventually(t, 5*time.Second, func() (bool, string) {
 		info, err := n.store.stream.Info(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.State.Msgs == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the canceled job's message was not consumed")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return info.State.Msgs == 0, fmt.Sprintf("%d messages in the work stream", info.State.Msgs)
+	}, "the canceled job's message was not consumed")
 	select {
 	case id := <-ran:
 		t.Fatalf("canceled job %s was run", id)
@@ -304,30 +299,54 @@ func TestRestartKeepsQueuedJobs(t *testing.T) {
 	waitFor(t, n2.store, job.ID, 10*time.Second, isStatus(StatusSucceeded))
 }
 
+// crashableWorker runs a worker on a connection of its own; crash cuts
+// that connection (no more in-progress acks, no writes: as if the process
+// died) and then stops the worker.
+func crashableWorker(t *testing.T, n *testNATS, r Runner, cfg Config) (crash func()) {
+	t.Helper()
+	nc, err := n.emb.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	st, err := Open(context.Background(), nc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := startWorker(t, st, r, WorkerConfig{}, func(w *Worker) { w.settleFor = 100 * time.Millisecond })
+	return func() { nc.Close(); stop() }
+}
+
+// TestMaxDeliveriesFailsTheJob: a job whose attempts crash MaxDeliveries
+// times is failed, not started again.
 func TestMaxDeliveriesFailsTheJob(t *testing.T) {
-	n := startNATS(t, t.TempDir(), Config{MaxDeliveries: 2})
+	cfg := Config{MaxDeliveries: 2, AckWait: time.Second}
+	n := startNATS(t, t.TempDir(), cfg)
 	ctx := context.Background()
 	job, _ := n.store.Submit(ctx, req())
 	for i := 0; i < 2; i++ {
 		started, causes := make(chan string, 1), make(chan error, 1)
-		stop := startWorker(t, n.store, blockingRunner(started, causes), WorkerConfig{})
-		<-started
-		stop()
-		<-causes
+		crash := crashableWorker(t, n, blockingRunner(started, causes), cfg)
+		recv(t, started, 20*time.Second, "start")
+		crash()
 	}
 	startWorker(t, n.store, funcRunner(func(ctx context.Context, job Job, tr *Tracker) (*Result, error) {
-		t.Error("a job past its deliveries was run")
+		t.Error("a job past its crashes was run")
 		return nil, nil
 	}), WorkerConfig{})
 	got := waitFor(t, n.store, job.ID, 10*time.Second, isStatus(StatusFailed))
-	if got.Error == nil || got.Error.Code != CodeInternal {
-		t.Errorf("error = %+v", got.Error)
+	if got.Error == nil || got.Error.Code != CodeInternal || got.Crashes != 2 || got.Attempts != 2 {
+		t.Errorf("error = %+v, crashes %d, attempts %d", got.Error, got.Crashes, got.Attempts)
 	}
 }
 
 func TestListPagesNewestFirst(t *testing.T) {
 	n := startNATS(t, t.TempDir(), Config{})
 	ctx := context.Background()
+	// A clock that moves a millisecond per submit, so the order is defined.
+	t0 := time.Now()
+	var ticks int
+	n.store.now = func() time.Time { ticks++; return t0.Add(time.Duration(ticks) * time.Millisecond) }
 	var ids []string
 	for i := 0; i < 5; i++ {
 		j, err := n.store.Submit(ctx, req())
@@ -335,7 +354,6 @@ func TestListPagesNewestFirst(t *testing.T) {
 			t.Fatal(err)
 		}
 		ids = append(ids, j.ID)
-		time.Sleep(2 * time.Millisecond) // distinct milliseconds, so the order is defined
 	}
 	if _, _, err := n.store.Cancel(ctx, ids[1]); err != nil {
 		t.Fatal(err)

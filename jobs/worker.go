@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,9 +32,16 @@ type WorkerConfig struct {
 	Metrics *Metrics
 }
 
-// orphanAfter is how long a work message without a job record is kept
-// (Submit writes the record just after the message) before it is dropped.
-const orphanAfter = 10 * time.Second
+// A work message without a job record is delivered again orphanDeliveries
+// times, orphanDelay apart, before it is dropped: Submit writes the record
+// just after the message (within submitWriteTimeout), so a record that has
+// not appeared by then never will. Counting deliveries, rather than
+// comparing the message's time (the server's clock) with this worker's,
+// keeps a worker whose clock is off from dropping new jobs.
+const (
+	orphanDeliveries = 30
+	orphanDelay      = time.Second
+)
 
 // Worker pulls jobs from the work queue and runs them.
 type Worker struct {
@@ -43,6 +51,13 @@ type Worker struct {
 	log    *slog.Logger
 	// bookTimeout bounds each write of the job record.
 	bookTimeout time.Duration
+	// settleFor bounds how long settle retries the writes of an outcome
+	// before it hands the message back.
+	settleFor time.Duration
+	// handled, if set (by tests), is called with the job's id when the
+	// worker is done with one of its messages: every write made, the
+	// message settled.
+	handled func(id string)
 }
 
 // NewWorker returns a worker taking jobs from store and running them with
@@ -57,7 +72,7 @@ func NewWorker(store *Store, runner Runner, cfg WorkerConfig) *Worker {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Worker{store: store, runner: runner, cfg: cfg, log: cfg.Logger, bookTimeout: 10 * time.Second}
+	return &Worker{store: store, runner: runner, cfg: cfg, log: cfg.Logger, bookTimeout: 10 * time.Second, settleFor: 5 * time.Minute}
 }
 
 // Run takes and runs jobs until ctx ends. Then it stops taking work, cancels
@@ -95,198 +110,347 @@ func (w *Worker) slot(ctx context.Context, cons jetstream.Consumer) {
 	}
 }
 
-// handle runs the job of one message and settles the message: Ack once the
-// job's outcome is recorded, Nak to hand it back.
+// attempt is one message's run of a job, from begin to settle.
+type attempt struct {
+	msg jetstream.Msg
+	id  string
+	job Job // the record as this attempt started it
+	n   int // the attempt's number (Job.Attempts)
+	log *slog.Logger
+	// cancels end the bookkeeping contexts made by book.
+	cancels []context.CancelFunc
+	// workerCtx ends when the worker stops.
+	workerCtx context.Context
+	// stopAlive ends the in-progress acks (see handle) and waits for them.
+	stopAlive func()
+}
+
+// ack and nak settle the message, after the in-progress acks stop.
+func (a *attempt) ack() { a.stopAlive(); _ = a.msg.Ack() }
+func (a *attempt) nak(delay time.Duration) {
+	a.stopAlive()
+	if delay > 0 {
+		_ = a.msg.NakWithDelay(delay)
+	} else {
+		_ = a.msg.Nak()
+	}
+}
+
+// book returns a context for one bookkeeping write: it must finish even
+// while the worker stops, each within its own deadline (a job may run for
+// hours in between).
+func (w *Worker) book(a *attempt) context.Context {
+	return w.bookFor(a, w.bookTimeout)
+}
+
+func (w *Worker) bookFor(a *attempt, d time.Duration) context.Context {
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(a.workerCtx), d)
+	a.cancels = append(a.cancels, cancel)
+	return bctx
+}
+
+// handle runs the job of one message in three steps: begin (take the
+// message and start the job's record, or settle the message at once when
+// there is nothing to run), run (the Runner, under the job's deadline and
+// cancel), and settle (write the outcome, then Ack; or hand back and Nak).
+// In-progress acks run from the start until the message is settled:
+// through the run, a runner's winding down after a cancel or timeout, and
+// the writes of the outcome, so none of these is redelivered meanwhile.
 func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
-	id := string(msg.Data())
-	log := w.log.With("job", id)
-	// Book-keeping writes must finish even while shutting down, each
-	// within its own deadline (a job may run for hours in between).
-	var cancels []context.CancelFunc
+	a := &attempt{msg: msg, id: string(msg.Data()), workerCtx: ctx}
+	a.log = w.log.With("job", a.id)
+	aliveCtx, aliveStop := context.WithCancel(context.WithoutCancel(ctx))
+	var alive sync.WaitGroup
+	a.stopAlive = func() { aliveStop(); alive.Wait() }
 	defer func() {
-		for _, c := range cancels {
+		a.stopAlive()
+		for _, c := range a.cancels {
 			c()
 		}
-	}()
-	book := func() context.Context {
-		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.bookTimeout)
-		cancels = append(cancels, cancel)
-		return bctx
-	}
-
-	delivered := uint64(1)
-	if meta, err := msg.Metadata(); err == nil {
-		delivered = meta.NumDelivered
-	}
-	var gaveUp bool
-	job, err := w.store.Update(book(), id, func(j *Job) error {
-		gaveUp = false
-		switch {
-		case j.Status.Terminal():
-			return errNoChange
-		case j.CancelRequested:
-			w.store.finish(j, StatusCanceled, nil)
-		case int(delivered) > w.store.cfg.MaxDeliveries:
-			gaveUp = true
-			msg := fmt.Sprintf("the job was started %d times and never finished (its worker stopped each time)", delivered-1)
-			w.store.finish(j, StatusFailed, &Error{Code: CodeInternal, Message: msg})
-			j.record(w.store.now().UTC(), EventFinished, j.Attempts, string(StatusFailed)+": "+msg)
-		default:
-			now := w.store.now().UTC()
-			if j.Status == StatusRunning {
-				// Still marked running: its worker died or went silent
-				// past the ack wait, and JetStream redelivered the job.
-				j.record(now, EventRetried, j.Attempts+1, fmt.Sprintf("attempt %d did not finish: its worker stopped or went silent for longer than the ack wait", j.Attempts))
-			} else if j.Attempts > 0 {
-				j.record(now, EventRetried, j.Attempts+1, fmt.Sprintf("attempt %d was handed back", j.Attempts))
-			}
-			j.Status = StatusRunning
-			j.Stage = StageFetchingDataset
-			j.StartedAt = &now
-			j.Attempts++
-			j.Error = nil
-			j.HasAtlas = false
-			j.Progress = Progress{Iterations: j.Progress.Iterations}
-			j.record(now, EventStarted, j.Attempts, "")
+		if w.handled != nil {
+			w.handled(a.id)
 		}
-		return nil
+	}()
+	if !w.begin(a) {
+		return
+	}
+	alive.Go(func() { w.keepAlive(aliveCtx, msg) })
+	jctx, res, runErr := w.run(a)
+	w.settle(a, jctx, res, runErr)
+}
+
+// limit is the job's time limit: timeout_seconds, capped by the worker's
+// MaxTimeout. It bounds the job's running time over all its attempts.
+func (w *Worker) limit(j Job) time.Duration {
+	if t := time.Duration(j.Request.TimeoutSeconds) * time.Second; t > 0 && t < w.cfg.MaxTimeout {
+		return t
+	}
+	return w.cfg.MaxTimeout
+}
+
+// begin applies the attempt rules to the job's record and starts it. It
+// reports whether there is a job to run; when there is not, it has
+// settled the message already. Only attempts that started and crashed
+// count towards giving up: a delivery that cannot write the start (a full
+// store, a leader election) hands the message back uncounted.
+func (w *Worker) begin(a *attempt) bool {
+	token := NewID(time.Now())
+	recovered := w.storedResult(a)
+	var gaveUp bool
+	job, err := w.store.Update(w.book(a), a.id, func(j *Job) error {
+		var err error
+		gaveUp, err = w.startRules(j, token, recovered)
+		return err
 	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		// The write may have been stored all the same: read the record
+		// again (the token tells) rather than guess.
+		if cur, gerr := w.store.Get(w.book(a), a.id); gerr == nil && cur.Status == StatusRunning && cur.Token == token {
+			job, err = cur, nil
+		}
+	}
 	switch {
 	case errors.Is(err, ErrNotFound):
-		// Submit writes the message before the record: a young message
-		// may find its record about to appear. An old one's job was
-		// deleted, or its record never written (the store was full).
-		if meta, merr := msg.Metadata(); merr == nil && time.Since(meta.Timestamp) < orphanAfter {
-			_ = msg.NakWithDelay(250 * time.Millisecond)
-			return
-		}
-		_ = msg.Ack()
-		return
+		w.orphan(a)
+		return false
 	case err != nil:
-		log.Error("start job", "err", err)
-		_ = msg.NakWithDelay(time.Second)
-		return
-	case job.Status != StatusRunning:
+		a.log.Error("start job", "err", err)
+		a.nak(time.Second)
+		return false
+	case job.Status != StatusRunning || job.Token != token:
 		if gaveUp {
-			log.Error("job failed: too many deliveries", "deliveries", delivered)
+			a.log.Error("job failed: its attempts crashed too often", "crashes", job.Crashes)
+		}
+		if job.Status.Terminal() && job.FinishedAt != nil && (gaveUp || recovered > 0) {
 			w.cfg.Metrics.finished(job.Status)
 		}
-		_ = msg.Ack()
+		a.ack()
+		return false
+	}
+	a.job, a.n = job, job.Attempts
+	a.log.Info("job started", "attempt", a.n)
+	w.cfg.Metrics.started()
+	return true
+}
+
+// storedResult returns the number of the attempt whose worker stopped
+// after storing its result but before recording the outcome (0 if none):
+// that attempt succeeded, and the job is not run again.
+func (w *Worker) storedResult(a *attempt) int {
+	cur, err := w.store.Get(w.book(a), a.id)
+	if err != nil || cur.Status != StatusRunning || cur.Attempts == 0 {
+		return 0
+	}
+	if ok, err := w.store.hasObject(w.book(a), resultName(a.id, cur.Attempts)); err != nil || !ok {
+		return 0
+	}
+	return cur.Attempts
+}
+
+// startRules is begin's change to the record: start the job, or finish it
+// (canceled, out of time, crashed too often, or recovered), or nothing.
+func (w *Worker) startRules(j *Job, token string, recovered int) (gaveUp bool, err error) {
+	now := w.store.now().UTC()
+	crashed := j.Status == StatusRunning
+	switch {
+	case crashed && j.Token == token:
+		return false, errNoChange // our own start, written by an earlier try
+	case j.Status.Terminal():
+		return false, errNoChange
+	case j.CancelRequested:
+		return false, j.finish(now, StatusCanceled, nil, "")
+	case crashed && recovered == j.Attempts:
+		j.HasResult = true
+		return false, j.finish(now, StatusSucceeded, nil, "its result was stored before its worker stopped")
+	case crashed && j.Crashes+1 >= w.store.cfg.MaxDeliveries:
+		j.Crashes++
+		msg := fmt.Sprintf("the job was started %d times and its worker stopped or went silent each time before it ended", j.Attempts)
+		return true, j.finish(now, StatusFailed, &Error{Code: CodeInternal, Message: msg}, msg)
+	}
+	if crashed {
+		j.SpentSeconds += j.Progress.ElapsedSeconds
+	}
+	if limit := w.limit(*j); time.Duration(j.SpentSeconds*float64(time.Second)) >= limit {
+		e := timeoutError(limit, j.Attempts)
+		return false, j.finish(now, StatusFailed, e, e.Code)
+	}
+	j.Token = token
+	return false, j.start(now)
+}
+
+// orphan settles a message whose job has no record. Submit writes the
+// message before the record: a young message may find its record about to
+// appear. An old one's job was deleted, or its record never written.
+func (w *Worker) orphan(a *attempt) {
+	if meta, err := a.msg.Metadata(); err == nil && meta.NumDelivered < orphanDeliveries {
+		a.log.Debug("no record for the job yet", "delivery", meta.NumDelivered)
+		delay := orphanDelay
+		if meta.NumDelivered < 4 {
+			delay = orphanDelay / 4 // the record is usually a moment behind
+		}
+		a.nak(delay)
 		return
 	}
-	attempt := job.Attempts
-	log.Info("job started", "attempt", attempt)
-	w.cfg.Metrics.started()
+	a.log.Info("dropping a work message whose job has no record")
+	a.ack()
+}
 
-	jctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	defer cancel(nil)
-	timeout := w.cfg.MaxTimeout
-	if t := time.Duration(job.Request.TimeoutSeconds) * time.Second; t > 0 && t < timeout {
-		timeout = t
-	}
-	jctx, tcancel := context.WithTimeoutCause(jctx, timeout, ErrTimeout)
-	defer tcancel()
+// run runs the job until its deadline (the job's time limit less what its
+// earlier attempts ran), with a watch for cancels and progress writes
+// alongside. jctx's cause says why it ended early, if it did.
+func (w *Worker) run(a *attempt) (jctx context.Context, res *Result, runErr error) {
+	jctx, cancel := context.WithCancelCause(context.WithoutCancel(a.workerCtx))
+	a.cancels = append(a.cancels, func() { cancel(nil) })
+	left := w.limit(a.job) - time.Duration(a.job.SpentSeconds*float64(time.Second))
+	jctx, tcancel := context.WithTimeoutCause(jctx, left, ErrTimeout)
+	a.cancels = append(a.cancels, tcancel)
 
 	var side sync.WaitGroup
 	sideCtx, sideStop := context.WithCancel(jctx)
-	side.Go(func() { w.keepAlive(sideCtx, msg) })
-	side.Go(func() { w.watchCancel(sideCtx, ctx, id, attempt, cancel) })
+	side.Go(func() { w.watchCancel(sideCtx, a.workerCtx, a.id, a.n, cancel) })
 
-	tracker := newTracker(w.store, job, w.cfg.Metrics, log)
+	tracker := newTracker(w.store, a.job, w.cfg.Metrics, a.log)
 	tracker.start(sideCtx)
-	res, runErr := w.runner.Run(jctx, job, tracker)
+	res, runErr = w.runner.Run(jctx, a.job, tracker)
 	sideStop()
 	side.Wait()
-	tracker.flush(book())
+	tracker.flush(w.book(a))
+	if runErr == nil && res != nil {
+		tracker.setStage(StageWritingResult)
+		tracker.flush(w.book(a))
+	}
+	return jctx, res, runErr
+}
 
-	status, jobErr := w.outcome(jctx, job, res, runErr)
-	// mine guards every write from here on: only the newest attempt may
-	// change the record. A worker that went silent past the ack wait (a
-	// long GC pause, a stopped process) finds the job started again
-	// elsewhere and leaves it alone.
-	lost := false
-	mine := func(j *Job) error {
-		if j.Attempts != attempt {
-			lost = true
+// retry runs write until it succeeds, the job turns out gone, settleFor
+// has passed, or the worker stops: a store error at the end of a job (a
+// leader election, a full disk) is usually brief, and the job's work is
+// done. A stopping worker tries once: it hands the message back instead
+// (a result already stored is found by the next delivery).
+func (w *Worker) retry(a *attempt, what string, write func() error) error {
+	deadline := time.Now().Add(w.settleFor)
+	wait := 100 * time.Millisecond
+	for {
+		err := write()
+		if err == nil || errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) || !time.Now().Before(deadline) || a.workerCtx.Err() != nil {
+			return err
+		}
+		a.log.Warn(what+": will retry", "err", err, "in", wait)
+		select {
+		case <-time.After(wait):
+		case <-a.workerCtx.Done():
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// resultTimeout bounds the write of a result of n bytes: the bookkeeping
+// bound plus a second per 256 KiB (a slow disk or a replicated store).
+func (w *Worker) resultTimeout(n int) time.Duration {
+	return w.bookTimeout + time.Duration(n)*time.Second/(256<<10)
+}
+
+// settle records the attempt's outcome and settles the message: Ack once
+// the outcome is written, Nak to hand the job back. Only the newest attempt
+// may change the record: a worker that went silent past the ack wait (a
+// long GC pause, a stopped process) finds the job started again elsewhere
+// and leaves it alone.
+func (w *Worker) settle(a *attempt, jctx context.Context, res *Result, runErr error) {
+	defer w.cfg.Metrics.stopped()
+	status, jobErr := w.outcome(jctx, a.job, res, runErr)
+	lost := errors.Is(context.Cause(jctx), ErrLost)
+	if cur, err := w.store.Get(w.book(a), a.id); err == nil && cur.Attempts != a.n {
+		lost = true
+	}
+	if lost {
+		a.log.Warn("job lost to another worker: this worker went silent longer than the ack wait; writing nothing", "attempt", a.n)
+		return // the message is the other worker's now: leave it alone
+	}
+	if status == StatusQueued {
+		err := w.retry(a, "hand job back", func() error {
+			_, err := w.store.Update(w.book(a), a.id, w.mine(a, &lost, func(j *Job) error {
+				return j.handBack(w.store.now().UTC(), "the worker stopped")
+			}))
+			return err
+		})
+		if err != nil {
+			a.log.Error("hand job back", "err", err)
+		}
+		a.nak(0)
+		a.log.Info("job handed back for redelivery")
+		return
+	}
+	if status == StatusSucceeded {
+		b, err := json.Marshal(res)
+		if err != nil {
+			status, jobErr = StatusFailed, &Error{Code: CodeInternal, Message: "encoding the result: " + err.Error()}
+		} else if err := w.retry(a, "store result", func() error {
+			return w.store.putObject(w.bookFor(a, w.resultTimeout(len(b))), resultName(a.id, a.n), b)
+		}); err != nil {
+			a.log.Error("store result; handing the job back", "err", err)
+			a.nak(time.Second)
+			return
+		}
+	}
+	w.record(a, status, jobErr, &lost)
+}
+
+// mine wraps a change of the record so that it applies only while the job
+// is this attempt's and not finished (lost is set when it is another's).
+func (w *Worker) mine(a *attempt, lost *bool, change func(j *Job) error) func(j *Job) error {
+	return func(j *Job) error {
+		if j.Attempts != a.n {
+			*lost = true
 			return errNoChange
 		}
 		if j.Status.Terminal() {
 			return errNoChange
 		}
-		return nil
+		return change(j)
 	}
-	if errors.Is(context.Cause(jctx), ErrLost) {
-		lost = true
-	} else if cur, err := w.store.Get(book(), id); err == nil && cur.Attempts != attempt {
-		lost = true
-	}
-	if lost {
-		log.Warn("job lost to another worker: this worker went silent longer than the ack wait; writing nothing", "attempt", attempt)
-		w.cfg.Metrics.stopped()
-		return
-	}
-	if status == StatusQueued {
-		// Hand the job back: another worker (or this one, restarted)
-		// runs it again from the start.
-		_, err := w.store.Update(book(), id, func(j *Job) error {
-			if err := mine(j); err != nil {
-				return err
+}
+
+// record writes the attempt's final status and settles the message.
+func (w *Worker) record(a *attempt, status Status, jobErr *Error, lost *bool) {
+	var final Job
+	err := w.retry(a, "record job outcome", func() error {
+		var err error
+		final, err = w.store.Update(w.book(a), a.id, w.mine(a, lost, func(j *Job) error {
+			j.HasResult = status == StatusSucceeded
+			detail := ""
+			if jobErr != nil {
+				detail = jobErr.Code
 			}
-			j.Status = StatusQueued
-			j.Stage = StageQueued
-			j.StartedAt = nil
-			j.record(w.store.now().UTC(), EventHandedBack, attempt, "the worker stopped")
-			return nil
-		})
-		if err != nil {
-			log.Error("hand job back", "err", err)
-		}
-		_ = msg.Nak()
-		log.Info("job handed back for redelivery")
-		w.cfg.Metrics.stopped()
-		return
-	}
-	if status == StatusSucceeded {
-		tracker.setStage(StageWritingResult)
-		tracker.flush(book())
-		if err := w.store.PutResult(book(), id, attempt, res); err != nil {
-			status, jobErr = StatusFailed, &Error{Code: CodeInternal, Message: "storing the result: " + err.Error()}
-		}
-	}
-	final, err := w.store.Update(book(), id, func(j *Job) error {
-		if err := mine(j); err != nil {
-			return err
-		}
-		w.store.finish(j, status, jobErr)
-		j.HasResult = status == StatusSucceeded
-		detail := string(status)
-		if jobErr != nil {
-			detail += ": " + jobErr.Code
-		}
-		j.record(w.store.now().UTC(), EventFinished, attempt, detail)
-		return nil
+			return j.finish(w.store.now().UTC(), status, jobErr, detail)
+		}))
+		return err
 	})
-	if err == nil && lost {
+	switch {
+	case err == nil && *lost:
 		// Another worker started the job between our check and this
 		// write; its result (under its own attempt's name) stands.
-		log.Warn("job lost to another worker before its outcome was recorded; writing nothing", "attempt", attempt)
-		w.cfg.Metrics.stopped()
-		return
+		a.log.Warn("job lost to another worker before its outcome was recorded; writing nothing", "attempt", a.n)
+	case err != nil:
+		a.log.Error("record job outcome", "err", err)
+		a.nak(time.Second)
+	default:
+		a.ack()
+		w.cfg.Metrics.finished(final.Status)
+		if jobErr != nil {
+			a.log.Info("job ended", "status", final.Status, "code", jobErr.Code, "error", jobErr.Message)
+		} else {
+			a.log.Info("job ended", "status", final.Status, "seconds", final.Progress.ElapsedSeconds)
+		}
 	}
-	if err != nil {
-		log.Error("record job outcome", "err", err)
-		_ = msg.NakWithDelay(time.Second)
-		w.cfg.Metrics.stopped()
-		return
+}
+
+// timeoutError is the error of a job stopped at its time limit.
+func timeoutError(limit time.Duration, attempts int) *Error {
+	msg := fmt.Sprintf("the job ran longer than its time limit of %d s and was stopped", int(limit/time.Second))
+	if attempts > 1 {
+		msg = fmt.Sprintf("the job ran longer than its time limit of %d s (over %d attempts) and was stopped", int(limit/time.Second), attempts)
 	}
-	_ = msg.Ack()
-	w.cfg.Metrics.stopped()
-	w.cfg.Metrics.finished(final.Status)
-	if jobErr != nil {
-		log.Info("job ended", "status", final.Status, "code", jobErr.Code, "error", jobErr.Message)
-	} else {
-		log.Info("job ended", "status", final.Status, "seconds", final.Progress.ElapsedSeconds)
-	}
+	return &Error{Code: CodeTimeout, Message: msg}
 }
 
 // outcome turns what Run returned into the job's next status. StatusQueued
@@ -301,11 +465,7 @@ func (w *Worker) outcome(jctx context.Context, job Job, res *Result, runErr erro
 	case jctx.Err() != nil && errors.Is(cause, ErrCanceled):
 		return StatusCanceled, nil
 	case jctx.Err() != nil && errors.Is(cause, ErrTimeout):
-		limit := job.Request.TimeoutSeconds
-		if limit <= 0 {
-			limit = int(w.cfg.MaxTimeout / time.Second)
-		}
-		return StatusFailed, &Error{Code: CodeTimeout, Message: fmt.Sprintf("the job ran longer than its time limit of %d s and was stopped", limit)}
+		return StatusFailed, timeoutError(w.limit(job), job.Attempts)
 	}
 	var je *Error
 	if errors.As(runErr, &je) {

@@ -85,6 +85,7 @@ type common struct {
 	retention     time.Duration
 	maxDeliveries int
 	ackWait       time.Duration
+	reconfigure   bool // nats-config only: change the shared settings
 	allowPrivate  bool
 	maxImages     int
 	maxStore      int64
@@ -101,14 +102,14 @@ func (c *common) register(fs *flag.FlagSet, worker bool) {
 		fs.Int64Var(&c.maxStore, "max-store", 0, "bytes the embedded NATS may store under --data-dir (0: NATS's default, most of the disk); past it submits answer 503")
 	}
 	fs.StringVar(&c.natsURL, "nats-url", "", "use this external NATS (comma-separated URLs of one cluster) instead of the embedded one")
-	fs.IntVar(&c.natsReplicas, "nats-replicas", 1, "replicas of the stream and buckets on an external NATS cluster")
+	fs.IntVar(&c.natsReplicas, "nats-replicas", 0, "replicas of the stream and buckets on a NATS cluster, shared by every node (0: as they are, 1 when creating them); a node never changes them, see 'tsnemap nats-config'")
 	fs.StringVar(&c.backend, "backend", "auto", "compute backend: auto, cpu or gpu")
 	fs.IntVar(&c.threads, "threads", 0, "CPU threads for the engine (0: all cores)")
 	fs.IntVar(&c.concurrency, "concurrency", 1, "jobs this process runs at once (serve: 0 runs no jobs, an API-only node)")
 	fs.DurationVar(&c.maxTimeout, "max-timeout", 24*time.Hour, "longest a job may run; the default and cap of timeout_seconds")
 	fs.DurationVar(&c.retention, "retention", 7*24*time.Hour, "how long finished jobs and results are kept")
-	fs.IntVar(&c.maxDeliveries, "max-deliveries", 3, "times a job may be started (after worker crashes) before it is failed")
-	fs.DurationVar(&c.ackWait, "ack-wait", 30*time.Second, "how long a job whose worker went silent (crashed) waits before another worker takes it")
+	fs.IntVar(&c.maxDeliveries, "max-deliveries", 3, "attempts at a job that may crash (their worker died or went silent) before it is failed; hand-backs by stopping workers do not count")
+	fs.DurationVar(&c.ackWait, "ack-wait", 0, "how long a job whose worker went silent (crashed) waits before another worker takes it, shared by every node (0: as it is, 30s when creating it); a node never changes it, see 'tsnemap nats-config'")
 	fs.BoolVar(&c.allowPrivate, "allow-private-networks", false, "let jobs fetch from private, loopback and link-local addresses (trusted networks only)")
 	fs.IntVar(&c.maxImages, "max-images", 1_000_000, "most rows (and images) one job may have; a larger table fails the job")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
@@ -222,7 +223,10 @@ func (c *common) connectNATS(ctx context.Context, log *slog.Logger) (*jobs.Store
 		closeAll = func() { nc.Close(); emb.Shutdown() }
 		log.Info("embedded NATS started", "data_dir", c.dataDir, "client_url", emb.ClientURL())
 	}
-	store, err := jobs.Open(ctx, nc, jobs.Config{Replicas: c.natsReplicas, MaxDeliveries: c.maxDeliveries, Retention: c.retention, AckWait: c.ackWait})
+	store, err := jobs.Open(ctx, nc, jobs.Config{Replicas: c.natsReplicas, MaxDeliveries: c.maxDeliveries, Retention: c.retention, AckWait: c.ackWait, Reconfigure: c.reconfigure})
+	if errors.Is(err, jobs.ErrSharedConfig) {
+		err = fmt.Errorf("%w (start this node with the shared value, or without --nats-replicas/--ack-wait to take it; to change it for every node: tsnemap nats-config)", err)
+	}
 	if err != nil {
 		closeAll()
 		return nil, nil, nil, err

@@ -30,6 +30,7 @@ commands:
   bench   time PCA, neighbours, affinities and optimisation on synthetic data
   serve   run the HTTP API and a worker (embedded NATS under --data-dir); --demo maps a demo catalogue
   worker  run jobs from a shared NATS (--nats-url)
+  nats-config  change the job store's shared settings (--nats-replicas, --ack-wait) for every node
   run     map one catalogue without a server: tsnemap run --dataset-url URL --image-url-template T -o zegami_tsne.tab
   version print the version
 
@@ -51,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = serveCommand(ctx, args[1:], os.Getenv, stdout, stderr)
 	case "worker":
 		err = workerCommand(ctx, args[1:], os.Getenv, stderr)
+	case "nats-config":
+		err = natsConfigCommand(ctx, args[1:], os.Getenv, stdout, stderr)
 	case "run":
 		err = runCommand(ctx, args[1:], os.Getenv, stdout, stderr)
 	case "version":
