@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -87,6 +88,7 @@ type common struct {
 	ackWait       time.Duration
 	allowPrivate  bool
 	maxImages     int
+	memoryBudget  byteSize
 	maxStore      int64
 	access        access // serve only
 	logFormat     string
@@ -111,6 +113,7 @@ func (c *common) register(fs *flag.FlagSet, worker bool) {
 	fs.DurationVar(&c.ackWait, "ack-wait", 30*time.Second, "how long a job whose worker went silent (crashed) waits before another worker takes it")
 	fs.BoolVar(&c.allowPrivate, "allow-private-networks", false, "let jobs fetch from private, loopback and link-local addresses (trusted networks only)")
 	fs.IntVar(&c.maxImages, "max-images", 1_000_000, "most rows (and images) one job may have; a larger table fails the job")
+	fs.Var(&c.memoryBudget, "memory-budget", "memory the jobs of this process may hold at once (pixels, downloads, decodes), e.g. 8GB; a job that can never fit fails naming the numbers (0: half the machine's or the container's memory)")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
@@ -170,6 +173,30 @@ func (a *access) listenAddr(addr string, haveKeys bool) (listen, warn string, er
 	}
 	listen = net.JoinHostPort("127.0.0.1", port)
 	return listen, "no API keys (--api-keys-file): listening on loopback " + listen + " only, not " + addr + "; give keys, or --insecure-listen-any to listen there anyway", nil
+}
+
+// byteSize is a flag of bytes: a number with an optional unit, KB, MB, GB
+// or TB (powers of 1024), or B.
+type byteSize int64
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+func (b *byteSize) Set(v string) error {
+	s := strings.ToUpper(strings.TrimSpace(v))
+	mult := int64(1)
+	for i, u := range []string{"KB", "MB", "GB", "TB"} {
+		if t, ok := strings.CutSuffix(s, u); ok {
+			s, mult = strings.TrimSpace(t), int64(1)<<(10*(i+1))
+			break
+		}
+	}
+	s = strings.TrimSpace(strings.TrimSuffix(s, "B"))
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 || f*float64(mult) > 1<<62 {
+		return fmt.Errorf("%q is not a size: give bytes, or a number with KB, MB, GB or TB (e.g. 8GB)", v)
+	}
+	*b = byteSize(f * float64(mult))
+	return nil
 }
 
 func isLoopbackHost(host string) bool {
@@ -233,7 +260,8 @@ func (c *common) connectNATS(ctx context.Context, log *slog.Logger) (*jobs.Store
 // pipeline builds the loader and backends for jobs; its Close releases
 // both.
 func (c *common) pipeline(ctx context.Context, log *slog.Logger, extraAllowed []netip.Prefix) (*pipeline.Pipeline, error) {
-	cfg := loader.Config{AllowPrivateNetworks: c.allowPrivate, AllowedNetworks: extraAllowed, MaxRows: c.maxImages}
+	cfg := loader.Config{AllowPrivateNetworks: c.allowPrivate, AllowedNetworks: extraAllowed, MaxRows: c.maxImages,
+		MemoryBudget: int64(c.memoryBudget)}
 	g, err := pickGPU(ctx, c.backend, log)
 	if err != nil {
 		return nil, err
@@ -245,6 +273,7 @@ func (c *common) pipeline(ctx context.Context, log *slog.Logger, extraAllowed []
 		}
 		return nil, err
 	}
+	log.Info("memory budget of jobs", "bytes", l.Config().MemoryBudget, "size", loader.FormatBytes(l.Config().MemoryBudget))
 	p := &pipeline.Pipeline{Loader: l, CPU: cpu.New(c.threads), Log: log}
 	if g != nil {
 		p.GPU = g

@@ -112,9 +112,13 @@ func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*job
 	switch {
 	case errors.Is(err, loader.ErrNoImages):
 		return nil, jobErr(jobs.CodeNoImages, "%v", err)
+	case errors.Is(err, loader.ErrDatasetInvalid): // more rows than the memory budget holds
+		return nil, jobErr(jobs.CodeDatasetInvalid, "%v", err)
 	case err != nil:
 		return nil, fmt.Errorf("load images: %w", err)
 	}
+
+	defer images.Release() // after the thumbnails (deferred below) are made
 
 	// Thumbnails for the map are made from the pixels already resized,
 	// alongside the embedding; the atlas is served as soon as it is
