@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -86,6 +87,14 @@ type Config struct {
 	SubmitBurst int
 	// MaxImages caps a job's rows and images (and its `limit`); 0: none.
 	MaxImages int
+	// AllowedHosts are the host names (Host header, port aside) that /v1
+	// and /metrics answer to; "*" for any. None: loopback names without
+	// keys (against DNS rebinding), any name with keys.
+	AllowedHosts []string
+	// TrustedProxies are the addresses whose X-Forwarded-For is believed
+	// (for the per-client submit limit and the log); from anyone else the
+	// header is ignored.
+	TrustedProxies []netip.Prefix
 }
 
 // Server serves the API.
@@ -99,6 +108,7 @@ type Server struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	keys     *keyring // nil: no keys
+	hosts    *hostGuard
 
 	// quotaMu serialises, per owner, the count of active jobs and the
 	// submit it allows, so concurrent submits cannot all pass one free
@@ -135,6 +145,7 @@ func New(cfg Config) (*Server, error) {
 	if len(cfg.Keys) > 0 {
 		s.keys = newKeyring(cfg.Keys)
 	}
+	s.hosts = newHostGuard(cfg.AllowedHosts, s.keys != nil)
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tsnemap_http_requests_total",
 		Help: "HTTP requests answered, by route and status code."}, []string{"method", "route", "code"})
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "tsnemap_http_request_duration_seconds",
@@ -144,8 +155,10 @@ func New(cfg Config) (*Server, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
+	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
 	e.Use(s.accessLog)
 	e.Use(middleware.Recover())
+	e.Use(s.checkHost)
 	e.Use(middleware.BodyLimit("1MB"))
 	e.Use(s.authenticate)
 	e.Use(s.submitRateLimit())

@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -51,5 +54,23 @@ func TestMillionRowCatalogueAt512FailsAndServerServes(t *testing.T) {
 	if j := e.wait(next, 2*time.Minute, ended); j.Status != "succeeded" {
 		raw, _ := json.Marshal(j)
 		t.Errorf("the next job: %s", raw)
+	}
+}
+
+// TestHTTPServerTimeouts: idle keep-alive connections and slow request
+// bodies are not held for ever (before, only the header had a deadline).
+func TestHTTPServerTimeouts(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	c := common{dataDir: t.TempDir(), backend: "cpu", threads: 1, concurrency: 0, maxTimeout: time.Hour,
+		retention: time.Hour, maxDeliveries: 3, natsReplicas: 1}
+	svc, err := startService(ctx, c, "127.0.0.1:0", false, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.close()
+	hs := svc.hs
+	if hs.ReadHeaderTimeout <= 0 || hs.ReadTimeout <= 0 || hs.IdleTimeout <= 0 || hs.IdleTimeout > 5*time.Minute {
+		t.Errorf("timeouts: header %v, read %v, idle %v", hs.ReadHeaderTimeout, hs.ReadTimeout, hs.IdleTimeout)
 	}
 }

@@ -126,6 +126,8 @@ type access struct {
 	maxActiveJobs   int
 	submitRate      float64
 	submitBurst     int
+	allowedHosts    string
+	trustedProxies  string
 }
 
 func (a *access) register(fs *flag.FlagSet) {
@@ -135,6 +137,39 @@ func (a *access) register(fs *flag.FlagSet) {
 	fs.IntVar(&a.maxActiveJobs, "max-active-jobs", 100, "most jobs one key may have queued or running at once (0: no limit); past it submits answer 429")
 	fs.Float64Var(&a.submitRate, "submit-rate", 2, "submits a second allowed per key (per client address without keys), a token bucket (0: no limit)")
 	fs.IntVar(&a.submitBurst, "submit-burst", 20, "submits one key may make at once before --submit-rate applies")
+	fs.StringVar(&a.allowedHosts, "allowed-hosts", "", "comma-separated host names the API answers to (the Host header), * for any; default: loopback names without keys (against DNS rebinding), any with keys")
+	fs.StringVar(&a.trustedProxies, "trusted-proxies", "", "comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For is believed; from anyone else it is ignored")
+}
+
+// hosts is --allowed-hosts as a list (none when not given).
+func (a *access) hosts() []string {
+	var out []string
+	for _, h := range strings.Split(a.allowedHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// proxies parses --trusted-proxies.
+func (a *access) proxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range strings.Split(a.trustedProxies, ",") {
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(v)
+			if aerr != nil {
+				return nil, fmt.Errorf("--trusted-proxies: %q is neither an address nor a CIDR range", v)
+			}
+			p = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // keys reads --api-keys-file (none when it is not given).

@@ -100,6 +100,13 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 	if warn != "" {
 		log.Warn(warn)
 	}
+	proxies, err := c.access.proxies()
+	if err != nil {
+		return nil, err
+	}
+	if h, _, _ := net.SplitHostPort(listen); len(keys) == 0 && c.access.allowedHosts == "" && !isLoopbackHost(h) {
+		log.Warn("without API keys the API answers only to loopback host names (against DNS rebinding); list the names clients use with --allowed-hosts")
+	}
 
 	store, _, closeNATS, err := c.connectNATS(ctx, log)
 	if err != nil {
@@ -124,6 +131,7 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 		MaxTimeout: c.maxTimeout, Version: versionString(), Registry: reg, Logger: log,
 		Keys: keys, MetricsToken: c.access.metricsToken, MaxActiveJobs: c.access.maxActiveJobs,
 		SubmitRate: c.access.submitRate, SubmitBurst: c.access.submitBurst, MaxImages: c.maxImages,
+		AllowedHosts: c.access.hosts(), TrustedProxies: proxies,
 	})
 	if err != nil {
 		return nil, err
@@ -138,7 +146,12 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 	s.hs = &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+		// A request (its body is at most 1 MB) is read within ReadTimeout;
+		// a keep-alive connection left idle is closed after IdleTimeout.
+		// No WriteTimeout: event streams and large results take long.
+		ReadTimeout: 30 * time.Second,
+		IdleTimeout: 2 * time.Minute,
+		BaseContext: func(net.Listener) context.Context { return baseCtx },
 	}
 	s.hs.RegisterOnShutdown(cancelBase)
 
