@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -79,6 +81,7 @@ type common struct {
 	natsURL       string
 	natsListen    string
 	natsReplicas  int
+	natsSec       natsSecurity
 	backend       string
 	threads       int
 	concurrency   int
@@ -103,6 +106,7 @@ func (c *common) register(fs *flag.FlagSet, worker bool) {
 		fs.Int64Var(&c.maxStore, "max-store", 0, "bytes the embedded NATS may store under --data-dir (0: NATS's default, most of the disk); past it submits answer 503")
 	}
 	fs.StringVar(&c.natsURL, "nats-url", "", "use this external NATS (comma-separated URLs of one cluster) instead of the embedded one")
+	c.natsSec.register(fs, worker)
 	fs.IntVar(&c.natsReplicas, "nats-replicas", 1, "replicas of the stream and buckets on an external NATS cluster")
 	fs.StringVar(&c.backend, "backend", "auto", "compute backend: auto, cpu or gpu")
 	fs.IntVar(&c.threads, "threads", 0, "CPU threads for the engine (0: all cores)")
@@ -242,6 +246,65 @@ func isLoopbackHost(host string) bool {
 	return err == nil && ip.IsLoopback()
 }
 
+// natsSecurity are the credentials and TLS settings of NATS: required of
+// clients by the embedded server (serve --nats-listen), presented to an
+// external one (--nats-url).
+type natsSecurity struct {
+	user, password, token, nkeySeedFile string
+	tlsCert, tlsKey, tlsCA              string
+}
+
+func (n *natsSecurity) register(fs *flag.FlagSet, worker bool) {
+	fs.StringVar(&n.user, "nats-user", "", "NATS user (with --nats-password): required of clients by the embedded NATS, presented to --nats-url")
+	fs.StringVar(&n.password, "nats-password", "", "NATS password of --nats-user (better given as the environment variable)")
+	fs.StringVar(&n.token, "nats-token", "", "NATS token, instead of a user and password (better given as the environment variable)")
+	fs.StringVar(&n.nkeySeedFile, "nats-nkey-seed", "", "file holding an NATS nkey user seed (SU...), instead of a user or token")
+	if !worker {
+		fs.StringVar(&n.tlsCert, "nats-tls-cert", "", "TLS certificate file (PEM) of the embedded NATS's --nats-listen port")
+		fs.StringVar(&n.tlsKey, "nats-tls-key", "", "TLS key file (PEM) of --nats-tls-cert")
+	}
+	fs.StringVar(&n.tlsCA, "nats-tls-ca", "", "CA certificates file (PEM) to verify the TLS certificate of --nats-url (default: the system's)")
+}
+
+func (n *natsSecurity) auth() (jobs.NATSAuth, error) {
+	a := jobs.NATSAuth{User: n.user, Password: n.password, Token: n.token}
+	if n.nkeySeedFile != "" {
+		seed, err := os.ReadFile(n.nkeySeedFile)
+		if err != nil {
+			return a, fmt.Errorf("--nats-nkey-seed: %w", err)
+		}
+		a.NKeySeed = seed
+	}
+	return a, nil
+}
+
+func (n *natsSecurity) clientOptions(a jobs.NATSAuth) ([]nats.Option, error) {
+	var tc *tls.Config
+	if n.tlsCA != "" {
+		pem, err := os.ReadFile(n.tlsCA)
+		if err != nil {
+			return nil, fmt.Errorf("--nats-tls-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--nats-tls-ca %s: no PEM certificates in it", n.tlsCA)
+		}
+		tc = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return a.ClientOptions(tc)
+}
+
+func (n *natsSecurity) serverTLS() (*tls.Config, error) {
+	if n.tlsCert == "" && n.tlsKey == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(n.tlsCert, n.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("--nats-tls-cert/--nats-tls-key: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
 func (c *common) logger(w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
@@ -262,9 +325,16 @@ func (c *common) logger(w io.Writer) (*slog.Logger, error) {
 func (c *common) connectNATS(ctx context.Context, log *slog.Logger) (*jobs.Store, *nats.Conn, func(), error) {
 	var nc *nats.Conn
 	var closeAll func()
+	auth, err := c.natsSec.auth()
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	if c.natsURL != "" {
-		var err error
-		if nc, err = jobs.Connect(c.natsURL); err != nil {
+		opts, err := c.natsSec.clientOptions(auth)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if nc, err = jobs.Connect(c.natsURL, opts...); err != nil {
 			return nil, nil, nil, err
 		}
 		closeAll = nc.Close
@@ -273,7 +343,12 @@ func (c *common) connectNATS(ctx context.Context, log *slog.Logger) (*jobs.Store
 		if err := os.MkdirAll(c.dataDir, 0o750); err != nil {
 			return nil, nil, nil, fmt.Errorf("data dir: %w", err)
 		}
-		emb, err := jobs.StartEmbedded(ctx, jobs.EmbeddedConfig{DataDir: c.dataDir, Listen: c.natsListen, MaxStore: c.maxStore})
+		srvTLS, err := c.natsSec.serverTLS()
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		emb, err := jobs.StartEmbedded(ctx, jobs.EmbeddedConfig{DataDir: c.dataDir, Listen: c.natsListen, MaxStore: c.maxStore,
+			Auth: auth, TLS: srvTLS})
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -282,7 +357,10 @@ func (c *common) connectNATS(ctx context.Context, log *slog.Logger) (*jobs.Store
 			return nil, nil, nil, err
 		}
 		closeAll = func() { nc.Close(); emb.Shutdown() }
-		log.Info("embedded NATS started", "data_dir", c.dataDir, "client_url", emb.ClientURL())
+		log.Info("embedded NATS started", "data_dir", c.dataDir, "client_url", emb.ClientURL(), "credentials", auth.Set(), "tls", srvTLS != nil)
+		if c.natsListen != "" && srvTLS == nil {
+			log.Warn("the embedded NATS takes connections without TLS: credentials and jobs cross the network in clear; give --nats-tls-cert and --nats-tls-key")
+		}
 	}
 	store, err := jobs.Open(ctx, nc, jobs.Config{Replicas: c.natsReplicas, MaxDeliveries: c.maxDeliveries, Retention: c.retention, AckWait: c.ackWait})
 	if err != nil {

@@ -74,3 +74,26 @@ func TestHTTPServerTimeouts(t *testing.T) {
 		t.Errorf("timeouts: header %v, read %v, idle %v", hs.ReadHeaderTimeout, hs.ReadTimeout, hs.IdleTimeout)
 	}
 }
+
+// TestServeRefusesOpenNATSBeyondLoopback: --nats-listen 0.0.0.0 without
+// credentials is refused at start-up; with a token it starts, and a worker
+// joins with the token.
+func TestServeRefusesOpenNATSBeyondLoopback(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	c := common{dataDir: t.TempDir(), backend: "cpu", threads: 1, concurrency: 0, maxTimeout: time.Hour,
+		retention: time.Hour, maxDeliveries: 3, natsReplicas: 1, natsListen: "0.0.0.0:0"}
+	if svc, err := startService(ctx, c, "127.0.0.1:0", false, quiet); err == nil {
+		svc.close()
+		t.Fatal("serve opened NATS on 0.0.0.0 without credentials")
+	} else if !strings.Contains(err.Error(), "without credentials") || !strings.Contains(err.Error(), "--nats-token") {
+		t.Errorf("error: %v", err)
+	}
+	c.natsSec.token = "tok-0123456789abcdef"
+	svc, err := startService(ctx, c, "127.0.0.1:0", false, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.close()
+}
