@@ -91,6 +91,12 @@ type Config struct {
 	// and /metrics answer to; "*" for any. None: loopback names without
 	// keys (against DNS rebinding), any name with keys.
 	AllowedHosts []string
+	// MaxStreamsPerKey caps the event streams one key (one client address,
+	// without keys) holds open at once; past it, 429. 0: no cap.
+	MaxStreamsPerKey int
+	// MaxHeavyReads caps the result reads and map renders running at once
+	// (others wait); 0: 2.
+	MaxHeavyReads int
 	// TrustedProxies are the addresses whose X-Forwarded-For is believed
 	// (for the per-client submit limit and the log); from anyone else the
 	// header is ignored.
@@ -109,6 +115,9 @@ type Server struct {
 	latency  *prometheus.HistogramVec
 	keys     *keyring // nil: no keys
 	hosts    *hostGuard
+	streams  *streams
+	heavy    chan struct{}
+	maps     *mapCache
 
 	// quotaMu serialises, per owner, the count of active jobs and the
 	// submit it allows, so concurrent submits cannot all pass one free
@@ -146,6 +155,12 @@ func New(cfg Config) (*Server, error) {
 		s.keys = newKeyring(cfg.Keys)
 	}
 	s.hosts = newHostGuard(cfg.AllowedHosts, s.keys != nil)
+	s.streams = &streams{open: map[string]int{}, max: cfg.MaxStreamsPerKey}
+	if cfg.MaxHeavyReads <= 0 {
+		cfg.MaxHeavyReads = 2
+	}
+	s.heavy = make(chan struct{}, cfg.MaxHeavyReads)
+	s.maps = newMapCache(32 << 20)
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tsnemap_http_requests_total",
 		Help: "HTTP requests answered, by route and status code."}, []string{"method", "route", "code"})
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "tsnemap_http_request_duration_seconds",
@@ -173,7 +188,10 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Handler is the HTTP handler of the API.
-func (s *Server) Handler() http.Handler { return s.echo }
+func (s *Server) Handler() http.Handler { return s }
+
+// ServeHTTP serves the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
 
 // accessLog logs each request once it is answered, and counts it.
 func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
@@ -268,6 +286,7 @@ func (s *Server) GetOpenAPIJSON(c echo.Context) error {
 
 // jobError maps the store's errors to answers.
 func jobError(id string, err error) error {
+	id = shorten(id, 80) // a path may be long; the answer stays short
 	switch {
 	case errors.Is(err, jobs.ErrNotFound):
 		return newProblem(http.StatusNotFound, "not-found", "Job not found", fmt.Sprintf("there is no job %q (it may have been deleted)", id))

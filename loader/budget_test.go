@@ -190,3 +190,29 @@ func contextWithCancel(t *testing.T) (context.Context, context.CancelFunc) {
 	t.Cleanup(cancel)
 	return ctx, cancel
 }
+
+// TestLongURLsAndIDsBounded: an image URL past MaxURLBytes fails its row
+// without a request, and every failure holds a bounded id, URL and reason
+// (a table's values may be 64 KB each).
+func TestLongURLsAndIDsBounded(t *testing.T) {
+	var hits atomic.Int32
+	srv := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1); http.NotFound(w, r) }))
+	long := strings.Repeat("x", 60<<10)
+	rows := []Row{{ID: long, ImageURL: srv.URL + "/" + long}, {ID: "b", ImageURL: srv.URL + "/" + long[:5000]}}
+	l := newTestLoader(t, nil)
+	im, err := l.LoadImages(ctxT(t), rows, ImageOptions{Width: 8, Height: 8}, nil)
+	if !errors.Is(err, ErrNoImages) || im == nil || len(im.Failures) != 2 {
+		t.Fatalf("%v %+v", err, im)
+	}
+	if hits.Load() != 1 {
+		t.Errorf("%d requests, want 1 (the over-long URL is not fetched)", hits.Load())
+	}
+	if !strings.Contains(im.Failures[0].Reason, "URL longer than") {
+		t.Errorf("reason: %s", im.Failures[0].Reason)
+	}
+	for _, f := range im.Failures {
+		if len(f.ID) > 260 || len(f.URL) > 2052 || len(f.Reason) > 516 {
+			t.Errorf("failure of row %d: id %d, URL %d, reason %d bytes", f.Row, len(f.ID), len(f.URL), len(f.Reason))
+		}
+	}
+}

@@ -146,7 +146,7 @@ func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, 
 		l.stats.failed.Add(1)
 		if progress != nil {
 			progressMu.Lock()
-			newFails = append(newFails, Failure{Row: i, ID: rows[i].ID, URL: rows[i].ImageURL, Reason: reason})
+			newFails = append(newFails, failure(rows, i, reason))
 			progressMu.Unlock()
 		}
 		report(false)
@@ -182,6 +182,8 @@ func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, 
 		switch {
 		case r.ImageURL == "":
 			fail(i, "no image URL")
+		case len(r.ImageURL) > MaxURLBytes:
+			fail(i, fmt.Sprintf("URL longer than %d bytes", MaxURLBytes))
 		case err != nil:
 			fail(i, "invalid URL")
 		default:
@@ -264,7 +266,7 @@ func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, 
 	k := 0
 	for i := range n {
 		if !loaded[i] {
-			im.Failures = append(im.Failures, Failure{Row: i, ID: rows[i].ID, URL: rows[i].ImageURL, Reason: reasons[i]})
+			im.Failures = append(im.Failures, failure(rows, i, reasons[i]))
 			continue
 		}
 		if k != i {
@@ -299,6 +301,15 @@ func (l *Loader) reserveJob(ctx context.Context, n int, opts ImageOptions) (func
 		return nil, fmt.Errorf("load images: wait for memory: %w", err)
 	}
 	return func() { l.mem.release(need) }, nil
+}
+
+// MaxURLBytes is the longest image URL fetched; a longer one fails its row.
+const MaxURLBytes = 8 << 10
+
+// failure records row i's failure, its id, URL and reason cut to lengths
+// a failure list can hold for every row.
+func failure(rows []Row, i int, reason string) Failure {
+	return Failure{Row: i, ID: Shorten(rows[i].ID, 256), URL: Shorten(rows[i].ImageURL, 2048), Reason: Shorten(reason, 512)}
 }
 
 func firstReason(f []Failure) string {

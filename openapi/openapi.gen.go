@@ -762,6 +762,9 @@ type GetJobMapParams struct {
 // GetJobResultParams defines parameters for GetJobResult.
 type GetJobResultParams struct {
 	Format *GetJobResultParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+
+	// NeutralizeFormulas Prefix spreadsheet formulas in TSV and CSV values with `'`.
+	NeutralizeFormulas *bool `form:"neutralize_formulas,omitempty" json:"neutralize_formulas,omitempty"`
 }
 
 // GetJobResultParamsFormat defines parameters for GetJobResult.
@@ -1006,6 +1009,8 @@ type ClientInterface interface {
 	// (`EmbeddingSnapshot`, at most 1 per second, only with `embedding=1`);
 	// a last `event: done` with the final Job, after which the stream ends.
 	// A client that connects after the job ended gets `done` at once.
+	// One key (one client address, without keys) may hold at most
+	// `--max-streams` (32) streams open at once; past it, 429.
 	//
 	// Corresponds with GET /v1/jobs/{id}/events (the `GetJobEvents` operationId).
 	GetJobEvents(ctx context.Context, id JobID, params *GetJobEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1034,6 +1039,14 @@ type ClientInterface interface {
 	// TSV and CSV hold the original header and every kept row in the original
 	// order, each value unchanged (as UTF-8), then `x`, `y` (and `z`); a row
 	// whose image failed keeps empty coordinates.
+	//
+	// With `neutralize_formulas=true`, a TSV or CSV value (or column name)
+	// that a spreadsheet would run as a formula, one starting with `=`,
+	// `+`, `-`, `@`, a tab or a carriage return, and that is not a plain
+	// number, is written with a `'` before it, so opening the file in
+	// Excel, LibreOffice or Google Sheets runs nothing from the
+	// catalogue. Off by default, since it changes values; JSON is never
+	// changed.
 	//
 	// Corresponds with GET /v1/jobs/{id}/result (the `GetJobResult` operationId).
 	GetJobResult(ctx context.Context, id JobID, params *GetJobResultParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1269,6 +1282,8 @@ func (c *Client) GetJobAtlasSheet(ctx context.Context, id JobID, sheet int, reqE
 // (`EmbeddingSnapshot`, at most 1 per second, only with `embedding=1`);
 // a last `event: done` with the final Job, after which the stream ends.
 // A client that connects after the job ended gets `done` at once.
+// One key (one client address, without keys) may hold at most
+// `--max-streams` (32) streams open at once; past it, 429.
 //
 // Corresponds with GET /v1/jobs/{id}/events (the `GetJobEvents` operationId).
 func (c *Client) GetJobEvents(ctx context.Context, id JobID, params *GetJobEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1327,6 +1342,14 @@ func (c *Client) GetJobMap(ctx context.Context, id JobID, params *GetJobMapParam
 // TSV and CSV hold the original header and every kept row in the original
 // order, each value unchanged (as UTF-8), then `x`, `y` (and `z`); a row
 // whose image failed keeps empty coordinates.
+//
+// With `neutralize_formulas=true`, a TSV or CSV value (or column name)
+// that a spreadsheet would run as a formula, one starting with `=`,
+// `+`, `-`, `@`, a tab or a carriage return, and that is not a plain
+// number, is written with a `'` before it, so opening the file in
+// Excel, LibreOffice or Google Sheets runs nothing from the
+// catalogue. Off by default, since it changes values; JSON is never
+// changed.
 //
 // Corresponds with GET /v1/jobs/{id}/result (the `GetJobResult` operationId).
 func (c *Client) GetJobResult(ctx context.Context, id JobID, params *GetJobResultParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1979,6 +2002,18 @@ func NewGetJobResultRequest(server string, id JobID, params *GetJobResultParams)
 
 		}
 
+		if params.NeutralizeFormulas != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "neutralize_formulas", *params.NeutralizeFormulas, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -2159,6 +2194,8 @@ type ClientWithResponsesInterface interface {
 	// (`EmbeddingSnapshot`, at most 1 per second, only with `embedding=1`);
 	// a last `event: done` with the final Job, after which the stream ends.
 	// A client that connects after the job ended gets `done` at once.
+	// One key (one client address, without keys) may hold at most
+	// `--max-streams` (32) streams open at once; past it, 429.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -2193,6 +2230,14 @@ type ClientWithResponsesInterface interface {
 	// TSV and CSV hold the original header and every kept row in the original
 	// order, each value unchanged (as UTF-8), then `x`, `y` (and `z`); a row
 	// whose image failed keeps empty coordinates.
+	//
+	// With `neutralize_formulas=true`, a TSV or CSV value (or column name)
+	// that a spreadsheet would run as a formula, one starting with `=`,
+	// `+`, `-`, `@`, a tab or a carriage return, and that is not a plain
+	// number, is written with a `'` before it, so opening the file in
+	// Excel, LibreOffice or Google Sheets runs nothing from the
+	// catalogue. Off by default, since it changes values; JSON is never
+	// changed.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3012,6 +3057,11 @@ type GetJobEventsResponse401Headers struct {
 	WWWAuthenticate *string
 }
 
+// GetJobEventsResponse429Headers the declared response headers of an HTTP 429 response for GetJobEvents
+type GetJobEventsResponse429Headers struct {
+	RetryAfter *int
+}
+
 type GetJobEventsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -3023,10 +3073,14 @@ type GetJobEventsResponse struct {
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
 	ApplicationproblemJSON421 *MisdirectedRequest
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetJobEventsResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetJobEventsResponse429Headers
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
@@ -3047,6 +3101,11 @@ func (r GetJobEventsResponse) GetApplicationproblemJSON404() *NotFound {
 // GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
 func (r GetJobEventsResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
 	return r.ApplicationproblemJSON421
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetJobEventsResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3539,6 +3598,8 @@ func (c *ClientWithResponses) GetJobAtlasSheetWithResponse(ctx context.Context, 
 // (`EmbeddingSnapshot`, at most 1 per second, only with `embedding=1`);
 // a last `event: done` with the final Job, after which the stream ends.
 // A client that connects after the job ended gets `done` at once.
+// One key (one client address, without keys) may hold at most
+// `--max-streams` (32) streams open at once; past it, 429.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -3591,6 +3652,14 @@ func (c *ClientWithResponses) GetJobMapWithResponse(ctx context.Context, id JobI
 // TSV and CSV hold the original header and every kept row in the original
 // order, each value unchanged (as UTF-8), then `x`, `y` (and `z`); a row
 // whose image failed keeps empty coordinates.
+//
+// With `neutralize_formulas=true`, a TSV or CSV value (or column name)
+// that a spreadsheet would run as a formula, one starting with `=`,
+// `+`, `-`, `@`, a tab or a carriage return, and that is not a plain
+// number, is written with a `'` before it, so opening the file in
+// Excel, LibreOffice or Google Sheets runs nothing from the
+// catalogue. Off by default, since it changes values; JSON is never
+// changed.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -4323,6 +4392,13 @@ func ParseGetJobEventsResponse(rsp *http.Response) (*GetJobEventsResponse, error
 		}
 		response.ApplicationproblemJSON421 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -4343,6 +4419,16 @@ func ParseGetJobEventsResponse(rsp *http.Response) (*GetJobEventsResponse, error
 			headers.WWWAuthenticate = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetJobEventsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil
@@ -4895,6 +4981,13 @@ func (w *ServerInterfaceWrapper) GetJobResult(ctx echo.Context) error {
 	err = runtime.BindQueryParameterWithOptions("form", true, false, "format", ctx.QueryParams(), &params.Format, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter format: %s", err))
+	}
+
+	// ------------- Optional query parameter "neutralize_formulas" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "neutralize_formulas", ctx.QueryParams(), &params.NeutralizeFormulas, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter neutralize_formulas: %s", err))
 	}
 
 	// Invoke the callback with all the unmarshaled arguments

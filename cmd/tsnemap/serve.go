@@ -131,7 +131,7 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 		MaxTimeout: c.maxTimeout, Version: versionString(), Registry: reg, Logger: log,
 		Keys: keys, MetricsToken: c.access.metricsToken, MaxActiveJobs: c.access.maxActiveJobs,
 		SubmitRate: c.access.submitRate, SubmitBurst: c.access.submitBurst, MaxImages: c.maxImages,
-		AllowedHosts: c.access.hosts(), TrustedProxies: proxies,
+		AllowedHosts: c.access.hosts(), TrustedProxies: proxies, MaxStreamsPerKey: c.access.maxStreams,
 	})
 	if err != nil {
 		return nil, err

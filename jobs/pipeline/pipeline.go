@@ -40,8 +40,12 @@ type Fitter interface {
 
 var _ jobs.Runner = (*Pipeline)(nil)
 
+// maxMessage bounds a job's error message: it is stored in the job record,
+// whose size is limited, and read by people.
+const maxMessage = 4000
+
 func jobErr(code, format string, args ...any) error {
-	return &jobs.Error{Code: code, Message: fmt.Sprintf(format, args...)}
+	return &jobs.Error{Code: code, Message: loader.Shorten(fmt.Sprintf(format, args...), maxMessage)}
 }
 
 // Run implements jobs.Runner.
