@@ -54,6 +54,10 @@ type Config struct {
 	// AllowedNetworks are opened even with the guard on: an on-premises
 	// image server, say, without opening every private address.
 	AllowedNetworks []netip.Prefix
+	// AllowedAddrPorts are opened at exactly that address and port (the
+	// demo's catalogue server), every other port of the address staying
+	// closed.
+	AllowedAddrPorts []netip.AddrPort
 
 	UserAgent string // default "tsnemap-loader/1"
 
@@ -156,7 +160,7 @@ func New(cfg Config) (*Loader, error) {
 		cfg.MaxPerHost = cfg.MaxInFlight
 	}
 	l := &Loader{cfg: cfg, mem: newMemBudget(cfg.MemoryBudget)}
-	g := &guard{allow: cfg.AllowPrivateNetworks, allowed: cfg.AllowedNetworks, lookup: cfg.LookupIP}
+	g := &guard{allow: cfg.AllowPrivateNetworks, allowed: cfg.AllowedNetworks, allowedPorts: cfg.AllowedAddrPorts, lookup: cfg.LookupIP}
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: g.control}
 	l.transport = &http.Transport{
 		// No Proxy: a proxy would dial on our behalf and defeat the guard.

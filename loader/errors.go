@@ -90,7 +90,8 @@ type AddressError struct {
 
 func (e *AddressError) Error() string {
 	if e.Addr.IsValid() && e.Addr.String() != e.Host {
-		return fmt.Sprintf("refused: %s resolves to %s, a %s address (private networks are not allowed)", e.Host, e.Addr, e.Reason)
+		// The address itself is not told: it is the server's network.
+		return fmt.Sprintf("refused: %s resolves to a %s address (private networks are not allowed)", e.Host, e.Reason)
 	}
 	if e.Addr.IsValid() {
 		return fmt.Sprintf("refused: %s is a %s address (private networks are not allowed)", e.Host, e.Reason)

@@ -374,8 +374,8 @@ func (c *common) connectNATS(ctx context.Context, log *slog.Logger) (*jobs.Store
 
 // pipeline builds the loader and backends for jobs; its Close releases
 // both.
-func (c *common) pipeline(ctx context.Context, log *slog.Logger, extraAllowed []netip.Prefix) (*pipeline.Pipeline, error) {
-	cfg := loader.Config{AllowPrivateNetworks: c.allowPrivate, AllowedNetworks: extraAllowed, MaxRows: c.maxImages,
+func (c *common) pipeline(ctx context.Context, log *slog.Logger, extraAllowed []netip.AddrPort) (*pipeline.Pipeline, error) {
+	cfg := loader.Config{AllowPrivateNetworks: c.allowPrivate, AllowedAddrPorts: extraAllowed, MaxRows: c.maxImages,
 		MemoryBudget: int64(c.memoryBudget)}
 	g, err := pickGPU(ctx, c.backend, log)
 	if err != nil {

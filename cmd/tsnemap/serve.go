@@ -73,15 +73,14 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 			s.close()
 		}
 	}()
-	var allowed []netip.Prefix
+	var allowed []netip.AddrPort
 	if demo {
 		if s.demo, err = startDemo(log); err != nil {
 			return nil, err
 		}
 		s.cleanup = append(s.cleanup, s.demo.Close)
-		// Open the guard for the demo's own address only.
-		a := s.demo.addr.Addr()
-		allowed = append(allowed, netip.PrefixFrom(a, a.BitLen()))
+		// Open the guard for the demo's own address and port only.
+		allowed = append(allowed, s.demo.addr)
 	}
 	pl, err := c.pipeline(ctx, log, allowed)
 	if err != nil {
