@@ -141,6 +141,14 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			return next(c)
 		}
+		if path == "/metrics" && s.keys != nil {
+			// No token of its own: the API's keys guard it, as they
+			// guard the jobs whose counts it shows.
+			if tok, ok := bearer(c.Request()); !ok || !s.keyOK(tok) {
+				return unauthorized(c, "/metrics needs an API key (or the server's --metrics-token) in Authorization: Bearer <key>")
+			}
+			return next(c)
+		}
 		if !isV1(path) || s.keys == nil {
 			return next(c)
 		}
@@ -194,6 +202,11 @@ func hasParam(c echo.Context, name string) bool {
 		}
 	}
 	return false
+}
+
+func (s *Server) keyOK(tok string) bool {
+	_, ok := s.keys.lookup(tok)
+	return ok
 }
 
 func unauthorized(c echo.Context, detail string) error {

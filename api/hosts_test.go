@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tsnemap/tsnemap/jobs"
 )
@@ -94,5 +95,42 @@ func TestForwardedForTrustedOnlyFromProxies(t *testing.T) {
 	}
 	if got := p.sendHost("POST", "/v1/jobs", "127.0.0.1", okBody, "X-Forwarded-For", "203.0.113.1"); got != 429 {
 		t.Errorf("again for 203.0.113.1 through the proxy: %d", got)
+	}
+}
+
+// TestNoSniffEverywhere: every answer, JSON, problem, table or page,
+// carries X-Content-Type-Options: nosniff.
+func TestNoSniffEverywhere(t *testing.T) {
+	e := newEnv(t)
+	j := e.submit(okBody)
+	e.waitStatus(j.Id, "succeeded", 20*time.Second)
+	for _, p := range []string{"/healthz", "/v1/jobs", "/v1/jobs/NOPE", "/v1/jobs/" + j.Id + "/result", "/openapi.yaml", "/nothing-here"} {
+		res, _ := e.do("GET", p, "")
+		if got := res.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("GET %s (%d): X-Content-Type-Options %q", p, res.StatusCode, got)
+		}
+	}
+}
+
+// TestMetricsNeedAKeyWhenKeysAreSet: with keys and no metrics token,
+// /metrics needs one of the keys (before, it was open to anyone); with
+// neither, it is open and the server says so (MetricsOpen).
+func TestMetricsNeedAKeyWhenKeysAreSet(t *testing.T) {
+	e := keyed(t, func(c *Config) { c.MetricsToken = "" })
+	if res, _ := e.do("GET", "/metrics", ""); res.StatusCode != 401 {
+		t.Errorf("metrics without a key: %d", res.StatusCode)
+	}
+	if res, _ := e.do("GET", "/metrics", "", bearerOf("not-a-key-0123456789")...); res.StatusCode != 401 {
+		t.Errorf("metrics with a wrong key: %d", res.StatusCode)
+	}
+	if res, b := e.do("GET", "/metrics", "", bearerOf(bobKey)...); res.StatusCode != 200 {
+		t.Errorf("metrics with a key: %d %s", res.StatusCode, b)
+	}
+	if e.server().MetricsOpen() {
+		t.Error("MetricsOpen with keys")
+	}
+	open := newEnv(t)
+	if res, _ := open.do("GET", "/metrics", ""); res.StatusCode != 200 || !open.server().MetricsOpen() {
+		t.Errorf("open metrics: %d, MetricsOpen %v", res.StatusCode, open.server().MetricsOpen())
 	}
 }

@@ -171,6 +171,7 @@ func New(cfg Config) (*Server, error) {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
 	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
+	e.Use(noSniff)
 	e.Use(s.accessLog)
 	e.Use(middleware.Recover())
 	e.Use(s.checkHost)
@@ -192,6 +193,18 @@ func (s *Server) Handler() http.Handler { return s }
 
 // ServeHTTP serves the API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// noSniff tells browsers to take every answer as the type it says it is
+// (a result table with an HTML-looking value is not run as a page).
+func noSniff(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Response().Header().Set("X-Content-Type-Options", "nosniff")
+		return next(c)
+	}
+}
+
+// MetricsOpen says whether /metrics answers anyone: no token, no keys.
+func (s *Server) MetricsOpen() bool { return s.cfg.MetricsToken == "" && s.keys == nil }
 
 // accessLog logs each request once it is answered, and counts it.
 func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {

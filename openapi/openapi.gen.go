@@ -925,6 +925,10 @@ type ClientInterface interface {
 
 	// GetMetrics Prometheus metrics (text exposition format)
 	//
+	// With `--metrics-token`, only that token opens it. Without one, a
+	// server with API keys asks for any of its keys; a server with
+	// neither leaves it open (and says so in its log at start-up).
+	//
 	// Corresponds with GET /metrics (the `GetMetrics` operationId).
 	GetMetrics(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -1087,6 +1091,10 @@ func (c *Client) GetHealth(ctx context.Context, reqEditors ...RequestEditorFn) (
 }
 
 // GetMetrics Prometheus metrics (text exposition format)
+//
+// With `--metrics-token`, only that token opens it. Without one, a
+// server with API keys asks for any of its keys; a server with
+// neither leaves it open (and says so in its log at start-up).
 //
 // Corresponds with GET /metrics (the `GetMetrics` operationId).
 func (c *Client) GetMetrics(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2091,6 +2099,10 @@ type ClientWithResponsesInterface interface {
 	GetHealthWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetHealthResponse, error)
 
 	// GetMetricsWithResponse Prometheus metrics (text exposition format)
+	//
+	// With `--metrics-token`, only that token opens it. Without one, a
+	// server with API keys asks for any of its keys; a server with
+	// neither leaves it open (and says so in its log at start-up).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -3429,6 +3441,10 @@ func (c *ClientWithResponses) GetHealthWithResponse(ctx context.Context, reqEdit
 }
 
 // GetMetricsWithResponse Prometheus metrics (text exposition format)
+//
+// With `--metrics-token`, only that token opens it. Without one, a
+// server with API keys asks for any of its keys; a server with
+// neither leaves it open (and says so in its log at start-up).
 //
 // Returns a wrapper object for the known response body format(s).
 //

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -96,4 +97,40 @@ func TestServeRefusesOpenNATSBeyondLoopback(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer svc.close()
+}
+
+// TestStartupSaysMetricsAreOpen: with neither keys nor a metrics token,
+// the log says at start-up that /metrics is open.
+func TestStartupSaysMetricsAreOpen(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var logBuf syncBuffer
+	c := common{dataDir: t.TempDir(), backend: "cpu", threads: 1, concurrency: 0, maxTimeout: time.Hour,
+		retention: time.Hour, maxDeliveries: 3, natsReplicas: 1}
+	svc, err := startService(ctx, c, "127.0.0.1:0", false, slog.New(slog.NewTextHandler(&logBuf, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.close()
+	if !strings.Contains(logBuf.String(), "/metrics is open") {
+		t.Errorf("log does not say /metrics is open:\n%s", logBuf.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -135,6 +135,9 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 	if err != nil {
 		return nil, err
 	}
+	if srv.MetricsOpen() {
+		log.Warn("/metrics is open to anyone who reaches the API (no --metrics-token, no API keys); set --metrics-token to close it")
+	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", listen, err)
