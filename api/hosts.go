@@ -13,15 +13,18 @@ import (
 // of the names the server answers to. Without it, a web page the user
 // visits could reach a local server without keys through DNS rebinding
 // (its own name, re-pointed at 127.0.0.1): the browser sends that name as
-// Host, which no allow-list of loopback names matches.
+// Host, which no allow-list of loopback names matches. An IP address as
+// Host cannot come from rebinding (that needs a name), so by default any
+// address passes.
 type hostGuard struct {
 	any      bool
 	names    map[string]bool
-	loopback bool // localhost, *.localhost and loopback addresses
+	loopback bool // localhost, *.localhost and any IP address
 }
 
 // newHostGuard: the names given ("*" for any), or else, without keys,
-// loopback names only, and with keys any name (the key is what guards).
+// loopback names and IP addresses, and with keys any name (the key is
+// what guards).
 func newHostGuard(allowed []string, haveKeys bool) *hostGuard {
 	g := &hostGuard{names: map[string]bool{}}
 	if len(allowed) == 0 {
@@ -59,8 +62,8 @@ func (g *hostGuard) allows(hostport string) bool {
 	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
 		return true
 	}
-	a, err := netip.ParseAddr(host)
-	return err == nil && a.Unmap().IsLoopback()
+	_, err := netip.ParseAddr(host)
+	return err == nil
 }
 
 func (s *Server) checkHost(next echo.HandlerFunc) echo.HandlerFunc {

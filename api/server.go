@@ -89,7 +89,7 @@ type Config struct {
 	MaxImages int
 	// AllowedHosts are the host names (Host header, port aside) that /v1
 	// and /metrics answer to; "*" for any. None: loopback names without
-	// keys (against DNS rebinding), any name with keys.
+	// keys (against DNS rebinding; IP addresses pass), any name with keys.
 	AllowedHosts []string
 	// MaxStreamsPerKey caps the event streams one key (one client address,
 	// without keys) holds open at once; past it, 429. 0: no cap.

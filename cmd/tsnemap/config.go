@@ -143,7 +143,7 @@ func (a *access) register(fs *flag.FlagSet) {
 	fs.Float64Var(&a.submitRate, "submit-rate", 2, "submits a second allowed per key (per client address without keys), a token bucket (0: no limit)")
 	fs.IntVar(&a.submitBurst, "submit-burst", 20, "submits one key may make at once before --submit-rate applies")
 	fs.IntVar(&a.maxStreams, "max-streams", 32, "event streams one key (one client address without keys) may hold open at once (0: no limit); past it 429")
-	fs.StringVar(&a.allowedHosts, "allowed-hosts", "", "comma-separated host names the API answers to (the Host header), * for any; default: loopback names without keys (against DNS rebinding), any with keys")
+	fs.StringVar(&a.allowedHosts, "allowed-hosts", "", "comma-separated host names the API answers to (the Host header), * for any; default: loopback names and IP addresses without keys (against DNS rebinding), any with keys")
 	fs.StringVar(&a.trustedProxies, "trusted-proxies", "", "comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For is believed; from anyone else it is ignored")
 }
 

@@ -104,7 +104,7 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 		return nil, err
 	}
 	if h, _, _ := net.SplitHostPort(listen); len(keys) == 0 && c.access.allowedHosts == "" && !isLoopbackHost(h) {
-		log.Warn("without API keys the API answers only to loopback host names (against DNS rebinding); list the names clients use with --allowed-hosts")
+		log.Warn("without API keys the API answers only to loopback names and IP addresses as Host (against DNS rebinding); list other names clients use with --allowed-hosts")
 	}
 
 	store, _, closeNATS, err := c.connectNATS(ctx, log)
