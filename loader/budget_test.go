@@ -162,26 +162,30 @@ func TestDecodeTakesFromTheBudget(t *testing.T) {
 
 // TestDecodeEstimate checks the estimate against what decoding takes.
 func TestDecodeEstimate(t *testing.T) {
+	photo := halves(1000, 800, color.NRGBA{200, 30, 30, 255}, color.NRGBA{20, 40, 220, 255})
 	for _, tc := range []struct {
-		name string
-		img  image.Image
+		name, format string
+		data         []byte
 	}{
-		{"16-bit gray", image.NewGray16(image.Rect(0, 0, 1000, 1000))},
-		{"8-bit RGBA", image.NewNRGBA(image.Rect(0, 0, 1000, 1000))},
+		{"16-bit gray PNG", "png", encPNG(t, image.NewGray16(image.Rect(0, 0, 1000, 1000)))},
+		{"8-bit RGBA PNG", "png", encPNG(t, image.NewNRGBA(image.Rect(0, 0, 1000, 1000)))},
+		{"baseline JPEG", "jpeg", encJPEG(t, photo, 90)},
 	} {
-		var b bytes.Buffer
-		if err := png.Encode(&b, tc.img); err != nil {
+		f, err := sniff(tc.data)
+		if err != nil {
 			t.Fatal(err)
 		}
-		cfg, _ := png.DecodeConfig(bytes.NewReader(b.Bytes()))
-		est := decodeBytes("png", cfg, b.Bytes())
+		cfg, _ := f.decodeConfig(bytes.NewReader(tc.data))
+		est := decodeBytes(tc.format, cfg, tc.data, 100, 100)
+		l := &Loader{cfg: Config{MaxImagePixels: 1e8}, fullJPEG: true}
+		dst := make([]byte, 100*100*3)
 		mem := startMem()
-		img, err := png.Decode(bytes.NewReader(b.Bytes()))
-		_ = resize(img, 16, 16)
+		err = l.decodeInto(tc.data, 100, 100, dst)
 		alloc, _ := mem.report()
 		if err != nil || est < alloc {
 			t.Errorf("%s: estimate %d below the %d allocated (%v)", tc.name, est, alloc, err)
 		}
+		t.Logf("%s: estimate %d, allocated %d", tc.name, est, alloc)
 	}
 }
 

@@ -129,7 +129,7 @@ func (l *Loader) decodeBudgeted(ctx context.Context, data []byte, w, h int, dst 
 	if f, err := sniff(data); err == nil {
 		if cfg, err := f.decodeConfig(bytes.NewReader(data)); err == nil && cfg.Width > 0 && cfg.Height > 0 &&
 			int64(cfg.Width)*int64(cfg.Height) <= l.cfg.MaxImagePixels {
-			need = decodeBytes(f.name, cfg, data)
+			need = decodeBytes(f.name, cfg, data, w, h)
 		}
 	}
 	if need > l.mem.maxDecode() {
@@ -142,11 +142,13 @@ func (l *Loader) decodeBudgeted(ctx context.Context, data []byte, w, h int, dst 
 	return l.decodeInto(data, w, h, dst)
 }
 
-// decodeBytes estimates from above the memory a full decode and resize of
-// an image takes: the decoded picture (8 bytes a pixel at 16 bits per
-// channel; a progressive JPEG also holds its coefficients, 4 bytes a pixel
-// and component), and an 8-bit RGBA copy for resizing.
-func decodeBytes(name string, cfg image.Config, data []byte) int64 {
+// decodeBytes estimates from above the memory a full decode of an image
+// and its resize to w×h take: the decoded picture (4 bytes a pixel, 8 at
+// 16 bits a channel; a progressive JPEG also holds its coefficients, 4
+// bytes a pixel and component), the decoder's row buffers and tables, the
+// resizer's intermediate (w columns of the source's height) and the small
+// results.
+func decodeBytes(name string, cfg image.Config, data []byte, w, h int) int64 {
 	px := int64(cfg.Width) * int64(cfg.Height)
 	per := int64(4)
 	switch cfg.ColorModel {
@@ -156,7 +158,8 @@ func decodeBytes(name string, cfg image.Config, data []byte) int64 {
 	if name == "jpeg" && progressiveJPEG(data) {
 		per = 3 + 12
 	}
-	return px * (per + 4)
+	side := int64(max(w, h))
+	return px*per + int64(cfg.Width)*16 + 1<<20 + int64(max(cfg.Height, cfg.Width))*side*4 + 4*side*side*4
 }
 
 // progressiveJPEG says whether the JPEG's frame header is progressive
