@@ -134,3 +134,31 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestHugeHeaderUnknownColumnFailsOnce: an unknown column in a table with
+// a 400 KB header (999 columns of 400 bytes). Before, the message listed
+// every column (1 MB), too big for the job record, and the job re-ran
+// until its deliveries ran out. Now the message is short and the job
+// fails once as dataset_invalid.
+func TestHugeHeaderUnknownColumnFailsOnce(t *testing.T) {
+	var tab bytes.Buffer
+	tab.WriteString("id")
+	for i := range 998 {
+		fmt.Fprintf(&tab, "\tcolumn%03d%s", i, strings.Repeat("h", 391))
+	}
+	tab.WriteString("\n1\n2\n")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(tab.Bytes()) }))
+	t.Cleanup(srv.Close)
+	e := startE2E(t, true)
+	id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q,"id_column":"nope"}`, srv.URL+"/wide.tab", srv.URL+"/img/{id}.png"))
+	j := e.wait(id, time.Minute, ended)
+	if j.Status != "failed" || j.Error == nil || j.Error.Code != "dataset_invalid" {
+		t.Fatalf("job: %s %+v", j.Status, j.Error)
+	}
+	if len(j.Error.Message) > 4000 || !strings.Contains(j.Error.Message, "999 columns") {
+		t.Errorf("message of %d bytes: %.300s", len(j.Error.Message), j.Error.Message)
+	}
+	if j.Attempts != nil && *j.Attempts != 1 {
+		t.Errorf("attempts = %d", *j.Attempts)
+	}
+}
