@@ -72,6 +72,23 @@ func (s *Server) GetJobMap(c echo.Context, id openapi.JobID, params openapi.GetJ
 	if params.Height != nil {
 		height = *params.Height
 	}
+	// A succeeded job's map does not change (a re-run finishes anew), so
+	// a map rendered once is served from the cache; the job is looked up
+	// first, so a deleted job's map is never served.
+	job, err := s.cfg.Jobs.Get(ctx, id)
+	if err != nil {
+		return jobError(id, err)
+	}
+	key := fmt.Sprintf("%s/%d/%d/%d/%v", id, job.Attempts, width, height, job.FinishedAt)
+	c.Response().Header().Set(echo.HeaderCacheControl, "private, no-cache")
+	if b, ok := s.maps.get(key); ok && job.Status == jobs.StatusSucceeded {
+		return c.Blob(http.StatusOK, "image/png", b)
+	}
+	release, err := s.heavyRead(c)
+	if err != nil {
+		return err
+	}
+	defer release()
 	res, err := s.cfg.Jobs.Result(ctx, id)
 	if err != nil {
 		return jobError(id, err)
@@ -113,7 +130,9 @@ func (s *Server) GetJobMap(c echo.Context, id openapi.JobID, params openapi.GetJ
 	if err := enc.Encode(&b, img); err != nil {
 		return fmt.Errorf("map of %s: encode: %w", id, err)
 	}
-	c.Response().Header().Set(echo.HeaderCacheControl, "private, no-cache")
+	if job.Status == jobs.StatusSucceeded {
+		s.maps.put(key, b.Bytes())
+	}
 	return c.Blob(http.StatusOK, "image/png", b.Bytes())
 }
 

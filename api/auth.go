@@ -16,6 +16,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"github.com/oapi-codegen/runtime"
 	"golang.org/x/time/rate"
 
 	"github.com/tsnemap/tsnemap/jobs"
@@ -140,6 +141,14 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			return next(c)
 		}
+		if path == "/metrics" && s.keys != nil {
+			// No token of its own: the API's keys guard it, as they
+			// guard the jobs whose counts it shows.
+			if tok, ok := bearer(c.Request()); !ok || !s.keyOK(tok) {
+				return unauthorized(c, "/metrics needs an API key (or the server's --metrics-token) in Authorization: Bearer <key>")
+			}
+			return next(c)
+		}
 		if !isV1(path) || s.keys == nil {
 			return next(c)
 		}
@@ -152,19 +161,52 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			return unauthorized(c, "the API key is not one of this server's keys")
 		}
 		c.Set(ownerKey, name)
-		if id := c.Param("id"); id != "" && strings.HasPrefix(c.Path(), "/v1/jobs/") && jobs.ValidID(id) {
-			job, err := s.cfg.Jobs.Get(c.Request().Context(), id)
-			if errors.Is(err, jobs.ErrNotFound) || (err == nil && job.Owner != name) {
-				// The same answer as for a job that does not exist: another
-				// key's job ids are not even confirmed.
-				return jobError(id, jobs.ErrNotFound)
-			}
-			if err != nil {
-				return err
-			}
+		if err := s.checkOwner(c, name); err != nil {
+			return err
 		}
 		return next(c)
 	}
+}
+
+// checkOwner answers 404 unless the job a route names (its `:id`) is the
+// key's. It checks the id the handler will get: the generated wrapper
+// decodes the path segment (`%30…` is `0…`), so the owner is looked up
+// under the decoded id, never the raw spelling. An id that does not decode
+// to a valid job id names no job of anyone's.
+func (s *Server) checkOwner(c echo.Context, name string) error {
+	if !hasParam(c, "id") {
+		return nil
+	}
+	var id string
+	err := runtime.BindStyledParameterWithOptions("simple", "id", c.Param("id"), &id, runtime.BindStyledParameterOptions{
+		ParamLocation: runtime.ParamLocationPath, Required: true, Type: "string",
+		ValueIsUnescaped: c.Request().URL.RawPath == ""})
+	if err != nil || !jobs.ValidID(id) {
+		return jobError(c.Param("id"), jobs.ErrNotFound)
+	}
+	job, err := s.cfg.Jobs.Get(c.Request().Context(), id)
+	if errors.Is(err, jobs.ErrNotFound) || (err == nil && job.Owner != name) {
+		// The same answer as for a job that does not exist: another
+		// key's job ids are not even confirmed.
+		return jobError(id, jobs.ErrNotFound)
+	}
+	return err
+}
+
+// hasParam says whether the matched route has a path parameter name (an
+// empty value counts: `/v1/jobs//result` names a job too).
+func hasParam(c echo.Context, name string) bool {
+	for _, n := range c.ParamNames() {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) keyOK(tok string) bool {
+	_, ok := s.keys.lookup(tok)
+	return ok
 }
 
 func unauthorized(c echo.Context, detail string) error {

@@ -1,8 +1,12 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -265,5 +269,123 @@ func TestQuotaHoldsUnderConcurrentSubmits(t *testing.T) {
 	}
 	if n[202] != 5 || n[429] != 15 {
 		t.Errorf("answers %v, want 5×202 and 15×429", n)
+	}
+}
+
+// idSpellings are ways of writing id in a path that a router may keep raw
+// and a decoder turn back into id: the canonical form, one character
+// percent-encoded (first, last; upper- and lower-case hex), every character
+// encoded, and a trailing slash.
+func idSpellings(id string) map[string]string {
+	enc := func(c byte, lower bool) string {
+		s := fmt.Sprintf("%%%02X", c)
+		if lower {
+			s = strings.ToLower(s)
+		}
+		return s
+	}
+	all := ""
+	for i := range len(id) {
+		all += enc(id[i], i%2 == 0)
+	}
+	last := len(id) - 1
+	return map[string]string{
+		"canonical":        id,
+		"first encoded":    enc(id[0], false) + id[1:],
+		"last encoded":     id[:last] + enc(id[last], false),
+		"lower-case hex":   id[:last] + enc(id[last], true),
+		"all encoded":      all,
+		"double encoded":   "%25" + fmt.Sprintf("%02X", id[0]) + id[1:],
+		"trailing slash":   id + "/",
+		"encoded slash":    id + "%2F",
+		"dot segment":      "x/../" + id,
+		"encoded dot seg.": "x%2F..%2F" + id,
+	}
+}
+
+// jobRoutes reads every operation under /v1/jobs/{id} from the spec, so a
+// route added later is walked too.
+func jobRoutes(t *testing.T) []struct{ method, path string } {
+	doc, err := openapi.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []struct{ method, path string }
+	for p, item := range doc.Paths.Map() {
+		if !strings.HasPrefix(p, "/v1/jobs/{id}") {
+			continue
+		}
+		for m := range item.Operations() {
+			out = append(out, struct{ method, path string }{m, p})
+		}
+	}
+	// Reads first, DELETE last: a leaked delete must not hide a leaked read.
+	sort.Slice(out, func(i, j int) bool {
+		if (out[i].method == "DELETE") != (out[j].method == "DELETE") {
+			return out[j].method == "DELETE"
+		}
+		return out[i].path+out[i].method < out[j].path+out[j].method
+	})
+	if len(out) < 8 {
+		t.Fatalf("only %d job routes in the spec: %v", len(out), out)
+	}
+	return out
+}
+
+// TestNoSpellingOfAJobIdReachesAnotherKeysJob walks every job route of the
+// spec with every spelling of the id of Alice's jobs (one finished, one
+// running) as Bob: nothing answers 2xx or 3xx, nothing of the job shows in
+// a body, and Alice's jobs are neither cancelled nor deleted. The same
+// spellings as Alice reach her jobs, so the walk does reach the handlers.
+func TestNoSpellingOfAJobIdReachesAnotherKeysJob(t *testing.T) {
+	e := keyed(t, nil)
+	done := e.submitAs(aliceKey, okBody)
+	slow := e.submitAs(aliceKey, `{"dataset_url":"https://m.example/slow","image_url_column":"u"}`)
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
+		a, _ := e.store.Get(t.Context(), done.Id)
+		b, _ := e.store.Get(t.Context(), slow.Id)
+		return a.Status == jobs.StatusSucceeded && b.Status == jobs.StatusRunning && b.HasAtlas,
+			fmt.Sprintf("done is %s, slow is %s", a.Status, b.Status)
+	})
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	send := func(key, method, path string) (int, string) {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, method, e.srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer res.Body.Close()
+		// A leaked event stream would not end: read until the deadline.
+		b, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+		return res.StatusCode, string(b)
+	}
+	reached := 0
+	for _, r := range jobRoutes(t) {
+		for _, job := range []openapi.Job{done, slow} {
+			for name, spelled := range idSpellings(job.Id) {
+				path := strings.NewReplacer("{id}", spelled, "{sheet}", "0").Replace(r.path)
+				code, body := send(bobKey, r.method, path)
+				if code < 400 || strings.Contains(body, "alice") || (code != 404 && code != 405 && code != 400) {
+					t.Errorf("bob %s %s (%s): %d %.200s", r.method, path, name, code, body)
+				}
+				if r.method == "GET" && !strings.HasSuffix(r.path, "/events") {
+					if code, _ := send(aliceKey, r.method, path); code == 200 && name != "canonical" {
+						reached++
+					}
+				}
+			}
+		}
+	}
+	if reached == 0 {
+		t.Error("no encoded spelling reached Alice's own jobs: the walk tests nothing")
+	}
+	for _, id := range []string{done.Id, slow.Id} {
+		j, err := e.store.Get(t.Context(), id)
+		if err != nil || j.CancelRequested || j.Status == jobs.StatusCanceled {
+			t.Errorf("alice's job %s after bob's walk: %v, cancel requested %v, %s", id, err, j.CancelRequested, j.Status)
+		}
 	}
 }

@@ -27,6 +27,11 @@ func (s *Server) GetJobEvents(c echo.Context, id openapi.JobID, params openapi.G
 	if err != nil {
 		return jobError(id, err)
 	}
+	who := s.caller(c)
+	if !s.streams.enter(who) {
+		return s.tooManyStreams(c)
+	}
+	defer s.streams.leave(who)
 	updates, err := s.cfg.Jobs.Watch(ctx, id)
 	if err != nil {
 		return err

@@ -1,7 +1,9 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -24,21 +26,53 @@ func (s *Server) GetJobResult(c echo.Context, id openapi.JobID, params openapi.G
 	} else {
 		format = formatFromAccept(c.Request().Header.Get(echo.HeaderAccept))
 	}
+	release, err := s.heavyRead(c)
+	if err != nil {
+		return err
+	}
+	defer release()
 	res, err := s.cfg.Jobs.Result(c.Request().Context(), id)
 	if err != nil {
 		return jobError(id, err)
 	}
 	c.Response().Header().Set("Vary", "Accept")
+	opts := TableOptions{NeutralizeFormulas: params.NeutralizeFormulas != nil && *params.NeutralizeFormulas}
+	mime, delim, ext := mimeTSV, byte('\t'), "tab"
 	switch format {
 	case "json":
 		return c.JSON(http.StatusOK, ResultJSON(res))
 	case "csv":
-		c.Response().Header().Set("Content-Disposition", `attachment; filename="tsnemap-`+id+`.csv"`)
-		return c.Blob(http.StatusOK, mimeCSV+"; charset=utf-8", WriteTable(res, ','))
-	default:
-		c.Response().Header().Set("Content-Disposition", `attachment; filename="tsnemap-`+id+`.tab"`)
-		return c.Blob(http.StatusOK, mimeTSV+"; charset=utf-8", WriteTable(res, '\t'))
+		mime, delim, ext = mimeCSV, ',', "csv"
 	}
+	// Written as it is made, not built whole first.
+	w := c.Response()
+	w.Header().Set("Content-Disposition", `attachment; filename="tsnemap-`+id+`.`+ext+`"`)
+	w.Header().Set(echo.HeaderContentType, mime+"; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	if err := WriteTableTo(w, res, delim, opts); err != nil {
+		s.log.Debug("result: client left", "job", id, "err", err)
+	}
+	return nil
+}
+
+// TableOptions change how WriteTableTo writes values.
+type TableOptions struct {
+	// NeutralizeFormulas writes a value that a spreadsheet would run as a
+	// formula with a ' before it (see neutralize).
+	NeutralizeFormulas bool
+}
+
+// neutralize returns v as a spreadsheet shows it but never runs it: a
+// value starting with =, +, -, @, a tab or a carriage return gets a '
+// before it, unless it is a plain number (-3.5 stays a number).
+func neutralize(v string) string {
+	if v == "" || !strings.ContainsRune("=+-@\t\r", rune(v[0])) {
+		return v
+	}
+	if _, err := strconv.ParseFloat(v, 64); err == nil {
+		return v
+	}
+	return "'" + v
 }
 
 // formatFromAccept picks the first of our formats the Accept header names
@@ -81,6 +115,19 @@ func formatFromAccept(accept string) string {
 // or a line break, so every other value comes out byte for byte.
 func WriteTable(res *jobs.Result, delim byte) []byte {
 	var b bytes.Buffer
+	_ = WriteTableTo(&b, res, delim, TableOptions{})
+	return b.Bytes()
+}
+
+// WriteTableTo writes the table as WriteTable does, to w as it goes.
+func WriteTableTo(out io.Writer, res *jobs.Result, delim byte, opts TableOptions) error {
+	b := bufio.NewWriterSize(out, 64<<10)
+	field := func(v string) {
+		if opts.NeutralizeFormulas {
+			v = neutralize(v)
+		}
+		writeField(b, v, delim)
+	}
 	coordNames := []string{"x", "y", "z"}[:res.Dimensions]
 	writeRow := func(values []string, coords []float32, width int) {
 		for i := 0; i < width; i++ {
@@ -88,7 +135,7 @@ func WriteTable(res *jobs.Result, delim byte) []byte {
 				b.WriteByte(delim)
 			}
 			if i < len(values) {
-				writeField(&b, values[i], delim)
+				field(values[i])
 			}
 		}
 		for d := range coordNames {
@@ -105,7 +152,7 @@ func WriteTable(res *jobs.Result, delim byte) []byte {
 		if i > 0 {
 			b.WriteByte(delim)
 		}
-		writeField(&b, h, delim)
+		field(h)
 	}
 	for d, n := range coordNames {
 		if len(res.Columns) > 0 || d > 0 {
@@ -117,10 +164,10 @@ func WriteTable(res *jobs.Result, delim byte) []byte {
 	for _, r := range res.Rows {
 		writeRow(r.Values, r.Coords, len(res.Columns))
 	}
-	return b.Bytes()
+	return b.Flush()
 }
 
-func writeField(b *bytes.Buffer, v string, delim byte) {
+func writeField(b *bufio.Writer, v string, delim byte) {
 	if !strings.ContainsAny(v, string(delim)+"\"\r\n") {
 		b.WriteString(v)
 		return
@@ -150,6 +197,7 @@ func ResultJSON(res *jobs.Result) openapi.Result {
 	for i, r := range res.Rows {
 		fields := make(map[string]string, len(res.Columns))
 		for k, col := range res.Columns {
+			fields[col] = ""
 			if k < len(r.Values) {
 				fields[col] = r.Values[k]
 			}

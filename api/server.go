@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -86,6 +87,20 @@ type Config struct {
 	SubmitBurst int
 	// MaxImages caps a job's rows and images (and its `limit`); 0: none.
 	MaxImages int
+	// AllowedHosts are the host names (Host header, port aside) that /v1
+	// and /metrics answer to; "*" for any. None: loopback names without
+	// keys (against DNS rebinding; IP addresses pass), any name with keys.
+	AllowedHosts []string
+	// MaxStreamsPerKey caps the event streams one key (one client address,
+	// without keys) holds open at once; past it, 429. 0: no cap.
+	MaxStreamsPerKey int
+	// MaxHeavyReads caps the result reads and map renders running at once
+	// (others wait); 0: 2.
+	MaxHeavyReads int
+	// TrustedProxies are the addresses whose X-Forwarded-For is believed
+	// (for the per-client submit limit and the log); from anyone else the
+	// header is ignored.
+	TrustedProxies []netip.Prefix
 }
 
 // Server serves the API.
@@ -99,6 +114,10 @@ type Server struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	keys     *keyring // nil: no keys
+	hosts    *hostGuard
+	streams  *streams
+	heavy    chan struct{}
+	maps     *mapCache
 
 	// quotaMu serialises, per owner, the count of active jobs and the
 	// submit it allows, so concurrent submits cannot all pass one free
@@ -135,6 +154,13 @@ func New(cfg Config) (*Server, error) {
 	if len(cfg.Keys) > 0 {
 		s.keys = newKeyring(cfg.Keys)
 	}
+	s.hosts = newHostGuard(cfg.AllowedHosts, s.keys != nil)
+	s.streams = &streams{open: map[string]int{}, max: cfg.MaxStreamsPerKey}
+	if cfg.MaxHeavyReads <= 0 {
+		cfg.MaxHeavyReads = 2
+	}
+	s.heavy = make(chan struct{}, cfg.MaxHeavyReads)
+	s.maps = newMapCache(32 << 20)
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tsnemap_http_requests_total",
 		Help: "HTTP requests answered, by route and status code."}, []string{"method", "route", "code"})
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "tsnemap_http_request_duration_seconds",
@@ -144,8 +170,11 @@ func New(cfg Config) (*Server, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
+	e.IPExtractor = ipExtractor(cfg.TrustedProxies)
+	e.Use(noSniff)
 	e.Use(s.accessLog)
 	e.Use(middleware.Recover())
+	e.Use(s.checkHost)
 	e.Use(middleware.BodyLimit("1MB"))
 	e.Use(s.authenticate)
 	e.Use(s.submitRateLimit())
@@ -160,7 +189,22 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Handler is the HTTP handler of the API.
-func (s *Server) Handler() http.Handler { return s.echo }
+func (s *Server) Handler() http.Handler { return s }
+
+// ServeHTTP serves the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// noSniff tells browsers to take every answer as the type it says it is
+// (a result table with an HTML-looking value is not run as a page).
+func noSniff(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Response().Header().Set("X-Content-Type-Options", "nosniff")
+		return next(c)
+	}
+}
+
+// MetricsOpen says whether /metrics answers anyone: no token, no keys.
+func (s *Server) MetricsOpen() bool { return s.cfg.MetricsToken == "" && s.keys == nil }
 
 // accessLog logs each request once it is answered, and counts it.
 func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
@@ -255,6 +299,7 @@ func (s *Server) GetOpenAPIJSON(c echo.Context) error {
 
 // jobError maps the store's errors to answers.
 func jobError(id string, err error) error {
+	id = shorten(id, 80) // a path may be long; the answer stays short
 	switch {
 	case errors.Is(err, jobs.ErrNotFound):
 		return newProblem(http.StatusNotFound, "not-found", "Job not found", fmt.Sprintf("there is no job %q (it may have been deleted)", id))

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -14,7 +15,8 @@ import (
 
 // Embedded is a NATS server with JetStream running in this process.
 type Embedded struct {
-	srv *server.Server
+	srv  *server.Server
+	auth NATSAuth
 }
 
 // EmbeddedConfig configures StartEmbedded.
@@ -29,6 +31,12 @@ type EmbeddedConfig struct {
 	// server's default, a share of the disk). Past it, writes fail with
 	// ErrStoreFull, as on a full disk.
 	MaxStore int64
+	// Auth, if set, is required of every client (this process's own
+	// connection presents it too). Listening beyond loopback needs it.
+	Auth NATSAuth
+	// TLS, if set, is the server's TLS configuration (its certificate):
+	// clients on the network then connect with TLS.
+	TLS *tls.Config
 }
 
 // StartEmbedded starts an in-process NATS server and waits until it takes
@@ -53,6 +61,9 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		if err != nil {
 			return nil, fmt.Errorf("start embedded NATS: listen address %q: %w", cfg.Listen, err)
 		}
+		if err := checkListen(cfg.Listen, host, cfg.Auth); err != nil {
+			return nil, err
+		}
 		opts.Host = host
 		if opts.Port, err = strconv.Atoi(port); err != nil {
 			return nil, fmt.Errorf("start embedded NATS: listen port %q: %w", port, err)
@@ -60,6 +71,15 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		if opts.Port == 0 {
 			opts.Port = server.RANDOM_PORT
 		}
+	}
+	if err := cfg.Auth.check(); err != nil {
+		return nil, err
+	}
+	if err := cfg.Auth.serverOptions(opts); err != nil {
+		return nil, err
+	}
+	if cfg.TLS != nil {
+		opts.TLSConfig, opts.TLS = cfg.TLS, true
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -76,12 +96,16 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		srv.Shutdown()
 		return nil, errors.New("start embedded NATS: not ready in time (is the data dir locked by another process?)")
 	}
-	return &Embedded{srv: srv}, nil
+	return &Embedded{srv: srv, auth: cfg.Auth}, nil
 }
 
 // Connect opens a client connection to the embedded server, in-process.
 func (e *Embedded) Connect() (*nats.Conn, error) {
-	nc, err := nats.Connect("", nats.InProcessServer(e.srv), nats.Name("tsnemap"))
+	opts, err := e.auth.ClientOptions(nil)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect("", append(opts, nats.InProcessServer(e.srv), nats.Name("tsnemap"))...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to embedded NATS: %w", err)
 	}
@@ -105,9 +129,10 @@ func (e *Embedded) Shutdown() {
 
 // Connect opens a connection to an external NATS (a comma-separated list of
 // URLs of one cluster). It keeps reconnecting for ever, since a worker
-// without NATS has nothing else to do.
-func Connect(url string) (*nats.Conn, error) {
-	nc, err := nats.Connect(url, nats.Name("tsnemap"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false))
+// without NATS has nothing else to do. extra carries credentials and TLS
+// (NATSAuth.ClientOptions).
+func Connect(url string, extra ...nats.Option) (*nats.Conn, error) {
+	nc, err := nats.Connect(url, append([]nats.Option{nats.Name("tsnemap"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false)}, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS %s: %w", url, err)
 	}

@@ -23,8 +23,20 @@ const EnvAllowPrivateNetworks = "TSNEMAP_ALLOW_PRIVATE_NETWORKS"
 type Config struct {
 	MaxTableBytes  int64 // bytes of the table; default 100 MB
 	MaxRows        int   // data rows of the table; default 1,000,000
+	MaxColumns     int   // columns of any line of the table; default 1,000
+	MaxCellBytes   int   // bytes of one value of the table; default 64 KB
+	MaxLineBytes   int   // bytes of one line of the table; default 1 MB
 	MaxImageBytes  int64 // bytes of one image, enforced while streaming; default 50 MB
 	MaxImagePixels int64 // width×height of one image, from its header; default 100 megapixels
+
+	// MemoryBudget is the memory the Loader's jobs may hold at once, all
+	// jobs of the process together: each job's pixel array (rows × width ×
+	// height × 3 bytes, plus RowOverhead a row for the engine), taken
+	// before it is allocated; each body as its bytes arrive; each decode
+	// (estimated from the image's header) while it runs. A job that could
+	// never fit fails at once, naming the numbers; one that fits waits for
+	// others to finish. Default: DefaultMemoryBudget (half the memory).
+	MemoryBudget int64
 
 	MaxInFlight   int // downloads in flight for one LoadImages call; default 64
 	MaxPerHost    int // of those, to one host; default 16
@@ -42,6 +54,10 @@ type Config struct {
 	// AllowedNetworks are opened even with the guard on: an on-premises
 	// image server, say, without opening every private address.
 	AllowedNetworks []netip.Prefix
+	// AllowedAddrPorts are opened at exactly that address and port (the
+	// demo's catalogue server), every other port of the address staying
+	// closed.
+	AllowedAddrPorts []netip.AddrPort
 
 	UserAgent string // default "tsnemap-loader/1"
 
@@ -68,6 +84,13 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 	return nil
 }
 
+const (
+	defaultMaxRows      = 1_000_000
+	defaultMaxColumns   = 1_000
+	defaultMaxCellBytes = 64 << 10
+	defaultMaxLineBytes = 1 << 20
+)
+
 func (c Config) withDefaults() Config {
 	def := func(v *int, d int) {
 		if *v <= 0 {
@@ -85,9 +108,15 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	def64(&c.MaxTableBytes, 100<<20)
-	def(&c.MaxRows, 1_000_000)
+	def(&c.MaxRows, defaultMaxRows)
+	def(&c.MaxColumns, defaultMaxColumns)
+	def(&c.MaxCellBytes, defaultMaxCellBytes)
+	def(&c.MaxLineBytes, defaultMaxLineBytes)
 	def64(&c.MaxImageBytes, 50<<20)
 	def64(&c.MaxImagePixels, 100_000_000)
+	if c.MemoryBudget <= 0 {
+		c.MemoryBudget = DefaultMemoryBudget()
+	}
 	def(&c.MaxInFlight, 64)
 	def(&c.MaxPerHost, 16)
 	def(&c.DecodeWorkers, runtime.GOMAXPROCS(0))
@@ -113,6 +142,7 @@ func (c Config) withDefaults() Config {
 // calls, and the counters read by Stats. It is safe for concurrent use.
 type Loader struct {
 	cfg       Config
+	mem       *memBudget
 	transport *http.Transport
 	client    *http.Client
 
@@ -129,8 +159,8 @@ func New(cfg Config) (*Loader, error) {
 	if cfg.MaxPerHost > cfg.MaxInFlight {
 		cfg.MaxPerHost = cfg.MaxInFlight
 	}
-	l := &Loader{cfg: cfg}
-	g := &guard{allow: cfg.AllowPrivateNetworks, allowed: cfg.AllowedNetworks, lookup: cfg.LookupIP}
+	l := &Loader{cfg: cfg, mem: newMemBudget(cfg.MemoryBudget)}
+	g := &guard{allow: cfg.AllowPrivateNetworks, allowed: cfg.AllowedNetworks, allowedPorts: cfg.AllowedAddrPorts, lookup: cfg.LookupIP}
 	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: g.control}
 	l.transport = &http.Transport{
 		// No Proxy: a proxy would dial on our behalf and defeat the guard.
@@ -169,3 +199,7 @@ func (l *Loader) Stats() Progress {
 		Bytes:  l.stats.bytes.Load(),
 	}
 }
+
+// MemoryInUse is the part of the memory budget held now (for metrics and
+// tests).
+func (l *Loader) MemoryInUse() int64 { return l.mem.inUse() }

@@ -2,9 +2,11 @@ package loader
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"image"
+	"image/color"
 	"image/gif"
 	"image/jpeg"
 	"image/png"
@@ -116,6 +118,70 @@ func (l *Loader) decodeInto(data []byte, w, h int, dst []byte) (err error) {
 	small = applyOrientation(small, orient)
 	writeRGBOnWhite(small, dst)
 	return nil
+}
+
+// decodeBudgeted decodes like decodeInto, holding the memory the decode
+// needs (estimated from the header) from the budget while it runs. An
+// image whose decode would need more than one decode may have fails (that
+// row only).
+func (l *Loader) decodeBudgeted(ctx context.Context, data []byte, w, h int, dst []byte) error {
+	need := int64(0)
+	if f, err := sniff(data); err == nil {
+		if cfg, err := f.decodeConfig(bytes.NewReader(data)); err == nil && cfg.Width > 0 && cfg.Height > 0 &&
+			int64(cfg.Width)*int64(cfg.Height) <= l.cfg.MaxImagePixels {
+			need = decodeBytes(f.name, cfg, data, w, h)
+		}
+	}
+	if need > l.mem.maxDecode() {
+		return fmt.Errorf("image too large: decoding it needs about %s of memory, more than the %s this server gives one decode", FormatBytes(need), FormatBytes(l.mem.maxDecode()))
+	}
+	if err := l.mem.acquire(ctx, need, 0); err != nil {
+		return fmt.Errorf("wait for memory to decode: %w", err)
+	}
+	defer l.mem.release(need)
+	return l.decodeInto(data, w, h, dst)
+}
+
+// decodeBytes estimates from above the memory a full decode of an image
+// and its resize to w×h take: the decoded picture (4 bytes a pixel, 8 at
+// 16 bits a channel; a progressive JPEG also holds its coefficients, 4
+// bytes a pixel and component), the decoder's row buffers and tables, the
+// resizer's intermediate (w columns of the source's height) and the small
+// results.
+func decodeBytes(name string, cfg image.Config, data []byte, w, h int) int64 {
+	px := int64(cfg.Width) * int64(cfg.Height)
+	per := int64(4)
+	switch cfg.ColorModel {
+	case color.RGBA64Model, color.NRGBA64Model, color.Gray16Model, color.Alpha16Model:
+		per = 8
+	}
+	if name == "jpeg" && progressiveJPEG(data) {
+		per = 3 + 12
+	}
+	side := int64(max(w, h))
+	return px*per + int64(cfg.Width)*16 + 1<<20 + int64(max(cfg.Height, cfg.Width))*side*4 + 4*side*side*4
+}
+
+// progressiveJPEG says whether the JPEG's frame header is progressive
+// (SOF2), looking through the markers before the first scan.
+func progressiveJPEG(data []byte) bool {
+	for i := 2; i+3 < len(data); {
+		if data[i] != 0xFF {
+			return false
+		}
+		m := data[i+1]
+		switch {
+		case m == 0xFF:
+			i++
+			continue
+		case m == 0xC2:
+			return true
+		case m == 0xDA || (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC):
+			return false // another frame type, or the scan has begun
+		}
+		i += 2 + int(data[i+2])<<8 | int(data[i+3])
+	}
+	return false
 }
 
 func megapixels(n int64) string {

@@ -25,6 +25,12 @@ var (
 	ErrTooLarge = errors.New("too large")
 	// ErrForbiddenAddress: the private-network guard refused a URL.
 	ErrForbiddenAddress = errors.New("address not allowed")
+	// ErrTooManyColumns, ErrCellTooLong, ErrLineTooLong: the table passes
+	// a limit of Config (MaxColumns, MaxCellBytes, MaxLineBytes); wrapped
+	// with ErrTooLarge and ErrDatasetInvalid.
+	ErrTooManyColumns = errors.New("too many columns")
+	ErrCellTooLong    = errors.New("value too long")
+	ErrLineTooLong    = errors.New("line too long")
 	// ErrUnknownColumn: a named column is not in the header (see *ColumnError).
 	ErrUnknownColumn = errors.New("unknown column")
 )
@@ -37,13 +43,39 @@ type ColumnError struct {
 	Available []string
 }
 
+// The message is bounded, whatever the header: it names at most
+// maxListedColumns columns, each cut to maxNameChars characters.
+const (
+	maxListedColumns = 20
+	maxNameChars     = 64
+)
+
 func (e *ColumnError) Error() string {
-	quoted := make([]string, len(e.Available))
+	var quoted []string
 	for i, c := range e.Available {
-		quoted[i] = fmt.Sprintf("%q", c)
+		if i == maxListedColumns {
+			quoted = append(quoted, fmt.Sprintf("and %d more", len(e.Available)-i))
+			break
+		}
+		quoted = append(quoted, fmt.Sprintf("%q", Shorten(c, maxNameChars)))
 	}
-	return fmt.Sprintf("%s column %q not found; the table has columns %s",
-		e.Role, e.Column, strings.Join(quoted, ", "))
+	return fmt.Sprintf("%s column %q not found; the table has %d columns: %s",
+		e.Role, Shorten(e.Column, maxNameChars), len(e.Available), strings.Join(quoted, ", "))
+}
+
+// Shorten cuts s to at most n runes, marking a cut with "…".
+func Shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	k := 0
+	for i := range s {
+		if k == n-1 {
+			return s[:i] + "…"
+		}
+		k++
+	}
+	return s
 }
 
 // Unwrap lets errors.Is match both ErrUnknownColumn and ErrDatasetInvalid.
@@ -58,7 +90,8 @@ type AddressError struct {
 
 func (e *AddressError) Error() string {
 	if e.Addr.IsValid() && e.Addr.String() != e.Host {
-		return fmt.Sprintf("refused: %s resolves to %s, a %s address (private networks are not allowed)", e.Host, e.Addr, e.Reason)
+		// The address itself is not told: it is the server's network.
+		return fmt.Sprintf("refused: %s resolves to a %s address (private networks are not allowed)", e.Host, e.Reason)
 	}
 	if e.Addr.IsValid() {
 		return fmt.Sprintf("refused: %s is a %s address (private networks are not allowed)", e.Host, e.Reason)

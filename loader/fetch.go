@@ -1,7 +1,6 @@
 package loader
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -96,18 +95,62 @@ func (l *Loader) fetchOnce(ctx context.Context, rawURL string, limit int64, acce
 	if resp.ContentLength > limit {
 		return nil, &fetchError{reason: tooLargeBytes(limit), err: ErrTooLarge}
 	}
-	var buf bytes.Buffer
-	if resp.ContentLength > 0 {
-		buf.Grow(int(resp.ContentLength) + 1)
-	}
-	n, err := buf.ReadFrom(io.LimitReader(resp.Body, limit+1))
-	if err != nil {
+	body, err := l.readBody(actx, resp.Body, limit)
+	switch {
+	case errors.Is(err, ErrOverBudget):
+		return nil, &fetchError{reason: fmt.Sprintf("too large: more than this server's memory budget of %s holds", FormatBytes(l.mem.total-l.mem.keepDownloads)),
+			err: fmt.Errorf("%w: %w", ErrTooLarge, err)}
+	case err != nil:
 		return nil, l.classify(ctx, actx, err)
-	}
-	if n > limit {
+	case int64(len(body)) > limit:
+		l.mem.release(int64(cap(body)))
 		return nil, &fetchError{reason: tooLargeBytes(limit), err: ErrTooLarge}
 	}
-	return buf.Bytes(), nil
+	return body, nil
+}
+
+// readBody reads at most limit+1 bytes of r, taking memory from the budget
+// as the bytes arrive (never for a length the server announced): the
+// buffer starts small and doubles, each new one taken before the old is
+// given back. The returned body holds cap(body) bytes of the budget, which
+// the caller gives back with l.mem.release; on an error nothing is held.
+func (l *Loader) readBody(ctx context.Context, r io.Reader, limit int64) ([]byte, error) {
+	var buf []byte
+	grow := func(c int64) error {
+		if err := l.mem.acquire(ctx, c, l.mem.keepDownloads); err != nil {
+			return err
+		}
+		nb := make([]byte, len(buf), c)
+		copy(nb, buf)
+		l.mem.release(int64(cap(buf)))
+		buf = nb
+		return nil
+	}
+	fail := func(err error) ([]byte, error) {
+		l.mem.release(int64(cap(buf)))
+		return nil, err
+	}
+	if err := grow(min(32<<10, limit+1)); err != nil {
+		return nil, err
+	}
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) > limit {
+				return buf, nil // the caller says it is too large
+			}
+			if err := grow(min(2*int64(cap(buf)), limit+1)); err != nil {
+				return fail(err)
+			}
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			return buf, nil
+		}
+		if err != nil {
+			return fail(err)
+		}
+	}
 }
 
 func tooLargeBytes(limit int64) string {

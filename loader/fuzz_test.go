@@ -17,7 +17,7 @@ func FuzzParseTable(f *testing.F) {
 	f.Add([]byte("id\ttitle\n1\tx\n"), "t.tsv", 0)
 	f.Fuzz(func(t *testing.T, data []byte, hint string, limit int) {
 		limit %= 50
-		tab, err := parseTable(context.Background(), data, hint, TableOptions{Limit: limit}, 1000)
+		tab, err := parseTable(context.Background(), data, hint, TableOptions{Limit: limit}, tableLimits{rows: 1000})
 		if err != nil {
 			return
 		}

@@ -18,9 +18,10 @@ import (
 // so a DNS answer that changes between a check and the connection (DNS
 // rebinding) cannot slip past; every redirect dials through it again.
 type guard struct {
-	allow   bool
-	allowed []netip.Prefix
-	lookup  func(ctx context.Context, host string) ([]netip.Addr, error)
+	allow        bool
+	allowed      []netip.Prefix
+	allowedPorts []netip.AddrPort // one port of an address, not all of it
+	lookup       func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 // Ranges refused by default. Sources: RFC 1122 (0/8, loopback), RFC 1918,
@@ -50,6 +51,14 @@ var blockedPrefixes = func() []struct {
 		{"fe80::/10", "link-local"},
 		{"fec0::/10", "site-local"},
 		{"ff00::/8", "multicast"},
+		// RFC 8215: NAT64 for local use, translating to any IPv4 address,
+		// private ones included, by the operator's choice.
+		{"64:ff9b:1::/48", "NAT64 (local use)"},
+		// RFC 4380: Teredo tunnels to an IPv4 address hidden in the bits.
+		{"2001::/32", "Teredo tunnel"},
+		// Azure's host endpoint (wireserver), which serves metadata and
+		// credentials to the machine it runs on.
+		{"168.63.129.16/32", "cloud metadata"},
 	}
 	out := make([]struct {
 		p      netip.Prefix
@@ -68,6 +77,8 @@ var (
 	nat64Prefix  = netip.MustParsePrefix("64:ff9b::/96")
 	sixToFour    = netip.MustParsePrefix("2002::/16")
 	v4Compatible = netip.MustParsePrefix("::/96")
+	// RFC 2765 (SIIT): IPv4-translated addresses, ::ffff:0:a.b.c.d.
+	v4Translated = netip.MustParsePrefix("::ffff:0:0:0/96")
 )
 
 // blockedReason says why addr must not be dialled, or "" if it may.
@@ -78,7 +89,8 @@ func blockedReason(addr netip.Addr) string {
 	if addr.Is6() {
 		b := addr.As16()
 		switch {
-		case nat64Prefix.Contains(addr), v4Compatible.Contains(addr) && addr != netip.IPv6Unspecified() && addr != netip.IPv6Loopback():
+		case nat64Prefix.Contains(addr), v4Translated.Contains(addr),
+			v4Compatible.Contains(addr) && addr != netip.IPv6Unspecified() && addr != netip.IPv6Loopback():
 			if r := blockedReason(netip.AddrFrom4([4]byte(b[12:16]))); r != "" {
 				return r
 			}
@@ -144,6 +156,17 @@ func parseHostIP(host string) (netip.Addr, bool) {
 	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}), true
 }
 
+// checkPort is check with the port known: an address opened at one port
+// (AllowedAddrPorts) passes there only.
+func (g *guard) checkPort(host string, addr netip.Addr, port uint16) error {
+	for _, ap := range g.allowedPorts {
+		if ap.Port() == port && ap.Addr().Unmap() == addr.WithZone("").Unmap() {
+			return nil
+		}
+	}
+	return g.check(host, addr)
+}
+
 func (g *guard) check(host string, addr netip.Addr) error {
 	if g.allow {
 		return nil
@@ -162,23 +185,36 @@ func (g *guard) check(host string, addr netip.Addr) error {
 // resolve turns a host into addresses, refusing the host if any of them is
 // blocked: a name that answers with one public and one private address is
 // refused rather than half-trusted.
-func (g *guard) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
+func (g *guard) resolve(ctx context.Context, host string, port uint16) ([]netip.Addr, error) {
 	if a, ok := parseHostIP(host); ok {
-		return []netip.Addr{a}, g.check(host, a)
+		return []netip.Addr{a}, g.checkPort(host, a, port)
 	}
 	addrs, err := g.lookup(ctx, host)
 	if err != nil {
-		return nil, err
+		return nil, withoutResolver(err)
 	}
 	if len(addrs) == 0 {
 		return nil, fmt.Errorf("no address for host %q", host)
 	}
 	for _, a := range addrs {
-		if err := g.check(host, a); err != nil {
+		if err := g.checkPort(host, a, port); err != nil {
 			return nil, err
 		}
 	}
 	return addrs, nil
+}
+
+// withoutResolver drops the resolver's address from a DNS error ("lookup
+// x on 10.0.0.2:53: ..."): it is the server's internal network, not the
+// user's business.
+func withoutResolver(err error) error {
+	var de *net.DNSError
+	if !errors.As(err, &de) || de.Server == "" {
+		return err
+	}
+	c := *de
+	c.Server = ""
+	return &c
 }
 
 func (g *guard) dialContext(d *net.Dialer) func(ctx context.Context, network, address string) (net.Conn, error) {
@@ -187,7 +223,11 @@ func (g *guard) dialContext(d *net.Dialer) func(ctx context.Context, network, ad
 		if err != nil {
 			return nil, err
 		}
-		addrs, err := g.resolve(ctx, host)
+		pn, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			return nil, fmt.Errorf("guard: port %q: %w", port, err)
+		}
+		addrs, err := g.resolve(ctx, host, uint16(pn))
 		if err != nil {
 			return nil, err
 		}
@@ -215,7 +255,18 @@ func (g *guard) control(network, address string, _ syscall.RawConn) error {
 	if err != nil {
 		return fmt.Errorf("guard: unexpected dial address %q: %w", address, err)
 	}
-	return g.check(ap.Addr().String(), ap.Addr())
+	return g.checkPort(ap.Addr().String(), ap.Addr(), ap.Port())
+}
+
+// urlPort is the port a URL is fetched on (its scheme's when not given).
+func urlPort(u *url.URL) uint16 {
+	if p, err := strconv.ParseUint(u.Port(), 10, 16); err == nil {
+		return uint16(p)
+	}
+	if u.Scheme == "https" {
+		return 443
+	}
+	return 80
 }
 
 // checkURL refuses what may never be fetched before any connection: schemes
@@ -231,8 +282,8 @@ func (l *Loader) checkURL(u *url.URL) error {
 		return fmt.Errorf("%w: URL carries credentials", ErrForbiddenAddress)
 	}
 	if a, ok := parseHostIP(u.Hostname()); ok {
-		g := guard{allow: l.cfg.AllowPrivateNetworks, allowed: l.cfg.AllowedNetworks}
-		return g.check(u.Hostname(), a)
+		g := guard{allow: l.cfg.AllowPrivateNetworks, allowed: l.cfg.AllowedNetworks, allowedPorts: l.cfg.AllowedAddrPorts}
+		return g.checkPort(u.Hostname(), a, urlPort(u))
 	}
 	return nil
 }
@@ -248,8 +299,8 @@ func (l *Loader) ValidateURL(ctx context.Context, rawURL string) error {
 	if err := l.checkURL(u); err != nil {
 		return err
 	}
-	g := guard{allow: l.cfg.AllowPrivateNetworks, allowed: l.cfg.AllowedNetworks, lookup: l.cfg.LookupIP}
-	_, err = g.resolve(ctx, u.Hostname())
+	g := guard{allow: l.cfg.AllowPrivateNetworks, allowed: l.cfg.AllowedNetworks, allowedPorts: l.cfg.AllowedAddrPorts, lookup: l.cfg.LookupIP}
+	_, err = g.resolve(ctx, u.Hostname(), urlPort(u))
 	return err
 }
 

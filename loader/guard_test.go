@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -48,13 +49,15 @@ func TestBlockedReason(t *testing.T) {
 	blocked := []string{"127.0.0.1", "127.255.0.9", "::1", "10.0.0.1", "172.16.5.4", "192.168.1.1",
 		"169.254.169.254", "100.64.0.1", "224.0.0.1", "0.0.0.0", "255.255.255.255", "::",
 		"fc00::1", "fd12::1", "fe80::1", "fe80::1%eth0", "ff02::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
-		"64:ff9b::7f00:1", "2002:7f00:1::1", "::127.0.0.1"}
+		"64:ff9b::7f00:1", "2002:7f00:1::1", "::127.0.0.1",
+		"64:ff9b:1::1", "64:ff9b:1:ffff::a00:1", "64:ff9b:1::808:808", "::ffff:0:7f00:1", "::ffff:0:a00:1",
+		"2001:0:4136:e378:8000:63bf:3fff:fdd2", "2001::1", "168.63.129.16", "::ffff:168.63.129.16"}
 	for _, s := range blocked {
 		if r := blockedReason(netip.MustParseAddr(s)); r == "" {
 			t.Errorf("%s not blocked", s)
 		}
 	}
-	public := []string{"8.8.8.8", "1.1.1.1", "2001:4860:4860::8888", "::ffff:8.8.8.8", "172.32.0.1", "100.128.0.1", "64:ff9b::808:808"}
+	public := []string{"8.8.8.8", "1.1.1.1", "2001:4860:4860::8888", "::ffff:8.8.8.8", "172.32.0.1", "100.128.0.1", "64:ff9b::808:808", "::ffff:0:808:808", "2001:db8::1", "168.63.129.17"}
 	for _, s := range public {
 		if r := blockedReason(netip.MustParseAddr(s)); r != "" {
 			t.Errorf("%s blocked as %s", s, r)
@@ -180,5 +183,50 @@ func TestValidateURLAllowsPublic(t *testing.T) {
 		if err := l.ValidateURL(ctxT(t), u); !errors.Is(err, ErrForbiddenAddress) {
 			t.Errorf("%s: %v", u, err)
 		}
+	}
+}
+
+// TestRefusalsHideInternalAddresses: a refused name does not echo the
+// private address it resolved to, and a DNS failure does not name the
+// server's resolver.
+func TestRefusalsHideInternalAddresses(t *testing.T) {
+	l := newTestLoader(t, func(c *Config) {
+		c.AllowPrivateNetworks = false
+		c.LookupIP = func(_ context.Context, host string) ([]netip.Addr, error) {
+			if host == "intranet.example" {
+				return []netip.Addr{netip.MustParseAddr("10.1.2.3")}, nil
+			}
+			return nil, &net.DNSError{Err: "no such host", Name: host, Server: "10.0.0.2:53", IsNotFound: true}
+		}
+	})
+	for _, u := range []string{"http://intranet.example/t.tsv", "http://nowhere.example/t.tsv"} {
+		err := l.ValidateURL(t.Context(), u)
+		if err == nil || strings.Contains(err.Error(), "10.1.2.3") || strings.Contains(err.Error(), "10.0.0.2") {
+			t.Errorf("%s: %v", u, err)
+		}
+		_, err = l.FetchTable(t.Context(), u, TableOptions{ImageURLTemplate: "http://h.example/{id}"})
+		if err == nil || strings.Contains(err.Error(), "10.1.2.3") || strings.Contains(err.Error(), "10.0.0.2") {
+			t.Errorf("fetch %s: %v", u, err)
+		}
+	}
+}
+
+// TestAllowedAddrPortOpensOnePort: opening the guard for one address and
+// port (the demo's server) lets that port be fetched, at dial time too,
+// and no other port of the same address.
+func TestAllowedAddrPortOpensOnePort(t *testing.T) {
+	ok := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("id\n1\n")) }))
+	other := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("id\n1\n")) }))
+	ap := netip.MustParseAddrPort(strings.TrimPrefix(ok.URL, "http://"))
+	l := newTestLoader(t, func(c *Config) { c.AllowPrivateNetworks = false; c.AllowedAddrPorts = []netip.AddrPort{ap} })
+	opts := TableOptions{ImageURLTemplate: "http://h.example/{id}"}
+	if _, err := l.FetchTable(t.Context(), ok.URL+"/t.tsv", opts); err != nil {
+		t.Errorf("the opened port: %v", err)
+	}
+	if _, err := l.FetchTable(t.Context(), other.URL+"/t.tsv", opts); !errors.Is(err, ErrForbiddenAddress) && (err == nil || !strings.Contains(err.Error(), "loopback")) {
+		t.Errorf("another port of the same address: %v", err)
+	}
+	if err := l.ValidateURL(t.Context(), other.URL+"/t.tsv"); err == nil {
+		t.Error("ValidateURL let another port through")
 	}
 }

@@ -49,6 +49,17 @@ type Images struct {
 	Rows []int
 	// Failures, in row order.
 	Failures []Failure
+
+	release func() // gives the pixels' memory back to the budget, once
+}
+
+// Release gives the memory of the images back to the Loader's memory
+// budget. Call it once Pix is no longer used (Pix must not be used after);
+// calling it again does nothing.
+func (im *Images) Release() {
+	if im != nil && im.release != nil {
+		im.release()
+	}
 }
 
 // Len is the number of loaded images.
@@ -96,6 +107,16 @@ func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, 
 
 	n := len(rows)
 	sz := opts.Width * opts.Height * 3
+	release, err := l.reserveJob(ctx, n, opts)
+	if err != nil {
+		return nil, err
+	}
+	done := false
+	defer func() {
+		if !done {
+			release()
+		}
+	}()
 	pix := make([]uint8, n*sz)
 	reasons := make([]string, n) // "" once loaded; set exactly once per row by one goroutine
 	loaded := make([]bool, n)
@@ -128,7 +149,7 @@ func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, 
 		l.stats.failed.Add(1)
 		if progress != nil {
 			progressMu.Lock()
-			newFails = append(newFails, Failure{Row: i, ID: rows[i].ID, URL: rows[i].ImageURL, Reason: reason})
+			newFails = append(newFails, failure(rows, i, reason))
 			progressMu.Unlock()
 		}
 		report(false)
@@ -164,6 +185,8 @@ func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, 
 		switch {
 		case r.ImageURL == "":
 			fail(i, "no image URL")
+		case len(r.ImageURL) > MaxURLBytes:
+			fail(i, fmt.Sprintf("URL longer than %d bytes", MaxURLBytes))
 		case err != nil:
 			fail(i, "invalid URL")
 		default:
@@ -204,6 +227,7 @@ func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, 
 				select {
 				case jobs <- decodeJob{i, data}:
 				case <-ctx.Done():
+					l.mem.release(int64(cap(data)))
 					return
 				}
 			}
@@ -214,9 +238,12 @@ func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, 
 		dec.Go(func() {
 			for j := range jobs {
 				if ctx.Err() != nil {
+					l.mem.release(int64(cap(j.data)))
 					continue // drain so that downloaders never block
 				}
-				if err := l.decodeInto(j.data, opts.Width, opts.Height, pix[j.row*sz:(j.row+1)*sz]); err != nil {
+				err := l.decodeBudgeted(ctx, j.data, opts.Width, opts.Height, pix[j.row*sz:(j.row+1)*sz])
+				l.mem.release(int64(cap(j.data)))
+				if err != nil {
 					fail(j.row, err.Error())
 					continue
 				}
@@ -242,7 +269,7 @@ func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, 
 	k := 0
 	for i := range n {
 		if !loaded[i] {
-			im.Failures = append(im.Failures, Failure{Row: i, ID: rows[i].ID, URL: rows[i].ImageURL, Reason: reasons[i]})
+			im.Failures = append(im.Failures, failure(rows, i, reasons[i]))
 			continue
 		}
 		if k != i {
@@ -253,9 +280,39 @@ func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, 
 	}
 	im.Pix = pix[: k*sz : k*sz]
 	if k == 0 {
+		im.Pix = nil
 		return im, fmt.Errorf("%w: all %d images failed (first: %s)", ErrNoImages, n, firstReason(im.Failures))
 	}
+	done, im.release = true, sync.OnceFunc(release)
 	return im, nil
+}
+
+// reserveJob takes a job's memory from the budget before anything is
+// allocated: its pixel array and what the engine holds per row. A job that
+// can never fit fails at once with an error naming the numbers; one that
+// fits waits until other jobs give memory back.
+func (l *Loader) reserveJob(ctx context.Context, n int, opts ImageOptions) (func(), error) {
+	per := int64(opts.Width)*int64(opts.Height)*3 + RowOverhead
+	need := int64(n) * per
+	err := l.mem.acquire(ctx, need, l.mem.keepJobs)
+	if errors.Is(err, ErrOverBudget) {
+		return nil, fmt.Errorf("%w: %w: %w: %d rows of %d×%d images need about %s of memory (%s a row: %d×%d×3 bytes of pixels and %s for the engine), more than the %s this server gives one job (three quarters of its memory budget of %s); set limit to map fewer rows, or ask for a smaller image_size",
+			ErrDatasetInvalid, ErrTooLarge, ErrOverBudget, n, opts.Width, opts.Height, FormatBytes(need), FormatBytes(per),
+			opts.Width, opts.Height, FormatBytes(RowOverhead), FormatBytes(l.mem.total-l.mem.keepJobs), FormatBytes(l.mem.total))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load images: wait for memory: %w", err)
+	}
+	return func() { l.mem.release(need) }, nil
+}
+
+// MaxURLBytes is the longest image URL fetched; a longer one fails its row.
+const MaxURLBytes = 8 << 10
+
+// failure records row i's failure, its id, URL and reason cut to lengths
+// a failure list can hold for every row.
+func failure(rows []Row, i int, reason string) Failure {
+	return Failure{Row: i, ID: Shorten(rows[i].ID, 256), URL: Shorten(rows[i].ImageURL, 2048), Reason: Shorten(reason, 512)}
 }
 
 func firstReason(f []Failure) string {

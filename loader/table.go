@@ -36,7 +36,7 @@ type Table struct {
 // Row is one kept row of a Table.
 type Row struct {
 	Index    int      // 0-based position among the file's data rows (header excluded)
-	Values   []string // the original values as UTF-8 text, at least len(Header) of them
+	Values   []string // the original values as UTF-8 text; a short row has fewer than len(Header)
 	ID       string   // the value of the id column
 	ImageURL string   // resolved absolute URL of its image ("" if its URL cell was empty)
 }
@@ -70,7 +70,9 @@ func (l *Loader) FetchTable(ctx context.Context, rawURL string, opts TableOption
 		}
 		return nil, fmt.Errorf("%w: fetch %s: %w", ErrDatasetUnreachable, rawURL, err)
 	}
-	t, err := parseTable(ctx, data, base.Path, opts, l.cfg.MaxRows)
+	t, err := parseTable(ctx, data, base.Path, opts, tableLimits{rows: l.cfg.MaxRows, columns: l.cfg.MaxColumns,
+		cell: l.cfg.MaxCellBytes, line: l.cfg.MaxLineBytes})
+	l.mem.release(int64(cap(data))) // the table holds copies of what it keeps
 	if err != nil {
 		return nil, err
 	}
@@ -81,9 +83,65 @@ func (l *Loader) FetchTable(ctx context.Context, rawURL string, opts TableOption
 			r.ImageURL = tmpl.expand(r.ID)
 			continue
 		}
-		r.ImageURL = resolveURL(base, r.Values[t.columnIndex(opts.ImageURLColumn)])
+		r.ImageURL = resolveURL(base, r.Value(t.columnIndex(opts.ImageURLColumn)))
 	}
 	return t, nil
+}
+
+// Value is the row's value in column i, "" where the row is shorter.
+func (r *Row) Value(i int) string {
+	if i < 0 || i >= len(r.Values) {
+		return ""
+	}
+	return r.Values[i]
+}
+
+// tableLimits bound what one table may hold, each checked before the
+// parser allocates for it; zero fields take the defaults of Config.
+type tableLimits struct {
+	rows, columns, cell, line int
+}
+
+func (tl tableLimits) withDefaults() tableLimits {
+	for _, f := range []struct {
+		v *int
+		d int
+	}{{&tl.rows, defaultMaxRows}, {&tl.columns, defaultMaxColumns}, {&tl.cell, defaultMaxCellBytes}, {&tl.line, defaultMaxLineBytes}} {
+		if *f.v <= 0 {
+			*f.v = f.d
+		}
+	}
+	return tl
+}
+
+// checkLines refuses a table with a line longer than max bytes, before
+// the CSV reader buffers it.
+func checkLines(text string, maxLen int) error {
+	for n := 1; len(text) > 0; n++ {
+		i := strings.IndexByte(text, '\n')
+		if i < 0 {
+			i = len(text)
+		}
+		if i > maxLen {
+			return fmt.Errorf("%w: %w: %w: line %d is longer than %d bytes", ErrDatasetInvalid, ErrTooLarge, ErrLineTooLong, n, maxLen)
+		}
+		text = text[min(i+1, len(text)):]
+	}
+	return nil
+}
+
+// checkRecord refuses a record (line n of the file, header = 1) with more
+// than the allowed columns or a value longer than the allowed bytes.
+func checkRecord(rec []string, line int, tl tableLimits) error {
+	if len(rec) > tl.columns {
+		return fmt.Errorf("%w: %w: %w: line %d has %d columns, more than %d", ErrDatasetInvalid, ErrTooLarge, ErrTooManyColumns, line, len(rec), tl.columns)
+	}
+	for i, v := range rec {
+		if len(v) > tl.cell {
+			return fmt.Errorf("%w: %w: %w: line %d, column %d holds %d bytes, more than %d", ErrDatasetInvalid, ErrTooLarge, ErrCellTooLong, line, i+1, len(v), tl.cell)
+		}
+	}
+	return nil
 }
 
 func (t *Table) columnIndex(name string) int {
@@ -110,12 +168,16 @@ func resolveURL(base *url.URL, v string) string {
 
 // parseTable parses table bytes. pathHint is the URL path, whose suffix
 // breaks a tie when the header has neither tabs nor commas.
-func parseTable(ctx context.Context, data []byte, pathHint string, opts TableOptions, maxRows int) (*Table, error) {
+func parseTable(ctx context.Context, data []byte, pathHint string, opts TableOptions, tl tableLimits) (*Table, error) {
+	tl = tl.withDefaults()
 	idCol := opts.IDColumn
 	if idCol == "" {
 		idCol = "id"
 	}
 	text := decodeText(data)
+	if err := checkLines(text, tl.line); err != nil {
+		return nil, err
+	}
 	delim := detectDelimiter(text, pathHint)
 	r := csv.NewReader(strings.NewReader(text))
 	r.Comma = delim
@@ -127,6 +189,9 @@ func parseTable(ctx context.Context, data []byte, pathHint string, opts TableOpt
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: header: %w", ErrDatasetInvalid, err)
+	}
+	if err := checkRecord(header, 1, tl); err != nil {
+		return nil, err
 	}
 	t := &Table{Header: header, Delimiter: delim}
 	idIdx := t.columnIndex(idCol)
@@ -151,12 +216,16 @@ func parseTable(ctx context.Context, data []byte, pathHint string, opts TableOpt
 			t.Truncated = true
 			break
 		}
-		// Short rows are padded so that every column can be indexed; long
-		// rows keep their extra values, so nothing is lost on write-back.
-		for len(rec) < len(header) {
-			rec = append(rec, "")
+		line, _ := r.FieldPos(0)
+		if err := checkRecord(rec, line, tl); err != nil {
+			return nil, err
 		}
-		id := rec[idIdx]
+		// Short rows are kept as they are (never padded: a wide header
+		// must not multiply the memory of short rows; Row.Value reads a
+		// missing value as ""); long rows keep their extra values, so
+		// nothing is lost on write-back.
+		row := Row{Index: n, Values: rec}
+		id := row.Value(idIdx)
 		if droppedIDs[id] {
 			t.Dropped++
 			continue
@@ -164,10 +233,11 @@ func parseTable(ctx context.Context, data []byte, pathHint string, opts TableOpt
 		// The cap counts the rows kept (each is an image to load); the
 		// byte cap bounds the rest. The table was fetched: it is the
 		// table, not its server, that cannot be served (dataset_invalid).
-		if len(t.Rows) >= maxRows {
-			return nil, fmt.Errorf("%w: %w: more than %d rows, the most one job may have; set limit to map the first rows", ErrDatasetInvalid, ErrTooLarge, maxRows)
+		if len(t.Rows) >= tl.rows {
+			return nil, fmt.Errorf("%w: %w: more than %d rows, the most one job may have; set limit to map the first rows", ErrDatasetInvalid, ErrTooLarge, tl.rows)
 		}
-		t.Rows = append(t.Rows, Row{Index: n, Values: rec, ID: id})
+		row.ID = id
+		t.Rows = append(t.Rows, row)
 	}
 	if len(t.Rows) == 0 {
 		return nil, fmt.Errorf("%w: no rows left (%d dropped for an empty or missing %q)", ErrDatasetInvalid, t.Dropped, idCol)

@@ -3,6 +3,7 @@ package loader
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"reflect"
 	"strings"
@@ -87,11 +88,11 @@ func TestFetchTableFormats(t *testing.T) {
 			indexes: []int{1, 2}, delimiter: '\t', dropped: 1,
 		},
 		{
-			name: "other id column, short rows padded, long rows kept", path: "/t.tsv",
+			name: "other id column, short rows kept short (never padded), long rows kept", path: "/t.tsv",
 			body:   "a\tobject\tb\nx\tO1\ty\tEXTRA\nx\tO2\n",
 			opts:   TableOptions{IDColumn: "object"},
 			header: []string{"a", "object", "b"}, ids: []string{"O1", "O2"},
-			values:  [][]string{{"x", "O1", "y", "EXTRA"}, {"x", "O2", ""}},
+			values:  [][]string{{"x", "O1", "y", "EXTRA"}, {"x", "O2"}},
 			indexes: []int{0, 1}, delimiter: '\t',
 		},
 	}
@@ -171,8 +172,8 @@ func TestFetchTableErrors(t *testing.T) {
 		sentinel error
 		contains string
 	}{
-		{"unknown id column", good, TableOptions{IDColumn: "object", ImageURLTemplate: "http://h.example/{id}"}, ErrDatasetInvalid, `id column "object" not found; the table has columns "id", "title"`},
-		{"unknown URL column", good, TableOptions{ImageURLColumn: "url"}, ErrUnknownColumn, `image URL column "url" not found; the table has columns "id", "title"`},
+		{"unknown id column", good, TableOptions{IDColumn: "object", ImageURLTemplate: "http://h.example/{id}"}, ErrDatasetInvalid, `id column "object" not found; the table has 2 columns: "id", "title"`},
+		{"unknown URL column", good, TableOptions{ImageURLColumn: "url"}, ErrUnknownColumn, `image URL column "url" not found; the table has 2 columns: "id", "title"`},
 		{"template without id", good, TableOptions{ImageURLTemplate: "http://h.example/x.jpg"}, ErrDatasetInvalid, "no {id}"},
 		{"template not http", good, TableOptions{ImageURLTemplate: "file:///{id}"}, ErrDatasetInvalid, "absolute http or https"},
 		{"id in host", good, TableOptions{ImageURLTemplate: "http://{id}.example/x"}, ErrDatasetInvalid, "host"},
@@ -246,5 +247,58 @@ func TestFetchTableCancelled(t *testing.T) {
 	_, err := l.FetchTable(ctx, s.URL, TableOptions{ImageURLTemplate: "http://h/{id}"})
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("got %v, want context.Canceled", err)
+	}
+}
+
+// TestTableCaps: columns, values and lines over the limits are refused with
+// named errors before they are held; short rows under a wide header are
+// not padded; an unknown column in a huge header gets a short message.
+func TestTableCaps(t *testing.T) {
+	l := newTestLoader(t, nil)
+	tmpl := TableOptions{ImageURLTemplate: "http://h.example/{id}"}
+	wide := "id" + strings.Repeat("\tc", 1000) + "\n1\n"
+	longCell := "id\ttitle\n1\t" + strings.Repeat("x", 65<<10) + "\n"
+	longLine := "id" + strings.Repeat("\t"+strings.Repeat("y", 60<<10), 18) + "\n"
+	for _, tc := range []struct {
+		name, body string
+		sentinel   error
+		contains   string
+	}{
+		{"too many columns", wide, ErrTooManyColumns, "line 1 has 1001 columns, more than 1000"},
+		{"value too long", longCell, ErrCellTooLong, "line 2, column 2 holds 66560 bytes, more than 65536"},
+		{"line too long", longLine, ErrLineTooLong, "line 1 is longer than 1048576 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := l.FetchTable(ctxT(t), tableServer(t, []byte(tc.body)), tmpl)
+			if !errors.Is(err, tc.sentinel) || !errors.Is(err, ErrDatasetInvalid) || !strings.Contains(err.Error(), tc.contains) {
+				t.Errorf("error %v, want %v saying %q", err, tc.sentinel, tc.contains)
+			}
+		})
+	}
+
+	// 999 columns of 400 bytes (a 400 KB header), 200 short rows: rows
+	// hold only their own values, and the unknown-column error is short.
+	var b strings.Builder
+	b.WriteString("id")
+	for i := range 998 {
+		fmt.Fprintf(&b, "\t%03d%s", i, strings.Repeat("h", 397))
+	}
+	b.WriteString("\n")
+	for i := range 200 {
+		fmt.Fprintf(&b, "%d\n", i)
+	}
+	url := tableServer(t, []byte(b.String()))
+	tab, err := l.FetchTable(ctxT(t), url, tmpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range tab.Rows {
+		if len(r.Values) != 1 {
+			t.Fatalf("row %d has %d values: padded", r.Index, len(r.Values))
+		}
+	}
+	_, err = l.FetchTable(ctxT(t), url, TableOptions{ImageURLColumn: "nope"})
+	if !errors.Is(err, ErrUnknownColumn) || len(err.Error()) > 2000 || !strings.Contains(err.Error(), "and 979 more") {
+		t.Errorf("unknown column in a 400 KB header: %d bytes: %.300v", len(err.Error()), err)
 	}
 }

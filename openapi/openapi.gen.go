@@ -708,6 +708,9 @@ type Conflict = Problem
 // Internal defines model for Internal.
 type Internal = Problem
 
+// MisdirectedRequest defines model for MisdirectedRequest.
+type MisdirectedRequest = Problem
+
 // NotFound defines model for NotFound.
 type NotFound = Problem
 
@@ -759,6 +762,9 @@ type GetJobMapParams struct {
 // GetJobResultParams defines parameters for GetJobResult.
 type GetJobResultParams struct {
 	Format *GetJobResultParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+
+	// NeutralizeFormulas Prefix spreadsheet formulas in TSV and CSV values with `'`.
+	NeutralizeFormulas *bool `form:"neutralize_formulas,omitempty" json:"neutralize_formulas,omitempty"`
 }
 
 // GetJobResultParamsFormat defines parameters for GetJobResult.
@@ -919,6 +925,10 @@ type ClientInterface interface {
 
 	// GetMetrics Prometheus metrics (text exposition format)
 	//
+	// With `--metrics-token`, only that token opens it. Without one, a
+	// server with API keys asks for any of its keys; a server with
+	// neither leaves it open (and says so in its log at start-up).
+	//
 	// Corresponds with GET /metrics (the `GetMetrics` operationId).
 	GetMetrics(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
@@ -1003,6 +1013,8 @@ type ClientInterface interface {
 	// (`EmbeddingSnapshot`, at most 1 per second, only with `embedding=1`);
 	// a last `event: done` with the final Job, after which the stream ends.
 	// A client that connects after the job ended gets `done` at once.
+	// One key (one client address, without keys) may hold at most
+	// `--max-streams` (32) streams open at once; past it, 429.
 	//
 	// Corresponds with GET /v1/jobs/{id}/events (the `GetJobEvents` operationId).
 	GetJobEvents(ctx context.Context, id JobID, params *GetJobEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1031,6 +1043,14 @@ type ClientInterface interface {
 	// TSV and CSV hold the original header and every kept row in the original
 	// order, each value unchanged (as UTF-8), then `x`, `y` (and `z`); a row
 	// whose image failed keeps empty coordinates.
+	//
+	// With `neutralize_formulas=true`, a TSV or CSV value (or column name)
+	// that a spreadsheet would run as a formula, one starting with `=`,
+	// `+`, `-`, `@`, a tab or a carriage return, and that is not a plain
+	// number, is written with a `'` before it, so opening the file in
+	// Excel, LibreOffice or Google Sheets runs nothing from the
+	// catalogue. Off by default, since it changes values; JSON is never
+	// changed.
 	//
 	// Corresponds with GET /v1/jobs/{id}/result (the `GetJobResult` operationId).
 	GetJobResult(ctx context.Context, id JobID, params *GetJobResultParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1071,6 +1091,10 @@ func (c *Client) GetHealth(ctx context.Context, reqEditors ...RequestEditorFn) (
 }
 
 // GetMetrics Prometheus metrics (text exposition format)
+//
+// With `--metrics-token`, only that token opens it. Without one, a
+// server with API keys asks for any of its keys; a server with
+// neither leaves it open (and says so in its log at start-up).
 //
 // Corresponds with GET /metrics (the `GetMetrics` operationId).
 func (c *Client) GetMetrics(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1266,6 +1290,8 @@ func (c *Client) GetJobAtlasSheet(ctx context.Context, id JobID, sheet int, reqE
 // (`EmbeddingSnapshot`, at most 1 per second, only with `embedding=1`);
 // a last `event: done` with the final Job, after which the stream ends.
 // A client that connects after the job ended gets `done` at once.
+// One key (one client address, without keys) may hold at most
+// `--max-streams` (32) streams open at once; past it, 429.
 //
 // Corresponds with GET /v1/jobs/{id}/events (the `GetJobEvents` operationId).
 func (c *Client) GetJobEvents(ctx context.Context, id JobID, params *GetJobEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1324,6 +1350,14 @@ func (c *Client) GetJobMap(ctx context.Context, id JobID, params *GetJobMapParam
 // TSV and CSV hold the original header and every kept row in the original
 // order, each value unchanged (as UTF-8), then `x`, `y` (and `z`); a row
 // whose image failed keeps empty coordinates.
+//
+// With `neutralize_formulas=true`, a TSV or CSV value (or column name)
+// that a spreadsheet would run as a formula, one starting with `=`,
+// `+`, `-`, `@`, a tab or a carriage return, and that is not a plain
+// number, is written with a `'` before it, so opening the file in
+// Excel, LibreOffice or Google Sheets runs nothing from the
+// catalogue. Off by default, since it changes values; JSON is never
+// changed.
 //
 // Corresponds with GET /v1/jobs/{id}/result (the `GetJobResult` operationId).
 func (c *Client) GetJobResult(ctx context.Context, id JobID, params *GetJobResultParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -1976,6 +2010,18 @@ func NewGetJobResultRequest(server string, id JobID, params *GetJobResultParams)
 
 		}
 
+		if params.NeutralizeFormulas != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "neutralize_formulas", *params.NeutralizeFormulas, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
 		if encoded := queryValues.Encode(); encoded != "" {
 			rawQueryFragments = append(rawQueryFragments, encoded)
 		}
@@ -2053,6 +2099,10 @@ type ClientWithResponsesInterface interface {
 	GetHealthWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetHealthResponse, error)
 
 	// GetMetricsWithResponse Prometheus metrics (text exposition format)
+	//
+	// With `--metrics-token`, only that token opens it. Without one, a
+	// server with API keys asks for any of its keys; a server with
+	// neither leaves it open (and says so in its log at start-up).
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -2156,6 +2206,8 @@ type ClientWithResponsesInterface interface {
 	// (`EmbeddingSnapshot`, at most 1 per second, only with `embedding=1`);
 	// a last `event: done` with the final Job, after which the stream ends.
 	// A client that connects after the job ended gets `done` at once.
+	// One key (one client address, without keys) may hold at most
+	// `--max-streams` (32) streams open at once; past it, 429.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -2190,6 +2242,14 @@ type ClientWithResponsesInterface interface {
 	// TSV and CSV hold the original header and every kept row in the original
 	// order, each value unchanged (as UTF-8), then `x`, `y` (and `z`); a row
 	// whose image failed keeps empty coordinates.
+	//
+	// With `neutralize_formulas=true`, a TSV or CSV value (or column name)
+	// that a spreadsheet would run as a formula, one starting with `=`,
+	// `+`, `-`, `@`, a tab or a carriage return, and that is not a plain
+	// number, is written with a `'` before it, so opening the file in
+	// Excel, LibreOffice or Google Sheets runs nothing from the
+	// catalogue. Off by default, since it changes values; JSON is never
+	// changed.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -2289,6 +2349,8 @@ type GetMetricsResponse struct {
 	HTTPResponse *http.Response
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetMetricsResponse401Headers
 }
@@ -2296,6 +2358,11 @@ type GetMetricsResponse struct {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r GetMetricsResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetMetricsResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetBody returns the raw response body bytes
@@ -2471,6 +2538,8 @@ type ListJobsResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// Headers401 the parsed response headers for an HTTP 401 response
@@ -2490,6 +2559,11 @@ func (r ListJobsResponse) GetApplicationproblemJSON400() *BadRequest {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r ListJobsResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r ListJobsResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -2554,6 +2628,8 @@ type SubmitJobResponse struct {
 	ApplicationproblemJSON413 *TooLarge
 	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
 	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
 	ApplicationproblemJSON422 *Unprocessable
 	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
@@ -2593,6 +2669,11 @@ func (r SubmitJobResponse) GetApplicationproblemJSON413() *TooLarge {
 // GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
 func (r SubmitJobResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
 	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r SubmitJobResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
@@ -2660,6 +2741,8 @@ type DeleteJobResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
@@ -2686,6 +2769,11 @@ func (r DeleteJobResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r DeleteJobResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r DeleteJobResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -2743,6 +2831,8 @@ type GetJobResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// Headers401 the parsed response headers for an HTTP 401 response
@@ -2767,6 +2857,11 @@ func (r GetJobResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r GetJobResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetJobResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -2821,6 +2916,8 @@ type GetJobAtlasResponse struct {
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Problem
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// Headers401 the parsed response headers for an HTTP 401 response
@@ -2850,6 +2947,11 @@ func (r GetJobAtlasResponse) GetApplicationproblemJSON404() *NotFound {
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r GetJobAtlasResponse) GetApplicationproblemJSON409() *Problem {
 	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetJobAtlasResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -2900,6 +3002,8 @@ type GetJobAtlasSheetResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// Headers401 the parsed response headers for an HTTP 401 response
@@ -2919,6 +3023,11 @@ func (r GetJobAtlasSheetResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r GetJobAtlasSheetResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetJobAtlasSheetResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -2960,6 +3069,11 @@ type GetJobEventsResponse401Headers struct {
 	WWWAuthenticate *string
 }
 
+// GetJobEventsResponse429Headers the declared response headers of an HTTP 429 response for GetJobEvents
+type GetJobEventsResponse429Headers struct {
+	RetryAfter *int
+}
+
 type GetJobEventsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -2969,10 +3083,16 @@ type GetJobEventsResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *GetJobEventsResponse401Headers
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *GetJobEventsResponse429Headers
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
@@ -2988,6 +3108,16 @@ func (r GetJobEventsResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r GetJobEventsResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetJobEventsResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r GetJobEventsResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3040,6 +3170,8 @@ type GetJobFailuresResponse struct {
 	ApplicationproblemJSON401 *Unauthorized
 	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
 	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// Headers401 the parsed response headers for an HTTP 401 response
@@ -3064,6 +3196,11 @@ func (r GetJobFailuresResponse) GetApplicationproblemJSON401() *Unauthorized {
 // GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
 func (r GetJobFailuresResponse) GetApplicationproblemJSON404() *NotFound {
 	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetJobFailuresResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3116,6 +3253,8 @@ type GetJobMapResponse struct {
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// Headers401 the parsed response headers for an HTTP 401 response
@@ -3140,6 +3279,11 @@ func (r GetJobMapResponse) GetApplicationproblemJSON404() *NotFound {
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r GetJobMapResponse) GetApplicationproblemJSON409() *Conflict {
 	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetJobMapResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3194,6 +3338,8 @@ type GetJobResultResponse struct {
 	ApplicationproblemJSON404 *NotFound
 	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
 	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON421 the response for an HTTP 421 `application/problem+json` response
+	ApplicationproblemJSON421 *MisdirectedRequest
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *Internal
 	// Headers401 the parsed response headers for an HTTP 401 response
@@ -3223,6 +3369,11 @@ func (r GetJobResultResponse) GetApplicationproblemJSON404() *NotFound {
 // GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
 func (r GetJobResultResponse) GetApplicationproblemJSON409() *Conflict {
 	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON421 returns the response for an HTTP 421 `application/problem+json` response
+func (r GetJobResultResponse) GetApplicationproblemJSON421() *MisdirectedRequest {
+	return r.ApplicationproblemJSON421
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -3290,6 +3441,10 @@ func (c *ClientWithResponses) GetHealthWithResponse(ctx context.Context, reqEdit
 }
 
 // GetMetricsWithResponse Prometheus metrics (text exposition format)
+//
+// With `--metrics-token`, only that token opens it. Without one, a
+// server with API keys asks for any of its keys; a server with
+// neither leaves it open (and says so in its log at start-up).
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -3459,6 +3614,8 @@ func (c *ClientWithResponses) GetJobAtlasSheetWithResponse(ctx context.Context, 
 // (`EmbeddingSnapshot`, at most 1 per second, only with `embedding=1`);
 // a last `event: done` with the final Job, after which the stream ends.
 // A client that connects after the job ended gets `done` at once.
+// One key (one client address, without keys) may hold at most
+// `--max-streams` (32) streams open at once; past it, 429.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -3511,6 +3668,14 @@ func (c *ClientWithResponses) GetJobMapWithResponse(ctx context.Context, id JobI
 // TSV and CSV hold the original header and every kept row in the original
 // order, each value unchanged (as UTF-8), then `x`, `y` (and `z`); a row
 // whose image failed keeps empty coordinates.
+//
+// With `neutralize_formulas=true`, a TSV or CSV value (or column name)
+// that a spreadsheet would run as a formula, one starting with `=`,
+// `+`, `-`, `@`, a tab or a carriage return, and that is not a plain
+// number, is written with a `'` before it, so opening the file in
+// Excel, LibreOffice or Google Sheets runs nothing from the
+// catalogue. Off by default, since it changes values; JSON is never
+// changed.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -3595,6 +3760,13 @@ func ParseGetMetricsResponse(rsp *http.Response) (*GetMetricsResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
 
 	}
 
@@ -3734,6 +3906,13 @@ func ParseListJobsResponse(rsp *http.Response) (*ListJobsResponse, error) {
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3807,6 +3986,13 @@ func ParseSubmitJobResponse(rsp *http.Response) (*SubmitJobResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
 		var dest Unprocessable
@@ -3919,6 +4105,13 @@ func ParseDeleteJobResponse(rsp *http.Response) (*DeleteJobResponse, error) {
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -3992,6 +4185,13 @@ func ParseGetJobResponse(rsp *http.Response) (*GetJobResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -4067,6 +4267,13 @@ func ParseGetJobAtlasResponse(rsp *http.Response) (*GetJobAtlasResponse, error) 
 		}
 		response.ApplicationproblemJSON409 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -4126,6 +4333,13 @@ func ParseGetJobAtlasSheetResponse(rsp *http.Response) (*GetJobAtlasSheetRespons
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -4187,6 +4401,20 @@ func ParseGetJobEventsResponse(rsp *http.Response) (*GetJobEventsResponse, error
 		}
 		response.ApplicationproblemJSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -4207,6 +4435,16 @@ func ParseGetJobEventsResponse(rsp *http.Response) (*GetJobEventsResponse, error
 			headers.WWWAuthenticate = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 429:
+		var headers GetJobEventsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
 	}
 
 	return response, nil
@@ -4253,6 +4491,13 @@ func ParseGetJobFailuresResponse(rsp *http.Response) (*GetJobFailuresResponse, e
 			return nil, err
 		}
 		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -4320,6 +4565,13 @@ func ParseGetJobMapResponse(rsp *http.Response) (*GetJobMapResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -4394,6 +4646,13 @@ func ParseGetJobResultResponse(rsp *http.Response) (*GetJobResultResponse, error
 			return nil, err
 		}
 		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 421:
+		var dest MisdirectedRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON421 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest Internal
@@ -4738,6 +4997,13 @@ func (w *ServerInterfaceWrapper) GetJobResult(ctx echo.Context) error {
 	err = runtime.BindQueryParameterWithOptions("form", true, false, "format", ctx.QueryParams(), &params.Format, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter format: %s", err))
+	}
+
+	// ------------- Optional query parameter "neutralize_formulas" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "neutralize_formulas", ctx.QueryParams(), &params.NeutralizeFormulas, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("Invalid format for parameter neutralize_formulas: %s", err))
 	}
 
 	// Invoke the callback with all the unmarshaled arguments

@@ -41,8 +41,12 @@ type Fitter interface {
 
 var _ jobs.Runner = (*Pipeline)(nil)
 
+// maxMessage bounds a job's error message: it is stored in the job record,
+// whose size is limited, and read by people.
+const maxMessage = 4000
+
 func jobErr(code, format string, args ...any) error {
-	return &jobs.Error{Code: code, Message: fmt.Sprintf(format, args...)}
+	return &jobs.Error{Code: code, Message: loader.Shorten(fmt.Sprintf(format, args...), maxMessage)}
 }
 
 // Run implements jobs.Runner: the stages of a job, in order. Each stage
@@ -62,6 +66,7 @@ func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*job
 	if err != nil {
 		return nil, err
 	}
+	defer images.Release() // after the thumbnails (deferred below) are made
 	// Thumbnails for the map are made from the pixels already resized,
 	// alongside the embedding; the atlas is served as soon as it is
 	// stored, so a live map shows images while the optimiser runs.
@@ -118,6 +123,8 @@ func (p *Pipeline) loadImages(ctx context.Context, req jobs.Request, table *load
 	switch {
 	case errors.Is(err, loader.ErrNoImages):
 		return nil, jobErr(jobs.CodeNoImages, "%v", err)
+	case errors.Is(err, loader.ErrDatasetInvalid): // more rows than the memory budget holds
+		return nil, jobErr(jobs.CodeDatasetInvalid, "%v", err)
 	case err != nil:
 		return nil, fmt.Errorf("load images: %w", err)
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -78,6 +81,7 @@ type common struct {
 	natsURL       string
 	natsListen    string
 	natsReplicas  int
+	natsSec       natsSecurity
 	backend       string
 	threads       int
 	concurrency   int
@@ -88,6 +92,7 @@ type common struct {
 	reconfigure   bool // nats-config only: change the shared settings
 	allowPrivate  bool
 	maxImages     int
+	memoryBudget  byteSize
 	maxStore      int64
 	access        access // serve only
 	logFormat     string
@@ -103,6 +108,7 @@ func (c *common) register(fs *flag.FlagSet, worker bool) {
 	}
 	fs.StringVar(&c.natsURL, "nats-url", "", "use this external NATS (comma-separated URLs of one cluster) instead of the embedded one")
 	fs.IntVar(&c.natsReplicas, "nats-replicas", 0, "replicas of the stream and buckets on a NATS cluster, shared by every node (0: as they are, 1 when creating them); a node never changes them, see 'tsnemap nats-config'")
+	c.natsSec.register(fs, worker)
 	fs.StringVar(&c.backend, "backend", "auto", "compute backend: auto, cpu or gpu")
 	fs.IntVar(&c.threads, "threads", 0, "CPU threads for the engine (0: all cores)")
 	fs.IntVar(&c.concurrency, "concurrency", 1, "jobs this process runs at once (serve: 0 runs no jobs, an API-only node)")
@@ -112,6 +118,7 @@ func (c *common) register(fs *flag.FlagSet, worker bool) {
 	fs.DurationVar(&c.ackWait, "ack-wait", 0, "how long a job whose worker went silent (crashed) waits before another worker takes it, shared by every node (0: as it is, 30s when creating it); a node never changes it, see 'tsnemap nats-config'")
 	fs.BoolVar(&c.allowPrivate, "allow-private-networks", false, "let jobs fetch from private, loopback and link-local addresses (trusted networks only)")
 	fs.IntVar(&c.maxImages, "max-images", 1_000_000, "most rows (and images) one job may have; a larger table fails the job")
+	fs.Var(&c.memoryBudget, "memory-budget", "memory the jobs of this process may hold at once (pixels, downloads, decodes), e.g. 8GB; a job that can never fit fails naming the numbers (0: half the machine's or the container's memory)")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
@@ -124,6 +131,9 @@ type access struct {
 	maxActiveJobs   int
 	submitRate      float64
 	submitBurst     int
+	allowedHosts    string
+	trustedProxies  string
+	maxStreams      int
 }
 
 func (a *access) register(fs *flag.FlagSet) {
@@ -133,6 +143,40 @@ func (a *access) register(fs *flag.FlagSet) {
 	fs.IntVar(&a.maxActiveJobs, "max-active-jobs", 100, "most jobs one key may have queued or running at once (0: no limit); past it submits answer 429")
 	fs.Float64Var(&a.submitRate, "submit-rate", 2, "submits a second allowed per key (per client address without keys), a token bucket (0: no limit)")
 	fs.IntVar(&a.submitBurst, "submit-burst", 20, "submits one key may make at once before --submit-rate applies")
+	fs.IntVar(&a.maxStreams, "max-streams", 32, "event streams one key (one client address without keys) may hold open at once (0: no limit); past it 429")
+	fs.StringVar(&a.allowedHosts, "allowed-hosts", "", "comma-separated host names the API answers to (the Host header), * for any; default: loopback names and IP addresses without keys (against DNS rebinding), any with keys")
+	fs.StringVar(&a.trustedProxies, "trusted-proxies", "", "comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For is believed; from anyone else it is ignored")
+}
+
+// hosts is --allowed-hosts as a list (none when not given).
+func (a *access) hosts() []string {
+	var out []string
+	for _, h := range strings.Split(a.allowedHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// proxies parses --trusted-proxies.
+func (a *access) proxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range strings.Split(a.trustedProxies, ",") {
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(v)
+			if aerr != nil {
+				return nil, fmt.Errorf("--trusted-proxies: %q is neither an address nor a CIDR range", v)
+			}
+			p = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // keys reads --api-keys-file (none when it is not given).
@@ -173,12 +217,95 @@ func (a *access) listenAddr(addr string, haveKeys bool) (listen, warn string, er
 	return listen, "no API keys (--api-keys-file): listening on loopback " + listen + " only, not " + addr + "; give keys, or --insecure-listen-any to listen there anyway", nil
 }
 
+// byteSize is a flag of bytes: a number with an optional unit, KB, MB, GB
+// or TB (powers of 1024), or B.
+type byteSize int64
+
+func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
+
+func (b *byteSize) Set(v string) error {
+	s := strings.ToUpper(strings.TrimSpace(v))
+	mult := int64(1)
+	for i, u := range []string{"KB", "MB", "GB", "TB"} {
+		if t, ok := strings.CutSuffix(s, u); ok {
+			s, mult = strings.TrimSpace(t), int64(1)<<(10*(i+1))
+			break
+		}
+	}
+	s = strings.TrimSpace(strings.TrimSuffix(s, "B"))
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 || f*float64(mult) > 1<<62 {
+		return fmt.Errorf("%q is not a size: give bytes, or a number with KB, MB, GB or TB (e.g. 8GB)", v)
+	}
+	*b = byteSize(f * float64(mult))
+	return nil
+}
+
 func isLoopbackHost(host string) bool {
 	if host == "localhost" {
 		return true
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
+}
+
+// natsSecurity are the credentials and TLS settings of NATS: required of
+// clients by the embedded server (serve --nats-listen), presented to an
+// external one (--nats-url).
+type natsSecurity struct {
+	user, password, token, nkeySeedFile string
+	tlsCert, tlsKey, tlsCA              string
+}
+
+func (n *natsSecurity) register(fs *flag.FlagSet, worker bool) {
+	fs.StringVar(&n.user, "nats-user", "", "NATS user (with --nats-password): required of clients by the embedded NATS, presented to --nats-url")
+	fs.StringVar(&n.password, "nats-password", "", "NATS password of --nats-user (better given as the environment variable)")
+	fs.StringVar(&n.token, "nats-token", "", "NATS token, instead of a user and password (better given as the environment variable)")
+	fs.StringVar(&n.nkeySeedFile, "nats-nkey-seed", "", "file holding an NATS nkey user seed (SU...), instead of a user or token")
+	if !worker {
+		fs.StringVar(&n.tlsCert, "nats-tls-cert", "", "TLS certificate file (PEM) of the embedded NATS's --nats-listen port")
+		fs.StringVar(&n.tlsKey, "nats-tls-key", "", "TLS key file (PEM) of --nats-tls-cert")
+	}
+	fs.StringVar(&n.tlsCA, "nats-tls-ca", "", "CA certificates file (PEM) to verify the TLS certificate of --nats-url (default: the system's)")
+}
+
+func (n *natsSecurity) auth() (jobs.NATSAuth, error) {
+	a := jobs.NATSAuth{User: n.user, Password: n.password, Token: n.token}
+	if n.nkeySeedFile != "" {
+		seed, err := os.ReadFile(n.nkeySeedFile)
+		if err != nil {
+			return a, fmt.Errorf("--nats-nkey-seed: %w", err)
+		}
+		a.NKeySeed = seed
+	}
+	return a, nil
+}
+
+func (n *natsSecurity) clientOptions(a jobs.NATSAuth) ([]nats.Option, error) {
+	var tc *tls.Config
+	if n.tlsCA != "" {
+		pem, err := os.ReadFile(n.tlsCA)
+		if err != nil {
+			return nil, fmt.Errorf("--nats-tls-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--nats-tls-ca %s: no PEM certificates in it", n.tlsCA)
+		}
+		tc = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return a.ClientOptions(tc)
+}
+
+func (n *natsSecurity) serverTLS() (*tls.Config, error) {
+	if n.tlsCert == "" && n.tlsKey == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(n.tlsCert, n.tlsKey)
+	if err != nil {
+		return nil, fmt.Errorf("--nats-tls-cert/--nats-tls-key: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
 func (c *common) logger(w io.Writer) (*slog.Logger, error) {
@@ -201,9 +328,16 @@ func (c *common) logger(w io.Writer) (*slog.Logger, error) {
 func (c *common) connectNATS(ctx context.Context, log *slog.Logger) (*jobs.Store, *nats.Conn, func(), error) {
 	var nc *nats.Conn
 	var closeAll func()
+	auth, err := c.natsSec.auth()
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	if c.natsURL != "" {
-		var err error
-		if nc, err = jobs.Connect(c.natsURL); err != nil {
+		opts, err := c.natsSec.clientOptions(auth)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if nc, err = jobs.Connect(c.natsURL, opts...); err != nil {
 			return nil, nil, nil, err
 		}
 		closeAll = nc.Close
@@ -212,7 +346,12 @@ func (c *common) connectNATS(ctx context.Context, log *slog.Logger) (*jobs.Store
 		if err := os.MkdirAll(c.dataDir, 0o750); err != nil {
 			return nil, nil, nil, fmt.Errorf("data dir: %w", err)
 		}
-		emb, err := jobs.StartEmbedded(ctx, jobs.EmbeddedConfig{DataDir: c.dataDir, Listen: c.natsListen, MaxStore: c.maxStore})
+		srvTLS, err := c.natsSec.serverTLS()
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		emb, err := jobs.StartEmbedded(ctx, jobs.EmbeddedConfig{DataDir: c.dataDir, Listen: c.natsListen, MaxStore: c.maxStore,
+			Auth: auth, TLS: srvTLS})
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -221,7 +360,10 @@ func (c *common) connectNATS(ctx context.Context, log *slog.Logger) (*jobs.Store
 			return nil, nil, nil, err
 		}
 		closeAll = func() { nc.Close(); emb.Shutdown() }
-		log.Info("embedded NATS started", "data_dir", c.dataDir, "client_url", emb.ClientURL())
+		log.Info("embedded NATS started", "data_dir", c.dataDir, "client_url", emb.ClientURL(), "credentials", auth.Set(), "tls", srvTLS != nil)
+		if c.natsListen != "" && srvTLS == nil {
+			log.Warn("the embedded NATS takes connections without TLS: credentials and jobs cross the network in clear; give --nats-tls-cert and --nats-tls-key")
+		}
 	}
 	store, err := jobs.Open(ctx, nc, jobs.Config{Replicas: c.natsReplicas, MaxDeliveries: c.maxDeliveries, Retention: c.retention, AckWait: c.ackWait, Reconfigure: c.reconfigure})
 	if errors.Is(err, jobs.ErrSharedConfig) {
@@ -236,8 +378,9 @@ func (c *common) connectNATS(ctx context.Context, log *slog.Logger) (*jobs.Store
 
 // pipeline builds the loader and backends for jobs; its Close releases
 // both.
-func (c *common) pipeline(ctx context.Context, log *slog.Logger, extraAllowed []netip.Prefix) (*pipeline.Pipeline, error) {
-	cfg := loader.Config{AllowPrivateNetworks: c.allowPrivate, AllowedNetworks: extraAllowed, MaxRows: c.maxImages}
+func (c *common) pipeline(ctx context.Context, log *slog.Logger, extraAllowed []netip.AddrPort) (*pipeline.Pipeline, error) {
+	cfg := loader.Config{AllowPrivateNetworks: c.allowPrivate, AllowedAddrPorts: extraAllowed, MaxRows: c.maxImages,
+		MemoryBudget: int64(c.memoryBudget)}
 	g, err := pickGPU(ctx, c.backend, log)
 	if err != nil {
 		return nil, err
@@ -249,6 +392,7 @@ func (c *common) pipeline(ctx context.Context, log *slog.Logger, extraAllowed []
 		}
 		return nil, err
 	}
+	log.Info("memory budget of jobs", "bytes", l.Config().MemoryBudget, "size", loader.FormatBytes(l.Config().MemoryBudget))
 	p := &pipeline.Pipeline{Loader: l, CPU: cpu.New(c.threads), Log: log}
 	if g != nil {
 		p.GPU = g

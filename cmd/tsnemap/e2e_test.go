@@ -365,13 +365,18 @@ func TestDemoCatalogueIsAllowedButNothingElse(t *testing.T) {
 	defer d.Close()
 	c := common{backend: "cpu"}
 	a := d.addr.Addr()
-	pl, err := c.pipeline(context.Background(), testkit.QuietLogger(), []netip.Prefix{netip.PrefixFrom(a, a.BitLen())})
+	pl, err := c.pipeline(context.Background(), testkit.QuietLogger(), []netip.AddrPort{d.addr})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
 	if err := pl.Loader.ValidateURL(ctx, "http://"+d.addr.String()+"/data.tab"); err != nil {
 		t.Errorf("demo URL refused: %v", err)
+	}
+	// Only the demo's port: another port of its address stays closed.
+	other := netip.AddrPortFrom(a, d.addr.Port()^1)
+	if err := pl.Loader.ValidateURL(ctx, "http://"+other.String()+"/"); err == nil {
+		t.Errorf("opening the guard for the demo opened %s too", other)
 	}
 	if a.String() == demoHost {
 		if err := pl.Loader.ValidateURL(ctx, "http://127.0.0.1:8080/"); err == nil {

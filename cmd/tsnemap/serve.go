@@ -73,15 +73,14 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 			s.close()
 		}
 	}()
-	var allowed []netip.Prefix
+	var allowed []netip.AddrPort
 	if demo {
 		if s.demo, err = startDemo(log); err != nil {
 			return nil, err
 		}
 		s.cleanup = append(s.cleanup, s.demo.Close)
-		// Open the guard for the demo's own address only.
-		a := s.demo.addr.Addr()
-		allowed = append(allowed, netip.PrefixFrom(a, a.BitLen()))
+		// Open the guard for the demo's own address and port only.
+		allowed = append(allowed, s.demo.addr)
 	}
 	pl, err := c.pipeline(ctx, log, allowed)
 	if err != nil {
@@ -99,6 +98,13 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 	}
 	if warn != "" {
 		log.Warn(warn)
+	}
+	proxies, err := c.access.proxies()
+	if err != nil {
+		return nil, err
+	}
+	if h, _, _ := net.SplitHostPort(listen); len(keys) == 0 && c.access.allowedHosts == "" && !isLoopbackHost(h) {
+		log.Warn("without API keys the API answers only to loopback names and IP addresses as Host (against DNS rebinding); list other names clients use with --allowed-hosts")
 	}
 
 	store, _, closeNATS, err := c.connectNATS(ctx, log)
@@ -124,9 +130,13 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 		MaxTimeout: c.maxTimeout, Version: versionString(), Registry: reg, Logger: log,
 		Keys: keys, MetricsToken: c.access.metricsToken, MaxActiveJobs: c.access.maxActiveJobs,
 		SubmitRate: c.access.submitRate, SubmitBurst: c.access.submitBurst, MaxImages: c.maxImages,
+		AllowedHosts: c.access.hosts(), TrustedProxies: proxies, MaxStreamsPerKey: c.access.maxStreams,
 	})
 	if err != nil {
 		return nil, err
+	}
+	if srv.MetricsOpen() {
+		log.Warn("/metrics is open to anyone who reaches the API (no --metrics-token, no API keys); set --metrics-token to close it")
 	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
@@ -138,7 +148,12 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 	s.hs = &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+		// A request (its body is at most 1 MB) is read within ReadTimeout;
+		// a keep-alive connection left idle is closed after IdleTimeout.
+		// No WriteTimeout: event streams and large results take long.
+		ReadTimeout: 30 * time.Second,
+		IdleTimeout: 2 * time.Minute,
+		BaseContext: func(net.Listener) context.Context { return baseCtx },
 	}
 	s.hs.RegisterOnShutdown(cancelBase)
 
