@@ -53,11 +53,16 @@ func TestMillionRowsAt512FailBeforeAllocating(t *testing.T) {
 func TestJobsShareOneBudget(t *testing.T) {
 	img := encPNG(t, halves(8, 8, color.NRGBA{255, 0, 0, 255}, color.NRGBA{0, 0, 255, 255}))
 	srv := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(img) }))
-	rows := []Row{{ID: "a", ImageURL: srv.URL + "/a.png"}, {ID: "b", ImageURL: srv.URL + "/b.png"}}
+	// Enough rows that one decode's share of the budget (an eighth) holds
+	// a decode's estimate (about 1.2 MB at 100×100).
+	rows := make([]Row, 192)
+	for i := range rows {
+		rows[i] = Row{Index: i, ID: strconv.Itoa(i), ImageURL: srv.URL + "/" + strconv.Itoa(i) + ".png"}
+	}
 	opts := ImageOptions{Width: 100, Height: 100}
 	job := int64(len(rows)) * (100*100*3 + RowOverhead)
-	// Room for one job's pixels (three quarters of the budget), not two.
-	l := newTestLoader(t, func(c *Config) { c.MemoryBudget = job*4/3 + 4*job/3/4 + 1 })
+	// Room for one job's pixels (at most three quarters of the budget), not two.
+	l := newTestLoader(t, func(c *Config) { c.MemoryBudget = 2 * job })
 	first, err := l.LoadImages(ctxT(t), rows, opts, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -72,11 +77,14 @@ func TestJobsShareOneBudget(t *testing.T) {
 		second.Store(im)
 		done <- err
 	}()
-	select {
-	case err := <-done:
-		t.Fatalf("the second job ran while the first held the budget: %v", err)
-	case <-time.After(100 * time.Millisecond):
-	}
+	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+		select {
+		case err := <-done:
+			t.Fatalf("the second job ran while the first held the budget: %v", err)
+		default:
+		}
+		return l.mem.waiters() == 1, "the second job is not waiting for memory"
+	})
 	first.Release()
 	first.Release() // twice gives back once
 	if err := <-done; err != nil {

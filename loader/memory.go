@@ -38,9 +38,10 @@ type memBudget struct {
 	total                   int64
 	keepJobs, keepDownloads int64
 
-	mu   sync.Mutex
-	used int64
-	wake chan struct{} // closed (and replaced) when memory is released
+	mu      sync.Mutex
+	used    int64
+	waiting int           // acquires waiting for memory now
+	wake    chan struct{} // closed (and replaced) when memory is released
 }
 
 func newMemBudget(total int64) *memBudget {
@@ -68,13 +69,26 @@ func (b *memBudget) acquire(ctx context.Context, n, keep int64) error {
 			return nil
 		}
 		wake := b.wake
+		b.waiting++
 		b.mu.Unlock()
 		select {
 		case <-wake:
 		case <-ctx.Done():
+		}
+		b.mu.Lock()
+		b.waiting--
+		b.mu.Unlock()
+		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
 	}
+}
+
+// waiters is how many acquires wait for memory now.
+func (b *memBudget) waiters() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.waiting
 }
 
 func (b *memBudget) release(n int64) {
