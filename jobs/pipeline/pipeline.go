@@ -15,6 +15,7 @@ import (
 
 	"github.com/tsnemap/tsnemap/atlas"
 	"github.com/tsnemap/tsnemap/embed"
+	"github.com/tsnemap/tsnemap/explore"
 	"github.com/tsnemap/tsnemap/jobs"
 	"github.com/tsnemap/tsnemap/loader"
 )
@@ -172,7 +173,14 @@ func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*job
 			pr.KLDivergence = &kl
 		}
 	})
-	return Assemble(table, images, res), nil
+	out := Assemble(table, images, res)
+	if err := explore.Annotate(ctx, out, req.Grid); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("explore the map: %w", err)
+	}
+	return out, nil
 }
 
 // Close releases the loader and the GPU backend, if any.
