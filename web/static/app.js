@@ -102,8 +102,10 @@ window.tsnemap = {
     const r = map.canvas.getBoundingClientRect();
     return { x: r.left + p.x, y: r.top + p.y };
   },
-  /** Rows in drawing order (the last is on top). */
-  drawOrder() { return [...map.order]; },
+  /** Shown rows in drawing order (the last is on top). */
+  drawOrder() { return [...map.drawList()]; },
+  /** Target positions of the placed rows: [[row, x, y]]. */
+  positions() { return map.order.map((r) => [r, map.toX[r], map.toY[r]]); },
   loadSynthetic: async (n) => {
     showJobView(); closeStream(); state.job = null; state.result = null;
     await syntheticMap(map, n);
