@@ -152,7 +152,8 @@ func mutualReachabilityEdges(nbrs []neighbour, core []float64, k int) []edge {
 	edges := make([]edge, 0, len(nbrs))
 	for i := range core {
 		for _, nb := range nbrs[i*k : (i+1)*k] {
-			if nb.i < 0 {
+			// An edge found from both ends is kept once, from the lower.
+			if nb.i < 0 || int(nb.i) < i && isNeighbour(nbrs[int(nb.i)*k:(int(nb.i)+1)*k], int32(i)) {
 				continue
 			}
 			w := math.Max(math.Sqrt(nb.d2), math.Max(core[i], core[nb.i]))
@@ -169,6 +170,15 @@ func mutualReachabilityEdges(nbrs []neighbour, core []float64, k int) []edge {
 		return 0
 	})
 	return edges
+}
+
+func isNeighbour(row []neighbour, i int32) bool {
+	for _, nb := range row {
+		if nb.i == i {
+			return true
+		}
+	}
+	return false
 }
 
 func describe(xy []float64, members [][]int, nearest int) []Hotspot {

@@ -6,7 +6,8 @@
 //
 //   TSNEMAP_URL=http://127.0.0.1:8080 TSNEMAP_BENCH_POINTS=100000 node bench.mjs
 //
-// Prints one EXPLORETIME line per run and renderer, and FRAMETIME lines as
+// Prints one EXPLORETIME line per run and renderer, REDRAWTIME lines (a
+// plain full redraw, the floor under any change), and FRAMETIME lines as
 // the browser test does (a page without benchExplore, an older build, gets
 // only the latter). Figures: docs/page.md.
 import { chromium } from 'playwright-core';
@@ -25,6 +26,24 @@ try {
     await page.evaluate((k) => window.tsnemap.loadSynthetic(k), n);
     const kind = await page.evaluate(() => window.tsnemap.state.renderer);
     console.log(`loaded ${n} points (${kind}) in ${Date.now() - t0} ms`);
+    // The floor: a full redraw of the map as any change of positions or
+    // thumbnails makes it (the same in builds before exploring), timed as
+    // benchExplore times its changes.
+    for (let k = 0; k < runs; k++) {
+      const r = await page.evaluate(async () => {
+        const m = window.tsnemap.map;
+        const frame = () => new Promise((res) => requestAnimationFrame(() => requestAnimationFrame(res)));
+        await frame();
+        const t0 = performance.now();
+        m.version++;
+        m.request();
+        await new Promise((res) => requestAnimationFrame(res));
+        const gl = m.renderer.gl;
+        if (gl) gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, new Uint8Array(4));
+        return { total: performance.now() - t0, draw: m.stats.lastDrawMs };
+      });
+      console.log('REDRAWTIME', JSON.stringify({ points: n, renderer: kind, run: k, ...r }));
+    }
     if (await page.evaluate(() => typeof window.tsnemap.benchExplore === 'function')) {
       for (let k = 0; k < runs; k++) {
         const r = await page.evaluate(() => window.tsnemap.benchExplore());

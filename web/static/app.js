@@ -1032,6 +1032,7 @@ async function benchExplore() {
   await time('colour numeric', () => { sel.value = numeric; sel.dispatchEvent(new Event('change')); });
   await time('search', () => { search.value = 'etude rings'; search.dispatchEvent(new Event('input')); });
   await time('search, accents', () => { search.value = 'Étude sunset n° 1'; search.dispatchEvent(new Event('input')); });
+  await time('search, typing on', () => { search.value = 'Étude sunset n° 12'; search.dispatchEvent(new Event('input')); });
   await time('filter range', () => { explorer.filters.set(numeric, { min: 1900, max: 1950 }); renderFilters(); restyle(); });
   await time('clear', () => { explorer.filters.clear(); renderFilters(); search.value = ''; search.dispatchEvent(new Event('input')); });
   return out;

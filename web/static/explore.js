@@ -46,6 +46,16 @@ export function ramp(t) {
   return a.map((v, k) => Math.round(v + (b[k] - v) * f));
 }
 
+let lut = null;
+/** The ramp as 256 packed colours. */
+function rampLUT() {
+  if (!lut) {
+    lut = new Uint32Array(256);
+    for (let i = 0; i < 256; i++) lut[i] = pack(ramp(i / 255));
+  }
+  return lut;
+}
+
 export function rampCSS() {
   return 'linear-gradient(to right, ' + VIRIDIS.join(', ') + ')';
 }
@@ -108,7 +118,7 @@ function describeColumn(vals) {
   const index = new Map(cats.map((c, i) => [c.value, i]));
   const catOf = new Int32Array(n);
   for (let r = 0; r < n; r++) catOf[r] = index.get(vals[r]);
-  return { kind: 'categorical', cats, catOf };
+  return { kind: 'categorical', cats, catOf, num };
 }
 
 /**
@@ -168,7 +178,7 @@ export class Explorer {
         const vals = t.values[c];
         for (let r = 0; r < m; r++) if (!f.values.has(vals[r])) shown[r] = 0;
       } else {
-        const num = info.kind === 'numeric' ? info.num : t.values[c].map(numberOf);
+        const num = info.num;
         const lo = f.min ?? -Infinity, hi = f.max ?? Infinity;
         for (let r = 0; r < m; r++) { const v = num[r]; if (!(v >= lo && v <= hi)) shown[r] = 0; }
       }
@@ -177,10 +187,11 @@ export class Explorer {
     if (c >= 0) {
       const info = t.info[c];
       if (info.kind === 'numeric') {
-        const span = info.max - info.min || 1;
+        const span = (info.max - info.min) || 1;
+        const lut = rampLUT();
         for (let r = 0; r < m; r++) {
           const v = info.num[r];
-          if (!Number.isNaN(v)) colour[r] = pack(ramp((v - info.min) / span));
+          if (!Number.isNaN(v)) colour[r] = lut[Math.round(((v - info.min) / span) * 255)];
         }
       } else {
         const k = CATEGORY_COLOURS.length;
@@ -195,13 +206,33 @@ export class Explorer {
       }
     }
     const q = fold(this.search.trim());
+    const hit = q ? this.matchesOf(q) : null;
     for (let r = 0; r < m; r++) {
       if (!shown[r]) continue;
       visible++;
-      if (q && !t.hay[r].includes(q)) fade[r] = 40; else matches++;
+      if (hit && !hit[r]) fade[r] = 40; else matches++;
     }
     for (let r = m; r < n; r++) { visible++; if (!q) matches++; else fade[r] = 40; }
     return { shown: visible, matches };
+  }
+
+  /**
+   * Which rows hold the folded query q. The last answer is kept: the same
+   * query (a colour or filter change) costs nothing, and a query that
+   * extends it (typing on) looks only at the rows that matched before.
+   */
+  matchesOf(q) {
+    const t = this.table, last = this.lastSearch;
+    if (last && last.table === t && last.q === q) return last.hit;
+    const hit = new Uint8Array(t.n);
+    if (last && last.table === t && q.startsWith(last.q)) {
+      const prev = last.hit;
+      for (let r = 0; r < t.n; r++) if (prev[r] && t.hay[r].includes(q)) hit[r] = 1;
+    } else {
+      for (let r = 0; r < t.n; r++) if (t.hay[r].includes(q)) hit[r] = 1;
+    }
+    this.lastSearch = { table: t, q, hit };
+    return hit;
   }
 
   /** Rows to export: the selection, in row order. */

@@ -95,14 +95,12 @@ export class MapView {
    */
   drawList() {
     if (this.listVersion === this.version) return this.list;
-    const list = [];
-    for (let pass = 0; pass < 3; pass++) {
-      for (const r of this.order) {
-        if (!this.shown[r]) continue;
-        const p = this.marked[r] ? 2 : this.fade[r] < 255 ? 0 : 1;
-        if (p === pass) list.push(r);
-      }
+    const dim = [], plain = [], marked = [];
+    for (const r of this.order) {
+      if (!this.shown[r]) continue;
+      (this.marked[r] ? marked : this.fade[r] < 255 ? dim : plain).push(r);
     }
+    const list = dim.length || marked.length ? dim.concat(plain, marked) : plain;
     this.list = list;
     this.listVersion = this.version;
     return list;
