@@ -173,12 +173,13 @@ func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*job
 			pr.KLDivergence = &kl
 		}
 	})
+	// Hotspots and the grid layout are extras: the map stands without them.
 	out := Assemble(table, images, res)
 	if err := explore.Annotate(ctx, out, req.Grid); err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("explore the map: %w", err)
+		t.Warn("explore the map", "err", err)
 	}
 	return out, nil
 }
