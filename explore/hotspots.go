@@ -160,14 +160,17 @@ func mutualReachabilityEdges(nbrs []neighbour, core []float64, k int) []edge {
 			edges = append(edges, edge{int32(i), nb.i, w})
 		}
 	}
+	// Mutual reachability ties often (many edges weigh a core distance):
+	// ties go by the points' numbers, so the tree never depends on the
+	// sort's handling of equal keys.
 	slices.SortFunc(edges, func(x, y edge) int {
-		switch {
-		case x.w < y.w:
-			return -1
-		case x.w > y.w:
-			return 1
+		if c := cmpFloat(x.w, y.w); c != 0 {
+			return c
 		}
-		return 0
+		if x.a != y.a {
+			return int(x.a - y.a)
+		}
+		return int(x.b - y.b)
 	})
 	return edges
 }
