@@ -110,8 +110,9 @@ func formatFromAccept(accept string) string {
 }
 
 // WriteTable writes the result as the museum script's table: the original
-// header and values, then x, y (and z); rows whose image failed keep empty
-// coordinates. A value is quoted only when it holds the delimiter, a quote
+// header and values, then x, y (and z), then cluster when the hotspots were
+// computed and grid_x, grid_y when a grid was asked for; rows whose image
+// failed keep these empty, as does a row in no hotspot. A value is quoted only when it holds the delimiter, a quote
 // or a line break, so every other value comes out byte for byte.
 func WriteTable(res *jobs.Result, delim byte) []byte {
 	var b bytes.Buffer
@@ -129,7 +130,14 @@ func WriteTableTo(out io.Writer, res *jobs.Result, delim byte, opts TableOptions
 		writeField(b, v, delim)
 	}
 	coordNames := []string{"x", "y", "z"}[:res.Dimensions]
-	writeRow := func(values []string, coords []float32, width int) {
+	if res.Clustered {
+		coordNames = append(coordNames, "cluster")
+	}
+	if res.Gridded {
+		coordNames = append(coordNames, "grid_x", "grid_y")
+	}
+	writeRow := func(r jobs.ResultRow, width int) {
+		values := r.Values
 		for i := 0; i < width; i++ {
 			if i > 0 {
 				b.WriteByte(delim)
@@ -142,9 +150,7 @@ func WriteTableTo(out io.Writer, res *jobs.Result, delim byte, opts TableOptions
 			if width > 0 || d > 0 {
 				b.WriteByte(delim)
 			}
-			if coords != nil {
-				b.WriteString(formatCoord(coords[d]))
-			}
+			b.WriteString(derived(res, r, d))
 		}
 		b.WriteByte('\n')
 	}
@@ -162,9 +168,34 @@ func WriteTableTo(out io.Writer, res *jobs.Result, delim byte, opts TableOptions
 	}
 	b.WriteByte('\n')
 	for _, r := range res.Rows {
-		writeRow(r.Values, r.Coords, len(res.Columns))
+		writeRow(r, len(res.Columns))
 	}
 	return b.Flush()
+}
+
+// derived is the d-th value after a row's own: its coordinates, then its
+// cluster (empty for none) and grid cell, empty where it has none.
+func derived(res *jobs.Result, r jobs.ResultRow, d int) string {
+	switch {
+	case d < res.Dimensions:
+		if r.Coords == nil {
+			return ""
+		}
+		return formatCoord(r.Coords[d])
+	case d == res.Dimensions && res.Clustered:
+		if r.Cluster == 0 {
+			return ""
+		}
+		return strconv.Itoa(r.Cluster)
+	}
+	g := d - res.Dimensions
+	if res.Clustered {
+		g--
+	}
+	if g < len(r.Grid) {
+		return strconv.Itoa(r.Grid[g])
+	}
+	return ""
 }
 
 func writeField(b *bufio.Writer, v string, delim byte) {
@@ -190,7 +221,17 @@ func coord64(v float32) *float64 {
 
 // ResultJSON renders a result as the contract's JSON result.
 func ResultJSON(res *jobs.Result) openapi.Result {
-	out := openapi.Result{Columns: res.Columns, Points: make([]openapi.Point, 0, len(res.Rows)), Failures: toAPIFailures(res.Failures)}
+	out := openapi.Result{Columns: res.Columns, Points: make([]openapi.Point, 0, len(res.Rows)), Failures: toAPIFailures(res.Failures),
+		Hotspots: make([]openapi.Hotspot, 0, len(res.Hotspots))}
+	for _, h := range res.Hotspots {
+		ids := make([]string, 0, len(h.Rows))
+		for _, r := range h.Rows {
+			if r >= 0 && r < len(res.Rows) {
+				ids = append(ids, res.Rows[r].ID)
+			}
+		}
+		out.Hotspots = append(out.Hotspots, openapi.Hotspot{Id: h.ID, Size: h.Size, X: h.X, Y: h.Y, Radius: h.Radius, Rows: h.Rows, Ids: ids})
+	}
 	if out.Columns == nil {
 		out.Columns = []string{}
 	}
@@ -208,6 +249,12 @@ func ResultJSON(res *jobs.Result) openapi.Result {
 			if res.Dimensions == 3 {
 				p.Z = coord64(r.Coords[2])
 			}
+		}
+		if r.Cluster > 0 {
+			p.Cluster = &r.Cluster
+		}
+		if len(r.Grid) == 2 {
+			p.GridX, p.GridY = &r.Grid[0], &r.Grid[1]
 		}
 		out.Points = append(out.Points, p)
 	}

@@ -408,6 +408,7 @@ func toAPI(j jobs.Job) openapi.Job {
 		Seed:                   r.Seed,
 		Backend:                openapi.NormalizedJobRequestBackend(r.Backend),
 		TimeoutSeconds:         r.TimeoutSeconds,
+		Grid:                   r.Grid,
 	}
 	if r.ImageURLTemplate != "" {
 		n.ImageUrlTemplate = &r.ImageURLTemplate

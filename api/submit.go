@@ -206,6 +206,12 @@ func (s *Server) normalize(in openapi.JobRequest) (jobs.Request, *problem) {
 		// worker for longer than the operator allows.
 		r.TimeoutSeconds = min(*in.TimeoutSeconds, r.TimeoutSeconds)
 	}
+	if in.Grid != nil {
+		r.Grid = *in.Grid
+		if r.Grid && r.Dimensions != 2 {
+			bad("grid", "a grid layout is made of 2-D maps only; send dimensions 2 or leave grid out")
+		}
+	}
 	if len(fields) > 0 {
 		return r, badRequest(http.StatusBadRequest, fields)
 	}

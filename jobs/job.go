@@ -68,6 +68,8 @@ type Request struct {
 	Seed                   int64     `json:"seed"`
 	Backend                string    `json:"backend"`
 	TimeoutSeconds         int       `json:"timeout_seconds"`
+	// Grid asks for a grid layout of the finished map (2-D only).
+	Grid bool `json:"grid,omitempty"`
 
 	// Owner is who submits the job (see Job.Owner); Submit moves it to the
 	// job record and it is not part of the stored request.
@@ -265,6 +267,23 @@ type Result struct {
 	Dimensions int         `json:"dimensions"`
 	Rows       []ResultRow `json:"rows"`
 	Failures   []Failure   `json:"failures"`
+	// Clustered: the hotspots of the 2-D map were computed, so each row
+	// has its Cluster and the table a cluster column (package explore).
+	Clustered bool      `json:"clustered,omitempty"`
+	Hotspots  []Hotspot `json:"hotspots,omitempty"`
+	// Gridded: each row with coordinates has its Grid cell.
+	Gridded bool `json:"gridded,omitempty"`
+}
+
+// Hotspot is one cluster of a finished 2-D map.
+type Hotspot struct {
+	ID     int     `json:"id"`
+	Size   int     `json:"size"`
+	X      float64 `json:"x"`
+	Y      float64 `json:"y"`
+	Radius float64 `json:"radius"`
+	// Rows are the kept rows nearest the centre, nearest first.
+	Rows []int `json:"rows"`
 }
 
 // ResultRow is one kept row of the table.
@@ -272,6 +291,10 @@ type ResultRow struct {
 	ID     string    `json:"id"`
 	Values []string  `json:"values"`
 	Coords []float32 `json:"coords,omitempty"`
+	// Cluster is the row's hotspot ID, 0 for none.
+	Cluster int `json:"cluster,omitempty"`
+	// Grid is the row's cell [x, y] in the grid layout, when asked for.
+	Grid []int `json:"grid,omitempty"`
 }
 
 // Failure is one image that could not be loaded; Row is its position among

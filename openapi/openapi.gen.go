@@ -425,13 +425,35 @@ type Health struct {
 	Version *string `json:"version,omitempty"`
 }
 
+// Hotspot defines model for Hotspot.
+type Hotspot struct {
+	// Id The value of `cluster` for its points; 1 is the biggest.
+	Id int `json:"id"`
+
+	// Ids The ids of those rows.
+	Ids []string `json:"ids"`
+
+	// Radius Distance from the centre within which nine in ten of its points lie.
+	Radius float64 `json:"radius"`
+
+	// Rows Kept-row indices of its points nearest the centre, nearest first (up to 6).
+	Rows []int `json:"rows"`
+
+	// Size Points in it.
+	Size int `json:"size"`
+
+	// X Centre (mean of its points).
+	X float64 `json:"x"`
+	Y float64 `json:"y"`
+}
+
 // ImageSize Every image is resized (aspect not kept) to exactly this size, RGB, alpha composited on white.
 type ImageSize struct {
 	Height int `json:"height"`
 	Width  int `json:"width"`
 }
 
-// Job Example: {"backend":"cpu (2 threads)","created_at":"2026-11-24T18:00:00Z","error":null,"finished_at":null,"id":"01JD3ZK6Q9W5N2B8T4M7C1XH0R","links":{"events":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R/events","result":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R/result","self":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R"},"progress":{"elapsed_seconds":48.2,"images_failed":9,"images_loaded":3012,"images_total":3021,"iteration":420,"iterations":1000,"kl_divergence":1.93},"request":{"backend":"auto","dataset_url":"https://example.org/ashmolean/data.tab","dimensions":2,"early_exaggeration":12,"exaggeration_iterations":250,"id_column":"id","image_size":{"height":100,"width":100},"image_url_template":"https://example.org/ashmolean/{id}.jpg","init":"pca","iterations":1000,"learning_rate":"auto","method":"tsne","perplexity":30,"seed":0,"timeout_seconds":86400},"stage":"optimizing","started_at":"2026-11-24T18:00:01Z","status":"running"}
+// Job Example: {"backend":"cpu (2 threads)","created_at":"2026-11-24T18:00:00Z","error":null,"finished_at":null,"id":"01JD3ZK6Q9W5N2B8T4M7C1XH0R","links":{"events":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R/events","result":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R/result","self":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R"},"progress":{"elapsed_seconds":48.2,"images_failed":9,"images_loaded":3012,"images_total":3021,"iteration":420,"iterations":1000,"kl_divergence":1.93},"request":{"backend":"auto","dataset_url":"https://example.org/ashmolean/data.tab","dimensions":2,"early_exaggeration":12,"exaggeration_iterations":250,"grid":false,"id_column":"id","image_size":{"height":100,"width":100},"image_url_template":"https://example.org/ashmolean/{id}.jpg","init":"pca","iterations":1000,"learning_rate":"auto","method":"tsne","perplexity":30,"seed":0,"timeout_seconds":86400},"stage":"optimizing","started_at":"2026-11-24T18:00:01Z","status":"running"}
 type Job struct {
 	// Attempts Times the job was started. More than 1: it was retried, after
 	// its worker stopped or went silent (see `history`).
@@ -530,6 +552,11 @@ type JobRequest struct {
 	EarlyExaggeration      *float64              `json:"early_exaggeration,omitempty"`
 	ExaggerationIterations *int                  `json:"exaggeration_iterations,omitempty"`
 
+	// Grid Also lay the finished map out on a grid, one image a cell,
+	// neighbours kept together: the result gets `grid_x`, `grid_y`.
+	// Only for 2-D maps (`dimensions` 2).
+	Grid *bool `json:"grid,omitempty"`
+
 	// IdColumn Rows whose id is empty or one of `nan`, `NaN`, `null`, `None`, `NA`
 	// are dropped entirely.
 	IdColumn *string `json:"id_column,omitempty"`
@@ -610,6 +637,7 @@ type NormalizedJobRequest struct {
 	Dimensions             NormalizedJobRequestDimensions `json:"dimensions"`
 	EarlyExaggeration      float64                        `json:"early_exaggeration"`
 	ExaggerationIterations int                            `json:"exaggeration_iterations"`
+	Grid                   bool                           `json:"grid"`
 	IdColumn               string                         `json:"id_column"`
 
 	// ImageSize Every image is resized (aspect not kept) to exactly this size, RGB, alpha composited on white.
@@ -642,8 +670,16 @@ type NormalizedJobRequestMethod string
 
 // Point defines model for Point.
 type Point struct {
-	Fields map[string]string `json:"fields"`
-	Id     string            `json:"id"`
+	// Cluster The hotspot the point belongs to (`Hotspot.id`); null for noise, a failed image or a 3-D map.
+	Cluster *int              `json:"cluster,omitempty"`
+	Fields  map[string]string `json:"fields"`
+
+	// GridX Column of the point's grid cell, from the left, when the request asked for `grid`.
+	GridX *int `json:"grid_x,omitempty"`
+
+	// GridY Row of the point's grid cell, from the bottom (as y), when the request asked for `grid`.
+	GridY *int   `json:"grid_y,omitempty"`
+	Id    string `json:"id"`
 
 	// Row Position among the kept rows.
 	Row int      `json:"row"`
@@ -693,6 +729,10 @@ type ReadinessStatus string
 type Result struct {
 	Columns  []string  `json:"columns"`
 	Failures []Failure `json:"failures"`
+
+	// Hotspots The clusters of a finished 2-D map, biggest first (HDBSCAN on x, y;
+	// empty for a 3-D map or one without clusters).
+	Hotspots []Hotspot `json:"hotspots"`
 	Points   []Point   `json:"points"`
 }
 
@@ -1042,7 +1082,9 @@ type ClientInterface interface {
 	// (`text/tab-separated-values`, `text/csv`, `application/json`), else TSV.
 	// TSV and CSV hold the original header and every kept row in the original
 	// order, each value unchanged (as UTF-8), then `x`, `y` (and `z`); a row
-	// whose image failed keeps empty coordinates.
+	// whose image failed keeps empty coordinates. A 2-D map then has
+	// `cluster` (the row's hotspot id, empty for noise) and, when the
+	// request asked for `grid`, `grid_x`, `grid_y`.
 	//
 	// With `neutralize_formulas=true`, a TSV or CSV value (or column name)
 	// that a spreadsheet would run as a formula, one starting with `=`,
@@ -1349,7 +1391,9 @@ func (c *Client) GetJobMap(ctx context.Context, id JobID, params *GetJobMapParam
 // (`text/tab-separated-values`, `text/csv`, `application/json`), else TSV.
 // TSV and CSV hold the original header and every kept row in the original
 // order, each value unchanged (as UTF-8), then `x`, `y` (and `z`); a row
-// whose image failed keeps empty coordinates.
+// whose image failed keeps empty coordinates. A 2-D map then has
+// `cluster` (the row's hotspot id, empty for noise) and, when the
+// request asked for `grid`, `grid_x`, `grid_y`.
 //
 // With `neutralize_formulas=true`, a TSV or CSV value (or column name)
 // that a spreadsheet would run as a formula, one starting with `=`,
@@ -2241,7 +2285,9 @@ type ClientWithResponsesInterface interface {
 	// (`text/tab-separated-values`, `text/csv`, `application/json`), else TSV.
 	// TSV and CSV hold the original header and every kept row in the original
 	// order, each value unchanged (as UTF-8), then `x`, `y` (and `z`); a row
-	// whose image failed keeps empty coordinates.
+	// whose image failed keeps empty coordinates. A 2-D map then has
+	// `cluster` (the row's hotspot id, empty for noise) and, when the
+	// request asked for `grid`, `grid_x`, `grid_y`.
 	//
 	// With `neutralize_formulas=true`, a TSV or CSV value (or column name)
 	// that a spreadsheet would run as a formula, one starting with `=`,
@@ -3667,7 +3713,9 @@ func (c *ClientWithResponses) GetJobMapWithResponse(ctx context.Context, id JobI
 // (`text/tab-separated-values`, `text/csv`, `application/json`), else TSV.
 // TSV and CSV hold the original header and every kept row in the original
 // order, each value unchanged (as UTF-8), then `x`, `y` (and `z`); a row
-// whose image failed keeps empty coordinates.
+// whose image failed keeps empty coordinates. A 2-D map then has
+// `cluster` (the row's hotspot id, empty for noise) and, when the
+// request asked for `grid`, `grid_x`, `grid_y`.
 //
 // With `neutralize_formulas=true`, a TSV or CSV value (or column name)
 // that a spreadsheet would run as a formula, one starting with `=`,

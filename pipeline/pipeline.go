@@ -16,6 +16,7 @@ import (
 
 	"github.com/tsnemap/tsnemap/atlas"
 	"github.com/tsnemap/tsnemap/embed"
+	"github.com/tsnemap/tsnemap/explore"
 	"github.com/tsnemap/tsnemap/jobs"
 	"github.com/tsnemap/tsnemap/loader"
 )
@@ -79,7 +80,15 @@ func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*job
 	if err != nil {
 		return nil, err
 	}
-	return Assemble(table, images, res), nil
+	// Hotspots and the grid layout are extras: the map stands without them.
+	out := Assemble(table, images, res)
+	if err := explore.Annotate(ctx, out, job.Request.Grid); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		t.Warn("explore the map", "err", err)
+	}
+	return out, nil
 }
 
 // fetchTable is the first stage: the table, its rows kept and cut.

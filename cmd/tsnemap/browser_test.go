@@ -15,8 +15,12 @@ import (
 
 // TestBrowser runs web/e2e/browser.mjs (playwright-core driving Debian's
 // headless Chromium) against a real `serve --demo` on loopback: the form,
-// live progress, the map, pan, zoom, hover, downloads, cancel, the API-key
-// dialog, and a frame-time measurement at 10,000 points. It skips, saying
+// live progress, the map, pan, zoom, hover, downloads, exploring (colour by
+// a column, search, a range filter, a lasso selection and its downloads,
+// hotspot labels, the grid toggle, a copied link reopened; colour and search
+// on a running job and on a map without thumbnails), cancel, the API-key
+// dialog, and a frame-time measurement at 10,000 points. The speed of
+// exploring at 100,000 points is web/e2e/bench.mjs, opt-in. It skips, saying
 // why, where node, Chromium or playwright-core are missing (.ci/run
 // installs them).
 //

@@ -147,7 +147,7 @@ func TestMuseumFlowLatin1Template(t *testing.T) {
 		t.Fatalf("result: %d %s", code, tsv)
 	}
 	lines := strings.Split(strings.TrimSuffix(string(tsv), "\n"), "\n")
-	if lines[0] != "id\ttitle\tartist\tx\ty" {
+	if lines[0] != "id\ttitle\tartist\tx\ty\tcluster" {
 		t.Errorf("header = %q", lines[0])
 	}
 	if len(lines) != 1+25 {
@@ -157,7 +157,7 @@ func TestMuseumFlowLatin1Template(t *testing.T) {
 	byGroup := make([][][]float64, groups)
 	for i, line := range lines[1:] {
 		f := strings.Split(line, "\t")
-		if len(f) != 5 {
+		if len(f) != 6 {
 			t.Fatalf("row %d has %d fields: %q", i, len(f), line)
 		}
 		if f[0] == "MISSING" {
@@ -409,7 +409,7 @@ func TestRunCommandWritesTheTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
-	if lines[0] != "id\ttitle\tartist\tx\ty" || len(lines) != 14 || !strings.HasPrefix(lines[5], "MISSING\tlost\tunknown\t\t") {
+	if lines[0] != "id\ttitle\tartist\tx\ty\tcluster" || len(lines) != 14 || !strings.HasPrefix(lines[5], "MISSING\tlost\tunknown\t\t") {
 		t.Errorf("table:\n%s", b)
 	}
 	if !strings.Contains(stderr.String(), "done: 12 of 13 rows mapped (1 images failed)") {

@@ -87,6 +87,7 @@ try {
   stepOf('submit the demo catalogue through the form');
   await page.fill('#f-perplexity', '20');
   await page.fill('#f-iterations', '5000'); // a few seconds of optimising, to watch it converge
+  await page.check('#f-grid'); // and a grid layout, to toggle to
   await page.click('#submit-button');
   await page.waitForURL(/#\/jobs\/[0-9A-Z]+$/);
   const id = page.url().split('/').pop();
@@ -198,7 +199,7 @@ try {
   assert.equal(sel, order[0]);
 
   stepOf('the result downloads');
-  for (const [link, head] of [['#dl-tsv', 'id\ttitle\tstyle\tyear\tx\ty'], ['#dl-csv', 'id,title,style,year,x,y']]) {
+  for (const [link, head] of [['#dl-tsv', 'id\ttitle\tstyle\tyear\tx\ty\tcluster\tgrid_x\tgrid_y'], ['#dl-csv', 'id,title,style,year,x,y,cluster,grid_x,grid_y']]) {
     const [dl] = await Promise.all([page.waitForEvent('download'), page.click(link)]);
     const path = join(shots, dl.suggestedFilename());
     await dl.saveAs(path);
@@ -210,6 +211,8 @@ try {
   const pngPath = join(shots, 'map-from-server.png');
   await pngDl.saveAs(pngPath);
   log('SCREENSHOT', pngPath);
+
+  await explore(page, id, result);
 
   stepOf('cancel works');
   await page.goto(base + '/#/');
@@ -223,6 +226,13 @@ try {
   const slowId = page.url().split('/').pop();
   assert.notEqual(slowId, id);
   await until('the job to optimise', async () => (await state(page)).stage === 'optimizing', 60000);
+  stepOf('a running job: colour and search over the rows known so far (id and image URL)');
+  await until('the thumbnails of the running job', async () => (await state(page)).atlasCells === 300);
+  await page.fill('#search', 'p0012');
+  await until('one match among the rows loaded', async () => (await page.textContent('#search-count')) === '1 of 301 match');
+  await page.selectOption('#colour-by', 'id');
+  await page.waitForSelector('#legend:not([hidden])');
+  await shot(page, 'running-search');
   await page.click('#cancel-button');
   await until('the job to be canceled', async () => (await state(page)).status === 'canceled', 10000);
   assert.equal((await api('/v1/jobs/' + slowId)).body.status, 'canceled');
@@ -279,6 +289,25 @@ try {
   assert.ok(seenAuth.filter((a) => a === 'Bearer test-key').length >= 3, 'later requests carry the key');
   await keyed.close();
 
+  stepOf('a map without thumbnails: colour and search draw dots');
+  const bare = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const bp0 = await bare.newPage();
+  watch(bp0);
+  await bp0.route('**/v1/jobs/' + id, async (route) => {
+    const res = await route.fetch();
+    const job = await res.json();
+    delete job.links.atlas; // as for a job whose thumbnails were not kept
+    await route.fulfill({ response: res, json: job });
+  });
+  await bp0.goto(base + '/#/jobs/' + id + '?colour=style&q=sunset');
+  const bs = await until('the bare map', async () => { const s = await state(bp0); return s.resultLoaded && s.pointsDrawn > 0 ? s : null; });
+  assert.equal(bs.atlasCells, 0);
+  assert.equal(bs.thumbnailsDrawn, 0);
+  assert.equal(bs.colourBy, 'style');
+  assert.equal(bs.matches, 50);
+  await shot(bp0, 'no-thumbnails', { clip: await bp0.locator('.map-stage').boundingBox() });
+  await bare.close();
+
   stepOf(`frame time: panning ${benchPoints} points`);
   for (const renderer of ['webgl', '2d']) {
     const bp = await ctx.newPage();
@@ -302,4 +331,179 @@ try {
   process.exitCode = 1;
 } finally {
   await browser.close();
+}
+
+/** Even–odd point-in-polygon, written here again so the test checks the page. */
+function inside(poly, x, y) {
+  let c = false;
+  for (let i = 0, j = poly.length - 1; i < poly.length; j = i++) {
+    const [xi, yi] = poly[i], [xj, yj] = poly[j];
+    if ((yi > y) !== (yj > y) && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) c = !c;
+  }
+  return c;
+}
+
+/** Reads a CSV or TSV the page saved (quotes as RFC 4180). */
+function parseTable(text, delim) {
+  const rows = [];
+  let row = [], f = '', q = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (q) {
+      if (ch === '"' && text[i + 1] === '"') { f += '"'; i++; } else if (ch === '"') q = false; else f += ch;
+    } else if (ch === '"') q = true;
+    else if (ch === delim) { row.push(f); f = ''; } else if (ch === '\n') { row.push(f); rows.push(row); row = []; f = ''; } else f += ch;
+  }
+  return rows;
+}
+
+/**
+ * The exploring tools, as a curator uses them on the finished demo map:
+ * colour by a column and read the legend, search with and without accents,
+ * filter a range, lasso a region and download its rows, click a hotspot
+ * label, toggle the grid, and reload a copied link.
+ */
+async function explore(page, id, result) {
+  const pts = result.points;
+  const styleCount = (st) => pts.filter((p) => p.fields.style === st).length;
+
+  stepOf('colour by a categorical column: the legend counts, a click hides a category');
+  await page.focus('#map');
+  await page.keyboard.press('0');
+  await page.selectOption('#colour-by', 'style');
+  await page.waitForSelector('#legend:not([hidden]) .legend-item');
+  const legend = await page.$$eval('#legend .legend-item', (bs) => bs.map((b) => [b.querySelector('.legend-label').textContent, Number(b.querySelector('.legend-count').textContent)]));
+  for (const [label, count] of legend) assert.equal(count, styleCount(label), `legend: ${label} ${count}`);
+  assert.equal(legend.reduce((s, [, c]) => s + c, 0), pts.length, 'the legend counts every row');
+  assert.equal(legend[0][1], 50);
+  await page.click('#legend .legend-item[data-value="rings"]');
+  await until('rings hidden', async () => (await state(page)).shown === pts.length - 50);
+  assert.equal(await page.getAttribute('#legend .legend-item[data-value="rings"]', 'aria-pressed'), 'false');
+  assert.ok((await page.evaluate(() => window.tsnemap.drawOrder())).every((r) => pts[r].fields.style !== 'rings'), 'no ring is drawn');
+  await shot(page, 'colour-by-style', { clip: await page.locator('#job-view').boundingBox() });
+  await page.click('#legend .legend-item[data-value="rings"]');
+  await until('rings shown again', async () => (await state(page)).shown === pts.length);
+
+  stepOf('colour by a numeric column (years): a ramp and its range');
+  await page.selectOption('#colour-by', 'year');
+  const years = pts.map((p) => Number(p.fields.year));
+  await until('the numeric legend', async () => (await page.$$eval('#legend .legend-range', (e) => e.map((x) => x.textContent))).join('–') === `${Math.min(...years)}–${Math.max(...years)}`);
+  assert.equal(await page.locator('#legend .ramp').count(), 1);
+  await shot(page, 'colour-by-year', { clip: await page.locator('.map-area').boundingBox() });
+
+  stepOf('search: case- and accent-insensitive, with a match count');
+  for (const [q, n] of [['étude RINGS', 50], ['etude rings', 50], ['ÉTUDE', 300], ['Etude sunset n° 7', 1], ['no such thing', 0]]) {
+    await page.fill('#search', q);
+    await until(`"${q}" to match ${n}`, async () => (await state(page)).matches === n);
+    assert.equal(await page.textContent('#search-count'), `${n} of ${pts.length} match`);
+    if (q === 'etude rings') await shot(page, 'search', { clip: await page.locator('.map-area').boundingBox() });
+  }
+  await page.fill('#search', '');
+  await until('no search', async () => (await page.textContent('#search-count')) === '');
+
+  stepOf('filter a range of years');
+  await page.selectOption('#filter-column', 'year');
+  await page.fill('.filter[data-column="year"] .filter-min', '1900');
+  await page.fill('.filter[data-column="year"] .filter-max', '1950');
+  const inRange = pts.filter((p) => Number(p.fields.year) >= 1900 && Number(p.fields.year) <= 1950).length;
+  await until(`the filter to show ${inRange}`, async () => (await state(page)).shown === inRange);
+  const drawn = await page.evaluate(() => window.tsnemap.drawOrder());
+  assert.ok(drawn.every((r) => pts[r].fields.year >= '1900' && pts[r].fields.year <= '1950'), 'only rows in range are drawn');
+  await shot(page, 'filter-range', { clip: await page.locator('#job-view').boundingBox() });
+
+  stepOf('lasso a region: the selection lists its rows, which download as CSV and TSV');
+  await page.click('#tool-lasso');
+  const mb = await page.locator('#map').boundingBox();
+  const cx = mb.x + mb.width / 2, cy = mb.y + mb.height / 2, R = Math.min(mb.width, mb.height) * 0.3;
+  const poly = [];
+  for (let k = 0; k < 12; k++) poly.push([cx + R * Math.cos((k * Math.PI) / 6), cy + 0.8 * R * Math.sin((k * Math.PI) / 6)]);
+  const want = [];
+  for (const r of drawn) {
+    const p = await page.evaluate((row) => window.tsnemap.pagePointOf(row), r);
+    if (p && inside(poly, p.x, p.y)) want.push(r);
+  }
+  want.sort((a, b) => a - b);
+  assert.ok(want.length > 0, 'the lasso holds some images');
+  await page.mouse.move(...poly[0]);
+  await page.mouse.down();
+  for (const p of [...poly.slice(1), poly[0]]) await page.mouse.move(...p, { steps: 3 });
+  await shot(page, 'lasso-drawing', { clip: await page.locator('.map-area').boundingBox() });
+  await page.mouse.up();
+  const selected = await until('the lasso selection', async () => { const s = await state(page); return s.selection.length ? s.selection : null; });
+  assert.deepEqual(selected, want, 'the selection is the rows shown inside the lasso');
+  await page.waitForSelector('#selection:not([hidden])');
+  assert.equal(await page.locator('#selection-list li[data-row]').count(), Math.min(want.length, 120));
+  assert.match(await page.textContent('#selection-count'), new RegExp(`\\(${want.length} image`));
+  await shot(page, 'selection', { fullPage: true });
+  for (const [button, delim] of [['#sel-csv', ','], ['#sel-tsv', '\t']]) {
+    const [dl] = await Promise.all([page.waitForEvent('download'), page.click(button)]);
+    const path = join(shots, dl.suggestedFilename());
+    await dl.saveAs(path);
+    const rows = parseTable(readFileSync(path, 'utf8'), delim);
+    assert.deepEqual(rows[0], ['id', 'title', 'style', 'year', 'hotspot', 'x', 'y'], `${button}: header`);
+    assert.equal(rows.length - 1, want.length, `${button}: one line per selected row`);
+    rows.slice(1).forEach((f, k) => {
+      const p = pts[want[k]];
+      assert.deepEqual(f.slice(0, 4), [p.fields.id, p.fields.title, p.fields.style, p.fields.year]);
+      assert.equal(f[4], p.cluster == null ? '' : String(p.cluster));
+      assert.equal(Number(f[5]), p.x);
+      assert.equal(Number(f[6]), p.y);
+    });
+  }
+  await page.click('#tool-pan');
+
+  stepOf('hotspot labels show sizes; a click flies there');
+  assert.ok(result.hotspots.length >= 2, `the demo's styles make hotspots: ${result.hotspots.length}`);
+  const labels = await page.$$eval('.hotspot-label', (ls) => ls.map((l) => [Number(l.dataset.hotspot), l.textContent]));
+  assert.deepEqual(labels, result.hotspots.map((h) => [h.id, `${h.id} · ${h.size}`]));
+  const h = result.hotspots[result.hotspots.length - 1];
+  const before = (await state(page)).view;
+  await page.click(`.hotspot-label[data-hotspot="${h.id}"]`);
+  const flown = await until('the flight to the hotspot', async () => {
+    const v = (await state(page)).view;
+    return Math.abs(v.cx - h.x) * v.scale < 1 && Math.abs(v.cy - h.y) * v.scale < 1 ? v : null;
+  }, 10000);
+  assert.ok(flown.scale > before.scale, 'it zooms in on the hotspot');
+  await shot(page, 'hotspot', { clip: await page.locator('.map-area').boundingBox() });
+
+  stepOf('the grid toggle: every image in its own cell, in the server\'s order');
+  await page.click('#grid-toggle');
+  await until('the grid layout', async () => (await state(page)).layout === 'grid');
+  const pos = await page.evaluate(() => window.tsnemap.positions());
+  const cells = new Set();
+  for (const [r, x, y] of pos) {
+    const p = pts[r];
+    assert.ok(p.grid_x != null, `row ${r} has a grid cell`);
+    cells.add(p.grid_x + ',' + p.grid_y);
+  }
+  assert.equal(cells.size, pos.length, 'each cell at most once');
+  const [r0, x0, y0] = pos[0];
+  const far = pos.find(([r]) => pts[r].grid_x !== pts[r0].grid_x);
+  const cell = (far[1] - x0) / (pts[far[0]].grid_x - pts[r0].grid_x);
+  for (const [r, x, y] of pos) {
+    assert.ok(Math.abs(x - x0 - cell * (pts[r].grid_x - pts[r0].grid_x)) < 1e-3 * Math.abs(cell), `row ${r} sits in its column`);
+    assert.ok(Math.abs(y - y0 - cell * (pts[r].grid_y - pts[r0].grid_y)) < 1e-3 * Math.abs(cell), `row ${r} sits in its row`);
+  }
+  await page.focus('#map');
+  await page.keyboard.press('0');
+  await until('the grid drawn', async () => (await state(page)).frames > 0);
+  await shot(page, 'grid', { clip: await page.locator('.map-area').boundingBox() });
+
+  stepOf('copy a link: it reopens the same view');
+  await page.fill('#search', 'étude');
+  await page.click('#sel-link');
+  await until('the link to be written', async () => (await page.inputValue('#share-link')).includes('sel='));
+  const link = await page.inputValue('#share-link');
+  assert.ok(link.includes('/#/jobs/' + id + '?'), link);
+  const s0 = await state(page);
+  const again = await page.context().newPage();
+  watch(again);
+  await again.goto(link);
+  const s1 = await until('the linked view', async () => { const s = await state(again); return s.resultLoaded && s.layout === 'grid' && s.frames > 0 ? s : null; });
+  for (const k of ['colourBy', 'search', 'filters', 'selection', 'shown', 'matches', 'layout']) assert.deepEqual(s1[k], s0[k], `the link keeps ${k}`);
+  for (const k of ['cx', 'cy', 'scale']) assert.ok(Math.abs(s1.view[k] - s0.view[k]) <= 1e-5 * Math.max(1, Math.abs(s0.view[k])), `the link keeps the view's ${k}: ${s1.view[k]} vs ${s0.view[k]}`);
+  assert.equal(await again.inputValue('.filter[data-column="year"] .filter-min'), '1900');
+  await shot(again, 'reloaded-link', { fullPage: true });
+  await again.close();
+  await page.fill('#search', '');
 }

@@ -1,6 +1,7 @@
 // tsnemap's page: the form, the list of jobs, and a job's live view and
 // map. Routes are URL fragments: #/ (home) and #/jobs/ID.
 import { APIError, apiKey, download, fetchBitmap, json, readEvents, request, setAPIKey, setKeyPrompt } from './api.js';
+import { Explorer, Table, rampCSS } from './explore.js';
 import { MapView, benchPan, syntheticMap } from './map.js';
 
 const $ = (id) => document.getElementById(id);
@@ -30,12 +31,20 @@ const state = {
   failures: [],
   embeddingEvents: 0,
   streamConnected: false,
+  layout: 'scatter', // or 'grid', when the result has a grid layout
+  counts: { shown: 0, matches: 0 },
+  pending: null, // URLSearchParams of a link: colour, search, filters, selection; applied with the first table
+  pendingView: null, // and its layout and view, applied once the result's positions are there
+  lastUpdateMs: 0, // time the last colour/search/filter change took to apply
 };
+const explorer = new Explorer();
 
 const map = new MapView($('map'), $('map-overlay'), {
   renderer: new URLSearchParams(location.search).get('renderer') || 'auto', // ?renderer=webgl|2d, for comparisons
   onHover: (row) => { showDetails(row >= 0 ? row : map.selected); },
   onSelect: (row) => { showDetails(row); },
+  onArea: (rows, additive) => { selectRows(rows, additive); },
+  onView: () => scheduleURL(),
   onOpen: (row) => {
     const c = map.cell(row);
     if (c?.url) window.open(c.url, '_blank', 'noopener');
@@ -64,8 +73,28 @@ window.tsnemap = {
       selectedRow: map.selected,
       failures: state.failures.length,
       resultLoaded: !!state.result,
+      colourBy: explorer.colour,
+      search: explorer.search,
+      filters: [...explorer.filters.keys()],
+      shown: state.counts.shown,
+      matches: state.counts.matches,
+      selection: explorer.selectedRows(),
+      layout: state.layout,
+      gridAvailable: !!gridOf(),
+      hotspots: state.result?.hotspots?.length ?? 0,
+      lastUpdateMs: state.lastUpdateMs,
     };
   },
+  /** Where a world point is drawn, in page pixels. */
+  pageOfWorld(x, y) {
+    const v = map.view, r = map.canvas.getBoundingClientRect();
+    return { x: r.left + (x - v.cx) * v.scale + map.width / 2, y: r.top + (v.cy - y) * v.scale + map.height / 2 };
+  },
+  /**
+   * Times colour-by, search and filter changes made through the page's own
+   * controls, each from the change to the end of the frame that shows it.
+   */
+  benchExplore: () => benchExplore(),
   /** Where a row is drawn, in page (CSS) pixels; null if nowhere. */
   pagePointOf(row) {
     const p = map.screenOf(row);
@@ -73,9 +102,19 @@ window.tsnemap = {
     const r = map.canvas.getBoundingClientRect();
     return { x: r.left + p.x, y: r.top + p.y };
   },
-  /** Rows in drawing order (the last is on top). */
-  drawOrder() { return [...map.order]; },
-  loadSynthetic: async (n) => { showJobView(); closeStream(); state.job = null; await syntheticMap(map, n); updateMapEmpty(); },
+  /** Shown rows in drawing order (the last is on top). */
+  drawOrder() { return [...map.drawList()]; },
+  /** Target positions of the placed rows: [[row, x, y]]. */
+  positions() { return map.order.map((r) => [r, map.toX[r], map.toY[r]]); },
+  loadSynthetic: async (n) => {
+    showJobView(); closeStream(); state.job = null; state.result = null;
+    await syntheticMap(map, n);
+    // A table to go with it: a categorical and a numeric column, and text.
+    const styles = ['stripes', 'rings', 'checker', 'sunset', 'dots', 'diagonal', 'waves', 'grid', 'spots', 'cross', 'fan', 'noise'];
+    setTable(new Table(['id', 'title', 'style', 'year'], n, (r, c) =>
+      [`S${r}`, `Étude ${styles[r % 12]} n° ${r}`, styles[r % 12], String(1850 + ((r * 7919) % 120))][c]));
+    updateMapEmpty();
+  },
   bench: (frames, mode) => benchPan(map, frames, mode),
   map,
 };
@@ -120,6 +159,10 @@ if (config.demo) {
 function formRequest() {
   const body = {};
   for (const el of form.querySelectorAll('input[name], select[name]')) {
+    if (el.dataset.kind === 'bool') {
+      if (el.checked) body[el.name] = true;
+      continue;
+    }
     const raw = el.value.trim();
     if (raw === '') continue;
     let v = raw;
@@ -289,6 +332,12 @@ async function openJob(id) {
   map.atlas = null;
   map.version++;
   map.autoFit = true;
+  map.tileWorld = 0;
+  map.setLabels([]);
+  state.layout = 'scatter';
+  explorer.setTable(null);
+  explorer.fromParams(state.pending ?? new URLSearchParams());
+  renderExploreControls();
   $('job-id').textContent = id;
   $('job-error').hidden = true;
   // Nothing of the job shown before stays on screen while this one loads.
@@ -369,7 +418,7 @@ function onJob(job) {
   $('delete-button').hidden = !terminal(job.status);
   if (job.error) showJobError((CODE_WORDS[job.error.code] ?? job.error.code) + ' ' + job.error.message);
   else if (job.status === 'canceled') showJobError('The job was canceled.');
-  if (map.n < p.images_total) map.setRows(p.images_total);
+  if (map.n < p.images_total) { map.setRows(p.images_total); restyle(); }
   // The failures so far: fetched when their count changes, at most once a
   // second while images load (the server writes them about as often).
   if (p.images_failed !== failuresAt && (p.images_failed > 0 || terminal(job.status)) &&
@@ -404,6 +453,7 @@ async function loadAtlas(job) {
     const sheets = await Promise.all(index.sheets.map((s) => fetchBitmap(s.url)));
     if (state.job?.id !== job.id) return;
     map.setAtlas(index, sheets);
+    if (!state.result) setTable(Table.fromAtlas(map.atlas, map.n));
     updateMapEmpty();
   } catch (err) {
     atlasLoading = false; // try again on the next update
@@ -419,7 +469,11 @@ async function loadResult(id) {
     const rows = [], coords = [];
     res.points.forEach((p) => { if (p.x != null && p.y != null) { rows.push(p.row); coords.push(p.x, p.y); } });
     if (map.n < res.points.length) map.setRows(res.points.length);
+    state.scatter = { rows, coords };
     map.setPositions(rows, coords, 2, state.embeddingEvents > 0);
+    setTable(tableOfResult(res));
+    applyPendingView();
+    renderHotspots();
     state.failures = res.failures;
     failuresAt = res.failures.length;
     renderFailures();
@@ -500,6 +554,7 @@ function showDetails(row) {
   if (pt) {
     for (const col of state.result.columns) add(col, pt.fields[col] ?? '');
     if (pt.x != null) add('x, y', `${pt.x.toFixed(3)}, ${pt.y.toFixed(3)}`);
+    if (pt.cluster != null) add('hotspot', String(pt.cluster));
   } else if (c) {
     add('id', c.id);
   }
@@ -574,8 +629,13 @@ $('zoom-fit').addEventListener('click', () => map.fit());
 // ---- routing ----
 function route() {
   banner('');
-  const m = location.hash.match(/^#\/jobs\/([0-9A-Za-z_-]{1,64})$/);
-  if (m) { openJob(m[1]); return; }
+  const m = location.hash.match(/^#\/jobs\/([0-9A-Za-z_-]{1,64})(?:\?(.*))?$/);
+  if (m) {
+    state.pending = new URLSearchParams(m[2] || '');
+    state.pendingView = state.pending;
+    openJob(m[1]);
+    return;
+  }
   closeStream();
   state.route = 'home';
   state.job = null;
@@ -586,3 +646,394 @@ function route() {
 
 window.addEventListener('hashchange', () => { route(); $('main').focus({ preventScroll: true }); });
 route();
+
+// ---- exploring: colour, search, filters, selection, hotspots, grid, URL ----
+
+/** The result as a Table, with its hotspot as a column of its own. */
+function tableOfResult(res) {
+  const cols = [...res.columns];
+  const hasHotspots = res.hotspots?.length > 0;
+  const hotCol = hasHotspots && !cols.includes('hotspot') ? cols.push('hotspot') - 1 : -1;
+  return new Table(cols, res.points.length, (r, c) => (c === hotCol ? (res.points[r].cluster != null ? String(res.points[r].cluster) : '') : res.points[r].fields[cols[c]]));
+}
+
+function setTable(t) {
+  explorer.setTable(t);
+  if (state.pending && t) { explorer.fromParams(state.pending); state.pending = null; }
+  explorer.valid();
+  renderExploreControls();
+  restyle();
+}
+
+/** Writes the explorer's state into the map's style arrays and redraws. */
+function restyle() {
+  const t0 = performance.now();
+  state.counts = explorer.apply(map.n, map.colour, map.fade, map.shown);
+  map.marked.fill(0);
+  for (const r of explorer.selection) if (r < map.n) map.marked[r] = 1;
+  map.restyle(!!explorer.colour);
+  renderLegend();
+  const q = explorer.search.trim();
+  $('search-count').textContent = q ? `${state.counts.matches} of ${state.counts.shown} match` : '';
+  renderSelection();
+  scheduleURL();
+  state.lastUpdateMs = performance.now() - t0;
+}
+
+function renderExploreControls() {
+  const t = explorer.table;
+  const cols = t ? t.columns : [];
+  const fill = (sel, first, value) => {
+    const opts = [new Option(first, '')];
+    for (const c of cols) opts.push(new Option(c + (t.info[t.col(c)].kind === 'numeric' ? ' (numbers)' : ''), c));
+    sel.replaceChildren(...opts);
+    sel.value = value;
+  };
+  fill($('colour-by'), 'nothing', explorer.colour);
+  fill($('filter-column'), 'add a filter on…', '');
+  $('search').value = explorer.search;
+  renderFilters();
+}
+
+function renderLegend() {
+  const lg = explorer.legend();
+  const box = $('legend');
+  box.hidden = !lg;
+  if (!lg) { box.replaceChildren(); return; }
+  const title = document.createElement('span');
+  title.className = 'legend-title';
+  title.textContent = lg.column + ':';
+  if (lg.kind === 'numeric') {
+    const bar = document.createElement('span');
+    bar.className = 'ramp';
+    bar.style.backgroundImage = rampCSS();
+    const lo = document.createElement('span'), hi = document.createElement('span');
+    lo.className = hi.className = 'num legend-range';
+    lo.textContent = fmt(lg.min); hi.textContent = fmt(lg.max);
+    box.replaceChildren(title, lo, bar, hi);
+    return;
+  }
+  box.replaceChildren(title, ...lg.items.map((it) => {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'legend-item';
+    b.setAttribute('aria-pressed', String(!it.hidden));
+    b.dataset.value = it.value ?? '';
+    b.dataset.other = String(it.value == null);
+    const sw = document.createElement('span');
+    sw.className = 'swatch';
+    sw.style.background = it.colour;
+    const label = document.createElement('span');
+    label.className = 'legend-label';
+    label.textContent = it.label ?? (it.value === '' ? '(empty)' : it.value);
+    const count = document.createElement('span');
+    count.className = 'num legend-count';
+    count.textContent = String(it.count);
+    b.append(sw, label, count);
+    b.title = (it.hidden ? 'Show ' : 'Hide ') + label.textContent;
+    b.addEventListener('click', () => {
+      const v = it.value;
+      if (explorer.hiddenCats.has(v)) explorer.hiddenCats.delete(v); else explorer.hiddenCats.add(v);
+      restyle();
+      box.querySelector(`button[data-value="${CSS.escape(v ?? '')}"][data-other="${v == null}"]`)?.focus();
+    });
+    return b;
+  }));
+}
+
+function fmt(v) {
+  return Number.isInteger(v) ? String(v) : Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(4);
+}
+
+$('colour-by').addEventListener('change', (e) => { explorer.colour = e.target.value; explorer.hiddenCats.clear(); restyle(); });
+$('search').addEventListener('input', (e) => { explorer.search = e.target.value; restyle(); });
+$('filter-column').addEventListener('change', (e) => {
+  const name = e.target.value;
+  e.target.value = '';
+  const t = explorer.table;
+  if (!name || !t || explorer.filters.has(name)) return;
+  const info = t.info[t.col(name)];
+  explorer.filters.set(name, info.kind === 'numeric' ? { min: info.min, max: info.max } : { values: new Set(info.cats.map((c) => c.value)) });
+  renderFilters();
+  restyle();
+  $('filters').querySelector(`[data-column="${CSS.escape(name)}"] input`)?.focus();
+});
+
+/** One editor per filter: a range for numbers, checkboxes for categories. */
+function renderFilters() {
+  const t = explorer.table;
+  const box = $('filters');
+  if (!t) { box.replaceChildren(); return; }
+  box.replaceChildren(...[...explorer.filters].map(([name, f]) => {
+    const div = document.createElement('div');
+    div.className = 'filter';
+    div.dataset.column = name;
+    div.setAttribute('role', 'group');
+    div.setAttribute('aria-label', 'Filter on ' + name);
+    const title = document.createElement('strong');
+    title.textContent = name;
+    div.append(title);
+    const info = t.info[t.col(name)];
+    if (!f.values) {
+      for (const [k, words] of [['min', 'from'], ['max', 'to']]) {
+        const l = document.createElement('label');
+        const inp = document.createElement('input');
+        inp.type = 'number';
+        inp.step = 'any';
+        inp.className = 'filter-' + k;
+        inp.value = f[k] ?? '';
+        if (info.kind === 'numeric') inp.placeholder = fmt(k === 'min' ? info.min : info.max);
+        inp.addEventListener('input', () => { const v = inp.value.trim(); f[k] = v === '' || Number.isNaN(Number(v)) ? null : Number(v); restyle(); });
+        l.append(words + ' ', inp);
+        div.append(l);
+      }
+    } else {
+      const vals = document.createElement('div');
+      vals.className = 'values';
+      const cats = info.kind === 'categorical' ? info.cats.slice(0, 200) : [];
+      for (const c of cats) {
+        const l = document.createElement('label');
+        const cb = document.createElement('input');
+        cb.type = 'checkbox';
+        cb.checked = f.values.has(c.value);
+        cb.value = c.value;
+        cb.addEventListener('change', () => { if (cb.checked) f.values.add(c.value); else f.values.delete(c.value); restyle(); });
+        l.append(cb, ` ${c.value === '' ? '(empty)' : c.value} (${c.count})`);
+        vals.append(l);
+      }
+      div.append(vals);
+    }
+    const rm = document.createElement('button');
+    rm.type = 'button';
+    rm.className = 'link filter-remove';
+    rm.textContent = 'Remove';
+    rm.setAttribute('aria-label', 'Remove the filter on ' + name);
+    rm.addEventListener('click', () => { explorer.filters.delete(name); renderFilters(); restyle(); });
+    div.append(rm);
+    return div;
+  }));
+}
+
+// -- selection --
+function selectRows(rows, additive) {
+  if (!additive) explorer.selection.clear();
+  for (const r of rows) explorer.selection.add(r);
+  restyle();
+}
+
+for (const b of document.querySelectorAll('button.tool')) {
+  b.addEventListener('click', () => {
+    map.tool = b.dataset.tool;
+    for (const o of document.querySelectorAll('button.tool')) o.setAttribute('aria-pressed', String(o === b));
+    map.canvas.style.cursor = map.tool === 'pan' ? '' : 'crosshair';
+  });
+}
+$('select-view').addEventListener('click', () => selectRows(map.rowsInView(), false));
+map.canvas.addEventListener('keydown', (e) => {
+  if (e.key === 's') { selectRows(map.rowsInView(), e.shiftKey); e.preventDefault(); }
+  if (e.key === 'x' && map.selected >= 0) {
+    if (explorer.selection.has(map.selected)) explorer.selection.delete(map.selected); else explorer.selection.add(map.selected);
+    restyle();
+    e.preventDefault();
+  }
+});
+
+const SELECTION_SHOWN = 120;
+
+function renderSelection() {
+  const rows = explorer.selectedRows();
+  $('selection').hidden = rows.length === 0;
+  $('selection-count').textContent = `(${rows.length} ${rows.length === 1 ? 'image' : 'images'})`;
+  if (!rows.length) { $('selection-list').replaceChildren(); return; }
+  const t = explorer.table;
+  const items = rows.slice(0, SELECTION_SHOWN).map((r) => {
+    const li = document.createElement('li');
+    li.dataset.row = String(r);
+    const c = map.cell(r);
+    if (c?.bitmap) {
+      const cv = document.createElement('canvas');
+      cv.width = cv.height = c.size;
+      cv.getContext('2d').drawImage(c.bitmap, c.x, c.y, c.size, c.size, 0, 0, c.size, c.size);
+      cv.setAttribute('role', 'img');
+      cv.setAttribute('aria-label', 'Thumbnail of row ' + r);
+      li.append(cv);
+    }
+    const text = document.createElement('div');
+    const parts = t ? t.columns.slice(0, 4).map((col, k) => `${col}: ${t.values[k][r] ?? ''}`) : [];
+    text.textContent = `row ${r}` + (parts.length ? ' — ' + parts.join('; ') : '');
+    li.append(text);
+    return li;
+  });
+  if (rows.length > SELECTION_SHOWN) {
+    const li = document.createElement('li');
+    li.textContent = `…and ${rows.length - SELECTION_SHOWN} more (all are in the downloads).`;
+    items.push(li);
+  }
+  $('selection-list').replaceChildren(...items);
+}
+
+function xyOf(r) {
+  const p = state.result?.points[r];
+  if (p) return p.x == null ? null : [p.x, p.y];
+  return map.has[r] ? [map.toX[r], map.toY[r]] : null;
+}
+
+function saveText(text, name, type) {
+  const url = URL.createObjectURL(new Blob([text], { type: type + ';charset=utf-8' }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+const selName = (ext) => `tsnemap-${state.job?.id ?? 'map'}-selection.${ext}`;
+$('sel-csv').addEventListener('click', () => saveText(explorer.exportRows(',', xyOf), selName('csv'), 'text/csv'));
+$('sel-tsv').addEventListener('click', () => saveText(explorer.exportRows('\t', xyOf), selName('tsv'), 'text/tab-separated-values'));
+$('sel-clear').addEventListener('click', () => selectRows([], false));
+$('sel-link').addEventListener('click', async () => {
+  writeURL();
+  $('share-link').value = location.href;
+  $('share-link').select();
+  try {
+    await navigator.clipboard.writeText(location.href);
+    $('share-done').textContent = 'Copied.';
+  } catch {
+    $('share-done').textContent = 'Copy the link above (the browser did not allow the page to).';
+  }
+});
+
+// -- hotspots --
+function renderHotspots() {
+  const hs = state.result?.hotspots ?? [];
+  map.setLabels(hs.map((h) => {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'hotspot-label';
+    b.dataset.hotspot = String(h.id);
+    b.textContent = `${h.id} · ${h.size}`;
+    b.setAttribute('aria-label', `Hotspot ${h.id}: ${h.size} images. Fly there.`);
+    b.addEventListener('click', () => {
+      const at = hotspotPlace(h);
+      map.flyTo(at.x, at.y, at.r);
+      map.canvas.focus({ preventScroll: true });
+    });
+    const at = hotspotPlace(h);
+    return { x: at.x, y: at.y, el: b, hotspot: h };
+  }));
+}
+
+/** A hotspot's centre and radius in the current layout. */
+function hotspotPlace(h) {
+  if (state.layout !== 'grid') return { x: h.x, y: h.y, r: h.radius };
+  let sx = 0, sy = 0, k = 0;
+  state.result.points.forEach((p) => { if (p.cluster === h.id && map.has[p.row]) { sx += map.toX[p.row]; sy += map.toY[p.row]; k++; } });
+  return k ? { x: sx / k, y: sy / k, r: Math.sqrt(h.size) * map.tileWorld * 0.7 } : { x: h.x, y: h.y, r: h.radius };
+}
+
+// -- grid layout --
+/** The grid positions in world units (the scatter's extent), or null. */
+function gridOf() {
+  const res = state.result;
+  if (!res || !state.scatter || !res.points.some((p) => p.grid_x != null)) return null;
+  if (state.grid) return state.grid;
+  let cols = 0, x0 = Infinity, x1 = -Infinity;
+  for (const p of res.points) if (p.grid_x != null) cols = Math.max(cols, p.grid_x + 1);
+  const c = state.scatter.coords;
+  for (let i = 0; i < c.length; i += 2) { x0 = Math.min(x0, c[i]); x1 = Math.max(x1, c[i]); }
+  const cellW = Math.max(x1 - x0, 1e-9) / cols;
+  let y0 = Infinity;
+  for (let i = 1; i < c.length; i += 2) y0 = Math.min(y0, c[i]);
+  const rows = [], coords = [];
+  for (const p of res.points) if (p.grid_x != null) { rows.push(p.row); coords.push(x0 + (p.grid_x + 0.5) * cellW, y0 + (p.grid_y + 0.5) * cellW); }
+  state.grid = { rows, coords, cell: cellW };
+  return state.grid;
+}
+
+function setLayout(layout, animate = true) {
+  const g = gridOf();
+  if (layout === 'grid' && !g) layout = 'scatter';
+  state.layout = layout;
+  $('grid-toggle').setAttribute('aria-pressed', String(layout === 'grid'));
+  const src = layout === 'grid' ? g : state.scatter;
+  if (!src) return;
+  map.tileWorld = layout === 'grid' ? g.cell * 0.92 : 0;
+  map.autoFit = true;
+  map.setPositions(src.rows, src.coords, 2, animate);
+  renderHotspots();
+  scheduleURL();
+}
+
+$('grid-toggle').addEventListener('click', () => setLayout(state.layout === 'grid' ? 'scatter' : 'grid'));
+
+// -- the view in the URL --
+let urlTimer = 0;
+function scheduleURL() {
+  clearTimeout(urlTimer);
+  urlTimer = setTimeout(writeURL, 250);
+}
+
+function writeURL() {
+  clearTimeout(urlTimer);
+  const id = state.job?.id;
+  if (!id || state.route !== 'job' || state.pending) return;
+  const p = new URLSearchParams();
+  const pv = state.pendingView; // not applied yet: kept as it came
+  if (pv) {
+    for (const k of ['v', 'layout']) if (pv.has(k)) p.set(k, pv.get(k));
+  } else if (!map.autoFit) {
+    const v = map.view;
+    p.set('v', [v.cx, v.cy, v.scale].map((x) => Number(x.toPrecision(6))).join(','));
+  }
+  if (!pv && state.layout === 'grid') p.set('layout', 'grid');
+  explorer.toParams(p);
+  const q = p.toString();
+  const hash = '#/jobs/' + id + (q ? '?' + q : '');
+  if (location.hash !== hash) history.replaceState(null, '', hash);
+  if (!$('selection').hidden) $('share-link').value = location.href;
+}
+
+/** A link's layout and view, once the map's positions are known. */
+function applyPendingView() {
+  const p = state.pendingView;
+  $('grid-toggle').hidden = !gridOf();
+  if (!p) return;
+  state.pendingView = null;
+  if (p.get('layout') === 'grid') setLayout('grid', false);
+  const v = (p.get('v') || '').split(',').map(Number);
+  if (v.length === 3 && v.every(Number.isFinite) && v[2] > 0) {
+    map.autoFit = false;
+    map.view = { cx: v[0], cy: v[1], scale: v[2] };
+    map.request();
+  }
+  restyle();
+}
+
+async function benchExplore() {
+  const frame = () => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+  const settle = () => { const gl = map.renderer.gl; if (gl) gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, new Uint8Array(4)); };
+  const t = explorer.table;
+  const numeric = t.columns.find((c) => t.info[t.col(c)].kind === 'numeric');
+  const categorical = t.columns.find((c) => t.info[t.col(c)].kind === 'categorical' && t.info[t.col(c)].cats.length <= 50);
+  const out = {};
+  const time = async (name, act) => {
+    await frame();
+    const t0 = performance.now();
+    act();
+    const applied = performance.now() - t0;
+    await new Promise((r) => requestAnimationFrame(r)); // the map's own frame runs first
+    settle();
+    out[name] = { total: performance.now() - t0, apply: applied, draw: map.stats.lastDrawMs };
+  };
+  const sel = $('colour-by'), search = $('search');
+  await time('colour categorical', () => { sel.value = categorical; sel.dispatchEvent(new Event('change')); });
+  await time('colour numeric', () => { sel.value = numeric; sel.dispatchEvent(new Event('change')); });
+  await time('search', () => { search.value = 'etude rings'; search.dispatchEvent(new Event('input')); });
+  await time('search, accents', () => { search.value = 'Étude sunset n° 1'; search.dispatchEvent(new Event('input')); });
+  await time('search, typing on', () => { search.value = 'Étude sunset n° 12'; search.dispatchEvent(new Event('input')); });
+  await time('filter range', () => { explorer.filters.set(numeric, { min: 1900, max: 1950 }); renderFilters(); restyle(); });
+  await time('clear', () => { explorer.filters.clear(); renderFilters(); search.value = ''; search.dispatchEvent(new Event('input')); });
+  return out;
+}

@@ -5,6 +5,7 @@
 // World coordinates are the embedding's x, y (y up, as in map.png); the
 // view is a centre (cx, cy) and a scale in CSS pixels per unit.
 
+import { insidePolygon } from './explore.js';
 import { Canvas2DRenderer, GLRenderer } from './render.js';
 
 const ANIMATE_MS = 600;
@@ -14,7 +15,7 @@ const FRAME_SAMPLES = 600;
 const ZOOM_SETTLE_MS = 150;
 
 export class MapView {
-  constructor(canvas, overlay, { onHover = () => {}, onOpen = () => {}, onSelect = () => {}, renderer = 'auto' } = {}) {
+  constructor(canvas, overlay, { onHover = () => {}, onOpen = () => {}, onSelect = () => {}, onArea = () => {}, onView = () => {}, renderer = 'auto' } = {}) {
     this.canvas = canvas;
     this.overlay = overlay;
     this.octx = overlay.getContext('2d');
@@ -26,6 +27,13 @@ export class MapView {
     this.onHover = onHover;
     this.onOpen = onOpen;
     this.onSelect = onSelect;
+    this.onArea = onArea; // (rows, additive): a box or lasso was drawn
+    this.onView = onView; // the view moved (debounced by the caller)
+    this.tool = 'pan'; // 'pan', 'box' or 'lasso': what a drag does
+    this.shape = null; // the box or lasso being drawn, in CSS px
+    this.labels = []; // [{x, y, el}]: DOM labels kept over world points
+    this.flight = null;
+    this.tileWorld = 0; // thumbnail side in world units when laid out on a grid
     this.view = { cx: 0, cy: 0, scale: 1 };
     this.thumbWorld = 1; // side of a thumbnail in world units
     this.autoFit = true;
@@ -56,6 +64,14 @@ export class MapView {
     this.toX = new Float32Array(n);
     this.toY = new Float32Array(n);
     this.has = new Uint8Array(n);
+    // Style per row (see Explorer.apply): packed RGBA colour (alpha 0:
+    // none), fade (255 shown, less dimmed), shown (0 hidden) and marked
+    // (in the selection).
+    this.colour = new Uint32Array(n);
+    this.fade = new Uint8Array(n).fill(255);
+    this.shown = new Uint8Array(n).fill(1);
+    this.marked = new Uint8Array(n);
+    this.styled = false; // any colour: thumbnails get frames
     this.cellOf = new Int32Array(n).fill(-1);
     this.order = []; // rows with a position, in drawing order
     this.anim = null;
@@ -64,6 +80,30 @@ export class MapView {
     this.hovered = -1;
     this.selected = -1;
     this.request();
+  }
+
+  /** Style changed (colour, fade, shown or marked arrays written): redraw. */
+  restyle(styled) {
+    this.styled = styled;
+    this.version++;
+    this.request();
+  }
+
+  /**
+   * Rows in the order they are drawn: shown ones only, dimmed first and
+   * selected last, so what matters is on top. Cached per version.
+   */
+  drawList() {
+    if (this.listVersion === this.version) return this.list;
+    const dim = [], plain = [], marked = [];
+    for (const r of this.order) {
+      if (!this.shown[r]) continue;
+      (this.marked[r] ? marked : this.fade[r] < 255 ? dim : plain).push(r);
+    }
+    const list = dim.length || marked.length ? dim.concat(plain, marked) : plain;
+    this.list = list;
+    this.listVersion = this.version;
+    return list;
   }
 
   /** index: the API's AtlasIndex; sheets: decoded sheets, in order. */
@@ -130,7 +170,17 @@ export class MapView {
     const w = Math.max(x1 - x0, 1e-9), h = Math.max(y1 - y0, 1e-9);
     const scale = Math.min((this.width - side - 16) / w, (this.height - side - 16) / h);
     this.view = { cx: (x0 + x1) / 2, cy: (y0 + y1) / 2, scale: clamp(scale, MIN_SCALE, MAX_SCALE) };
-    this.thumbWorld = side / this.view.scale;
+    this.thumbWorld = this.tileWorld || side / this.view.scale;
+    this.request();
+  }
+
+  /** Glides the view to centre (x, y) with radius r in view. */
+  flyTo(x, y, r) {
+    this.autoFit = false;
+    const scale = clamp(Math.min(this.width, this.height) / (2.4 * Math.max(r, 1e-9)), MIN_SCALE, MAX_SCALE);
+    const from = { ...this.view }, to = { cx: x, cy: y, scale };
+    if (reducedMotion()) { this.view = to; this.request(); return; }
+    this.flight = { from, to, start: performance.now() };
     this.request();
   }
 
@@ -147,8 +197,9 @@ export class MapView {
     const half = this.thumbSide() / 2;
     const { cx, cy, scale } = this.view;
     const w2 = this.width / 2, h2 = this.height / 2;
-    for (let k = this.order.length - 1; k >= 0; k--) {
-      const r = this.order[k];
+    const list = this.drawList();
+    for (let k = list.length - 1; k >= 0; k--) {
+      const r = list[k];
       const sx = (this.x[r] - cx) * scale + w2, sy = (cy - this.y[r]) * scale + h2;
       if (Math.abs(sx - px) <= half && Math.abs(sy - py) <= half) return r;
     }
@@ -199,6 +250,15 @@ export class MapView {
 
   draw() {
     const t0 = performance.now();
+    if (this.flight) {
+      const f = this.flight;
+      const a = Math.min(1, (t0 - f.start) / ANIMATE_MS), e = a * (2 - a);
+      const ls = Math.log(f.from.scale) + (Math.log(f.to.scale) - Math.log(f.from.scale)) * e;
+      this.view = { cx: f.from.cx + (f.to.cx - f.from.cx) * e, cy: f.from.cy + (f.to.cy - f.from.cy) * e, scale: Math.exp(ls) };
+      this.zoomingUntil = a < 1 ? t0 + ZOOM_SETTLE_MS : 0;
+      if (a >= 1) { this.flight = null; this.onView(); }
+      this.request();
+    }
     if (this.anim) {
       const a = Math.min(1, (t0 - this.anim.start) / ANIMATE_MS);
       const e = a * (2 - a); // ease out
@@ -217,7 +277,7 @@ export class MapView {
     const W = this.width + half, H = this.height + half;
     const a = this.atlas;
     let points = 0, thumbs = 0;
-    for (const r of this.order) {
+    for (const r of this.drawList()) {
       const sx = (this.x[r] - cx) * scale + w2, sy = (cy - this.y[r]) * scale + h2;
       if (sx < -half || sy < -half || sx > W || sy > H) continue;
       points++;
@@ -225,7 +285,8 @@ export class MapView {
     }
     // The overlay is a layer of its own: hidden when it shows nothing, so
     // the compositor has one layer less to blend while panning.
-    const highlight = this.screenOf(this.selected) || this.screenOf(this.hovered);
+    this.placeLabels();
+    const highlight = this.screenOf(this.selected) || this.screenOf(this.hovered) || this.shape;
     this.overlay.style.visibility = highlight ? 'visible' : 'hidden';
     const o = this.octx;
     if (highlight || this.overlayDirty) {
@@ -240,6 +301,7 @@ export class MapView {
       o.strokeStyle = colour;
       o.strokeRect(p.x - half - width / 2, p.y - half - width / 2, s + width, s + width);
     }
+    if (this.shape) this.drawShape(o);
     const st = this.stats;
     st.pointsDrawn = points;
     st.thumbnailsDrawn = thumbs;
@@ -281,6 +343,9 @@ export class MapView {
       const p = this.local(e);
       this.pointers.set(e.pointerId, p);
       this.drag = { moved: 0, pinch: this.pointers.size === 2 ? this.pinchState() : null };
+      const tool = e.shiftKey && this.tool === 'pan' ? 'box' : this.tool;
+      this.shape = tool !== 'pan' && this.pointers.size === 1 ? { tool, pts: [p.x, p.y], additive: e.shiftKey || e.ctrlKey || e.metaKey } : null;
+      if (this.pointers.size > 1) this.shape = null;
       c.classList.add('dragging');
     });
     c.addEventListener('pointermove', (e) => {
@@ -301,7 +366,13 @@ export class MapView {
       } else if (this.pointers.size === 1) {
         const dx = p.x - prev.x, dy = p.y - prev.y;
         this.drag.moved += Math.abs(dx) + Math.abs(dy);
-        this.panBy(dx, dy);
+        if (this.shape) {
+          if (this.shape.tool === 'box') this.shape.pts = [this.shape.pts[0], this.shape.pts[1], p.x, p.y];
+          else this.shape.pts.push(p.x, p.y);
+          this.request();
+        } else {
+          this.panBy(dx, dy);
+        }
       }
     });
     const end = (e) => {
@@ -312,6 +383,11 @@ export class MapView {
         c.classList.remove('dragging');
         const click = this.drag && this.drag.moved < 5 && e.type === 'pointerup';
         this.drag = null;
+        const shape = this.shape;
+        this.shape = null;
+        if (shape && !click && e.type === 'pointerup') { this.onArea(this.rowsInShape(shape), shape.additive); this.request(); return; }
+        if (shape) this.request();
+        if (!shape && !click) this.onView();
         if (click && had) {
           const row = this.hitTest(had.x, had.y);
           if (row >= 0) { this.select(row); this.onOpen(row); }
@@ -323,6 +399,7 @@ export class MapView {
     c.addEventListener('pointerleave', (e) => { if (!this.pointers.size && e.pointerType !== 'touch') this.setHovered(-1); });
     c.addEventListener('wheel', (e) => {
       e.preventDefault();
+      this.onView();
       const p = this.local(e);
       const unit = e.deltaMode === 1 ? 16 : e.deltaMode === 2 ? this.height : 1;
       if (!e.ctrlKey && Math.abs(e.deltaX) > Math.abs(e.deltaY)) {
@@ -350,8 +427,70 @@ export class MapView {
         case 'Escape': this.select(-1); break;
         default: handled = false;
       }
-      if (handled) e.preventDefault();
+      if (handled) { e.preventDefault(); this.onView(); }
     });
+  }
+
+  /** The shown rows whose centre lies in a box or lasso (CSS px). */
+  rowsInShape(shape) {
+    let pts = shape.pts;
+    if (shape.tool === 'box') {
+      if (pts.length < 4) return [];
+      const [x0, y0, x1, y1] = pts;
+      pts = [x0, y0, x1, y0, x1, y1, x0, y1];
+    }
+    if (pts.length < 6) return [];
+    let bx0 = Infinity, by0 = Infinity, bx1 = -Infinity, by1 = -Infinity;
+    for (let i = 0; i < pts.length; i += 2) {
+      bx0 = Math.min(bx0, pts[i]); bx1 = Math.max(bx1, pts[i]); by0 = Math.min(by0, pts[i + 1]); by1 = Math.max(by1, pts[i + 1]);
+    }
+    const out = [];
+    const { cx, cy, scale } = this.view;
+    const w2 = this.width / 2, h2 = this.height / 2;
+    for (const r of this.drawList()) {
+      const sx = (this.x[r] - cx) * scale + w2, sy = (cy - this.y[r]) * scale + h2;
+      if (sx < bx0 || sx > bx1 || sy < by0 || sy > by1) continue;
+      if (insidePolygon(pts, sx, sy)) out.push(r);
+    }
+    return out;
+  }
+
+  /** The shown rows whose centre is in view (the keyboard's way to select an area). */
+  rowsInView() {
+    return this.rowsInShape({ tool: 'box', pts: [0, 0, this.width, this.height] });
+  }
+
+  drawShape(o) {
+    const { tool, pts } = this.shape;
+    if (pts.length < 4) return;
+    o.lineWidth = 2;
+    o.setLineDash([6, 4]);
+    o.strokeStyle = '#1d2430';
+    o.fillStyle = 'rgba(31, 95, 191, 0.12)';
+    o.beginPath();
+    if (tool === 'box') o.rect(pts[0], pts[1], pts[2] - pts[0], pts[3] - pts[1]);
+    else { o.moveTo(pts[0], pts[1]); for (let i = 2; i < pts.length; i += 2) o.lineTo(pts[i], pts[i + 1]); o.closePath(); }
+    o.fill();
+    o.stroke();
+    o.setLineDash([]);
+  }
+
+  /** Labels: [{x, y, el}] with el absolutely placed in the map's stage. */
+  setLabels(labels) {
+    for (const l of this.labels) l.el.remove();
+    this.labels = labels;
+    for (const l of labels) this.canvas.parentElement.append(l.el);
+    this.request();
+  }
+
+  placeLabels() {
+    const { cx, cy, scale } = this.view;
+    for (const l of this.labels) {
+      const sx = (l.x - cx) * scale + this.width / 2, sy = (cy - l.y) * scale + this.height / 2;
+      const out = sx < 0 || sy < 0 || sx > this.width || sy > this.height;
+      if (out !== l.out) { l.el.hidden = out; l.out = out; }
+      if (!out) l.el.style.transform = `translate(${Math.round(sx)}px, ${Math.round(sy)}px) translate(-50%, -50%)`;
+    }
   }
 
   pinchState() {

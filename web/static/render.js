@@ -11,6 +11,8 @@ const VS = `#version 300 es
 in vec2 a_corner;
 in vec2 a_pos;
 in vec2 a_cell;
+in vec4 a_colour;
+in vec4 a_style;
 uniform vec2 u_center;
 uniform float u_scale;
 uniform vec2 u_view;
@@ -18,7 +20,13 @@ uniform float u_side;
 uniform vec2 u_sheet;
 uniform float u_cell;
 out vec2 v_uv;
+out vec2 v_corner;
+out vec4 v_colour;
+out vec4 v_style;
 void main() {
+  v_corner = a_corner;
+  v_colour = a_colour;
+  v_style = a_style;
   vec2 s = (a_pos - u_center) * u_scale;
   s.y = -s.y;
   vec2 p = s + (a_corner - 0.5) * u_side;
@@ -30,12 +38,22 @@ void main() {
 const FS = `#version 300 es
 precision mediump float;
 in vec2 v_uv;
+in vec2 v_corner;
+in vec4 v_colour;
+in vec4 v_style;
 uniform sampler2D u_tex;
 uniform bool u_textured;
 uniform vec4 u_color;
+uniform float u_frame;
+uniform bool u_solid;
 out vec4 o;
 void main() {
-  o = u_textured ? texture(u_tex, v_uv) : u_color;
+  bool coloured = v_colour.a > 0.5;
+  vec4 c = u_textured && !(u_solid && coloured) ? texture(u_tex, v_uv) : coloured ? vec4(v_colour.rgb, 1.0) : u_color;
+  float e = min(min(v_corner.x, 1.0 - v_corner.x), min(v_corner.y, 1.0 - v_corner.y));
+  if (coloured && e < u_frame) c = vec4(v_colour.rgb, 1.0);
+  if (v_style.y > 0.5 && (!u_textured || e < max(u_frame, 0.15))) c = vec4(0.94, 0.65, 0.0, 1.0);
+  o = mix(vec4(1.0), c, v_style.x);
 }`;
 
 // The cache: a picture of the points over the view and a margin round it,
@@ -178,7 +196,7 @@ export class GLRenderer {
     gl.bindVertexArray(null);
     this.cache = null;
     this.u = {};
-    for (const n of ['u_center', 'u_scale', 'u_view', 'u_side', 'u_sheet', 'u_cell', 'u_tex', 'u_textured', 'u_color']) this.u[n] = gl.getUniformLocation(prog, n);
+    for (const n of ['u_center', 'u_scale', 'u_view', 'u_side', 'u_sheet', 'u_cell', 'u_tex', 'u_textured', 'u_color', 'u_frame', 'u_solid']) this.u[n] = gl.getUniformLocation(prog, n);
     this.vao = gl.createVertexArray();
     gl.bindVertexArray(this.vao);
     // Two triangles a point, every vertex carrying its point's position
@@ -195,7 +213,18 @@ export class GLRenderer {
       gl.enableVertexAttribArray(loc);
       gl.vertexAttribPointer(loc, 2, gl.FLOAT, false, 0, 0);
     }
+    // Colour and style: four normalised bytes a vertex.
+    this.colourBuf = gl.createBuffer();
+    this.styleBuf = gl.createBuffer();
+    for (const [name, buf] of [['a_colour', this.colourBuf], ['a_style', this.styleBuf]]) {
+      const loc = gl.getAttribLocation(prog, name);
+      gl.bindBuffer(gl.ARRAY_BUFFER, buf);
+      gl.enableVertexAttribArray(loc);
+      gl.vertexAttribPointer(loc, 4, gl.UNSIGNED_BYTE, true, 0, 0);
+    }
     gl.bindVertexArray(null);
+    this.colours = new Uint32Array(0);
+    this.styles = new Uint32Array(0);
     this.pos = new Float32Array(0);
     this.cells = new Float32Array(0);
     this.corners = new Float32Array(0);
@@ -306,6 +335,10 @@ export class GLRenderer {
       gl.bufferData(gl.ARRAY_BUFFER, this.pos.subarray(0, 12 * k), gl.DYNAMIC_DRAW);
       gl.bindBuffer(gl.ARRAY_BUFFER, this.cellBuf);
       gl.bufferData(gl.ARRAY_BUFFER, this.cells.subarray(0, 12 * k), gl.DYNAMIC_DRAW);
+      gl.bindBuffer(gl.ARRAY_BUFFER, this.colourBuf);
+      gl.bufferData(gl.ARRAY_BUFFER, this.colours.subarray(0, 6 * k), gl.DYNAMIC_DRAW);
+      gl.bindBuffer(gl.ARRAY_BUFFER, this.styleBuf);
+      gl.bufferData(gl.ARRAY_BUFFER, this.styles.subarray(0, 6 * k), gl.DYNAMIC_DRAW);
       if (this.cornersUploaded < k) {
         gl.bindBuffer(gl.ARRAY_BUFFER, this.cornerBuf);
         gl.bufferData(gl.ARRAY_BUFFER, this.corners, gl.STATIC_DRAW);
@@ -317,6 +350,9 @@ export class GLRenderer {
     gl.uniform1f(u.u_scale, m.view.scale);
     gl.uniform2f(u.u_view, vw, vh);
     gl.uniform1i(u.u_tex, 0);
+    const { frame, solid } = frameOf(m, side);
+    gl.uniform1f(u.u_frame, frame / Math.max(side, 1));
+    gl.uniform1i(u.u_solid, solid ? 1 : 0);
     gl.activeTexture(gl.TEXTURE0);
     for (const g of groups) {
       if (g.sheet < 0) {
@@ -344,10 +380,13 @@ const QUAD = new Float32Array([0, 0, 1, 0, 0, 1, 0, 1, 1, 0, 1, 1]);
 // sheet; sheets follow row order, so the drawing order stays the row order.
 GLRenderer.prototype.fill = function fill(m) {
   const a = m.atlas;
-  const n = m.order.length;
+  const list = m.drawList();
+  const n = list.length;
   if (this.pos.length < 12 * n) {
     this.pos = new Float32Array(12 * n);
     this.cells = new Float32Array(12 * n);
+    this.colours = new Uint32Array(6 * n);
+    this.styles = new Uint32Array(6 * n);
     this.corners = new Float32Array(12 * n);
     for (let i = 0; i < n; i++) this.corners.set(QUAD, 12 * i);
   }
@@ -356,7 +395,7 @@ GLRenderer.prototype.fill = function fill(m) {
   const sheetCount = a ? a.sheets.length : 0;
   for (let g = -1; g < sheetCount; g++) {
     const start = k;
-    for (const r of m.order) {
+    for (const r of list) {
       const c = a ? m.cellOf[r] : -1;
       const sheet = c >= 0 ? a.sheetOf[c] : -1;
       if (sheet !== g) continue;
@@ -365,6 +404,9 @@ GLRenderer.prototype.fill = function fill(m) {
         this.pos[j] = x; this.pos[j + 1] = y;
         this.cells[j] = u; this.cells[j + 1] = v;
       }
+      const col = m.colour[r], st = m.fade[r] | (m.marked[r] ? 0xff00 : 0);
+      this.colours.fill(col, 6 * k, 6 * k + 6);
+      this.styles.fill(st, 6 * k, 6 * k + 6);
       k++;
     }
     if (k > start) groups.push({ sheet: g, start, count: k - start });
@@ -416,6 +458,27 @@ export class Canvas2DRenderer {
   }
 }
 
+/**
+ * How thumbnails show their colour: a frame of `frame` CSS px when they are
+ * big enough to see both; when small (zoomed out), solid squares of the
+ * colour, which is then what one sees.
+ */
+function frameOf(m, side) {
+  if (!m.styled) return { frame: 0, solid: false };
+  if (side < 14) return { frame: 0, solid: true };
+  return { frame: Math.max(2, Math.min(6, side / 12)), solid: false };
+}
+
+const cssOf = new Map();
+function css(packed) {
+  let s = cssOf.get(packed);
+  if (!s) {
+    s = `rgb(${packed & 255}, ${(packed >>> 8) & 255}, ${(packed >>> 16) & 255})`;
+    cssOf.set(packed, s);
+  }
+  return s;
+}
+
 /** Draws the points centred on (cx, cy) into ctx, a vw × vh CSS px target. */
 function drawPoints2D(ctx, m, side, cx, cy, vw, vh) {
   ctx.fillStyle = '#ffffff';
@@ -428,14 +491,33 @@ function drawPoints2D(ctx, m, side, cx, cy, vw, vh) {
   // Smoothing costs time and shows only when thumbnails are drawn large.
   ctx.imageSmoothingEnabled = !a || side > a.cell / 3;
   ctx.imageSmoothingQuality = 'low';
-  ctx.fillStyle = '#7a8494';
+  const grey = '#7a8494';
+  ctx.fillStyle = grey;
   const dot = Math.max(2, Math.min(6, side / 3));
-  for (const r of m.order) {
+  const { frame, solid } = frameOf(m, side);
+  let alpha = 1;
+  for (const r of m.drawList()) {
     const sx = (m.x[r] - cx) * scale + w2, sy = (cy - m.y[r]) * scale + h2;
     if (sx < -half || sy < -half || sx > W || sy > H) continue;
+    const fa = m.fade[r] / 255;
+    if (fa !== alpha) { ctx.globalAlpha = alpha = fa; }
     const c = a ? m.cellOf[r] : -1;
     const bm = c >= 0 ? a.sheets[a.sheetOf[c]] : null;
-    if (bm) ctx.drawImage(bm, a.sxOf[c], a.syOf[c], a.cell, a.cell, sx - half, sy - half, side, side);
-    else ctx.fillRect(sx - dot / 2, sy - dot / 2, dot, dot);
+    const col = m.colour[r] >>> 24 ? css(m.colour[r]) : null;
+    const mark = m.marked[r];
+    if (bm && !(solid && col)) {
+      ctx.drawImage(bm, a.sxOf[c], a.syOf[c], a.cell, a.cell, sx - half, sy - half, side, side);
+      if ((col && frame) || mark) {
+        const lw = mark ? Math.max(frame, 3) : frame;
+        ctx.strokeStyle = mark ? '#f0a500' : col;
+        ctx.lineWidth = lw;
+        ctx.strokeRect(sx - half + lw / 2, sy - half + lw / 2, side - lw, side - lw);
+      }
+    } else {
+      ctx.fillStyle = mark ? '#f0a500' : col || grey;
+      if (bm) ctx.fillRect(sx - half, sy - half, side, side);
+      else ctx.fillRect(sx - dot / 2, sy - dot / 2, dot, dot);
+    }
   }
+  ctx.globalAlpha = 1;
 }
