@@ -172,6 +172,13 @@ func TestQuotaOnActiveJobs(t *testing.T) {
 
 func TestSubmitRateLimit(t *testing.T) {
 	e := keyed(t, func(c *Config) { c.SubmitRate, c.SubmitBurst = 0.01, 3 })
+	// The budget counts jobs created: refused requests (400 bad field,
+	// 415 not JSON) cost nothing, however many.
+	for i := 0; i < 10; i++ {
+		if res, b := e.do("POST", "/v1/jobs", `{"dataset_url":"https://m.example/d.tab","image_url_column":"u","perplexity":-1}`, bearerOf(aliceKey)...); res.StatusCode != 400 {
+			t.Fatalf("bad submit %d: %d %s", i, res.StatusCode, b)
+		}
+	}
 	for i := 0; i < 3; i++ {
 		e.submitAs(aliceKey, okBody)
 	}

@@ -440,8 +440,10 @@ type Job struct {
 	// Backend The compute backend, once known, e.g. `cpu (2 threads)`.
 	//
 	// Example: cpu (2 threads)
-	Backend    string     `json:"backend"`
-	CreatedAt  time.Time  `json:"created_at"`
+	Backend   string    `json:"backend"`
+	CreatedAt time.Time `json:"created_at"`
+
+	// Error Why a job failed; null unless it did.
 	Error      *JobError  `json:"error"`
 	FinishedAt *time.Time `json:"finished_at"`
 
@@ -462,7 +464,7 @@ type Job struct {
 	Status    JobStatus            `json:"status"`
 }
 
-// JobError defines model for JobError.
+// JobError Why a job failed; null unless it did.
 type JobError struct {
 	Code    JobErrorCode `json:"code"`
 	Message string       `json:"message"`

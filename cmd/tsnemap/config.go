@@ -130,8 +130,8 @@ func (a *access) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.metricsToken, "metrics-token", "", "if set, /metrics needs Authorization: Bearer <this token>")
 	fs.BoolVar(&a.insecureAnyAddr, "insecure-listen-any", false, "without API keys, listen on --addr even if it is not loopback (anyone who reaches it may use the API)")
 	fs.IntVar(&a.maxActiveJobs, "max-active-jobs", 100, "most jobs one key may have queued or running at once (0: no limit); past it submits answer 429")
-	fs.Float64Var(&a.submitRate, "submit-rate", 2, "submits a second allowed per key (per client address without keys), a token bucket (0: no limit)")
-	fs.IntVar(&a.submitBurst, "submit-burst", 20, "submits one key may make at once before --submit-rate applies")
+	fs.Float64Var(&a.submitRate, "submit-rate", 2, "jobs created a second per key (per client address without keys), a token bucket; refused submits cost nothing (0: no limit)")
+	fs.IntVar(&a.submitBurst, "submit-burst", 20, "jobs one key may create at once before --submit-rate applies")
 }
 
 // keys reads --api-keys-file (none when it is not given).
