@@ -86,6 +86,8 @@ type Config struct {
 	SubmitBurst int
 	// MaxImages caps a job's rows and images (and its `limit`); 0: none.
 	MaxImages int
+	// Demo, if set, is served at /demo.json (serve --demo).
+	Demo *openapi.DemoCatalogue
 }
 
 // Server serves the API.
@@ -449,4 +451,13 @@ func toAPIFailures(f []jobs.Failure) []openapi.Failure {
 		out = append(out, openapi.Failure{Row: x.Row, Id: x.ID, Url: x.URL, Error: x.Error})
 	}
 	return out
+}
+
+// GetDemo says where the demo catalogue of `serve --demo` is.
+func (s *Server) GetDemo(c echo.Context) error {
+	if s.cfg.Demo == nil {
+		return newProblem(http.StatusNotFound, "not-found", "Not found",
+			"this server has no demo catalogue; start it with `tsnemap serve --demo` for one")
+	}
+	return c.JSON(http.StatusOK, s.cfg.Demo)
 }

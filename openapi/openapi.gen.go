@@ -383,6 +383,20 @@ type AtlasSheet struct {
 	Width int    `json:"width"`
 }
 
+// DemoCatalogue defines model for DemoCatalogue.
+type DemoCatalogue struct {
+	// DatasetUrl Example: http://127.0.0.42:41003/data.tab
+	DatasetUrl string `json:"dataset_url"`
+
+	// ImageUrlTemplate Example: http://127.0.0.42:41003/images/{id}.png
+	ImageUrlTemplate string `json:"image_url_template"`
+
+	// Perplexity A perplexity that suits its 300 pictures.
+	//
+	// Example: 20
+	Perplexity float64 `json:"perplexity"`
+}
+
 // EmbeddingSnapshot defines model for EmbeddingSnapshot.
 type EmbeddingSnapshot struct {
 	// Coordinates Row-major, dimensions values per point.
@@ -914,6 +928,15 @@ type ClientInterface interface {
 	// Corresponds with GET / (the `GetPage` operationId).
 	GetPage(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetDemo The demo catalogue of a server started with `--demo`
+	//
+	// Where the generated demo catalogue is, ready to submit as a
+	// JobRequest (the URLs change with each start). 404 on a server
+	// started without `--demo`.
+	//
+	// Corresponds with GET /demo.json (the `GetDemo` operationId).
+	GetDemo(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetHealth The process is alive
 	//
 	// Corresponds with GET /healthz (the `GetHealth` operationId).
@@ -1047,6 +1070,25 @@ type ClientInterface interface {
 // Corresponds with GET / (the `GetPage` operationId).
 func (c *Client) GetPage(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetPageRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetDemo The demo catalogue of a server started with `--demo`
+//
+// Where the generated demo catalogue is, ready to submit as a
+// JobRequest (the URLs change with each start). 404 on a server
+// started without `--demo`.
+//
+// Corresponds with GET /demo.json (the `GetDemo` operationId).
+func (c *Client) GetDemo(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetDemoRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -1350,6 +1392,33 @@ func NewGetPageRequest(server string) (*http.Request, error) {
 	}
 
 	operationPath := fmt.Sprintf("/")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetDemoRequest constructs an http.Request for the GetDemo method
+func NewGetDemoRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/demo.json")
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -2047,6 +2116,17 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET / (the `GetPage` operationId).
 	GetPageWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetPageResponse, error)
 
+	// GetDemoWithResponse The demo catalogue of a server started with `--demo`
+	//
+	// Where the generated demo catalogue is, ready to submit as a
+	// JobRequest (the URLs change with each start). 404 on a server
+	// started without `--demo`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /demo.json (the `GetDemo` operationId).
+	GetDemoWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetDemoResponse, error)
+
 	// GetHealthWithResponse The process is alive
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -2234,6 +2314,54 @@ func (r GetPageResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetPageResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetDemoResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *DemoCatalogue
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetDemoResponse) GetJSON200() *DemoCatalogue {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetDemoResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r GetDemoResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetDemoResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetDemoResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetDemoResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -3278,6 +3406,23 @@ func (c *ClientWithResponses) GetPageWithResponse(ctx context.Context, reqEditor
 	return ParseGetPageResponse(rsp)
 }
 
+// GetDemoWithResponse The demo catalogue of a server started with `--demo`
+//
+// Where the generated demo catalogue is, ready to submit as a
+// JobRequest (the URLs change with each start). 404 on a server
+// started without `--demo`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /demo.json (the `GetDemo` operationId).
+func (c *ClientWithResponses) GetDemoWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetDemoResponse, error) {
+	rsp, err := c.GetDemo(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetDemoResponse(rsp)
+}
+
 // GetHealthWithResponse The process is alive
 //
 // Returns a wrapper object for the known response body format(s).
@@ -3539,6 +3684,39 @@ func ParseGetPageResponse(rsp *http.Response) (*GetPageResponse, error) {
 	}
 
 	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetDemoResponse parses an HTTP response from a GetDemoWithResponse call
+func ParseGetDemoResponse(rsp *http.Response) (*GetDemoResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetDemoResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest DemoCatalogue
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -4430,6 +4608,9 @@ type ServerInterface interface {
 	// GetPage The web page
 	// (GET /)
 	GetPage(ctx echo.Context) error
+	// GetDemo The demo catalogue of a server started with `--demo`
+	// (GET /demo.json)
+	GetDemo(ctx echo.Context) error
 	// GetHealth The process is alive
 	// (GET /healthz)
 	GetHealth(ctx echo.Context) error
@@ -4488,6 +4669,15 @@ func (w *ServerInterfaceWrapper) GetPage(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.GetPage(ctx)
+	return err
+}
+
+// GetDemo converts echo context to params.
+func (w *ServerInterfaceWrapper) GetDemo(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetDemo(ctx)
 	return err
 }
 
@@ -4807,6 +4997,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/openapi.yaml", wrapper.GetOpenAPIYAML, options.OperationMiddlewares["getOpenAPIYAML"]...)
 	router.GET(options.BaseURL+"/openapi.json", wrapper.GetOpenAPIJSON, options.OperationMiddlewares["getOpenAPIJSON"]...)
 	router.GET(options.BaseURL+"/", wrapper.GetPage, options.OperationMiddlewares["getPage"]...)
+	router.GET(options.BaseURL+"/demo.json", wrapper.GetDemo, options.OperationMiddlewares["getDemo"]...)
 	router.GET(options.BaseURL+"/healthz", wrapper.GetHealth, options.OperationMiddlewares["getHealth"]...)
 	router.GET(options.BaseURL+"/readyz", wrapper.GetReady, options.OperationMiddlewares["getReady"]...)
 	router.GET(options.BaseURL+"/metrics", wrapper.GetMetrics, options.OperationMiddlewares["getMetrics"]...)
