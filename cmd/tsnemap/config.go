@@ -140,6 +140,9 @@ func (a *access) keys() ([]api.Key, error) {
 		return nil, nil
 	}
 	f, err := os.Open(a.keysFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("--api-keys-file (TSNEMAP_API_KEYS_FILE) %s: no such file; put the API keys there, one name:key a line (in a container: mount the file, or a secret, at that path): %w", a.keysFile, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("--api-keys-file: %w", err)
 	}
@@ -151,16 +154,17 @@ func (a *access) keys() ([]api.Key, error) {
 	return keys, nil
 }
 
-// listenAddr is where serve listens: --addr, except that without keys a
-// non-loopback --addr is narrowed to loopback (same port) unless
-// --insecure-listen-any says otherwise. warn says what was decided.
+// listenAddr checks where serve may listen: --addr as given, except that
+// without keys a non-loopback --addr is refused (a usage error naming both
+// ways out) unless --insecure-listen-any says otherwise. warn says what was
+// decided.
 func (a *access) listenAddr(addr string, haveKeys bool) (listen, warn string, err error) {
 	if haveKeys {
 		return addr, "", nil
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", "", fmt.Errorf("--addr %q: %w", addr, err)
+		return "", "", usageErrorf("--addr %q: %v; give host:port, such as localhost:8080", addr, err)
 	}
 	if isLoopbackHost(host) {
 		return addr, "", nil
@@ -168,8 +172,10 @@ func (a *access) listenAddr(addr string, haveKeys bool) (listen, warn string, er
 	if a.insecureAnyAddr {
 		return addr, "no API keys (--api-keys-file) and --insecure-listen-any: anyone who can reach " + addr + " may submit, read and cancel jobs", nil
 	}
-	listen = net.JoinHostPort("127.0.0.1", port)
-	return listen, "no API keys (--api-keys-file): listening on loopback " + listen + " only, not " + addr + "; give keys, or --insecure-listen-any to listen there anyway", nil
+	return "", "", usageErrorf("--addr %s is not a loopback address and this server has no API keys, so anyone who reaches it could use the API. "+
+		"Give keys with --api-keys-file FILE (TSNEMAP_API_KEYS_FILE; one key a line, e.g. from openssl rand -hex 24), "+
+		"or pass --insecure-listen-any (TSNEMAP_INSECURE_LISTEN_ANY=true) to listen there without keys; "+
+		"or listen on loopback only (--addr localhost:%s)", addr, port)
 }
 
 func isLoopbackHost(host string) bool {
