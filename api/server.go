@@ -393,6 +393,7 @@ func toAPI(j jobs.Job) openapi.Job {
 			ImagesTotal:    j.Progress.ImagesTotal,
 			ImagesLoaded:   j.Progress.ImagesLoaded,
 			ImagesFailed:   j.Progress.ImagesFailed,
+			RowsDropped:    j.Progress.RowsDropped,
 			Iteration:      j.Progress.Iteration,
 			Iterations:     j.Progress.Iterations,
 			KlDivergence:   finiteOrNil(j.Progress.KLDivergence),

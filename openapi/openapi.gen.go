@@ -445,7 +445,7 @@ type ImageSize struct {
 	Width  int `json:"width"`
 }
 
-// Job Example: {"backend":"cpu (2 threads)","created_at":"2026-11-24T18:00:00Z","error":null,"finished_at":null,"id":"01JD3ZK6Q9W5N2B8T4M7C1XH0R","links":{"events":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R/events","result":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R/result","self":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R"},"progress":{"elapsed_seconds":48.2,"images_failed":9,"images_loaded":3012,"images_total":3021,"iteration":420,"iterations":1000,"kl_divergence":1.93},"request":{"backend":"auto","dataset_url":"https://example.org/ashmolean/data.tab","dimensions":2,"early_exaggeration":12,"exaggeration_iterations":250,"id_column":"id","image_size":{"height":100,"width":100},"image_url_template":"https://example.org/ashmolean/{id}.jpg","init":"pca","iterations":1000,"learning_rate":"auto","method":"tsne","perplexity":30,"seed":0,"timeout_seconds":86400},"stage":"optimizing","started_at":"2026-11-24T18:00:01Z","status":"running"}
+// Job Example: {"backend":"cpu (2 threads)","created_at":"2026-11-24T18:00:00Z","error":null,"finished_at":null,"id":"01JD3ZK6Q9W5N2B8T4M7C1XH0R","links":{"events":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R/events","result":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R/result","self":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R"},"progress":{"elapsed_seconds":48.2,"images_failed":9,"images_loaded":3012,"images_total":3021,"iteration":420,"iterations":1000,"kl_divergence":1.93,"rows_dropped":2},"request":{"backend":"auto","dataset_url":"https://example.org/ashmolean/data.tab","dimensions":2,"early_exaggeration":12,"exaggeration_iterations":250,"id_column":"id","image_size":{"height":100,"width":100},"image_url_template":"https://example.org/ashmolean/{id}.jpg","init":"pca","iterations":1000,"learning_rate":"auto","method":"tsne","perplexity":30,"seed":0,"timeout_seconds":86400},"stage":"optimizing","started_at":"2026-11-24T18:00:01Z","status":"running"}
 type Job struct {
 	// Attempts Times the job was started. More than 1: it was retried, after
 	// its worker stopped or went silent (see `history`).
@@ -579,7 +579,9 @@ type JobRequest struct {
 	Method *JobRequestMethod `json:"method,omitempty"`
 
 	// Perplexity Must be < (number of loaded images − 1) / 3, else the job fails
-	// with code `perplexity_too_large`.
+	// with code `perplexity_too_large`: as soon as the table is read
+	// when it is too large for the table's rows, before any image is
+	// fetched.
 	Perplexity *float64 `json:"perplexity,omitempty"`
 
 	// Seed Same request, seed and backend give the same coordinates.
@@ -682,13 +684,20 @@ type Problem struct {
 
 // Progress defines model for Progress.
 type Progress struct {
-	ElapsedSeconds float64  `json:"elapsed_seconds"`
-	ImagesFailed   int      `json:"images_failed"`
-	ImagesLoaded   int      `json:"images_loaded"`
-	ImagesTotal    int      `json:"images_total"`
-	Iteration      int      `json:"iteration"`
-	Iterations     int      `json:"iterations"`
-	KlDivergence   *float64 `json:"kl_divergence"`
+	ElapsedSeconds float64 `json:"elapsed_seconds"`
+	ImagesFailed   int     `json:"images_failed"`
+	ImagesLoaded   int     `json:"images_loaded"`
+
+	// ImagesTotal Images to load: one per kept row.
+	ImagesTotal  int      `json:"images_total"`
+	Iteration    int      `json:"iteration"`
+	Iterations   int      `json:"iterations"`
+	KlDivergence *float64 `json:"kl_divergence"`
+
+	// RowsDropped Rows of the table dropped, once it is read, for an empty or
+	// NaN-like id (see `id_column`); they are in neither the images
+	// nor the result.
+	RowsDropped int `json:"rows_dropped"`
 }
 
 // Readiness defines model for Readiness.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -505,13 +506,75 @@ func TestRunCommandWritesTheTable(t *testing.T) {
 	if lines[0] != "id\ttitle\tartist\tx\ty" || len(lines) != 14 || !strings.HasPrefix(lines[5], "MISSING\tlost\tunknown\t\t") {
 		t.Errorf("table:\n%s", b)
 	}
-	if !strings.Contains(stderr.String(), "done: 12 of 13 rows mapped (1 images failed)") {
-		t.Errorf("no progress on stderr: %q", stderr.String())
+	if !strings.Contains(stderr.String(), `done: 12 of 13 rows mapped (1 images failed; 2 rows dropped for an empty or NaN-like id in "id")`) {
+		t.Errorf("no summary on stderr: %q", stderr.String())
 	}
-	// Without the environment the guard refuses the loopback catalogue.
+	// Without the environment the guard refuses the loopback catalogue,
+	// and says what lifts the refusal.
 	err = runCommand(context.Background(), args, func(string) string { return "" }, &stdout, &stderr)
-	if err == nil || !strings.Contains(err.Error(), "dataset_unreachable") {
+	if err == nil || !strings.Contains(err.Error(), "dataset_unreachable: ") || !strings.Contains(err.Error(), "--allow-private-networks") ||
+		strings.Contains(err.Error(), "dataset unreachable") {
 		t.Errorf("guarded run: %v", err)
+	}
+}
+
+// TestRunCommandMessages: mistakes of the command line are usage errors
+// (exit status 2) that name the flag and say what to write, before any
+// download; a perplexity too large for the table fails once the table is
+// read, before any image is fetched.
+func TestRunCommandMessages(t *testing.T) {
+	var images atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/data.tab" {
+			_, _ = io.WriteString(w, "id\ntitle\nA\nB\nC\nD\nE\nF\nG\n")
+			return
+		}
+		images.Add(1)
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	data, tmpl := srv.URL+"/data.tab", srv.URL+"/img/{id}.png"
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		usage bool
+		says  []string
+	}{
+		{"no scheme", []string{"--dataset-url", "example.org:8080/data.tab", "--image-url-template", tmpl}, true,
+			[]string{"--dataset-url", "has no scheme", "https://"}},
+		{"unsupported scheme", []string{"--dataset-url", "ftp://example.org/data.tab", "--image-url-template", tmpl}, true,
+			[]string{"--dataset-url", `scheme "ftp"`, "only http and https"}},
+		{"template without {id}", []string{"--dataset-url", data, "--image-url-template", srv.URL + "/img.png"}, true,
+			[]string{"--image-url-template", "has no {id}"}},
+		{"template and column", []string{"--dataset-url", data, "--image-url-template", tmpl, "--image-url-column", "u"}, true,
+			[]string{"--image-url-template or --image-url-column, not both"}},
+		{"neither", []string{"--dataset-url", data}, true, []string{"--image-url-template", "--image-url-column"}},
+		{"perplexity too large for the rows", []string{"--dataset-url", data, "--image-url-template", tmpl, "--perplexity", "5"}, false,
+			[]string{"perplexity_too_large: ", "8 rows", "no image was fetched"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			env := map[string]string{"TSNEMAP_ALLOW_PRIVATE_NETWORKS": "true"}
+			err := runCommand(context.Background(), append(tc.args, "-o", t.TempDir()+"/out.tab", "--quiet"),
+				func(k string) string { return env[k] }, &stdout, &stderr)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if errors.Is(err, errUsage) != tc.usage {
+				t.Errorf("usage error (exit 2): %v, want %v: %v", errors.Is(err, errUsage), tc.usage, err)
+			}
+			for _, want := range tc.says {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("%q does not say %q", err, want)
+				}
+			}
+			if strings.Contains(err.Error(), "dataset invalid") || strings.Contains(err.Error(), "first path segment") {
+				t.Errorf("message: %v", err)
+			}
+		})
+	}
+	if n := images.Load(); n != 0 {
+		t.Errorf("%d images fetched", n)
 	}
 }
 
@@ -540,6 +603,9 @@ func TestGeneratedGoClient(t *testing.T) {
 			t.Fatalf("get: %v", err)
 		}
 		if got.JSON200.Status == openapi.JobStatus("succeeded") {
+			if d := got.JSON200.Progress.RowsDropped; d != 2 {
+				t.Errorf("progress.rows_dropped = %d, want the catalogue's 2 rows without an id", d)
+			}
 			break
 		}
 		if got.JSON200.Status == "failed" || time.Now().After(deadline) {
