@@ -39,6 +39,7 @@ class LiveServerTest(unittest.TestCase):
         done = self.client.wait(job["id"], timeout=120, on_progress=lambda j: seen.append(j["stage"]))
         self.assertEqual(done["status"], "succeeded")
         self.assertEqual(seen[-1], "finished")
+        self.assertEqual(done["progress"]["rows_dropped"], 2)  # the demo's two rows without an id
         rows = self.client.result_rows(job["id"])
         mapped = [r for r in rows if r["x"] is not None]
         self.assertGreater(len(mapped), 10)
