@@ -341,7 +341,7 @@ func TestJobFailuresCarryContractCodes(t *testing.T) {
 		{fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q,"perplexity":30}`, cat.srv.URL+"/data.tab", cat.srv.URL+"/img/{id}.png"), "perplexity_too_large"},
 		{fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q}`, cat.srv.URL+"/nothing.tab", cat.srv.URL+"/img/{id}.png"), "dataset_unreachable"},
 		{fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q,"id_column":"nope"}`, cat.srv.URL+"/data.tab", cat.srv.URL+"/img/{id}.png"), "dataset_invalid"},
-		{fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q}`, cat.srv.URL+"/data.tab", cat.srv.URL+"/none/{id}.png"), "no_images"},
+		{fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q,"perplexity":2}`, cat.srv.URL+"/data.tab", cat.srv.URL+"/none/{id}.png"), "no_images"},
 	}
 	for _, c := range cases {
 		id := e.submit(c.body)
@@ -355,7 +355,7 @@ func TestJobFailuresCarryContractCodes(t *testing.T) {
 func TestCancelMidLoadStopsDownloads(t *testing.T) {
 	cat := newCatalogue(t, 4)
 	e := startE2E(t, true)
-	id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q}`, cat.srv.URL+"/slow.tab", cat.srv.URL+"/slow/{id}.png"))
+	id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q,"method":"pca"}`, cat.srv.URL+"/slow.tab", cat.srv.URL+"/slow/{id}.png"))
 	e.wait(id, 30*time.Second, func(j openapi.Job) bool { return j.Stage == "loading_images" && cat.inFlight.Load() > 0 })
 	t0 := time.Now()
 	if code, b := e.do("DELETE", "/v1/jobs/"+id, ""); code != 202 {
@@ -374,7 +374,7 @@ func TestCancelMidLoadStopsDownloads(t *testing.T) {
 func TestFailuresWhileLoading(t *testing.T) {
 	cat := newCatalogue(t, 4)
 	e := startE2E(t, true)
-	id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q}`, cat.srv.URL+"/mixed.tab", cat.srv.URL+"/mixed/{id}.png"))
+	id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q,"method":"pca"}`, cat.srv.URL+"/mixed.tab", cat.srv.URL+"/mixed/{id}.png"))
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		code, b := e.do("GET", "/v1/jobs/"+id+"/failures", "")
@@ -432,7 +432,7 @@ func TestCancelMidOptimisation(t *testing.T) {
 func TestTimeout(t *testing.T) {
 	cat := newCatalogue(t, 4)
 	e := startE2E(t, true)
-	id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q,"timeout_seconds":1}`, cat.srv.URL+"/slow.tab", cat.srv.URL+"/slow/{id}.png"))
+	id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q,"method":"pca","timeout_seconds":1}`, cat.srv.URL+"/slow.tab", cat.srv.URL+"/slow/{id}.png"))
 	j := e.wait(id, 10*time.Second, ended)
 	if j.Status != "failed" || j.Error == nil || j.Error.Code != "timeout" {
 		t.Fatalf("job %s %+v", j.Status, j.Error)
