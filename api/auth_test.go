@@ -224,6 +224,9 @@ func TestStoreFullAnswers503(t *testing.T) {
 			accepted[j.Id] = true
 		case 503:
 			full = b
+			if ra := res.Header.Get("Retry-After"); ra != "30" {
+				t.Errorf("503 store-full: Retry-After %q, want 30", ra)
+			}
 		default:
 			t.Fatalf("submit %d: %d %s", i, res.StatusCode, b)
 		}
