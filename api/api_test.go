@@ -7,16 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3filter"
-	"github.com/getkin/kin-openapi/routers"
-
+	"github.com/tsnemap/tsnemap/internal/testkit"
 	"github.com/tsnemap/tsnemap/jobs"
 	"github.com/tsnemap/tsnemap/openapi"
 )
@@ -24,10 +22,10 @@ import (
 // env is a real API on a loopback port over a real job store on an
 // embedded NATS, with a worker running jobs through a test runner.
 type env struct {
-	t      *testing.T
-	srv    *httptest.Server
-	store  *jobs.Store
-	router routers.Router
+	t     *testing.T
+	srv   *httptest.Server
+	store *jobs.Store
+	api   *testkit.API
 }
 
 // testRunner stands in for the pipeline (which lives elsewhere): the
@@ -36,7 +34,7 @@ func testRunner(ctx context.Context, job jobs.Job, tr *jobs.Tracker) (*jobs.Resu
 	tr.SetBackend("test backend")
 	switch {
 	case strings.Contains(job.Request.DatasetURL, "/slow"):
-		tr.SetAtlas(ctx, testAtlas())
+		tr.SetAtlas(ctx, testkit.AtlasOfRows())
 		tr.SetStage(jobs.StageOptimizing)
 		for i := 1; ; i++ {
 			tr.UpdateProgress(func(p *jobs.Progress) { p.Iteration = i })
@@ -55,7 +53,7 @@ func testRunner(ctx context.Context, job jobs.Job, tr *jobs.Tracker) (*jobs.Resu
 	if err := tr.SetFailures(ctx, f); err != nil {
 		return nil, err
 	}
-	tr.SetAtlas(ctx, testAtlas())
+	tr.SetAtlas(ctx, testkit.AtlasOfRows())
 	dims := job.Request.Dimensions
 	c := func(v float32) []float32 {
 		out := make([]float32, dims)
@@ -103,14 +101,8 @@ func newEnvWith(t *testing.T, ec jobs.EmbeddedConfig, edit func(*Config)) *env {
 	store, h := newStack(t, ec, edit, true)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	_, router, err := newRouter()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{t: t, srv: srv, store: store, router: router}
+	return &env{t: t, srv: srv, store: store, api: testkit.NewAPI(t, srv.URL)}
 }
-
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // newStack starts an embedded NATS, a store on it, a worker running the
 // test runner (if worker) and the API; it returns the store and the API's
@@ -134,7 +126,7 @@ func newStack(t testing.TB, ec jobs.EmbeddedConfig, edit func(*Config), worker b
 	if err != nil {
 		t.Fatal(err)
 	}
-	quiet := quietLogger()
+	quiet := testkit.QuietLogger()
 	wctx, wcancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	if worker {
@@ -160,112 +152,25 @@ func newStack(t testing.TB, ec jobs.EmbeddedConfig, edit func(*Config), worker b
 }
 
 // do sends a request and checks the answer against the spec: status,
-// content type and body schema.
+// content type and body schema (testkit.API.Do).
 func (e *env) do(method, path, body string, header ...string) (*http.Response, []byte) {
 	e.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, e.srv.URL+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.checkResponse(req, res, b)
-	return res, b
-}
-
-func (e *env) checkResponse(req *http.Request, res *http.Response, body []byte) {
-	e.t.Helper()
-	if res.StatusCode >= 400 {
-		if ct := res.Header.Get("Content-Type"); ct != "application/problem+json" {
-			e.t.Errorf("%s %s: %d with Content-Type %q, want application/problem+json", req.Method, req.URL.Path, res.StatusCode, ct)
-		}
-		if res.StatusCode >= 500 && res.StatusCode != 503 {
-			e.t.Errorf("%s %s: server error %d: %s", req.Method, req.URL.Path, res.StatusCode, body)
-		}
-	}
-	route, params, err := e.router.FindRoute(req)
-	if err != nil {
-		// 401: a /v1 route the spec does not have is guarded all the same.
-		if res.StatusCode != 404 && res.StatusCode != 405 && res.StatusCode != 401 {
-			e.t.Errorf("%s %s is not in the spec but answered %d", req.Method, req.URL.Path, res.StatusCode)
-		}
-		return
-	}
-	in := &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,
-			Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}},
-		Status: res.StatusCode,
-		Header: res.Header,
-		Options: &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true,
-			// Text bodies (TSV, CSV, SSE, metrics) are strings; their
-			// content is checked by the tests themselves.
-			ExcludeResponseBody: !strings.Contains(res.Header.Get("Content-Type"), "json")},
-	}
-	in.SetBodyBytes(body)
-	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
-		e.t.Errorf("%s %s answered %d outside the spec: %v\nbody: %s", req.Method, req.URL.Path, res.StatusCode, err, body)
-	}
+	return e.api.Do(method, path, body, header...)
 }
 
 func (e *env) submit(body string) openapi.Job {
 	e.t.Helper()
-	res, b := e.do("POST", "/v1/jobs", body)
-	if res.StatusCode != 202 {
-		e.t.Fatalf("submit: %d %s", res.StatusCode, b)
-	}
-	var j openapi.Job
-	if err := json.Unmarshal(b, &j); err != nil {
-		e.t.Fatal(err)
-	}
-	if loc := res.Header.Get("Location"); loc != "/v1/jobs/"+j.Id {
-		e.t.Errorf("Location = %q", loc)
-	}
-	return j
+	return e.api.Submit(body)
 }
 
 func (e *env) job(id string) openapi.Job {
 	e.t.Helper()
-	res, b := e.do("GET", "/v1/jobs/"+id, "")
-	if res.StatusCode != 200 {
-		e.t.Fatalf("get job: %d %s", res.StatusCode, b)
-	}
-	var j openapi.Job
-	if err := json.Unmarshal(b, &j); err != nil {
-		e.t.Fatal(err)
-	}
-	return j
+	return e.api.Job(id)
 }
 
 func (e *env) waitStatus(id string, want openapi.JobStatus, within time.Duration) openapi.Job {
 	e.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		j := e.job(id)
-		if j.Status == want {
-			return j
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("job %s is %s/%s after %v, want %s", id, j.Status, j.Stage, within, want)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	return e.api.WaitJob(id, within, testkit.Is(want))
 }
 
 const okBody = `{"dataset_url":"https://museum.example/data.tab","image_url_template":"https://museum.example/img/{id}.jpg","seed":3}`
@@ -273,11 +178,12 @@ const okBody = `{"dataset_url":"https://museum.example/data.tab","image_url_temp
 func TestSubmitDefaultsAndResultFormats(t *testing.T) {
 	e := newEnv(t)
 	j := e.submit(okBody)
-	r := j.Request
-	if r.IdColumn != "id" || r.Method != "tsne" || r.Dimensions != 2 || r.Perplexity != 30 || r.Iterations != 1000 ||
-		r.EarlyExaggeration != 12 || r.ExaggerationIterations != 250 || r.Init != "pca" || r.Backend != "auto" ||
-		r.ImageSize.Width != 100 || r.ImageSize.Height != 100 || r.Seed != 3 || r.TimeoutSeconds != 3600 {
-		t.Errorf("normalized request = %+v", r)
+	r, d := j.Request, jobs.DefaultRequest() // the defaults, which jobs' TestDefaultRequestMatchesSpec checks against the spec
+	if r.IdColumn != d.IDColumn || string(r.Method) != d.Method || int(r.Dimensions) != d.Dimensions || r.Perplexity != d.Perplexity ||
+		r.Iterations != d.Iterations || r.EarlyExaggeration != d.EarlyExaggeration || r.ExaggerationIterations != d.ExaggerationIterations ||
+		string(r.Init) != d.Init || string(r.Backend) != d.Backend || r.ImageSize.Width != d.ImageSize.Width ||
+		r.ImageSize.Height != d.ImageSize.Height || r.Seed != 3 || r.TimeoutSeconds != 3600 {
+		t.Errorf("normalized request = %+v, want the defaults %+v", r, d)
 	}
 	if lr, err := r.LearningRate.AsLearningRate1(); err != nil || lr != "auto" {
 		t.Errorf("learning_rate = %v, %v", lr, err)
@@ -395,15 +301,7 @@ func TestBodyLimitAndMediaType(t *testing.T) {
 	if res.StatusCode != 413 {
 		t.Errorf("big body: %d %s", res.StatusCode, b)
 	}
-	req, _ := http.NewRequest("POST", e.srv.URL+"/v1/jobs", strings.NewReader(okBody))
-	req.Header.Set("Content-Type", "text/plain")
-	r2, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ = io.ReadAll(r2.Body)
-	r2.Body.Close()
-	e.checkResponse(req, r2, b)
+	r2, b := e.do("POST", "/v1/jobs", okBody, "Content-Type", "text/plain")
 	if r2.StatusCode != 415 {
 		t.Errorf("text/plain body: %d %s", r2.StatusCode, b)
 	}
@@ -458,8 +356,10 @@ func TestListPagination(t *testing.T) {
 	var ids []string
 	for i := 0; i < 5; i++ {
 		ids = append(ids, e.submit(okBody).Id)
-		time.Sleep(2 * time.Millisecond) // distinct creation milliseconds: a defined order
 	}
+	// Newest first is the ids' order (milliseconds, then random bits, for
+	// jobs submitted in the same millisecond).
+	slices.Sort(ids)
 	var got []string
 	path := "/v1/jobs?limit=2"
 	for page := 0; page < 10; page++ {
@@ -599,7 +499,7 @@ func TestPageIsServedWhenConfigured(t *testing.T) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = io.WriteString(w, "<!doctype html><title>page "+r.URL.Path+"</title>")
 	})
-	s, err := New(Config{Jobs: e.store, Web: page, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s, err := New(Config{Jobs: e.store, Web: page, Logger: testkit.QuietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

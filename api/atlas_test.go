@@ -2,7 +2,6 @@ package api
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"image"
@@ -13,31 +12,13 @@ import (
 	"time"
 
 	"github.com/tsnemap/tsnemap/atlas"
+	"github.com/tsnemap/tsnemap/internal/testkit"
 	"github.com/tsnemap/tsnemap/openapi"
 )
 
-// The test runner's thumbnails: rows a (red) and c (blue) of its
-// three-row table loaded, row b failed.
-var (
-	red  = [3]uint8{220, 20, 20}
-	blue = [3]uint8{20, 20, 220}
-)
-
-func testAtlas() *atlas.Atlas {
-	const w, h = 6, 4
-	var pix []uint8
-	for _, c := range [][3]uint8{red, blue} {
-		for range w * h {
-			pix = append(pix, c[0], c[1], c[2])
-		}
-	}
-	a, err := atlas.Build(context.Background(), atlas.Source{Width: w, Height: h, Pix: pix, Rows: []int{0, 2}, TotalRows: 3,
-		IDs: []string{"a", "c"}, URLs: []string{"http://img/a.png", "http://img/c.png"}})
-	if err != nil {
-		panic(err) // fixed input: cannot fail
-	}
-	return a
-}
+// The test runner's thumbnails (testkit.AtlasOfRows): rows a (red) and c
+// (blue) of its three-row table loaded, row b failed.
+var red, blue = testkit.AtlasRed, testkit.AtlasBlue
 
 func colourNear(got, want [3]uint8) bool {
 	for i := range 3 {
@@ -163,17 +144,13 @@ func TestAtlasAndMapOfAJobWithAFailedImage(t *testing.T) {
 func TestAtlasWhileRunningMapNotYet(t *testing.T) {
 	e := newEnv(t)
 	j := e.submit(`{"dataset_url":"https://m.example/slow","image_url_column":"u"}`)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
 		res, b := e.do("GET", "/v1/jobs/"+j.Id+"/atlas", "")
-		if res.StatusCode == 200 {
-			break
-		}
-		if res.StatusCode != 409 || time.Now().After(deadline) {
+		if res.StatusCode != 200 && res.StatusCode != 409 {
 			t.Fatalf("atlas of a running job: %d %s", res.StatusCode, b)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return res.StatusCode == 200, fmt.Sprintf("%d %s", res.StatusCode, b)
+	}, "atlas of a running job")
 	if st := e.job(j.Id); st.Status != "running" || st.Links.Atlas == nil || st.Links.Map != nil {
 		t.Errorf("running job: %s, links %+v", st.Status, st.Links)
 	}

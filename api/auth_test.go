@@ -2,12 +2,14 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/tsnemap/tsnemap/internal/testkit"
 	"github.com/tsnemap/tsnemap/jobs"
 	"github.com/tsnemap/tsnemap/openapi"
 )
@@ -35,15 +37,7 @@ func bearerOf(key string) []string { return []string{"Authorization", "Bearer " 
 
 func (e *env) submitAs(key, body string) openapi.Job {
 	e.t.Helper()
-	res, b := e.do("POST", "/v1/jobs", body, bearerOf(key)...)
-	if res.StatusCode != 202 {
-		e.t.Fatalf("submit: %d %s", res.StatusCode, b)
-	}
-	var j openapi.Job
-	if err := json.Unmarshal(b, &j); err != nil {
-		e.t.Fatal(err)
-	}
-	return j
+	return e.api.Submit(body, bearerOf(key)...)
 }
 
 func TestParseKeys(t *testing.T) {
@@ -157,17 +151,13 @@ func TestQuotaOnActiveJobs(t *testing.T) {
 	e.submitAs(bobKey, slow) // another key has its own quota
 	// Once one of Alice's ends, she may submit again.
 	e.do("DELETE", "/v1/jobs/"+a.Id, "", bearerOf(aliceKey)...)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
 		res, b := e.do("POST", "/v1/jobs", slow, bearerOf(aliceKey)...)
-		if res.StatusCode == 202 {
-			break
-		}
-		if res.StatusCode != 429 || time.Now().After(deadline) {
+		if res.StatusCode != 202 && res.StatusCode != 429 {
 			t.Fatalf("after a cancel: %d %s", res.StatusCode, b)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return res.StatusCode == 202, fmt.Sprintf("%d %s", res.StatusCode, b)
+	}, "submit after a cancel")
 }
 
 func TestSubmitRateLimit(t *testing.T) {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tsnemap/tsnemap/internal/testkit"
 	"github.com/tsnemap/tsnemap/jobs"
 )
 
@@ -113,13 +115,10 @@ func FuzzEventsDisconnect(f *testing.F) {
 		res.Body.Close() // hang up mid-stream
 		cancel()
 		// The server notices and lets the stream's goroutines go.
-		deadline := time.Now().Add(10 * time.Second)
-		for runtime.NumGoroutine() > baseline+10 {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d goroutines after the client left, %d before", runtime.NumGoroutine(), baseline)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+			n := runtime.NumGoroutine()
+			return n <= baseline+10, fmt.Sprintf("%d goroutines after the client left, %d before", n, baseline)
+		})
 		// And keeps serving.
 		r2, err := http.Get(srv.URL + "/v1/jobs/" + id)
 		if err != nil || r2.StatusCode != 200 {

@@ -126,20 +126,9 @@ func decodeProblem(err error) *problem {
 // normalize checks what the schema cannot say and fills in the defaults
 // of the contract.
 func (s *Server) normalize(in openapi.JobRequest) (jobs.Request, *problem) {
-	r := jobs.Request{
-		DatasetURL:             in.DatasetUrl,
-		IDColumn:               "id",
-		ImageSize:              jobs.ImageSize{Width: 100, Height: 100},
-		Method:                 "tsne",
-		Dimensions:             2,
-		Perplexity:             30,
-		Iterations:             1000,
-		EarlyExaggeration:      12,
-		ExaggerationIterations: 250,
-		Init:                   "pca",
-		Backend:                "auto",
-		TimeoutSeconds:         int(s.cfg.MaxTimeout / time.Second),
-	}
+	r := jobs.DefaultRequest()
+	r.DatasetURL = in.DatasetUrl
+	r.TimeoutSeconds = int(s.cfg.MaxTimeout / time.Second)
 	var fields []openapi.FieldProblem
 	bad := func(field, msg string) { fields = append(fields, openapi.FieldProblem{Field: field, Message: msg}) }
 

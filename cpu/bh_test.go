@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/tsnemap/tsnemap/internal/testkit"
 )
 
 // bhSourcesRef is the float64 reference of the source kernels for lane a.
@@ -185,7 +187,7 @@ func TestBHWalkPaths(t *testing.T) {
 					if e := math.Abs(z-zExact) / zExact; e > 1e-6 {
 						t.Errorf("%d-D θ=0 portable=%v: Z %v, exact %v (rel %.3g)", dims, portable, z, zExact, e)
 					}
-					if e := relL2(rep, fExact); e > 1e-5 {
+					if e := testkit.RelL2(rep, fExact); e > 1e-5 {
 						t.Errorf("%d-D θ=0 portable=%v: forces vs exact: relative error %.3g", dims, portable, e)
 					}
 				}
@@ -194,7 +196,7 @@ func TestBHWalkPaths(t *testing.T) {
 			if e := math.Abs(zs[0]-zs[1]) / zs[1]; e > 1e-6 {
 				t.Errorf("%d-D θ=%v: Z %v (dispatch) vs %v (portable)", dims, theta, zs[0], zs[1])
 			}
-			if e := relL2(got[0], got[1]); e > 1e-5 {
+			if e := testkit.RelL2(got[0], got[1]); e > 1e-5 {
 				t.Errorf("%d-D θ=%v: forces dispatch vs portable: relative error %.3g", dims, theta, e)
 			}
 		}

@@ -5,13 +5,14 @@ import (
 	"testing"
 
 	"github.com/tsnemap/tsnemap/embed"
+	"github.com/tsnemap/tsnemap/internal/testkit"
 )
 
 // TestFFTAccuracy logs the error of the FFT repulsion (force and Z) against
 // the exact one for several node spacings and orders; the defaults of Step
 // and KL were picked from this table.
 func TestFFTAccuracy(t *testing.T) {
-	if testing.Short() || raceEnabled {
+	if testing.Short() || testkit.Race {
 		t.Skip("table for choosing parameters")
 	}
 	b := New(0)
@@ -31,7 +32,7 @@ func TestFFTAccuracy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("radius %g h %.3f p %d: grid %dx%d force error %.2g, Z error %.2g", radius, c.h, c.p, f.px, f.py, relL2(got, want), (zg-zw)/zw)
+			t.Logf("radius %g h %.3f p %d: grid %dx%d force error %.2g, Z error %.2g", radius, c.h, c.p, f.px, f.py, testkit.RelL2(got, want), (zg-zw)/zw)
 		}
 	}
 	_ = embed.RepulsionFFT

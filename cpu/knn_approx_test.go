@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tsnemap/tsnemap/embed"
+	"github.com/tsnemap/tsnemap/internal/testkit"
 )
 
 // approxClusters draws n points in d dimensions from `clusters` Gaussian
@@ -155,7 +156,7 @@ func TestApproxNeighborsRecall(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if c.long && (testing.Short() || approxRaceEnabled) {
+			if c.long && (testing.Short() || testkit.Race) {
 				t.Skip("long; runs without -short and -race")
 			}
 			x := c.x(c.n, c.d)
@@ -176,7 +177,7 @@ func TestApproxNeighborsRecall(t *testing.T) {
 
 func TestApproxNeighborsDeterministic(t *testing.T) {
 	n, d, k := 3000, 50, 30
-	if testing.Short() || approxRaceEnabled {
+	if testing.Short() || testkit.Race {
 		n = 1000
 	}
 	x := approxClusters(n, d, 10, 3, 11)
@@ -332,20 +333,25 @@ func TestApproxNeighborsCancel(t *testing.T) {
 
 	n, d, k := 60000, 50, 90
 	switch {
-	case approxRaceEnabled:
+	case testkit.Race:
 		n = 5000
 	case testing.Short():
 		n = 20000
 	}
 	x = approxClusters(n, d, 10, 3, 2)
-	for _, after := range []time.Duration{5 * time.Millisecond, 200 * time.Millisecond} {
-		ctx, cancel := context.WithCancel(context.Background())
+	// Cancel early in the search and well into it: after this many checks
+	// of the context (the search checks it every few dozen points).
+	for _, after := range []int64{2, 50} {
+		parent, cancel := context.WithCancel(context.Background())
+		ctx := testkit.WatchContext(parent)
 		done := make(chan error, 1)
 		go func() {
 			_, err := approxNeighbors(ctx, New(2), x, n, d, k, 1)
 			done <- err
 		}()
-		time.Sleep(after)
+		testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+			return ctx.Polls() >= after, fmt.Sprintf("%d checks of the context", ctx.Polls())
+		}, "the search under way")
 		cancel()
 		start := time.Now()
 		var err error
@@ -356,9 +362,9 @@ func TestApproxNeighborsCancel(t *testing.T) {
 		}
 		// Latency is logged, not asserted: shared CI machines are too
 		// noisy for a timing bound in a unit test.
-		t.Logf("cancel after %v: returned %v later", after, time.Since(start))
+		t.Logf("cancel after %d checks: returned %v later", after, time.Since(start))
 		if !errors.Is(err, context.Canceled) {
-			t.Errorf("cancel after %v: err = %v, want context.Canceled", after, err)
+			t.Errorf("cancel after %d checks: err = %v, want context.Canceled", after, err)
 		}
 	}
 }

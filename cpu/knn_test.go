@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tsnemap/tsnemap/embed"
+	"github.com/tsnemap/tsnemap/internal/testkit"
 )
 
 // clustered returns n points in d dimensions around 10 Gaussian centres, the
@@ -272,13 +273,18 @@ func TestExactNeighborsCancel(t *testing.T) {
 		n = 40000
 	}
 	x := clustered(3, n, d, 0)
-	ctx, cancel := context.WithCancel(context.Background())
+	parent, cancel := context.WithCancel(context.Background())
+	ctx := testkit.WatchContext(parent)
 	done := make(chan error, 1)
 	go func() {
 		_, err := New(2).KNearest(ctx, x, n, d, k, embed.NeighborsExact, 0)
 		done <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	// Cancel once the search checks its context within the work (the
+	// first check is on entry).
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+		return ctx.Polls() >= 2, fmt.Sprintf("%d checks of the context", ctx.Polls())
+	}, "the search under way")
 	cancel()
 	select {
 	case err := <-done:

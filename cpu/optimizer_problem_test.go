@@ -234,16 +234,6 @@ func toFloat64(y []float32) []float64 {
 	return out
 }
 
-// relL2 is ‖a − b‖ / ‖b‖.
-func relL2(a, b []float64) float64 {
-	num, den := 0.0, 0.0
-	for i := range a {
-		num += (a[i] - b[i]) * (a[i] - b[i])
-		den += b[i] * b[i]
-	}
-	return math.Sqrt(num / den)
-}
-
 // schedule is the usual one: 250 exaggerated (12) steps at momentum 0.5,
 // then momentum 0.8, learning rate max(N/12/4, 50).
 func schedule(n, it int) embed.StepParams {

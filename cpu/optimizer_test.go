@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tsnemap/tsnemap/embed"
+	"github.com/tsnemap/tsnemap/internal/testkit"
 )
 
 func mustOptimizer(t testing.TB, b *Backend, p *embed.CSR, y0 []float32, dims int, method embed.Repulsion) *optimizer {
@@ -37,7 +38,7 @@ func TestExactGradientIsDerivativeOfKL(t *testing.T) {
 			y[k] = orig
 			fd[k] = (up - down) / (2 * h)
 		}
-		if e := relL2(grad, fd); e > 1e-4 {
+		if e := testkit.RelL2(grad, fd); e > 1e-4 {
 			t.Errorf("dims %d: gradient vs finite differences: relative error %.3g", dims, e)
 		}
 	}
@@ -54,7 +55,7 @@ func TestExactGradientMatchesReference(t *testing.T) {
 			t.Fatal(err)
 		}
 		want, _ := embed.ExactGradient(tp.p, toFloat64(y0), dims, 4)
-		if e := relL2(got, want); e > 1e-5 {
+		if e := testkit.RelL2(got, want); e > 1e-5 {
 			t.Errorf("dims %d: exact gradient vs reference: relative error %.3g", dims, e)
 		}
 	}
@@ -73,7 +74,7 @@ func TestExactGradientMatchesReference(t *testing.T) {
 func TestApproximateGradients(t *testing.T) {
 	b := New(0)
 	n := 2000
-	if testing.Short() || raceEnabled {
+	if testing.Short() || testkit.Race {
 		n = 800
 	}
 	tp := newTestProblem(n, 10, 8, 90, 5)
@@ -91,7 +92,7 @@ func TestApproximateGradients(t *testing.T) {
 		{2, embed.RepulsionFFT, 3, 3e-2},
 	}
 	for _, c := range cases {
-		if raceEnabled && c.radius > 10 {
+		if testkit.Race && c.radius > 10 {
 			continue
 		}
 		t.Run(fmt.Sprintf("%s/%dd/r%g", c.method, c.dims, c.radius), func(t *testing.T) {
@@ -102,7 +103,7 @@ func TestApproximateGradients(t *testing.T) {
 				t.Fatal(err)
 			}
 			want, _ := embed.ExactGradient(tp.p, toFloat64(y0), c.dims, 1)
-			e := relL2(got, want)
+			e := testkit.RelL2(got, want)
 			t.Logf("relative L2 error %.3g", e)
 			if e > c.tol {
 				t.Errorf("relative L2 error %.3g > %g", e, c.tol)
@@ -131,7 +132,7 @@ func TestKLMatchesReference(t *testing.T) {
 // Above klExactMax, KL's Z is approximated; its stated accuracy is 1e-4
 // relative on Z, i.e. ≤ 1e-4 absolute on KL.
 func TestKLApproximateZ(t *testing.T) {
-	if testing.Short() || raceEnabled {
+	if testing.Short() || testkit.Race {
 		t.Skip("O(N²) reference at N > klExactMax")
 	}
 	b := New(0)
@@ -166,7 +167,7 @@ func run(t testing.TB, o *optimizer, steps int) {
 func TestKLDecreases(t *testing.T) {
 	b := New(0)
 	n := 500
-	if raceEnabled {
+	if testkit.Race {
 		n = 150
 	}
 	tp := newTestProblem(n, 10, 5, 30, 12)
@@ -174,7 +175,7 @@ func TestKLDecreases(t *testing.T) {
 		dims   int
 		method embed.Repulsion
 	}{{2, embed.RepulsionExact}, {2, embed.RepulsionBarnesHut}, {2, embed.RepulsionFFT}, {3, embed.RepulsionBarnesHut}, {2, embed.RepulsionAuto}} {
-		if raceEnabled && c.method == embed.RepulsionFFT {
+		if testkit.Race && c.method == embed.RepulsionFFT {
 			continue // its grid grows with the layout, not N: minutes under -race
 		}
 		o := mustOptimizer(t, b, tp.p, initialY(tp.n, c.dims, 13), c.dims, c.method)
@@ -219,7 +220,7 @@ func TestKLDecreases(t *testing.T) {
 // 3% of each other. It takes minutes on two cores (1000 exact O(N²) steps and
 // 1000 FFT steps on a fine grid), so it runs only with TSNEMAP_LONG_TESTS=1.
 func TestMethodsAgree(t *testing.T) {
-	if testing.Short() || raceEnabled || os.Getenv("TSNEMAP_LONG_TESTS") == "" {
+	if testing.Short() || testkit.Race || os.Getenv("TSNEMAP_LONG_TESTS") == "" {
 		t.Skip("three runs of 1000 steps at N = 2000; set TSNEMAP_LONG_TESTS=1")
 	}
 	b := New(0)

@@ -14,6 +14,7 @@ import (
 	"github.com/tsnemap/tsnemap/cpu"
 	"github.com/tsnemap/tsnemap/embed"
 	"github.com/tsnemap/tsnemap/internal/synth"
+	"github.com/tsnemap/tsnemap/internal/testkit"
 )
 
 // TestFFTDeviceBytes (no GPU): the FFT's memory estimate covers the buffers
@@ -267,8 +268,8 @@ func TestFFTRepulsionOnDevice(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fe, ze := relL2(got, ex), math.Abs(zg-zx)/zx
-		re, rz := relL2(got, ref), math.Abs(zg-zr)/zr
+		fe, ze := testkit.RelL2(got, ex), math.Abs(zg-zx)/zx
+		re, rz := testkit.RelL2(got, ref), math.Abs(zg-zr)/zr
 		t.Logf("radius %g, grid %d×%d: vs exact force %.2g Z %.2g; vs host reference force %.2g Z %.2g", radius, g.px, g.py, fe, ze, re, rz)
 		if fe > fftForceTol || ze > fftZTol {
 			t.Errorf("radius %g: against the exact kernel, force error %.3g, Z error %.3g", radius, fe, ze)
@@ -418,7 +419,7 @@ func TestFFTRepulsionRegrid(t *testing.T) {
 			for i, v := range rep32 {
 				rep[i] = float64(v)
 			}
-			re, rz := relL2(rep, ref), math.Abs(z[0]-zr)/zr
+			re, rz := testkit.RelL2(rep, ref), math.Abs(z[0]-zr)/zr
 			t.Logf("layout %d, grid %d×%d: rep %.2g, Z %.2g against the host reference", k, g.px, g.py, re, rz)
 			if re > 1e-5 || rz > 1e-9 {
 				t.Errorf("layout %d (grid %d×%d): rep error %.3g, Z error %.3g", k, g.px, g.py, re, rz)

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/tsnemap/tsnemap/internal/testkit"
 )
 
 // TestFFTKernelsOnCPU compiles kernels/fft.cu with a C++ compiler against a
@@ -159,7 +161,7 @@ func TestFFTKernelsOnCPU(t *testing.T) {
 				t.Errorf("%s: bounding box %v, want %v", l.name, got[:4], []float64{lox, hix, loy, hiy})
 			}
 			zg, rep := got[4], got[5:]
-			fe, ze := relL2(rep, want), math.Abs(zg-zw)/zw
+			fe, ze := testkit.RelL2(rep, want), math.Abs(zg-zw)/zw
 			t.Logf("%s: N %d grid %d×%d: rep vs host reference %.2g, Z %.2g", l.name, n, g.px, g.py, fe, ze)
 			// rep is float32 on the device; the rest is float64 in
 			// another summation order (atomics, shuffles).
@@ -170,7 +172,7 @@ func TestFFTKernelsOnCPU(t *testing.T) {
 				continue
 			}
 			ex, zx := exactRepulsion2D(l.y, n)
-			if fe, ze := relL2(rep, ex), math.Abs(zg-zx)/zx; fe > fftForceTol || ze > fftZTol {
+			if fe, ze := testkit.RelL2(rep, ex), math.Abs(zg-zx)/zx; fe > fftForceTol || ze > fftZTol {
 				t.Errorf("%s: against the exact sums, force error %.3g, Z error %.3g", l.name, fe, ze)
 			}
 		}

@@ -5,6 +5,8 @@ import (
 	"math/cmplx"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/tsnemap/tsnemap/internal/testkit"
 )
 
 // These run without a GPU (and without the cuda tag): the FFT's stage plan
@@ -239,15 +241,6 @@ func exactRepulsion2D(y []float32, n int) ([]float64, float64) {
 	return rep, z
 }
 
-func relL2(got, want []float64) float64 {
-	var num, den float64
-	for i := range want {
-		num += (got[i] - want[i]) * (got[i] - want[i])
-		den += want[i] * want[i]
-	}
-	return math.Sqrt(num / den)
-}
-
 // Accuracy of the method against the exact sums. cpu/fft.go measures
 // 0.2 % (compact) and 0.3 % (spread) force error at spacing 0.2, p = 3 on
 // its 2,000-point test layouts; on clusteredY (2,000 points, radius 3 and
@@ -271,7 +264,7 @@ func TestHostFFTRepulsionAccuracy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fe, ze := relL2(got, want), math.Abs(zg-zw)/zw
+		fe, ze := testkit.RelL2(got, want), math.Abs(zg-zw)/zw
 		t.Logf("radius %g: grid %d×%d, force error %.2g, Z error %.2g", radius, g.px, g.py, fe, ze)
 		if fe > fftForceTol || ze > fftZTol {
 			t.Errorf("radius %g: force error %.3g, Z error %.3g", radius, fe, ze)

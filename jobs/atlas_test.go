@@ -5,17 +5,8 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/tsnemap/tsnemap/atlas"
+	"github.com/tsnemap/tsnemap/internal/testkit"
 )
-
-func testAtlas(sheets int) *atlas.Atlas {
-	a := &atlas.Atlas{Index: atlas.Index{Cell: 64, Rows: 1, Missing: []int{}}}
-	for k := range sheets {
-		a.Index.Sheets = append(a.Index.Sheets, atlas.Sheet{Width: 64, Height: 64})
-		a.Sheets = append(a.Sheets, []byte{0xFF, 0xD8, byte(k)})
-	}
-	return a
-}
 
 func TestAtlasStoredReplacedAndDeleted(t *testing.T) {
 	ctx := context.Background()
@@ -28,7 +19,7 @@ func TestAtlasStoredReplacedAndDeleted(t *testing.T) {
 	if _, err := st.AtlasIndex(ctx, job.ID); !errors.Is(err, ErrConflict) {
 		t.Fatalf("atlas before loading: %v, want ErrConflict", err)
 	}
-	if err := st.PutAtlas(ctx, job.ID, testAtlas(3)); err != nil {
+	if err := st.PutAtlas(ctx, job.ID, testkit.AtlasOfSheets(3)); err != nil {
 		t.Fatal(err)
 	}
 	if j, _ := st.Get(ctx, job.ID); !j.HasAtlas {
@@ -42,7 +33,7 @@ func TestAtlasStoredReplacedAndDeleted(t *testing.T) {
 		t.Fatalf("sheet 2: %v %v", b, err)
 	}
 	// Run again with fewer sheets: the third goes.
-	if err := st.PutAtlas(ctx, job.ID, testAtlas(2)); err != nil {
+	if err := st.PutAtlas(ctx, job.ID, testkit.AtlasOfSheets(2)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.AtlasSheet(ctx, job.ID, 2); !errors.Is(err, ErrNotFound) {

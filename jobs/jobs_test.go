@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tsnemap/tsnemap/internal/testkit"
 )
 
 type testNATS struct {
@@ -48,12 +48,10 @@ func (f funcRunner) Run(ctx context.Context, job Job, t *Tracker) (*Result, erro
 	return f(ctx, job, t)
 }
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
 func startWorker(t *testing.T, st *Store, r Runner, cfg WorkerConfig) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cfg.Logger = quietLogger()
+	cfg.Logger = testkit.QuietLogger()
 	w := NewWorker(st, r, cfg)
 	// Short enough that a job outliving it shows whether the bookkeeping
 	// deadlines are taken per write (as they must be) or per job.

@@ -57,9 +57,9 @@
 //
 // # JPEG fast path
 //
-// Decoding a full 800×600 JPEG with image/jpeg and resizing it cost about
-// 11 ms of CPU per image (Pillow, with libjpeg-turbo, about 7), two thirds of it in producing and then averaging
-// away pixels that a 100×100 thumbnail does not need. jpegscaled.go is a
+// Decoding a full 800×600 JPEG with image/jpeg and resizing it spends about
+// two thirds of its CPU producing and then averaging away pixels that a
+// 100×100 thumbnail does not need. jpegscaled.go is a
 // baseline Huffman decoder written from ITU-T T.81 that reconstructs each
 // 8×8 block at 1×1, 2×2 or 4×4 directly from its lowest-frequency DCT
 // coefficients (chroma at the luma's output resolution), choosing the
@@ -71,28 +71,8 @@
 //
 // # Figures
 //
-//	go test ./loader -run '^$' -bench 'LoadImages|SeedPython' -benchtime 1x
-//	go test ./loader -run '^$' -bench Decode -benchtime 300x
-//
-// serve 2,000 varied 800×600 JPEGs (quality 85, 4:2:0, about 84 KB each)
-// from a loopback server in a separate process and load them at 100×100;
-// the Python baseline is shared/bench/seed_loader.py (beside the repository) (requests, 32
-// threads, Pillow; Debian's python3-requests and python3-pil) against the
-// same server and files, in the same run. The first run makes the files
-// (a few minutes) in $TMPDIR/tsnemap-loader-bench-v1. On the 2-core
-// development machine, shared with other builds (load average 11–20, so
-// wall-clock rates move by ±30% between runs; CPU per image is steady):
-//
-//	                            images/s   CPU per image
-//	Go loader, no latency          246         2.68 ms
-//	Go loader, +20 ms per request  236         2.74 ms     (96% of no latency)
-//	Python seed, no latency         94         7.04 ms
-//	Python seed, +20 ms             104         7.10 ms
-//
-// Go/Python: 2.6× the images per second, 2.6× less CPU per image. Decode
-// and resize alone (BenchmarkDecode): fast path 2.6–2.8 ms of CPU per
-// image, image/jpeg 10.7–11.8 ms. Latency does not change CPU per image,
-// as expected of a loader that keeps 64 downloads in flight. Where the
-// fast path's CPU goes: entropy decoding ~45%, reduced IDCT ~20%,
-// imaging's resize ~15%, colour conversion and the rest ~20%.
+// Speed and CPU per image, against the original Python loader, are
+// measured by this package's benchmarks (BenchmarkLoadImages,
+// BenchmarkSeedPython, BenchmarkDecode); the figures, with the machine they
+// were measured on, are kept in one place: docs/loader.md.
 package loader

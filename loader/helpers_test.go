@@ -6,8 +6,6 @@ import (
 	"image"
 	"image/color"
 	"image/gif"
-	"image/jpeg"
-	"image/png"
 	"io"
 	"log"
 	"net"
@@ -21,6 +19,8 @@ import (
 
 	"golang.org/x/image/bmp"
 	"golang.org/x/image/tiff"
+
+	"github.com/tsnemap/tsnemap/internal/testkit"
 )
 
 // newTestLoader is a Loader for loopback test servers: guard open, short
@@ -92,23 +92,9 @@ var (
 	green = color.NRGBA{0, 200, 0, 255}
 )
 
-func encJPEG(t testing.TB, img image.Image, q int) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	if err := jpeg.Encode(&b, img, &jpeg.Options{Quality: q}); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
-func encPNG(t testing.TB, img image.Image) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	if err := png.Encode(&b, img); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
+// encJPEG and encPNG encode test images (testkit's, shared with other
+// packages' tests).
+var encJPEG, encPNG = testkit.EncodeJPEG, testkit.EncodePNG
 
 func encGIF(t testing.TB, img image.Image) []byte {
 	t.Helper()

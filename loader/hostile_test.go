@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tsnemap/tsnemap/internal/testkit"
 )
 
 // Hostile and outsized inputs: each must end within a bound, in bounded
@@ -93,7 +95,7 @@ func TestSlowDripServer(t *testing.T) {
 // TestMillionRowTable reads a table of 1,000,000 rows (the default cap)
 // and refuses one row more, naming the limit.
 func TestMillionRowTable(t *testing.T) {
-	if testing.Short() || raceEnabled {
+	if testing.Short() || testkit.Race {
 		t.Skip("builds a 1,000,000-row table and bounds its memory; skipped with -short and -race")
 	}
 	var b bytes.Buffer
@@ -143,7 +145,7 @@ func TestMillionRowTable(t *testing.T) {
 // Content-Length (refused before reading) or streamed without it (reading
 // stops at the cap). Memory stays near the cap, not the body.
 func TestHugeTable(t *testing.T) {
-	if testing.Short() || raceEnabled {
+	if testing.Short() || testkit.Race {
 		t.Skip("streams 200 MB and bounds its memory; skipped with -short and -race")
 	}
 	const size = 200 * mib
@@ -181,7 +183,7 @@ func TestHugeTable(t *testing.T) {
 // (all resolving to one loopback server, so each is its own connection
 // pool): time and memory stay bounded, idle connections are capped.
 func TestFiftyThousandHosts(t *testing.T) {
-	if testing.Short() || raceEnabled {
+	if testing.Short() || testkit.Race {
 		t.Skip("50,000 downloads in bounded time; skipped with -short and -race")
 	}
 	n := 50_000

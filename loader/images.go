@@ -73,16 +73,19 @@ func (o ImageOptions) withDefaults() (ImageOptions, error) {
 	return o, nil
 }
 
+// progressEvery is the longest gap between two progress reports while
+// images load, so failures and bytes show even when nothing finishes for a
+// while (slow hosts).
+const progressEvery = 250 * time.Millisecond
+
 // LoadImages downloads, decodes and resizes the image of every row.
 //
 // A broken image never fails the call: it becomes a Failure. The call fails
 // with ErrNoImages when every image failed, and with the context's error
 // when ctx is cancelled (every download stops before it returns). progress,
 // if not nil, is called with the running counters, never concurrently, at
-// most every 50 ms and once at the end.
-// progressEvery is the longest gap between two progress reports.
-const progressEvery = 250 * time.Millisecond
-
+// most every 50 ms and at least every progressEvery (250 ms) while loading,
+// and once at the end.
 func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, progress func(Progress)) (*Images, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tsnemap/tsnemap/gpu"
+	"github.com/tsnemap/tsnemap/internal/testkit"
 )
 
 // Without a usable GPU (this build has no CUDA, or the machine no device):
@@ -21,7 +22,7 @@ func TestBackendWithoutGPU(t *testing.T) {
 	ctx := context.Background()
 	_, reason := gpu.Probe()
 
-	if _, err := pickGPU(ctx, "gpu", slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil ||
+	if _, err := pickGPU(ctx, "gpu", testkit.QuietLogger()); err == nil ||
 		!strings.Contains(err.Error(), reason.Error()) {
 		t.Errorf("--backend gpu: %v, want the probe's reason %q", err, reason)
 	}
@@ -33,7 +34,7 @@ func TestBackendWithoutGPU(t *testing.T) {
 	if !strings.Contains(logged.String(), "using the CPU") || !strings.Contains(logged.String(), reason.Error()) {
 		t.Errorf("auto logged %q, want the reason", logged.String())
 	}
-	if _, err := pickGPU(ctx, "tpu", slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil {
+	if _, err := pickGPU(ctx, "tpu", testkit.QuietLogger()); err == nil {
 		t.Error("--backend tpu accepted")
 	}
 

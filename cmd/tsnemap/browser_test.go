@@ -3,14 +3,14 @@ package main
 import (
 	"bufio"
 	"context"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tsnemap/tsnemap/internal/testkit"
 )
 
 // TestBrowser runs web/e2e/browser.mjs (playwright-core driving Debian's
@@ -56,7 +56,7 @@ func TestBrowser(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := common{dataDir: t.TempDir(), backend: "cpu", threads: 2, concurrency: 1, maxTimeout: time.Hour,
 		retention: time.Hour, maxDeliveries: 3, natsReplicas: 1}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testkit.QuietLogger()
 	svc, err := startService(ctx, c, "127.0.0.1:0", true, log)
 	if err != nil {
 		cancel()

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tsnemap/tsnemap/internal/testkit"
 	"github.com/tsnemap/tsnemap/jobs"
 )
 
@@ -27,13 +28,9 @@ import (
 // waitLog waits until p's log contains s.
 func waitLog(t *testing.T, p *proc, s string, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !strings.Contains(p.logText(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in the log within %v", s, within)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.Eventually(t, within, func() (bool, string) {
+		return strings.Contains(p.logText(), s), "not in the log"
+	}, "%q in the log", s)
 }
 
 func startSharedNATS(t *testing.T, dir, listen string) *jobs.Embedded {
@@ -68,20 +65,16 @@ func TestHungWorkerLosesItsJob(t *testing.T) {
 
 	id := postJob(t, api, cat.request(true))
 	started := `msg="job started" job=` + id
-	deadline := time.Now().Add(30 * time.Second)
 	var holder, other *proc
-	for holder == nil {
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
 		switch {
 		case strings.Contains(w1.logText(), started):
 			holder, other = w1, w2
 		case strings.Contains(w2.logText(), started):
 			holder, other = w2, w1
-		case time.Now().After(deadline):
-			t.Fatal("the job did not start")
-		default:
-			time.Sleep(50 * time.Millisecond)
 		}
-	}
+		return holder != nil, "neither worker's log says so"
+	}, "the job started")
 	if err := holder.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -141,20 +134,15 @@ func TestNATSRestartUnderExternalDeployment(t *testing.T) {
 	emb.Shutdown()
 	stopped = true
 	// While NATS is down the API says so.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testkit.Eventually(t, 20*time.Second, func() (bool, string) {
 		res, err := http.Get(api + "/readyz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == 503 {
-				break
-			}
+		if err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("/readyz did not report NATS down")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		res.Body.Close()
+		return res.StatusCode == 503, res.Status
+	}, "/readyz reports NATS down")
+
 	emb = startSharedNATS(t, natsDir, natsAddr)
 	stopped = false
 	waitHTTP(t, api+"/readyz", 30*time.Second)
@@ -335,13 +323,7 @@ func TestKillWorkerMidOptimisation(t *testing.T) {
 
 	id := postJob(t, api, fmt.Sprintf(`{"dataset_url":"%s/data.tab","image_url_template":"%s/img/{id}.png","image_size":{"width":8,"height":8},"iterations":10000,"seed":1}`,
 		cat.srv.URL, cat.srv.URL))
-	deadline := time.Now().Add(60 * time.Second)
-	for getJob(t, api, id).Stage != "optimizing" {
-		if time.Now().After(deadline) {
-			t.Fatal("the job never reached optimizing")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitJob(t, api, id, 60*time.Second, func(j jobView) bool { return j.Stage == "optimizing" })
 	started := `msg="job started" job=` + id
 	holder, other := w1, w2
 	if !strings.Contains(w1.logText(), started) {
@@ -369,7 +351,7 @@ func TestMaxImagesFailsALongerTable(t *testing.T) {
 	cat := newCatalogue(t, 12)
 	c := newServeFlags(t, []string{"--max-images", "5", "--concurrency", "1", "--allow-private-networks", "--submit-rate", "0"}, nil)
 	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := startService(ctx, c, "127.0.0.1:0", false, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	svc, err := startService(ctx, c, "127.0.0.1:0", false, testkit.QuietLogger())
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -19,8 +19,8 @@ import (
 	"github.com/tsnemap/tsnemap/cpu"
 	"github.com/tsnemap/tsnemap/gpu"
 	"github.com/tsnemap/tsnemap/jobs"
-	"github.com/tsnemap/tsnemap/jobs/pipeline"
 	"github.com/tsnemap/tsnemap/loader"
+	"github.com/tsnemap/tsnemap/pipeline"
 )
 
 // envPrefix: every flag --some-name may also be given as TSNEMAP_SOME_NAME;

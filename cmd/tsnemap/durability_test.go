@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tsnemap/tsnemap/internal/testkit"
 	"github.com/tsnemap/tsnemap/jobs"
 )
 
@@ -116,22 +117,17 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// waitHTTP waits until url answers 200.
 func waitHTTP(t *testing.T, url string, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	testkit.Eventually(t, within, func() (bool, string) {
 		res, err := http.Get(url)
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == 200 {
-				return
-			}
+		if err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready within %v (%v)", url, within, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		res.Body.Close()
+		return res.StatusCode == 200, res.Status
+	}, "%s ready", url)
 }
 
 // gatedCatalogue serves the test catalogue, except that images under
@@ -189,16 +185,7 @@ func (g *gatedCatalogue) request(gated bool) string {
 
 func postJob(t *testing.T, api, body string) string {
 	t.Helper()
-	res, err := http.Post(api+"/v1/jobs", "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var j struct{ ID string }
-	if res.StatusCode != 202 || json.NewDecoder(res.Body).Decode(&j) != nil {
-		t.Fatalf("submit: %d", res.StatusCode)
-	}
-	return j.ID
+	return testkit.NewAPI(t, api).Submit(body).Id
 }
 
 type jobView struct {
@@ -224,33 +211,25 @@ func (j jobView) count(event string) int {
 	return n
 }
 
+// getJob reads a job with its bookkeeping (attempts and history).
 func getJob(t *testing.T, api, id string) jobView {
 	t.Helper()
-	res, err := http.Get(api + "/v1/jobs/" + id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
+	res, b := testkit.NewAPI(t, api).Do("GET", "/v1/jobs/"+id, "")
 	var j jobView
-	if res.StatusCode != 200 || json.NewDecoder(res.Body).Decode(&j) != nil {
-		t.Fatalf("get %s: %d", id, res.StatusCode)
+	if res.StatusCode != 200 || json.Unmarshal(b, &j) != nil {
+		t.Fatalf("get %s: %d %s", id, res.StatusCode, b)
 	}
 	return j
 }
 
 func waitJob(t *testing.T, api, id string, within time.Duration, ok func(jobView) bool) jobView {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		j := getJob(t, api, id)
-		if ok(j) {
-			return j
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job %s is %s/%s after %v (%+v)", id, j.Status, j.Stage, within, j.Error)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	var j jobView
+	testkit.Eventually(t, within, func() (bool, string) {
+		j = getJob(t, api, id)
+		return ok(j), fmt.Sprintf("%s/%s (%+v)", j.Status, j.Stage, j.Error)
+	}, "job %s", id)
+	return j
 }
 
 func resultRows(t *testing.T, api, id string) int {
@@ -322,13 +301,8 @@ func TestTwoWorkersShareJobsAndSurviveKill(t *testing.T) {
 	w2 := startProc(t, append([]string{"worker"}, common...)...)
 	workers := []*proc{w1, w2}
 	waitFor := func(what string, ok func() bool) {
-		deadline := time.Now().Add(30 * time.Second)
-		for !ok() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		t.Helper()
+		testkit.Eventually(t, 30*time.Second, func() (bool, string) { return ok(), "not yet" }, what)
 	}
 	waitFor("workers to start", func() bool {
 		return strings.Contains(w1.logText(), "worker started") && strings.Contains(w2.logText(), "worker started")

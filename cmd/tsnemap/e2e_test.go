@@ -6,12 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"image"
 	"image/color"
 	"image/jpeg"
 	"image/png"
 	"io"
-	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -23,10 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3filter"
-	"github.com/getkin/kin-openapi/routers"
-	"github.com/getkin/kin-openapi/routers/legacy"
-
+	"github.com/tsnemap/tsnemap/internal/testkit"
 	"github.com/tsnemap/tsnemap/openapi"
 )
 
@@ -44,24 +39,6 @@ func groupColor(g int) color.RGBA {
 	return []color.RGBA{{220, 30, 30, 255}, {30, 200, 40, 255}, {30, 40, 220, 255}, {240, 230, 40, 255}}[g]
 }
 
-func pngOf(t *testing.T, c color.RGBA, variant int) []byte {
-	img := image.NewRGBA(image.Rect(0, 0, 24, 24))
-	for y := 0; y < 24; y++ {
-		for x := 0; x < 24; x++ {
-			v := c
-			if (x+y+variant)%7 == 0 { // a little texture, so no two images are equal
-				v = color.RGBA{c.R / 2, c.G / 2, c.B / 2, 255}
-			}
-			img.SetRGBA(x, y, v)
-		}
-	}
-	var b bytes.Buffer
-	if err := png.Encode(&b, img); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
 func newCatalogue(t *testing.T, n int) *catalogue {
 	c := &catalogue{}
 	files := map[string][]byte{}
@@ -72,7 +49,7 @@ func newCatalogue(t *testing.T, n int) *catalogue {
 	csv.WriteString("id,title,image\n")
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("A%03d", i)
-		files["/img/"+id+".png"] = pngOf(t, groupColor(i%groups), i)
+		files["/img/"+id+".png"] = testkit.EncodePNG(t, testkit.Swatch(groupColor(i%groups), 24, 7, i)) // a little texture: no two images are equal
 		fmt.Fprintf(&tab, "%s\tPaysage n\xb0%d\tC\xe9zanne\n", id, i)
 		fmt.Fprintf(&csv, "%s,\"Study, %d\",img/%s.png\n", id, i, id)
 		if i == 3 {
@@ -111,9 +88,9 @@ func newCatalogue(t *testing.T, n int) *catalogue {
 }
 
 type e2e struct {
-	t      *testing.T
-	url    string
-	router routers.Router
+	t   *testing.T
+	url string
+	api *testkit.API
 }
 
 func startE2E(t *testing.T, allowPrivate bool) *e2e {
@@ -121,7 +98,7 @@ func startE2E(t *testing.T, allowPrivate bool) *e2e {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := common{dataDir: t.TempDir(), backend: "cpu", threads: 2, concurrency: 1, maxTimeout: time.Hour,
 		retention: time.Hour, maxDeliveries: 3, allowPrivate: allowPrivate, natsReplicas: 1}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testkit.QuietLogger()
 	svc, err := startService(ctx, c, "127.0.0.1:0", false, log)
 	if err != nil {
 		cancel()
@@ -130,93 +107,27 @@ func startE2E(t *testing.T, allowPrivate bool) *e2e {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = svc.wait(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	doc, err := openapi.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc.Servers = nil
-	router, err := legacy.NewRouter(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &e2e{t: t, url: svc.url, router: router}
+	return &e2e{t: t, url: svc.url, api: testkit.NewAPI(t, svc.url)}
 }
 
 // do sends a request and validates the answer against the spec.
 func (e *e2e) do(method, path, body string) (int, []byte) {
 	e.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, _ := http.NewRequest(method, e.url+path, rd)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if res.StatusCode >= 500 {
-		e.t.Errorf("%s %s: %d %s", method, path, res.StatusCode, b)
-	}
-	route, params, err := e.router.FindRoute(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: not in the spec: %v", method, path, err)
-	}
-	in := &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
-		Status:                 res.StatusCode, Header: res.Header,
-		Options: &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true,
-			ExcludeResponseBody: !strings.Contains(res.Header.Get("Content-Type"), "json")},
-	}
-	in.SetBodyBytes(b)
-	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
-		e.t.Errorf("%s %s: answer outside the spec: %v\n%s", method, path, err, b)
-	}
+	res, b := e.api.Do(method, path, body)
 	return res.StatusCode, b
 }
 
 func (e *e2e) submit(body string) string {
 	e.t.Helper()
-	code, b := e.do("POST", "/v1/jobs", body)
-	if code != 202 {
-		e.t.Fatalf("submit: %d %s", code, b)
-	}
-	var j openapi.Job
-	if err := json.Unmarshal(b, &j); err != nil {
-		e.t.Fatal(err)
-	}
-	return j.Id
+	return e.api.Submit(body).Id
 }
 
 func (e *e2e) wait(id string, within time.Duration, ok func(openapi.Job) bool) openapi.Job {
 	e.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		code, b := e.do("GET", "/v1/jobs/"+id, "")
-		var j openapi.Job
-		if code != 200 || json.Unmarshal(b, &j) != nil {
-			e.t.Fatalf("get job: %d %s", code, b)
-		}
-		if ok(j) {
-			return j
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("job %s is %s/%s after %v (error %+v)", id, j.Status, j.Stage, within, j.Error)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return e.api.WaitJob(id, within, ok)
 }
 
-func ended(j openapi.Job) bool {
-	return j.Status == "succeeded" || j.Status == "failed" || j.Status == "canceled"
-}
+var ended = testkit.Ended
 
 func TestMuseumFlowLatin1Template(t *testing.T) {
 	cat := newCatalogue(t, 24)
@@ -362,12 +273,10 @@ func TestCancelMidLoadStopsDownloads(t *testing.T) {
 		t.Fatalf("DELETE: %d %s", code, b)
 	}
 	e.wait(id, 2*time.Second, func(j openapi.Job) bool { return j.Status == "canceled" })
-	for cat.inFlight.Load() > 0 {
-		if time.Since(t0) > 2*time.Second {
-			t.Fatalf("%d downloads still running 2 s after DELETE", cat.inFlight.Load())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, 2*time.Second-time.Since(t0), func() (bool, string) {
+		n := cat.inFlight.Load()
+		return n == 0, fmt.Sprintf("%d downloads still running", n)
+	}, "downloads 2 s after DELETE")
 }
 
 // The failures endpoint lists failed images while the others still load.
@@ -375,8 +284,7 @@ func TestFailuresWhileLoading(t *testing.T) {
 	cat := newCatalogue(t, 4)
 	e := startE2E(t, true)
 	id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q,"method":"pca"}`, cat.srv.URL+"/mixed.tab", cat.srv.URL+"/mixed/{id}.png"))
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
 		code, b := e.do("GET", "/v1/jobs/"+id+"/failures", "")
 		if code != 200 {
 			t.Fatalf("failures: %d %s", code, b)
@@ -391,19 +299,16 @@ func TestFailuresWhileLoading(t *testing.T) {
 		if err := json.Unmarshal(b, &got); err != nil {
 			t.Fatal(err)
 		}
-		if len(got.Failures) == 3 {
-			for k, f := range got.Failures {
-				if f.ID != fmt.Sprintf("GONE%d", k) || f.Row != 2*k+1 || !strings.Contains(f.Error, "404") {
-					t.Errorf("failure %d: %+v", k, f)
-				}
+		if len(got.Failures) != 3 {
+			return false, string(b)
+		}
+		for k, f := range got.Failures {
+			if f.ID != fmt.Sprintf("GONE%d", k) || f.Row != 2*k+1 || !strings.Contains(f.Error, "404") {
+				t.Errorf("failure %d: %+v", k, f)
 			}
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("failures never showed the three 404s: %s", b)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return true, ""
+	}, "the three 404s among the failures")
 	// The slow images are still in flight: the job is still loading.
 	j := e.wait(id, time.Second, func(j openapi.Job) bool { return true })
 	if j.Status != "running" || j.Stage != "loading_images" {
@@ -437,13 +342,10 @@ func TestTimeout(t *testing.T) {
 	if j.Status != "failed" || j.Error == nil || j.Error.Code != "timeout" {
 		t.Fatalf("job %s %+v", j.Status, j.Error)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for cat.inFlight.Load() > 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("downloads outlived the timeout")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(t, 2*time.Second, func() (bool, string) {
+		n := cat.inFlight.Load()
+		return n == 0, fmt.Sprintf("%d downloads still running", n)
+	}, "downloads after the timeout")
 }
 
 func TestGuardRefusesPrivateURLsAtSubmit(t *testing.T) {
@@ -457,14 +359,14 @@ func TestGuardRefusesPrivateURLsAtSubmit(t *testing.T) {
 }
 
 func TestDemoCatalogueIsAllowedButNothingElse(t *testing.T) {
-	d, err := startDemo(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	d, err := startDemo(testkit.QuietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
 	c := common{backend: "cpu"}
 	a := d.addr.Addr()
-	pl, err := c.pipeline(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)), []netip.Prefix{netip.PrefixFrom(a, a.BitLen())})
+	pl, err := c.pipeline(context.Background(), testkit.QuietLogger(), []netip.Prefix{netip.PrefixFrom(a, a.BitLen())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -596,24 +498,24 @@ func TestGeneratedGoClient(t *testing.T) {
 	if err != nil || rej.ApplicationproblemJSON400 == nil || (*rej.ApplicationproblemJSON400.Errors)[0].Field != "perplexity" {
 		t.Fatalf("bad submit: %v %s", err, rej.Body)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
 		got, err := c.GetJobWithResponse(ctx, sub.JSON202.Id)
 		if err != nil || got.JSON200 == nil {
 			t.Fatalf("get: %v", err)
 		}
-		if got.JSON200.Status == openapi.JobStatus("succeeded") {
-			if d := got.JSON200.Progress.RowsDropped; d != 2 {
-				t.Errorf("progress.rows_dropped = %d, want the catalogue's 2 rows without an id", d)
-			}
-			break
-		}
-		if got.JSON200.Status == "failed" || time.Now().After(deadline) {
+		if got.JSON200.Status == "failed" {
 			t.Fatalf("job %s %+v", got.JSON200.Status, got.JSON200.Error)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return got.JSON200.Status == openapi.JobStatusSucceeded, string(got.JSON200.Status)
+	}, "job through the generated client")
 	format := openapi.GetJobResultParamsFormat("json")
+	done, err := c.GetJobWithResponse(ctx, sub.JSON202.Id)
+	if err != nil || done.JSON200 == nil {
+		t.Fatalf("get: %v", err)
+	}
+	if d := done.JSON200.Progress.RowsDropped; d != 2 {
+		t.Errorf("progress.rows_dropped = %d, want the catalogue's 2 rows without an id", d)
+	}
 	res, err := c.GetJobResultWithResponse(ctx, sub.JSON202.Id, &openapi.GetJobResultParams{Format: &format})
 	if err != nil || res.JSON200 == nil || len(res.JSON200.Points) != 9 {
 		t.Fatalf("result: %v %s", err, res.Body)

@@ -25,15 +25,14 @@ func runCommand(ctx context.Context, args []string, getenv func(string) string, 
 	fs.SetOutput(stderr)
 	var c common
 	c.register(fs, true)
-	req := jobs.Request{IDColumn: "id", ImageSize: jobs.ImageSize{Width: 100, Height: 100}, Method: "tsne", Dimensions: 2,
-		Perplexity: 30, Iterations: 1000, EarlyExaggeration: 12, ExaggerationIterations: 250, Init: "pca", Backend: "auto"}
+	req := jobs.DefaultRequest()
 	fs.StringVar(&req.DatasetURL, "dataset-url", "", "http(s) URL of the table (TSV or CSV with a header row)")
 	fs.StringVar(&req.ImageURLTemplate, "image-url-template", "", "image URL with {id} where the row's id goes")
 	fs.StringVar(&req.ImageURLColumn, "image-url-column", "", "column holding each row's image URL (instead of a template)")
 	fs.StringVar(&req.IDColumn, "id-column", req.IDColumn, "column of row ids; rows with empty or NaN-like ids are dropped")
 	fs.IntVar(&req.Limit, "limit", 0, "keep only the first N rows (0: all)")
-	fs.IntVar(&req.ImageSize.Width, "image-width", 100, "width every image is resized to (4..512)")
-	fs.IntVar(&req.ImageSize.Height, "image-height", 100, "height every image is resized to (4..512)")
+	fs.IntVar(&req.ImageSize.Width, "image-width", req.ImageSize.Width, "width every image is resized to (4..512)")
+	fs.IntVar(&req.ImageSize.Height, "image-height", req.ImageSize.Height, "height every image is resized to (4..512)")
 	fs.StringVar(&req.Method, "method", req.Method, "tsne or pca")
 	fs.IntVar(&req.Dimensions, "dimensions", req.Dimensions, "2 or 3")
 	fs.Float64Var(&req.Perplexity, "perplexity", req.Perplexity, "t-SNE perplexity; must be < (images − 1) / 3")
@@ -42,7 +41,7 @@ func runCommand(ctx context.Context, args []string, getenv func(string) string, 
 	fs.IntVar(&req.ExaggerationIterations, "exaggeration-iterations", req.ExaggerationIterations, "iterations with exaggeration")
 	fs.Var(learningRateFlag{(*float64)(&req.LearningRate)}, "learning-rate", "auto or a number > 0")
 	fs.StringVar(&req.Init, "init", req.Init, "pca or random")
-	fs.Int64Var(&req.Seed, "seed", 0, "random seed: the same request and seed give the same map")
+	fs.Int64Var(&req.Seed, "seed", req.Seed, "random seed: the same request and seed give the same map")
 	output := fs.String("o", "zegami_tsne.tab", "output file (.tab/.tsv, .csv or .json); - writes standard output")
 	quiet := fs.Bool("quiet", false, "no progress bar on standard error")
 	fs.Usage = usageWithEnv(fs, stderr, "usage: tsnemap run --dataset-url URL --image-url-template T [-o zegami_tsne.tab] [flags]\n\n"+

@@ -1,6 +1,7 @@
-// Package pipeline is the work of one job: fetch the table, load the
-// images, embed them, and assemble the result table. It joins the loader
-// and the engine for the job worker (jobs.Runner) and for `tsnemap run`.
+// Package pipeline is the application: the work of one job. It fetches the
+// table, loads the images, embeds them (building the thumbnails alongside),
+// and assembles the result table. It joins the loader, the engine and the
+// atlas for the job worker (as a jobs.Runner) and for `tsnemap run`.
 package pipeline
 
 import (
@@ -44,15 +45,40 @@ func jobErr(code, format string, args ...any) error {
 	return &jobs.Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// Run implements jobs.Runner.
+// Run implements jobs.Runner: the stages of a job, in order. Each stage
+// reports itself on t and turns its failures into the contract's error
+// codes.
 func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*jobs.Result, error) {
-	req := job.Request
-	be, err := p.backend(req.Backend)
+	be, err := p.backend(job.Request.Backend)
 	if err != nil {
 		return nil, err
 	}
 	t.SetBackend(be.Name())
+	table, err := p.fetchTable(ctx, job.Request, t)
+	if err != nil {
+		return nil, err
+	}
+	images, err := p.loadImages(ctx, job.Request, table, t)
+	if err != nil {
+		return nil, err
+	}
+	// Thumbnails for the map are made from the pixels already resized,
+	// alongside the embedding; the atlas is served as soon as it is
+	// stored, so a live map shows images while the optimiser runs.
+	var thumbs sync.WaitGroup
+	defer thumbs.Wait()
+	if t.KeepsThumbnails() {
+		thumbs.Go(func() { storeThumbnails(ctx, t, table, images) })
+	}
+	res, err := p.embed(ctx, job, be, table, images, t)
+	if err != nil {
+		return nil, err
+	}
+	return Assemble(table, images, res), nil
+}
 
+// fetchTable is the first stage: the table, its rows kept and cut.
+func (p *Pipeline) fetchTable(ctx context.Context, req jobs.Request, t *jobs.Tracker) (*loader.Table, error) {
 	t.SetStage(jobs.StageFetchingDataset)
 	table, err := p.Loader.FetchTable(ctx, req.DatasetURL, loader.TableOptions{
 		IDColumn:         req.IDColumn,
@@ -74,42 +100,22 @@ func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*job
 	if err := checkPerplexity(req, len(table.Rows)); err != nil {
 		return nil, err
 	}
+	return table, nil
+}
 
+// loadImages is the second stage: every row's image, resized. A broken
+// image fails its row (a Failure), not the job; the job fails only when
+// none loaded.
+func (p *Pipeline) loadImages(ctx context.Context, req jobs.Request, table *loader.Table, t *jobs.Tracker) (*loader.Images, error) {
 	t.SetStage(jobs.StageLoadingImages)
 	t.UpdateProgress(func(pr *jobs.Progress) { pr.ImagesTotal = len(table.Rows) })
-	var lastBytes int64
-	// Failures are published while loading goes on (GET /failures), at
-	// most once a second: each write stores the whole list so far. The
-	// loader calls this function from one goroutine at a time.
-	var soFar []jobs.Failure
-	var lastFailWrite time.Time
-	written := 0
-	images, err := p.Loader.LoadImages(ctx, table.Rows, loader.ImageOptions{Width: req.ImageSize.Width, Height: req.ImageSize.Height},
-		func(lp loader.Progress) {
-			t.AddBytes(lp.Bytes - lastBytes)
-			lastBytes = lp.Bytes
-			t.UpdateProgress(func(pr *jobs.Progress) {
-				pr.ImagesTotal, pr.ImagesLoaded, pr.ImagesFailed = int(lp.Total), int(lp.Loaded), int(lp.Failed)
-			})
-			for _, f := range lp.NewFailures {
-				soFar = append(soFar, jobs.Failure{Row: f.Row, ID: f.ID, URL: f.URL, Error: f.Reason})
-			}
-			if len(soFar) > written && time.Since(lastFailWrite) >= time.Second {
-				lastFailWrite, written = time.Now(), len(soFar)
-				sorted := slices.Clone(soFar)
-				slices.SortFunc(sorted, func(a, b jobs.Failure) int { return a.Row - b.Row })
-				t.PublishFailures(ctx, sorted)
-			}
-		})
+	pub := &loadReporter{ctx: ctx, t: t}
+	images, err := p.Loader.LoadImages(ctx, table.Rows, loader.ImageOptions{Width: req.ImageSize.Width, Height: req.ImageSize.Height}, pub.report)
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	var failures []jobs.Failure
 	if images != nil {
-		for _, f := range images.Failures {
-			failures = append(failures, jobs.Failure{Row: f.Row, ID: f.ID, URL: f.URL, Error: f.Reason})
-		}
-		if err := t.SetFailures(ctx, failures); err != nil {
+		if err := t.SetFailures(ctx, toJobFailures(images.Failures)); err != nil {
 			return nil, fmt.Errorf("record failures: %w", err)
 		}
 	}
@@ -119,46 +125,56 @@ func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*job
 	case err != nil:
 		return nil, fmt.Errorf("load images: %w", err)
 	}
+	return images, nil
+}
 
-	// Thumbnails for the map are made from the pixels already resized,
-	// alongside the embedding; the atlas is served as soon as it is
-	// stored, so a live map shows images while the optimiser runs.
-	var thumbs sync.WaitGroup
-	defer thumbs.Wait()
-	if t.KeepsThumbnails() {
-		thumbs.Go(func() { storeThumbnails(ctx, t, table, images) })
+// loadReporter passes the loader's progress to the tracker. Failures are
+// published while loading goes on (GET /failures), at most once a second:
+// each write stores the whole list so far. The loader calls report from
+// one goroutine at a time.
+type loadReporter struct {
+	ctx       context.Context
+	t         *jobs.Tracker
+	lastBytes int64
+	soFar     []jobs.Failure
+	written   int
+	lastWrite time.Time
+}
+
+func (r *loadReporter) report(lp loader.Progress) {
+	r.t.AddBytes(lp.Bytes - r.lastBytes)
+	r.lastBytes = lp.Bytes
+	r.t.UpdateProgress(func(pr *jobs.Progress) {
+		pr.ImagesTotal, pr.ImagesLoaded, pr.ImagesFailed = int(lp.Total), int(lp.Loaded), int(lp.Failed)
+	})
+	r.soFar = append(r.soFar, toJobFailures(lp.NewFailures)...)
+	if len(r.soFar) > r.written && time.Since(r.lastWrite) >= time.Second {
+		r.lastWrite, r.written = time.Now(), len(r.soFar)
+		sorted := slices.Clone(r.soFar)
+		slices.SortFunc(sorted, func(a, b jobs.Failure) int { return a.Row - b.Row })
+		r.t.PublishFailures(r.ctx, sorted)
 	}
+}
 
+func toJobFailures(fs []loader.Failure) []jobs.Failure {
+	var out []jobs.Failure
+	for _, f := range fs {
+		out = append(out, jobs.Failure{Row: f.Row, ID: f.ID, URL: f.URL, Error: f.Reason})
+	}
+	return out
+}
+
+// embed is the last stage: the embedding of the loaded images, on the
+// GPU when the job fits it.
+func (p *Pipeline) embed(ctx context.Context, job jobs.Job, be embed.Backend, table *loader.Table, images *loader.Images, t *jobs.Tracker) (*embed.Result, error) {
+	req := job.Request
 	opts := Options(req)
 	data := embed.Data{N: images.Len(), D: images.Width * images.Height * 3, U8: images.Pix}
-	if f, ok := be.(Fitter); ok && be == p.GPU {
-		if err := f.FitsRun(data.N, data.D, true, opts); err != nil {
-			if req.Backend == "gpu" {
-				return nil, jobErr(jobs.CodeBackendUnavailable, "%d images of %d×%d do not fit this worker's GPU: %v; ask for backend \"auto\" or \"cpu\"",
-					data.N, images.Width, images.Height, err)
-			}
-			p.log().Info("job runs on the CPU: it does not fit the GPU", "job", job.ID, "reason", err.Error())
-			be = p.CPU
-			t.SetBackend(be.Name())
-		}
+	be, err := p.fit(job, be, data, images, opts, t)
+	if err != nil {
+		return nil, err
 	}
-	obs := &embed.Observer{
-		SnapshotEvery: time.Second,
-		Progress: func(ep embed.Progress) {
-			t.SetStage(jobs.Stage(ep.Stage))
-			t.UpdateProgress(func(pr *jobs.Progress) {
-				pr.Iteration, pr.Iterations = ep.Iteration, ep.Iterations
-				if !math.IsNaN(ep.KL) && !math.IsInf(ep.KL, 0) && ep.Stage == embed.StageOptimizing {
-					kl := ep.KL
-					pr.KLDivergence = &kl
-				}
-			})
-			if ep.Coordinates != nil {
-				t.Embedding(jobs.Embedding{Iteration: ep.Iteration, Dimensions: opts.Dimensions, Rows: images.Rows, Coordinates: ep.Coordinates})
-			}
-		},
-	}
-	res, err := embed.Run(ctx, be, data, opts, obs)
+	res, err := embed.Run(ctx, be, data, opts, observer(t, opts, images))
 	switch {
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
@@ -176,7 +192,65 @@ func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*job
 			pr.KLDivergence = &kl
 		}
 	})
-	return Assemble(table, images, res), nil
+	return res, nil
+}
+
+// fit returns the backend the embedding runs on: be, or the CPU when be is
+// the GPU and the job does not fit it and asked for "auto".
+func (p *Pipeline) fit(job jobs.Job, be embed.Backend, data embed.Data, images *loader.Images, opts embed.Options, t *jobs.Tracker) (embed.Backend, error) {
+	f, ok := be.(Fitter)
+	if !ok || be != p.GPU {
+		return be, nil
+	}
+	err := f.FitsRun(data.N, data.D, true, opts)
+	switch {
+	case err == nil:
+		return be, nil
+	case job.Request.Backend == "gpu":
+		return nil, jobErr(jobs.CodeBackendUnavailable, "%d images of %d×%d do not fit this worker's GPU: %v; ask for backend \"auto\" or \"cpu\"",
+			data.N, images.Width, images.Height, err)
+	}
+	p.log().Info("job runs on the CPU: it does not fit the GPU", "job", job.ID, "reason", err.Error())
+	t.SetBackend(p.CPU.Name())
+	return p.CPU, nil
+}
+
+// observer passes the engine's progress to the tracker: its stage, the
+// iteration, KL once the optimiser computes it, and snapshots of the
+// coordinates for live viewers.
+func observer(t *jobs.Tracker, opts embed.Options, images *loader.Images) *embed.Observer {
+	return &embed.Observer{
+		SnapshotEvery: time.Second,
+		Progress: func(ep embed.Progress) {
+			if s, ok := jobStage(ep.Stage); ok {
+				t.SetStage(s)
+			}
+			t.UpdateProgress(func(pr *jobs.Progress) {
+				pr.Iteration, pr.Iterations = ep.Iteration, ep.Iterations
+				if !math.IsNaN(ep.KL) && !math.IsInf(ep.KL, 0) && ep.Stage == embed.StageOptimizing {
+					kl := ep.KL
+					pr.KLDivergence = &kl
+				}
+			})
+			if ep.Coordinates != nil {
+				t.Embedding(jobs.Embedding{Iteration: ep.Iteration, Dimensions: opts.Dimensions, Rows: images.Rows, Coordinates: ep.Coordinates})
+			}
+		},
+	}
+}
+
+// jobStage names an engine stage as the job API does; ok is false for a
+// stage the engine has and the API does not (the job keeps its stage).
+func jobStage(s embed.Stage) (_ jobs.Stage, ok bool) {
+	switch s {
+	case embed.StageReducing:
+		return jobs.StageReducing, true
+	case embed.StageComputingAffinities:
+		return jobs.StageComputingAffinities, true
+	case embed.StageOptimizing:
+		return jobs.StageOptimizing, true
+	}
+	return "", false
 }
 
 // checkPerplexity fails a t-SNE job whose perplexity is too large even if
@@ -260,8 +334,6 @@ func Assemble(table *loader.Table, images *loader.Images, res *embed.Result) *jo
 	for k, row := range images.Rows {
 		out.Rows[row].Coords = res.Y[k*res.Dims : (k+1)*res.Dims : (k+1)*res.Dims]
 	}
-	for _, f := range images.Failures {
-		out.Failures = append(out.Failures, jobs.Failure{Row: f.Row, ID: f.ID, URL: f.URL, Error: f.Reason})
-	}
+	out.Failures = toJobFailures(images.Failures)
 	return out
 }
