@@ -15,9 +15,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
 	"github.com/oapi-codegen/runtime"
-	"golang.org/x/time/rate"
 
 	"github.com/tsnemap/tsnemap/jobs"
 )
@@ -221,26 +219,11 @@ func tooMany(c echo.Context, after time.Duration, detail string) error {
 	return newProblem(http.StatusTooManyRequests, "too-many-requests", "Too many requests", detail)
 }
 
-// submitRateLimit is a token bucket per key (per client address without
-// keys) on every POST under /v1.
-func (s *Server) submitRateLimit() echo.MiddlewareFunc {
-	r, burst := s.cfg.SubmitRate, s.cfg.SubmitBurst
-	return middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
-		Skipper: func(c echo.Context) bool {
-			return r <= 0 || c.Request().Method != http.MethodPost || !isV1(c.Request().URL.Path)
-		},
-		IdentifierExtractor: func(c echo.Context) (string, error) {
-			if s.keys != nil {
-				return "key:" + owner(c), nil
-			}
-			return "ip:" + c.RealIP(), nil
-		},
-		Store: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
-			Rate: rate.Limit(r), Burst: max(burst, 1), ExpiresIn: 10 * time.Minute}),
-		DenyHandler: func(c echo.Context, _ string, _ error) error {
-			return tooMany(c, time.Duration(float64(time.Second)/r),
-				fmt.Sprintf("at most %g submits a second (bursts of %d) per key; wait and try again", r, max(burst, 1)))
-		},
-		ErrorHandler: func(c echo.Context, err error) error { return err },
-	})
+// submitterID names whose submit budget a request spends: its key, or
+// its client address on a server without keys.
+func (s *Server) submitterID(c echo.Context) string {
+	if s.keys != nil {
+		return "key:" + owner(c)
+	}
+	return "ip:" + c.RealIP()
 }

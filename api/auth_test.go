@@ -166,6 +166,13 @@ func TestQuotaOnActiveJobs(t *testing.T) {
 
 func TestSubmitRateLimit(t *testing.T) {
 	e := keyed(t, func(c *Config) { c.SubmitRate, c.SubmitBurst = 0.01, 3 })
+	// The budget counts jobs created: refused requests (400 bad field,
+	// 415 not JSON) cost nothing, however many.
+	for i := 0; i < 10; i++ {
+		if res, b := e.do("POST", "/v1/jobs", `{"dataset_url":"https://m.example/d.tab","image_url_column":"u","perplexity":-1}`, bearerOf(aliceKey)...); res.StatusCode != 400 {
+			t.Fatalf("bad submit %d: %d %s", i, res.StatusCode, b)
+		}
+	}
 	for i := 0; i < 3; i++ {
 		e.submitAs(aliceKey, okBody)
 	}
@@ -211,6 +218,9 @@ func TestStoreFullAnswers503(t *testing.T) {
 			accepted[j.Id] = true
 		case 503:
 			full = b
+			if ra := res.Header.Get("Retry-After"); ra != "30" {
+				t.Errorf("503 store-full: Retry-After %q, want 30", ra)
+			}
 		default:
 			t.Fatalf("submit %d: %d %s", i, res.StatusCode, b)
 		}

@@ -77,6 +77,15 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 			"the server failed to answer; the error is logged")
 	}
 	c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
+	if p.status == http.StatusServiceUnavailable && c.Response().Header().Get("Retry-After") == "" {
+		// Nothing was done: say when trying again may help (a full store
+		// needs an operator; an unreachable one is usually back soon).
+		after := "5"
+		if p.kind == "store-full" {
+			after = "30"
+		}
+		c.Response().Header().Set("Retry-After", after)
+	}
 	if c.Request().Method == http.MethodHead {
 		_ = c.NoContent(p.status)
 		return

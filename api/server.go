@@ -101,6 +101,8 @@ type Config struct {
 	// (for the per-client submit limit and the log); from anyone else the
 	// header is ignored.
 	TrustedProxies []netip.Prefix
+	// Demo, if set, is served at /demo.json (serve --demo).
+	Demo *openapi.DemoCatalogue
 }
 
 // Server serves the API.
@@ -437,6 +439,7 @@ func toAPI(j jobs.Job) openapi.Job {
 			ImagesTotal:    j.Progress.ImagesTotal,
 			ImagesLoaded:   j.Progress.ImagesLoaded,
 			ImagesFailed:   j.Progress.ImagesFailed,
+			RowsDropped:    j.Progress.RowsDropped,
 			Iteration:      j.Progress.Iteration,
 			Iterations:     j.Progress.Iterations,
 			KlDivergence:   finiteOrNil(j.Progress.KLDivergence),
@@ -495,4 +498,13 @@ func toAPIFailures(f []jobs.Failure) []openapi.Failure {
 		out = append(out, openapi.Failure{Row: x.Row, Id: x.ID, Url: x.URL, Error: x.Error})
 	}
 	return out
+}
+
+// GetDemo says where the demo catalogue of `serve --demo` is.
+func (s *Server) GetDemo(c echo.Context) error {
+	if s.cfg.Demo == nil {
+		return newProblem(http.StatusNotFound, "not-found", "Not found",
+			"this server has no demo catalogue; start it with `tsnemap serve --demo` for one")
+	}
+	return c.JSON(http.StatusOK, s.cfg.Demo)
 }

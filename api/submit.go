@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tsnemap/tsnemap/jobs"
+	"github.com/tsnemap/tsnemap/loader"
 	"github.com/tsnemap/tsnemap/openapi"
 )
 
@@ -47,13 +47,13 @@ func (s *Server) SubmitJob(c echo.Context) error {
 	if s.cfg.URLs != nil {
 		if err := s.cfg.URLs.ValidateURL(ctx, req.DatasetURL); err != nil {
 			return fieldProblem(http.StatusUnprocessableEntity, "dataset_url",
-				"the server may not fetch this URL ("+err.Error()+"); use a public http(s) address")
+				"the server may not fetch this URL: "+err.Error()+"; use a public http(s) address")
 		}
 		if req.ImageURLTemplate != "" {
 			probe := strings.ReplaceAll(req.ImageURLTemplate, "{id}", "1")
 			if err := s.cfg.URLs.ValidateURL(ctx, probe); err != nil {
 				return fieldProblem(http.StatusUnprocessableEntity, "image_url_template",
-					"the server may not fetch images from this address ("+err.Error()+"); use a public http(s) address")
+					"the server may not fetch images from this address: "+err.Error()+"; use a public http(s) address")
 			}
 		}
 	}
@@ -132,15 +132,15 @@ func (s *Server) normalize(in openapi.JobRequest) (jobs.Request, *problem) {
 	var fields []openapi.FieldProblem
 	bad := func(field, msg string) { fields = append(fields, openapi.FieldProblem{Field: field, Message: msg}) }
 
-	if u, err := url.Parse(in.DatasetUrl); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("dataset_url", "must be an absolute http(s) URL, such as https://example.org/data.tab")
+	if _, err := loader.ParseURL(in.DatasetUrl); err != nil {
+		bad("dataset_url", err.Error())
 	}
 	if in.ImageUrlTemplate != nil {
 		r.ImageURLTemplate = *in.ImageUrlTemplate
 		if !strings.Contains(r.ImageURLTemplate, "{id}") {
 			bad("image_url_template", "must contain {id}, where each row's id goes, e.g. https://host/images/{id}.jpg")
-		} else if u, err := url.Parse(strings.ReplaceAll(r.ImageURLTemplate, "{id}", "1")); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("image_url_template", "must be an absolute http(s) URL with {id} in it")
+		} else if _, err := loader.ParseURL(strings.ReplaceAll(r.ImageURLTemplate, "{id}", "1")); err != nil {
+			bad("image_url_template", "with {id} as 1: "+err.Error())
 		}
 	}
 	if in.ImageUrlColumn != nil {

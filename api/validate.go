@@ -15,6 +15,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/legacy"
 	"github.com/labstack/echo/v4"
 
+	"github.com/tsnemap/tsnemap/loader"
 	"github.com/tsnemap/tsnemap/openapi"
 )
 
@@ -163,6 +164,11 @@ func collectSchemaErrors(err error, prefix string) []openapi.FieldProblem {
 		if prefix != "" {
 			field = strings.Trim(prefix+"."+field, ".")
 		}
+		if e.SchemaField == "pattern" {
+			if words, ok := patternInWords(field, e.Value); ok {
+				msg = words
+			}
+		}
 		return []openapi.FieldProblem{{Field: orBody(field), Message: msg}}
 	}
 	return []openapi.FieldProblem{{Field: orBody(prefix), Message: err.Error()}}
@@ -181,6 +187,22 @@ func unsupportedProperty(reason string) (string, bool) {
 	const pre, post = `property "`, `" is unsupported`
 	if strings.HasPrefix(reason, pre) && strings.HasSuffix(reason, post) {
 		return reason[len(pre) : len(reason)-len(post)], true
+	}
+	return "", false
+}
+
+// patternInWords says what a field's pattern in the spec asks for, in
+// words, for the fields a person types.
+func patternInWords(field string, value any) (string, bool) {
+	v, _ := value.(string)
+	switch field {
+	case "dataset_url":
+		if _, err := loader.ParseURL(v); err != nil {
+			return err.Error(), true
+		}
+		return "must be an http(s) URL, such as https://example.org/data.tab", true
+	case "image_url_template":
+		return "must contain {id}, where each row's id goes, e.g. https://host/images/{id}.jpg", true
 	}
 	return "", false
 }

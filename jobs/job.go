@@ -110,6 +110,7 @@ type Progress struct {
 	ImagesTotal    int      `json:"images_total"`
 	ImagesLoaded   int      `json:"images_loaded"`
 	ImagesFailed   int      `json:"images_failed"`
+	RowsDropped    int      `json:"rows_dropped"`
 	Iteration      int      `json:"iteration"`
 	Iterations     int      `json:"iterations"`
 	KLDivergence   *float64 `json:"kl_divergence"`

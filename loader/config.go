@@ -177,7 +177,7 @@ func New(cfg Config) (*Loader, error) {
 		TLSClientConfig:       cfg.TLSConfig.Clone(), // ours: the caller may go on using theirs
 	}
 	l.client = &http.Client{
-		Transport:     l.transport,
+		Transport:     sendOnce{l.transport},
 		CheckRedirect: l.checkRedirect,
 	}
 	return l, nil

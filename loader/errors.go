@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"strings"
 )
 
@@ -88,15 +89,82 @@ type AddressError struct {
 	Reason string     // "loopback", "private", "link-local", ...
 }
 
+// allowPrivate says how to lift the guard's refusal.
+const allowPrivate = "private networks are refused unless tsnemap runs with --allow-private-networks, or " + EnvAllowPrivateNetworks + "=true"
+
 func (e *AddressError) Error() string {
 	if e.Addr.IsValid() && e.Addr.String() != e.Host {
 		// The address itself is not told: it is the server's network.
-		return fmt.Sprintf("refused: %s resolves to a %s address (private networks are not allowed)", e.Host, e.Reason)
+		return fmt.Sprintf("refused: %s resolves to a %s address (%s)", e.Host, e.Reason, allowPrivate)
 	}
 	if e.Addr.IsValid() {
-		return fmt.Sprintf("refused: %s is a %s address (private networks are not allowed)", e.Host, e.Reason)
+		return fmt.Sprintf("refused: %s is a %s address (%s)", e.Host, e.Reason, allowPrivate)
 	}
 	return fmt.Sprintf("refused: %s: %s", e.Host, e.Reason)
 }
 
 func (e *AddressError) Unwrap() error { return ErrForbiddenAddress }
+
+// Reason is err's message without the sentinel it starts with ("dataset
+// invalid: ", "dataset unreachable: "), for callers that report the
+// sentinel as a code of their own (the job's error code).
+func Reason(err error) string {
+	msg := err.Error()
+	for _, s := range []error{ErrDatasetInvalid, ErrDatasetUnreachable} {
+		if errors.Is(err, s) {
+			msg = strings.TrimPrefix(msg, s.Error()+": ")
+		}
+	}
+	return msg
+}
+
+// urlError is a refusal of a URL in words; it matches ErrForbiddenAddress
+// without starting with its text.
+type urlError struct{ msg string }
+
+func (e *urlError) Error() string { return e.msg }
+func (e *urlError) Unwrap() error { return ErrForbiddenAddress }
+
+func urlErrorf(format string, args ...any) error { return &urlError{msg: fmt.Sprintf(format, args...)} }
+
+// ParseURL reads a URL the loader may fetch: absolute, http or https, with
+// a host and no credentials. Its errors are sentences that say what to
+// write instead (and wrap ErrForbiddenAddress).
+func ParseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	switch {
+	case raw == "":
+		return nil, urlErrorf("the URL is empty; give an http(s) URL such as https://example.org/data.tab")
+	case !strings.Contains(raw, "://") && (err != nil || !isOpaqueScheme(u)):
+		return nil, urlErrorf("%q has no scheme; write the URL in full, starting with https:// or http:// (e.g. https://%s)",
+			raw, strings.TrimLeft(raw, "/"))
+	case err != nil:
+		return nil, urlErrorf("%q is not a valid URL (%v)", raw, unwrapURLError(err))
+	}
+	return u, checkURLShape(u)
+}
+
+// isOpaqueScheme tells a URL with a scheme and no "//" (mailto:x, data:x)
+// from a host and port written without a scheme (example.org:8080/x,
+// localhost:8080), which url.Parse also reads as a scheme.
+func isOpaqueScheme(u *url.URL) bool {
+	if u.Scheme == "" || strings.Contains(u.Scheme, ".") || u.Scheme == "localhost" {
+		return false
+	}
+	return u.Opaque == "" || u.Opaque[0] < '0' || u.Opaque[0] > '9'
+}
+
+// checkURLShape refuses schemes other than http(s), missing hosts and
+// credentials, in words.
+func checkURLShape(u *url.URL) error {
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return urlErrorf("%q uses the scheme %q; only http and https URLs can be fetched", u.Redacted(), u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return urlErrorf("%q has no host; write it as %s://host/path", u.Redacted(), u.Scheme)
+	}
+	if u.User != nil {
+		return urlErrorf("%q carries a user name or password, which the loader does not send; put the file where it can be fetched without them", u.Redacted())
+	}
+	return nil
+}

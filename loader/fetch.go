@@ -28,9 +28,9 @@ func (e *fetchError) Unwrap() error { return e.err }
 // a larger body is an error found while streaming, so it costs at most
 // limit+1 bytes of memory and transfer.
 func (l *Loader) fetch(ctx context.Context, rawURL string, limit int64, accept string) ([]byte, error) {
-	u, err := url.Parse(rawURL)
+	u, err := ParseURL(rawURL)
 	if err != nil {
-		return nil, &fetchError{reason: "invalid URL", err: err}
+		return nil, &fetchError{reason: err.Error(), err: err}
 	}
 	if err := l.checkURL(u); err != nil {
 		return nil, &fetchError{reason: err.Error(), err: err}

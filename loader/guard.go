@@ -272,14 +272,8 @@ func urlPort(u *url.URL) uint16 {
 // checkURL refuses what may never be fetched before any connection: schemes
 // other than http(s), missing hosts, and literal addresses the guard blocks.
 func (l *Loader) checkURL(u *url.URL) error {
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("%w: scheme %q (only http and https)", ErrForbiddenAddress, u.Scheme)
-	}
-	if u.Hostname() == "" {
-		return fmt.Errorf("%w: URL has no host", ErrForbiddenAddress)
-	}
-	if u.User != nil {
-		return fmt.Errorf("%w: URL carries credentials", ErrForbiddenAddress)
+	if err := checkURLShape(u); err != nil {
+		return err
 	}
 	if a, ok := parseHostIP(u.Hostname()); ok {
 		g := guard{allow: l.cfg.AllowPrivateNetworks, allowed: l.cfg.AllowedNetworks, allowedPorts: l.cfg.AllowedAddrPorts}
@@ -292,9 +286,9 @@ func (l *Loader) checkURL(u *url.URL) error {
 // the guard on every address the host resolves to now. The service calls it
 // when a job is submitted; the dial-time check still runs at fetch time.
 func (l *Loader) ValidateURL(ctx context.Context, rawURL string) error {
-	u, err := url.Parse(rawURL)
+	u, err := ParseURL(rawURL)
 	if err != nil {
-		return fmt.Errorf("invalid URL: %w", err)
+		return err
 	}
 	if err := l.checkURL(u); err != nil {
 		return err

@@ -48,9 +48,9 @@ var droppedIDs = map[string]bool{"": true, "nan": true, "NaN": true, "null": tru
 // FetchTable downloads and parses the table at rawURL. Errors wrap
 // ErrDatasetUnreachable or ErrDatasetInvalid.
 func (l *Loader) FetchTable(ctx context.Context, rawURL string, opts TableOptions) (*Table, error) {
-	base, err := url.Parse(rawURL)
+	base, err := ParseURL(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: invalid URL %q: %w", ErrDatasetUnreachable, rawURL, err)
+		return nil, fmt.Errorf("%w: %w", ErrDatasetUnreachable, err)
 	}
 	var tmpl *urlTemplate
 	switch {

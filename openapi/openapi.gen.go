@@ -383,6 +383,20 @@ type AtlasSheet struct {
 	Width int    `json:"width"`
 }
 
+// DemoCatalogue defines model for DemoCatalogue.
+type DemoCatalogue struct {
+	// DatasetUrl Example: http://127.0.0.42:41003/data.tab
+	DatasetUrl string `json:"dataset_url"`
+
+	// ImageUrlTemplate Example: http://127.0.0.42:41003/images/{id}.png
+	ImageUrlTemplate string `json:"image_url_template"`
+
+	// Perplexity A perplexity that suits its 300 pictures.
+	//
+	// Example: 20
+	Perplexity float64 `json:"perplexity"`
+}
+
 // EmbeddingSnapshot defines model for EmbeddingSnapshot.
 type EmbeddingSnapshot struct {
 	// Coordinates Row-major, dimensions values per point.
@@ -453,7 +467,7 @@ type ImageSize struct {
 	Width  int `json:"width"`
 }
 
-// Job Example: {"backend":"cpu (2 threads)","created_at":"2026-11-24T18:00:00Z","error":null,"finished_at":null,"id":"01JD3ZK6Q9W5N2B8T4M7C1XH0R","links":{"events":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R/events","result":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R/result","self":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R"},"progress":{"elapsed_seconds":48.2,"images_failed":9,"images_loaded":3012,"images_total":3021,"iteration":420,"iterations":1000,"kl_divergence":1.93},"request":{"backend":"auto","dataset_url":"https://example.org/ashmolean/data.tab","dimensions":2,"early_exaggeration":12,"exaggeration_iterations":250,"grid":false,"id_column":"id","image_size":{"height":100,"width":100},"image_url_template":"https://example.org/ashmolean/{id}.jpg","init":"pca","iterations":1000,"learning_rate":"auto","method":"tsne","perplexity":30,"seed":0,"timeout_seconds":86400},"stage":"optimizing","started_at":"2026-11-24T18:00:01Z","status":"running"}
+// Job Example: {"backend":"cpu (2 threads)","created_at":"2026-11-24T18:00:00Z","error":null,"finished_at":null,"id":"01JD3ZK6Q9W5N2B8T4M7C1XH0R","links":{"events":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R/events","result":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R/result","self":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R"},"progress":{"elapsed_seconds":48.2,"images_failed":9,"images_loaded":3012,"images_total":3021,"iteration":420,"iterations":1000,"kl_divergence":1.93,"rows_dropped":2},"request":{"backend":"auto","dataset_url":"https://example.org/ashmolean/data.tab","dimensions":2,"early_exaggeration":12,"exaggeration_iterations":250,"grid":false,"id_column":"id","image_size":{"height":100,"width":100},"image_url_template":"https://example.org/ashmolean/{id}.jpg","init":"pca","iterations":1000,"learning_rate":"auto","method":"tsne","perplexity":30,"seed":0,"timeout_seconds":86400},"stage":"optimizing","started_at":"2026-11-24T18:00:01Z","status":"running"}
 type Job struct {
 	// Attempts Times the job was started. More than 1: it was retried, after
 	// its worker stopped or went silent (see `history`).
@@ -462,8 +476,10 @@ type Job struct {
 	// Backend The compute backend, once known, e.g. `cpu (2 threads)`.
 	//
 	// Example: cpu (2 threads)
-	Backend    string     `json:"backend"`
-	CreatedAt  time.Time  `json:"created_at"`
+	Backend   string    `json:"backend"`
+	CreatedAt time.Time `json:"created_at"`
+
+	// Error Why a job failed; null unless it did.
 	Error      *JobError  `json:"error"`
 	FinishedAt *time.Time `json:"finished_at"`
 
@@ -484,7 +500,7 @@ type Job struct {
 	Status    JobStatus            `json:"status"`
 }
 
-// JobError defines model for JobError.
+// JobError Why a job failed; null unless it did.
 type JobError struct {
 	Code    JobErrorCode `json:"code"`
 	Message string       `json:"message"`
@@ -590,7 +606,9 @@ type JobRequest struct {
 	Method *JobRequestMethod `json:"method,omitempty"`
 
 	// Perplexity Must be < (number of loaded images − 1) / 3, else the job fails
-	// with code `perplexity_too_large`.
+	// with code `perplexity_too_large`: as soon as the table is read
+	// when it is too large for the table's rows, before any image is
+	// fetched.
 	Perplexity *float64 `json:"perplexity,omitempty"`
 
 	// Seed Same request, seed and backend give the same coordinates.
@@ -702,13 +720,20 @@ type Problem struct {
 
 // Progress defines model for Progress.
 type Progress struct {
-	ElapsedSeconds float64  `json:"elapsed_seconds"`
-	ImagesFailed   int      `json:"images_failed"`
-	ImagesLoaded   int      `json:"images_loaded"`
-	ImagesTotal    int      `json:"images_total"`
-	Iteration      int      `json:"iteration"`
-	Iterations     int      `json:"iterations"`
-	KlDivergence   *float64 `json:"kl_divergence"`
+	ElapsedSeconds float64 `json:"elapsed_seconds"`
+	ImagesFailed   int     `json:"images_failed"`
+	ImagesLoaded   int     `json:"images_loaded"`
+
+	// ImagesTotal Images to load: one per kept row.
+	ImagesTotal  int      `json:"images_total"`
+	Iteration    int      `json:"iteration"`
+	Iterations   int      `json:"iterations"`
+	KlDivergence *float64 `json:"kl_divergence"`
+
+	// RowsDropped Rows of the table dropped, once it is read, for an empty or
+	// NaN-like id (see `id_column`); they are in neither the images
+	// nor the result.
+	RowsDropped int `json:"rows_dropped"`
 }
 
 // Readiness defines model for Readiness.
@@ -958,6 +983,15 @@ type ClientInterface interface {
 	// Corresponds with GET / (the `GetPage` operationId).
 	GetPage(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetDemo The demo catalogue of a server started with `--demo`
+	//
+	// Where the generated demo catalogue is, ready to submit as a
+	// JobRequest (the URLs change with each start). 404 on a server
+	// started without `--demo`.
+	//
+	// Corresponds with GET /demo.json (the `GetDemo` operationId).
+	GetDemo(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// GetHealth The process is alive
 	//
 	// Corresponds with GET /healthz (the `GetHealth` operationId).
@@ -1107,6 +1141,25 @@ type ClientInterface interface {
 // Corresponds with GET / (the `GetPage` operationId).
 func (c *Client) GetPage(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetPageRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetDemo The demo catalogue of a server started with `--demo`
+//
+// Where the generated demo catalogue is, ready to submit as a
+// JobRequest (the URLs change with each start). 404 on a server
+// started without `--demo`.
+//
+// Corresponds with GET /demo.json (the `GetDemo` operationId).
+func (c *Client) GetDemo(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetDemoRequest(c.Server)
 	if err != nil {
 		return nil, err
 	}
@@ -1426,6 +1479,33 @@ func NewGetPageRequest(server string) (*http.Request, error) {
 	}
 
 	operationPath := fmt.Sprintf("/")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetDemoRequest constructs an http.Request for the GetDemo method
+func NewGetDemoRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/demo.json")
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -2135,6 +2215,17 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET / (the `GetPage` operationId).
 	GetPageWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetPageResponse, error)
 
+	// GetDemoWithResponse The demo catalogue of a server started with `--demo`
+	//
+	// Where the generated demo catalogue is, ready to submit as a
+	// JobRequest (the URLs change with each start). 404 on a server
+	// started without `--demo`.
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /demo.json (the `GetDemo` operationId).
+	GetDemoWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetDemoResponse, error)
+
 	// GetHealthWithResponse The process is alive
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -2338,6 +2429,54 @@ func (r GetPageResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetPageResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetDemoResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *DemoCatalogue
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetDemoResponse) GetJSON200() *DemoCatalogue {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r GetDemoResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r GetDemoResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetDemoResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetDemoResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetDemoResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -2661,6 +2800,11 @@ type SubmitJobResponse429Headers struct {
 	RetryAfter *int
 }
 
+// SubmitJobResponse503Headers the declared response headers of an HTTP 503 response for SubmitJob
+type SubmitJobResponse503Headers struct {
+	RetryAfter *int
+}
+
 type SubmitJobResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -2690,6 +2834,8 @@ type SubmitJobResponse struct {
 	Headers401 *SubmitJobResponse401Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *SubmitJobResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *SubmitJobResponse503Headers
 }
 
 // GetJSON202 returns the response for an HTTP 202 `application/json` response
@@ -2776,6 +2922,11 @@ type DeleteJobResponse401Headers struct {
 	WWWAuthenticate *string
 }
 
+// DeleteJobResponse503Headers the declared response headers of an HTTP 503 response for DeleteJob
+type DeleteJobResponse503Headers struct {
+	RetryAfter *int
+}
+
 type DeleteJobResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -2795,6 +2946,8 @@ type DeleteJobResponse struct {
 	ApplicationproblemJSON503 *Unavailable
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *DeleteJobResponse401Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *DeleteJobResponse503Headers
 }
 
 // GetJSON202 returns the response for an HTTP 202 `application/json` response
@@ -3473,6 +3626,23 @@ func (c *ClientWithResponses) GetPageWithResponse(ctx context.Context, reqEditor
 	return ParseGetPageResponse(rsp)
 }
 
+// GetDemoWithResponse The demo catalogue of a server started with `--demo`
+//
+// Where the generated demo catalogue is, ready to submit as a
+// JobRequest (the URLs change with each start). 404 on a server
+// started without `--demo`.
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /demo.json (the `GetDemo` operationId).
+func (c *ClientWithResponses) GetDemoWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetDemoResponse, error) {
+	rsp, err := c.GetDemo(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetDemoResponse(rsp)
+}
+
 // GetHealthWithResponse The process is alive
 //
 // Returns a wrapper object for the known response body format(s).
@@ -3750,6 +3920,39 @@ func ParseGetPageResponse(rsp *http.Response) (*GetPageResponse, error) {
 	}
 
 	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetDemoResponse parses an HTTP response from a GetDemoWithResponse call
+func ParseGetDemoResponse(rsp *http.Response) (*GetDemoResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetDemoResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest DemoCatalogue
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Problem
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -4103,6 +4306,16 @@ func ParseSubmitJobResponse(rsp *http.Response) (*SubmitJobResponse, error) {
 			headers.RetryAfter = &value
 		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers SubmitJobResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -4187,6 +4400,16 @@ func ParseDeleteJobResponse(rsp *http.Response) (*DeleteJobResponse, error) {
 			headers.WWWAuthenticate = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 503:
+		var headers DeleteJobResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -4735,6 +4958,9 @@ type ServerInterface interface {
 	// GetPage The web page
 	// (GET /)
 	GetPage(ctx echo.Context) error
+	// GetDemo The demo catalogue of a server started with `--demo`
+	// (GET /demo.json)
+	GetDemo(ctx echo.Context) error
 	// GetHealth The process is alive
 	// (GET /healthz)
 	GetHealth(ctx echo.Context) error
@@ -4793,6 +5019,15 @@ func (w *ServerInterfaceWrapper) GetPage(ctx echo.Context) error {
 
 	// Invoke the callback with all the unmarshaled arguments
 	err = w.Handler.GetPage(ctx)
+	return err
+}
+
+// GetDemo converts echo context to params.
+func (w *ServerInterfaceWrapper) GetDemo(ctx echo.Context) error {
+	var err error
+
+	// Invoke the callback with all the unmarshaled arguments
+	err = w.Handler.GetDemo(ctx)
 	return err
 }
 
@@ -5119,6 +5354,7 @@ func RegisterHandlersWithOptions(router EchoRouter, si ServerInterface, options 
 	router.GET(options.BaseURL+"/openapi.yaml", wrapper.GetOpenAPIYAML, options.OperationMiddlewares["getOpenAPIYAML"]...)
 	router.GET(options.BaseURL+"/openapi.json", wrapper.GetOpenAPIJSON, options.OperationMiddlewares["getOpenAPIJSON"]...)
 	router.GET(options.BaseURL+"/", wrapper.GetPage, options.OperationMiddlewares["getPage"]...)
+	router.GET(options.BaseURL+"/demo.json", wrapper.GetDemo, options.OperationMiddlewares["getDemo"]...)
 	router.GET(options.BaseURL+"/healthz", wrapper.GetHealth, options.OperationMiddlewares["getHealth"]...)
 	router.GET(options.BaseURL+"/readyz", wrapper.GetReady, options.OperationMiddlewares["getReady"]...)
 	router.GET(options.BaseURL+"/metrics", wrapper.GetMetrics, options.OperationMiddlewares["getMetrics"]...)

@@ -104,11 +104,15 @@ func (p *Pipeline) fetchTable(ctx context.Context, req jobs.Request, t *jobs.Tra
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
 	case errors.Is(err, loader.ErrDatasetInvalid):
-		return nil, jobErr(jobs.CodeDatasetInvalid, "%v", err)
+		return nil, jobErr(jobs.CodeDatasetInvalid, "%s", loader.Reason(err))
 	case err != nil:
-		return nil, jobErr(jobs.CodeDatasetUnreachable, "%v", err)
+		return nil, jobErr(jobs.CodeDatasetUnreachable, "%s", loader.Reason(err))
 	case len(table.Rows) == 0:
 		return nil, jobErr(jobs.CodeDatasetInvalid, "the table has no rows with an id in column %q", req.IDColumn)
+	}
+	t.UpdateProgress(func(pr *jobs.Progress) { pr.RowsDropped = table.Dropped })
+	if err := checkPerplexity(req, len(table.Rows)); err != nil {
+		return nil, err
 	}
 	return table, nil
 }
@@ -263,6 +267,17 @@ func jobStage(s embed.Stage) (_ jobs.Stage, ok bool) {
 		return jobs.StageOptimizing, true
 	}
 	return "", false
+}
+
+// checkPerplexity fails a t-SNE job whose perplexity is too large even if
+// every row's image loads, as soon as the table is read: before any image
+// is fetched.
+func checkPerplexity(req jobs.Request, rows int) error {
+	if req.Method != "tsne" || req.Perplexity < embed.MaxPerplexity(rows) {
+		return nil
+	}
+	return jobErr(jobs.CodePerplexityTooLarge, "perplexity %v is too large for the %d rows of the table: it must be < (rows − 1) / 3 = %.4g, and less if some images fail; send a smaller perplexity (no image was fetched)",
+		req.Perplexity, rows, embed.MaxPerplexity(rows))
 }
 
 // Close releases the loader and the GPU backend, if any.

@@ -276,7 +276,8 @@ func TestRunFailsWithCode(t *testing.T) {
 	}{
 		{"table missing", func(r *jobs.Request) { r.DatasetURL = ok.srv.URL + "/nothing.tab" }, jobs.CodeDatasetUnreachable},
 		{"no id column", func(r *jobs.Request) { r.IDColumn = "inventory" }, jobs.CodeDatasetInvalid},
-		{"every image broken", func(r *jobs.Request) { *r = request(srv.srv.URL) }, jobs.CodeNoImages},
+		// A perplexity the 12 rows allow, so the images are fetched.
+		{"every image broken", func(r *jobs.Request) { *r = request(srv.srv.URL); r.Perplexity = 2 }, jobs.CodeNoImages},
 		{"perplexity too large", func(r *jobs.Request) { r.Perplexity = 30 }, jobs.CodePerplexityTooLarge},
 		{"gpu on a worker without one", func(r *jobs.Request) { r.Backend = "gpu" }, jobs.CodeBackendUnavailable},
 	}
@@ -290,6 +291,12 @@ func TestRunFailsWithCode(t *testing.T) {
 			var je *jobs.Error
 			if !errors.As(err, &je) || je.Code != tc.code || je.Message == "" {
 				t.Fatalf("error %v, want a jobs.Error with code %s and a message", err, tc.code)
+			}
+			if strings.HasPrefix(je.Message, "dataset ") {
+				t.Errorf("message %q repeats the code", je.Message)
+			}
+			if tc.code == jobs.CodePerplexityTooLarge && rec.last().Progress.ImagesTotal != 0 {
+				t.Errorf("perplexity too large for the table: images were fetched (%+v)", rec.last().Progress)
 			}
 		})
 	}

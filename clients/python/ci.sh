@@ -1,22 +1,54 @@
 #!/bin/sh
-# Runs the Python client's tests against a live `tsnemap serve --demo`.
-# Usage: clients/python/ci.sh   (from the repository root; needs go and python3)
+# The Python client in CI: pip-installs it (into a virtual environment),
+# runs its tests against a live `tsnemap serve --demo` limited to 1 job a
+# second (bursts of 2), then runs the Python quick start of README.md and
+# docs/python.md exactly as written (the fenced block after the line
+# `<!-- ci: python quick start -->`) against the same server.
+# Usage: sh clients/python/ci.sh   (from the repository root; needs go and python3)
 set -eu
 root=$(pwd)
+python=${PYTHON:-python3}
 work=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+pid=
+trap '[ -z "$pid" ] || { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; }; rm -rf "$work"' EXIT
 go build -o "$work/tsnemap" ./cmd/tsnemap
-"$work/tsnemap" serve --demo --data-dir "$work/data" --addr 127.0.0.1:0 >"$work/out" 2>"$work/log" &
+"$work/tsnemap" serve --demo --data-dir "$work/data" --addr 127.0.0.1:0 \
+  --submit-rate 1 --submit-burst 2 >"$work/out" 2>"$work/log" &
 pid=$!
-# serve prints the demo's curl command once it listens; take the URLs from it.
+# serve prints the page's URL once it listens.
 i=0
-until grep -q "dataset_url" "$work/out" 2>/dev/null; do
-  i=$((i + 1)); [ "$i" -lt 300 ] || { cat "$work/log"; exit 1; }; sleep 0.1
+until grep -q "^Open the page: " "$work/out" 2>/dev/null; do
+  i=$((i + 1))
+  if [ "$i" -ge 600 ] || ! kill -0 "$pid" 2>/dev/null; then cat "$work/log"; exit 1; fi
+  sleep 0.1
 done
-line=$(grep "dataset_url" "$work/out")
-TSNEMAP_URL=$(echo "$line" | sed 's|.*curl -s \(http://[^/ ]*\)/v1/jobs.*|\1|')
-TSNEMAP_DATASET_URL=$(echo "$line" | sed 's|.*"dataset_url":"\([^"]*\)".*|\1|')
-TSNEMAP_IMAGE_URL_TEMPLATE=$(echo "$line" | sed 's|.*"image_url_template":"\([^"]*\)".*|\1|')
-export TSNEMAP_URL TSNEMAP_DATASET_URL TSNEMAP_IMAGE_URL_TEMPLATE
-cd "$root/clients/python"
-python3 -m unittest -v test_client
+TSNEMAP_URL=$(sed -n 's|^Open the page: \(http://[^/ ]*\)/.*|\1|p' "$work/out")
+export TSNEMAP_URL
+echo "ci: serve --demo at $TSNEMAP_URL"
+
+echo "== pip install ./clients/python (a virtual environment, $($python --version))"
+"$python" -m venv "$work/venv"
+"$work/venv/bin/pip" install --quiet --disable-pip-version-check ./clients/python
+echo "== the client's tests (the installed package, against the live server)"
+(cd "$work" && "$work/venv/bin/python" "$root/clients/python/tests/test_client.py" -v 2>&1) ||
+  { cat "$work/log"; exit 1; }
+
+# The quick start runs in a directory that looks like a fresh clone's root
+# for its paths (./clients), so that its virtual environment lands there.
+quickstart() {
+  block=$(awk '/<!-- ci: python quick start -->/{found=1; next} found && /^```/{if (inblock) exit; inblock=1; next} inblock{print}' "$1")
+  if [ -z "$block" ]; then
+    echo "ci: $1 has no Python quick start marked <!-- ci: python quick start -->"
+    return 1
+  fi
+  echo "== the Python quick start of $1, as written"
+  rm -rf "$work/qs" && mkdir "$work/qs" && ln -s "$root/clients" "$work/qs/clients"
+  (cd "$work/qs" && printf '%s\n' "$block" | PATH="$(dirname "$(command -v "$python")"):$PATH" sh -e) ||
+    { cat "$work/log"; return 1; }
+}
+quickstart docs/python.md
+if grep -q "<!-- ci: python quick start -->" README.md; then
+  quickstart README.md
+else
+  echo "ci: WARNING: README.md does not mark its Python quick start (<!-- ci: python quick start -->); not run"
+fi

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -223,22 +224,24 @@ func TestStoreFullThenSpaceReturns(t *testing.T) {
 	}
 }
 
-// TestServeListensOnLoopbackWithoutKeys: without keys a wildcard --addr is
-// narrowed to loopback, with a warning, unless --insecure-listen-any; with
-// keys (here from the environment) --addr is used as given.
-func TestServeListensOnLoopbackWithoutKeys(t *testing.T) {
+// TestServeRefusesToListenOpenly: without keys a non-loopback --addr stops
+// serve at start-up with a usage error naming both ways out (keys, or
+// --insecure-listen-any), rather than listening somewhere else; with
+// --insecure-listen-any, or with keys (here from the environment), --addr
+// is used as given.
+func TestServeRefusesToListenOpenly(t *testing.T) {
 	keys := filepath.Join(t.TempDir(), "keys")
 	if err := os.WriteFile(keys, []byte("ci:0123456789abcdef0123\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		name     string
-		env      map[string]string
-		args     []string
-		loopback bool
-		warn     string
+		name    string
+		env     map[string]string
+		args    []string
+		refused bool
+		warn    string
 	}{
-		{"no keys", nil, nil, true, "listening on loopback"},
+		{"no keys", nil, nil, true, ""},
 		{"no keys, insecure", nil, []string{"--insecure-listen-any"}, false, "--insecure-listen-any: anyone"},
 		{"keys", map[string]string{"TSNEMAP_API_KEYS_FILE": keys}, nil, false, ""},
 	} {
@@ -248,19 +251,34 @@ func TestServeListensOnLoopbackWithoutKeys(t *testing.T) {
 			log := slog.New(slog.NewTextHandler(&logs, nil))
 			ctx, cancel := context.WithCancel(context.Background())
 			svc, err := startService(ctx, fs, "0.0.0.0:0", false, log)
+			if tc.refused {
+				cancel()
+				if err == nil {
+					_ = svc.wait(ctx)
+					t.Fatalf("listened on %s without keys", svc.url)
+				}
+				for _, want := range []string{"--api-keys-file", "TSNEMAP_API_KEYS_FILE", "--insecure-listen-any", "0.0.0.0:0"} {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("refusal does not name %s: %v", want, err)
+					}
+				}
+				if !errors.Is(err, errUsage) {
+					t.Errorf("refusal is not a usage error (exit 2): %v", err)
+				}
+				return
+			}
 			if err != nil {
 				cancel()
 				t.Fatal(err)
 			}
 			defer func() { cancel(); _ = svc.wait(ctx) }()
-			host, _, _ := net.SplitHostPort(strings.TrimPrefix(svc.url, "http://"))
-			if got := host == "127.0.0.1"; got != tc.loopback {
-				t.Errorf("listens on %s", svc.url)
+			if host, _, _ := net.SplitHostPort(strings.TrimPrefix(svc.url, "http://")); host == "127.0.0.1" {
+				t.Errorf("listens on %s, not on every address", svc.url)
 			}
 			if tc.warn != "" && !strings.Contains(logs.String(), tc.warn) {
 				t.Errorf("no warning %q in %s", tc.warn, logs.String())
 			}
-			res, err := http.Get(strings.Replace(svc.url, "0.0.0.0", "127.0.0.1", 1) + "/v1/jobs")
+			res, err := http.Get(strings.Replace(strings.Replace(svc.url, "0.0.0.0", "127.0.0.1", 1), "[::]", "127.0.0.1", 1) + "/v1/jobs")
 			if err != nil {
 				t.Fatal(err)
 			}

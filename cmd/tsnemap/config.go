@@ -141,8 +141,8 @@ func (a *access) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.metricsToken, "metrics-token", "", "if set, /metrics needs Authorization: Bearer <this token>")
 	fs.BoolVar(&a.insecureAnyAddr, "insecure-listen-any", false, "without API keys, listen on --addr even if it is not loopback (anyone who reaches it may use the API)")
 	fs.IntVar(&a.maxActiveJobs, "max-active-jobs", 100, "most jobs one key may have queued or running at once (0: no limit); past it submits answer 429")
-	fs.Float64Var(&a.submitRate, "submit-rate", 2, "submits a second allowed per key (per client address without keys), a token bucket (0: no limit)")
-	fs.IntVar(&a.submitBurst, "submit-burst", 20, "submits one key may make at once before --submit-rate applies")
+	fs.Float64Var(&a.submitRate, "submit-rate", 2, "jobs created a second per key (per client address without keys), a token bucket; refused submits cost nothing (0: no limit)")
+	fs.IntVar(&a.submitBurst, "submit-burst", 20, "jobs one key may create at once before --submit-rate applies")
 	fs.IntVar(&a.maxStreams, "max-streams", 32, "event streams one key (one client address without keys) may hold open at once (0: no limit); past it 429")
 	fs.StringVar(&a.allowedHosts, "allowed-hosts", "", "comma-separated host names the API answers to (the Host header), * for any; default: loopback names and IP addresses without keys (against DNS rebinding), any with keys")
 	fs.StringVar(&a.trustedProxies, "trusted-proxies", "", "comma-separated addresses or CIDR ranges of reverse proxies whose X-Forwarded-For is believed; from anyone else it is ignored")
@@ -185,6 +185,9 @@ func (a *access) keys() ([]api.Key, error) {
 		return nil, nil
 	}
 	f, err := os.Open(a.keysFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("--api-keys-file (TSNEMAP_API_KEYS_FILE) %s: no such file; put the API keys there, one name:key a line (in a container: mount the file, or a secret, at that path): %w", a.keysFile, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("--api-keys-file: %w", err)
 	}
@@ -196,16 +199,17 @@ func (a *access) keys() ([]api.Key, error) {
 	return keys, nil
 }
 
-// listenAddr is where serve listens: --addr, except that without keys a
-// non-loopback --addr is narrowed to loopback (same port) unless
-// --insecure-listen-any says otherwise. warn says what was decided.
+// listenAddr checks where serve may listen: --addr as given, except that
+// without keys a non-loopback --addr is refused (a usage error naming both
+// ways out) unless --insecure-listen-any says otherwise. warn says what was
+// decided.
 func (a *access) listenAddr(addr string, haveKeys bool) (listen, warn string, err error) {
 	if haveKeys {
 		return addr, "", nil
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", "", fmt.Errorf("--addr %q: %w", addr, err)
+		return "", "", usageErrorf("--addr %q: %v; give host:port, such as localhost:8080", addr, err)
 	}
 	if isLoopbackHost(host) {
 		return addr, "", nil
@@ -213,8 +217,10 @@ func (a *access) listenAddr(addr string, haveKeys bool) (listen, warn string, er
 	if a.insecureAnyAddr {
 		return addr, "no API keys (--api-keys-file) and --insecure-listen-any: anyone who can reach " + addr + " may submit, read and cancel jobs", nil
 	}
-	listen = net.JoinHostPort("127.0.0.1", port)
-	return listen, "no API keys (--api-keys-file): listening on loopback " + listen + " only, not " + addr + "; give keys, or --insecure-listen-any to listen there anyway", nil
+	return "", "", usageErrorf("--addr %s is not a loopback address and this server has no API keys, so anyone who reaches it could use the API. "+
+		"Give keys with --api-keys-file FILE (TSNEMAP_API_KEYS_FILE; one key a line, e.g. from openssl rand -hex 24), "+
+		"or pass --insecure-listen-any (TSNEMAP_INSECURE_LISTEN_ANY=true) to listen there without keys; "+
+		"or listen on loopback only (--addr localhost:%s)", addr, port)
 }
 
 // byteSize is a flag of bytes: a number with an optional unit, KB, MB, GB

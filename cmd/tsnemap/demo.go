@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tsnemap/tsnemap/openapi"
 	"github.com/tsnemap/tsnemap/web"
 )
 
@@ -127,11 +128,38 @@ func (d *demoServer) webDemo() *web.Demo {
 
 func (d *demoServer) curl(api string) string {
 	base := "http://" + d.addr.String()
-	return fmt.Sprintf(`curl -s %s/v1/jobs -H 'Content-Type: application/json' -d '{"dataset_url":"%s/data.tab","image_url_template":"%s/images/{id}.png","perplexity":20}'`,
+	return fmt.Sprintf(`curl -si %s/v1/jobs -H 'Content-Type: application/json' -d '{"dataset_url":"%s/data.tab","image_url_template":"%s/images/{id}.png","perplexity":20}'`,
 		api, base, base)
 }
 
-// jitter returns a colour near c.
+// catalogue is the demo as /demo.json serves it.
+func (d *demoServer) catalogue() *openapi.DemoCatalogue {
+	w := d.webDemo()
+	return &openapi.DemoCatalogue{DatasetUrl: w.DatasetURL, ImageUrlTemplate: w.ImageURLTemplate, Perplexity: float64(w.Perplexity)}
+}
+
+// instructions are what `serve --demo` prints on standard output: the
+// page, and commands that map the demo and follow the job, each working
+// as printed.
+func (d *demoServer) instructions(api string) string {
+	return fmt.Sprintf(`Open the page: %[1]s/  (its "Demo" button fills in the demo catalogue)
+
+Or map the demo catalogue from a shell:
+
+  %[2]s
+
+The answer's Location header is the job's URL; poll it until "status" is "succeeded":
+
+  curl -s %[1]s/v1/jobs/<id>
+
+then fetch the table with x and y:
+
+  curl -s %[1]s/v1/jobs/<id>/result
+
+From Python: pip install ./clients/python (see docs/python.md); the demo's URLs are at %[1]s/demo.json.
+`, api, d.curl(api))
+}
+
 func jitter(r *rand.Rand, c color.RGBA, amount int) color.RGBA {
 	j := func(v uint8) uint8 { return uint8(max(0, min(255, int(v)+r.IntN(2*amount+1)-amount))) }
 	return color.RGBA{j(c.R), j(c.G), j(c.B), 255}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image/color"
 	"image/jpeg"
@@ -251,7 +252,7 @@ func TestJobFailuresCarryContractCodes(t *testing.T) {
 		{fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q,"perplexity":30}`, cat.srv.URL+"/data.tab", cat.srv.URL+"/img/{id}.png"), "perplexity_too_large"},
 		{fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q}`, cat.srv.URL+"/nothing.tab", cat.srv.URL+"/img/{id}.png"), "dataset_unreachable"},
 		{fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q,"id_column":"nope"}`, cat.srv.URL+"/data.tab", cat.srv.URL+"/img/{id}.png"), "dataset_invalid"},
-		{fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q}`, cat.srv.URL+"/data.tab", cat.srv.URL+"/none/{id}.png"), "no_images"},
+		{fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q,"perplexity":2}`, cat.srv.URL+"/data.tab", cat.srv.URL+"/none/{id}.png"), "no_images"},
 	}
 	for _, c := range cases {
 		id := e.submit(c.body)
@@ -265,7 +266,7 @@ func TestJobFailuresCarryContractCodes(t *testing.T) {
 func TestCancelMidLoadStopsDownloads(t *testing.T) {
 	cat := newCatalogue(t, 4)
 	e := startE2E(t, true)
-	id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q}`, cat.srv.URL+"/slow.tab", cat.srv.URL+"/slow/{id}.png"))
+	id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q,"method":"pca"}`, cat.srv.URL+"/slow.tab", cat.srv.URL+"/slow/{id}.png"))
 	e.wait(id, 30*time.Second, func(j openapi.Job) bool { return j.Stage == "loading_images" && cat.inFlight.Load() > 0 })
 	t0 := time.Now()
 	if code, b := e.do("DELETE", "/v1/jobs/"+id, ""); code != 202 {
@@ -282,7 +283,7 @@ func TestCancelMidLoadStopsDownloads(t *testing.T) {
 func TestFailuresWhileLoading(t *testing.T) {
 	cat := newCatalogue(t, 4)
 	e := startE2E(t, true)
-	id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q}`, cat.srv.URL+"/mixed.tab", cat.srv.URL+"/mixed/{id}.png"))
+	id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q,"method":"pca"}`, cat.srv.URL+"/mixed.tab", cat.srv.URL+"/mixed/{id}.png"))
 	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
 		code, b := e.do("GET", "/v1/jobs/"+id+"/failures", "")
 		if code != 200 {
@@ -336,7 +337,7 @@ func TestCancelMidOptimisation(t *testing.T) {
 func TestTimeout(t *testing.T) {
 	cat := newCatalogue(t, 4)
 	e := startE2E(t, true)
-	id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q,"timeout_seconds":1}`, cat.srv.URL+"/slow.tab", cat.srv.URL+"/slow/{id}.png"))
+	id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"image_url_template":%q,"method":"pca","timeout_seconds":1}`, cat.srv.URL+"/slow.tab", cat.srv.URL+"/slow/{id}.png"))
 	j := e.wait(id, 10*time.Second, ended)
 	if j.Status != "failed" || j.Error == nil || j.Error.Code != "timeout" {
 		t.Fatalf("job %s %+v", j.Status, j.Error)
@@ -412,13 +413,75 @@ func TestRunCommandWritesTheTable(t *testing.T) {
 	if lines[0] != "id\ttitle\tartist\tx\ty\tcluster" || len(lines) != 14 || !strings.HasPrefix(lines[5], "MISSING\tlost\tunknown\t\t") {
 		t.Errorf("table:\n%s", b)
 	}
-	if !strings.Contains(stderr.String(), "done: 12 of 13 rows mapped (1 images failed)") {
-		t.Errorf("no progress on stderr: %q", stderr.String())
+	if !strings.Contains(stderr.String(), `done: 12 of 13 rows mapped (1 images failed; 2 rows dropped for an empty or NaN-like id in "id")`) {
+		t.Errorf("no summary on stderr: %q", stderr.String())
 	}
-	// Without the environment the guard refuses the loopback catalogue.
+	// Without the environment the guard refuses the loopback catalogue,
+	// and says what lifts the refusal.
 	err = runCommand(context.Background(), args, func(string) string { return "" }, &stdout, &stderr)
-	if err == nil || !strings.Contains(err.Error(), "dataset_unreachable") {
+	if err == nil || !strings.Contains(err.Error(), "dataset_unreachable: ") || !strings.Contains(err.Error(), "--allow-private-networks") ||
+		strings.Contains(err.Error(), "dataset unreachable") {
 		t.Errorf("guarded run: %v", err)
+	}
+}
+
+// TestRunCommandMessages: mistakes of the command line are usage errors
+// (exit status 2) that name the flag and say what to write, before any
+// download; a perplexity too large for the table fails once the table is
+// read, before any image is fetched.
+func TestRunCommandMessages(t *testing.T) {
+	var images atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/data.tab" {
+			_, _ = io.WriteString(w, "id\ntitle\nA\nB\nC\nD\nE\nF\nG\n")
+			return
+		}
+		images.Add(1)
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	data, tmpl := srv.URL+"/data.tab", srv.URL+"/img/{id}.png"
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		usage bool
+		says  []string
+	}{
+		{"no scheme", []string{"--dataset-url", "example.org:8080/data.tab", "--image-url-template", tmpl}, true,
+			[]string{"--dataset-url", "has no scheme", "https://"}},
+		{"unsupported scheme", []string{"--dataset-url", "ftp://example.org/data.tab", "--image-url-template", tmpl}, true,
+			[]string{"--dataset-url", `scheme "ftp"`, "only http and https"}},
+		{"template without {id}", []string{"--dataset-url", data, "--image-url-template", srv.URL + "/img.png"}, true,
+			[]string{"--image-url-template", "has no {id}"}},
+		{"template and column", []string{"--dataset-url", data, "--image-url-template", tmpl, "--image-url-column", "u"}, true,
+			[]string{"--image-url-template or --image-url-column, not both"}},
+		{"neither", []string{"--dataset-url", data}, true, []string{"--image-url-template", "--image-url-column"}},
+		{"perplexity too large for the rows", []string{"--dataset-url", data, "--image-url-template", tmpl, "--perplexity", "5"}, false,
+			[]string{"perplexity_too_large: ", "8 rows", "no image was fetched"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			env := map[string]string{"TSNEMAP_ALLOW_PRIVATE_NETWORKS": "true"}
+			err := runCommand(context.Background(), append(tc.args, "-o", t.TempDir()+"/out.tab", "--quiet"),
+				func(k string) string { return env[k] }, &stdout, &stderr)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if errors.Is(err, errUsage) != tc.usage {
+				t.Errorf("usage error (exit 2): %v, want %v: %v", errors.Is(err, errUsage), tc.usage, err)
+			}
+			for _, want := range tc.says {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("%q does not say %q", err, want)
+				}
+			}
+			if strings.Contains(err.Error(), "dataset invalid") || strings.Contains(err.Error(), "first path segment") {
+				t.Errorf("message: %v", err)
+			}
+		})
+	}
+	if n := images.Load(); n != 0 {
+		t.Errorf("%d images fetched", n)
 	}
 }
 
@@ -451,6 +514,13 @@ func TestGeneratedGoClient(t *testing.T) {
 		return got.JSON200.Status == openapi.JobStatusSucceeded, string(got.JSON200.Status)
 	}, "job through the generated client")
 	format := openapi.GetJobResultParamsFormat("json")
+	done, err := c.GetJobWithResponse(ctx, sub.JSON202.Id)
+	if err != nil || done.JSON200 == nil {
+		t.Fatalf("get: %v", err)
+	}
+	if d := done.JSON200.Progress.RowsDropped; d != 2 {
+		t.Errorf("progress.rows_dropped = %d, want the catalogue's 2 rows without an id", d)
+	}
 	res, err := c.GetJobResultWithResponse(ctx, sub.JSON202.Id, &openapi.GetJobResultParams{Format: &format})
 	if err != nil || res.JSON200 == nil || len(res.JSON200.Points) != 9 {
 		t.Fatalf("result: %v %s", err, res.Body)

@@ -20,6 +20,17 @@ import (
 
 var errUsage = errors.New("usage")
 
+// usageError is a mistake in the command line (exit status 2), with the
+// sentence that says how to put it right.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string        { return e.msg }
+func (e *usageError) Is(target error) bool { return target == errUsage }
+
+func usageErrorf(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
 // learningRateFlag accepts "auto" or a positive number.
 type learningRateFlag struct{ v *float64 }
 

@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -68,9 +69,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	if err == errUsage {
+	if err != errUsage {
+		// errUsage alone: the flag package has said what was wrong.
+		fmt.Fprintf(stderr, "tsnemap %s: %v\n", args[0], err)
+	}
+	if errors.Is(err, errUsage) {
 		return 2
 	}
-	fmt.Fprintf(stderr, "tsnemap %s: %v\n", args[0], err)
 	return 1
 }

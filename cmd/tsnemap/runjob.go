@@ -15,6 +15,7 @@ import (
 
 	"github.com/tsnemap/tsnemap/api"
 	"github.com/tsnemap/tsnemap/jobs"
+	"github.com/tsnemap/tsnemap/loader"
 )
 
 // runCommand is the museum script as one command: one job, in this process,
@@ -52,9 +53,8 @@ func runCommand(ctx context.Context, args []string, getenv func(string) string, 
 		fmt.Fprintln(stderr, err)
 		return errUsage
 	}
-	if req.DatasetURL == "" || (req.ImageURLTemplate == "") == (req.ImageURLColumn == "") {
-		fmt.Fprintln(stderr, "tsnemap run: give --dataset-url and one of --image-url-template or --image-url-column")
-		return errUsage
+	if err := checkRunRequest(req); err != nil {
+		return err
 	}
 	req.Backend = c.backend
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -98,8 +98,32 @@ func runCommand(ctx context.Context, args []string, getenv func(string) string, 
 				mapped++
 			}
 		}
-		fmt.Fprintf(stderr, "done: %d of %d rows mapped (%d images failed) in %.1fs; wrote %s\n",
-			mapped, len(res.Rows), len(res.Failures), time.Since(bar.start).Seconds(), *output)
+		fmt.Fprintf(stderr, "done: %d of %d rows mapped (%d images failed; %d rows dropped for an empty or NaN-like id in %q) in %.1fs; wrote %s\n",
+			mapped, len(res.Rows), len(res.Failures), bar.job.Progress.RowsDropped, req.IDColumn, time.Since(bar.start).Seconds(), *output)
+	}
+	return nil
+}
+
+// checkRunRequest finds the mistakes of the command line that need no
+// download: a usage error (exit status 2) that names the flag.
+func checkRunRequest(req jobs.Request) error {
+	if req.DatasetURL == "" {
+		return usageErrorf("give --dataset-url, the http(s) URL of the table (TSV or CSV with a header row)")
+	}
+	if _, err := loader.ParseURL(req.DatasetURL); err != nil {
+		return usageErrorf("--dataset-url: %v", err)
+	}
+	switch {
+	case req.ImageURLTemplate != "" && req.ImageURLColumn != "":
+		return usageErrorf("give --image-url-template or --image-url-column, not both")
+	case req.ImageURLTemplate == "" && req.ImageURLColumn == "":
+		return usageErrorf("give --image-url-template (a URL with {id} where each row's id goes) or --image-url-column (the column holding each row's image URL)")
+	case req.ImageURLTemplate != "" && !strings.Contains(req.ImageURLTemplate, "{id}"):
+		return usageErrorf("--image-url-template %q has no {id}: put {id} where each row's id goes, e.g. https://host/images/{id}.jpg", req.ImageURLTemplate)
+	case req.ImageURLTemplate != "":
+		if _, err := loader.ParseURL(strings.ReplaceAll(req.ImageURLTemplate, "{id}", "1")); err != nil {
+			return usageErrorf("--image-url-template: %v", err)
+		}
 	}
 	return nil
 }
@@ -133,6 +157,7 @@ type progressBar struct {
 	quiet bool
 	last  string
 	start time.Time
+	job   jobs.Job // as last shown
 }
 
 func newProgressBar(w io.Writer, quiet bool) *progressBar {
@@ -140,6 +165,7 @@ func newProgressBar(w io.Writer, quiet bool) *progressBar {
 }
 
 func (b *progressBar) show(j jobs.Job) {
+	b.job = j
 	if b.quiet {
 		return
 	}

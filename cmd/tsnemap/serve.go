@@ -46,7 +46,7 @@ func serveCommand(ctx context.Context, args []string, getenv func(string) string
 		return err
 	}
 	if svc.demo != nil {
-		fmt.Fprintf(stdout, "Map the demo catalogue:\n\n  %s\n\nthen poll the job's URL (Location header) and fetch %s/v1/jobs/<id>/result\n", svc.demo.curl(svc.url), svc.url)
+		fmt.Fprint(stdout, svc.demo.instructions(svc.url))
 	}
 	return svc.wait(ctx)
 }
@@ -125,13 +125,17 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 	if err != nil {
 		return nil, err
 	}
-	srv, err := api.New(api.Config{
+	apiCfg := api.Config{
 		Jobs: store, URLs: urlPolicy{pl.Loader}, Backend: backend, GPU: pl.GPU != nil, Web: page,
 		MaxTimeout: c.maxTimeout, Version: versionString(), Registry: reg, Logger: log,
 		Keys: keys, MetricsToken: c.access.metricsToken, MaxActiveJobs: c.access.maxActiveJobs,
 		SubmitRate: c.access.submitRate, SubmitBurst: c.access.submitBurst, MaxImages: c.maxImages,
 		AllowedHosts: c.access.hosts(), TrustedProxies: proxies, MaxStreamsPerKey: c.access.maxStreams,
-	})
+	}
+	if s.demo != nil {
+		apiCfg.Demo = s.demo.catalogue()
+	}
+	srv, err := api.New(apiCfg)
 	if err != nil {
 		return nil, err
 	}
