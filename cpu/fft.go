@@ -99,11 +99,17 @@ const (
 	fftStepSpacing = 0.2
 )
 
-// fftMaxSide bounds the nodes per grid side of Step's and KL's FFT: at
-// most 2048 nodes, a padded transform of 4096², two grids of 2048 × 4096
-// complex values (268 MB). A layout wider than 2048·0.2 ≈ 410 gets a coarser
-// spacing; within it the spacing stays the one chosen for accuracy.
-const fftMaxSide = 2048
+// fftMaxSide bounds the nodes per grid side of Step's and KL's FFT for n
+// points: max(1024, √(2n)), so the padded grid has at most ~8n nodes (as
+// many as auto's switch to Barnes-Hut allows, hybridFFTGrid) and at least
+// 2048² (two grids of 1024 × 2048 complex values, 67 MB): memory and work
+// per iteration stay O(n) whatever the layout does. Within the bound the
+// spacing is the one chosen for accuracy (0.2, a layout up to ~205 wide
+// at 70,000 points); past it, Z's error grows to ~5e-4 at spacing 1/3
+// (TestFFTAccuracy), far below the run-to-run spread of KL.
+func fftMaxSide(n int) int {
+	return max(1024, int(math.Ceil(math.Sqrt(2*float64(n)))))
+}
 
 // fftSpacingStep is the factor by which the spacing grows past maxSide.
 var fftSpacingStep = math.Pow(2, 0.125)
@@ -516,10 +522,10 @@ func newKLZ(b *Backend, n, dims int, step *fftRepulsion) zEstimator {
 	switch {
 	case n <= klExactMax:
 		return &exactZ{b: b, n: n, dims: dims}
-	case dims == 2 && step != nil && step.h == fftKLSpacing && step.p == fftKLOrder && step.maxSide == fftMaxSide:
+	case dims == 2 && step != nil && step.h == fftKLSpacing && step.p == fftKLOrder && step.maxSide == fftMaxSide(n):
 		return &fftZ{f: step}
 	case dims == 2:
-		return &fftZ{f: newFFTRepulsion(b, n, fftKLSpacing, fftKLOrder, fftMaxSide)}
+		return &fftZ{f: newFFTRepulsion(b, n, fftKLSpacing, fftKLOrder, fftMaxSide(n))}
 	default:
 		return &bhZ{t: newBHTree(b, n, dims, bhKLTheta)}
 	}

@@ -129,7 +129,7 @@ func newOptimizer(ctx context.Context, b *Backend, p *embed.CSR, y0 []float32, c
 		if dims == 2 && o.method == embed.RepulsionBarnesHut {
 			o.hybrid = &hybridRepulsion{
 				bh:  newBHTree(b, n, dims, cfg.Theta),
-				fft: newFFTRepulsion(b, n, fftStepSpacing, fftStepOrder, fftMaxSide),
+				fft: newFFTRepulsion(b, n, fftStepSpacing, fftStepOrder, fftMaxSide(n)),
 			}
 			o.method = o.hybrid.pick(y0)
 		}
@@ -145,7 +145,7 @@ func newOptimizer(ctx context.Context, b *Backend, p *embed.CSR, y0 []float32, c
 	case o.method == embed.RepulsionBarnesHut:
 		o.rep = newBHTree(b, n, dims, cfg.Theta)
 	case o.method == embed.RepulsionFFT:
-		o.rep = newFFTRepulsion(b, n, fftStepSpacing, fftStepOrder, fftMaxSide)
+		o.rep = newFFTRepulsion(b, n, fftStepSpacing, fftStepOrder, fftMaxSide(n))
 	}
 	for _, v := range p.Val {
 		if v > 0 {
