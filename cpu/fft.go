@@ -111,8 +111,9 @@ func fftMaxSide(n int) int {
 	return max(1024, int(math.Ceil(math.Sqrt(2*float64(n)))))
 }
 
-// fftSpacingStep is the factor by which the spacing grows past maxSide.
-var fftSpacingStep = math.Pow(2, 0.125)
+// fftSpacingStep is the factor by which the spacing grows past maxSide:
+// 2^(1/8).
+const fftSpacingStep = 1.0905077326652577
 
 // fftColBlock is how many grid columns a column pass gathers at once: a few
 // adjacent values of each row share a cache line.
