@@ -1,5 +1,3 @@
-// Package cpu is the pure-Go embed.Backend: every kernel of a t-SNE run,
-// parallel over all cores, on gonum and no cgo.
 package cpu
 
 import (

@@ -21,45 +21,57 @@ import (
 //
 // so Z comes from the same potentials (minus the N self terms w_ii = 1).
 //
-// Choices for pure Go (no SIMD, two cores):
-//   - The node SPACING h is fixed and the number of boxes grows with the
-//     extent of Y, with the padded FFT size rounded up to a power of two
-//     (our own radix-2 transform, fft_radix2.go). The kernel's transform
-//     depends only on the padded size, so it is cached and recomputed only
-//     when the grid grows past a power of two.
-//   - The kernel is real and even, so its transform is real: the four real
+// The grid:
+//   - The node SPACING is h while the layout is small enough, and the number
+//     of boxes grows with its extent. Past maxSide nodes a side the boxes are
+//     sized to the layout instead (the spacing grows in steps of 2^(1/8), so
+//     the kernel's transform is recomputed only when a step is crossed):
+//     memory and work are bounded whatever the layout does. FIt-SNE and
+//     openTSNE bound the box width from below (intervals per unit of
+//     extent, at least min_num_intervals boxes; Linderman et al. 2019,
+//     Poličar, Stražar & Zupan 2024, "openTSNE", JMLR 25); we bound the
+//     grid from above, and the spacing stays h wherever the grid allows.
+//   - The padded FFT size is a power of two (our own radix-2 transform,
+//     fft_radix2.go).
+//   - The kernel is real and even, so its transform is real and even: only
+//     its quarter (px/2+1)×(py/2+1) is computed and kept. The four real
 //     charge grids are packed into two complex ones (1 + i·y1, y2 + i·‖y‖²),
 //     and the real and imaginary parts of one inverse transform are the two
 //     convolutions.
-//   - Row transforms of the all-zero padding rows are skipped in the forward
-//     pass and row transforms of discarded output rows in the inverse one;
-//     each column is transformed, multiplied and transformed back in one go
-//     while it is in cache.
+//   - Only the my rows that carry nodes are stored (my × px each grid, not
+//     py × px): the column transforms gather a few columns at a time into a
+//     per-chunk buffer of length py, zero the padding there, and scatter
+//     back only the my rows whose potentials are read. This halves the
+//     grids, and the zero padding rows are never transformed.
 //   - Points are bucketed by box row, so every chunk spreads onto its own
 //     grid rows: parallel, no atomics, deterministic.
 //
 // Coordinates are taken relative to the centre of the grid before they are
 // used as charges, which keeps the cancellation in the Z formula small.
 type fftRepulsion struct {
-	b *Backend
-	n int
-	h float64 // node spacing
-	p int     // interpolation nodes per box side
+	b       *Backend
+	n       int
+	h       float64 // finest node spacing
+	p       int     // interpolation nodes per box side
+	maxSide int     // most nodes per grid side; 0: no bound but fftMaxGrid
 
-	mx, my int // nodes per side
-	px, py int // padded transform sizes
-	nbx    int // boxes per row
-	x0, y0 float64
-	cx, cy float64
+	hs       float64 // spacing of the current grid, ≥ h
+	mx, my   int     // nodes per side
+	px, py   int     // padded transform sizes
+	nbx, nby int     // boxes per row and per column
+	x0, y0   float64
+	cx, cy   float64
 
 	box      []int32   // per point: box index (row·nbx + col)
 	wts      []float64 // per point: p x-weights then p y-weights
 	order    []int32   // points by box row
 	rowStart []int32
-	ca, cb   []complex128 // node charges, my×mx
-	ta, tb   []complex128 // transforms, transposed: px×py
-	kernel   []float64    // real transform of the kernel, transposed px×py
+	// ga, gb: my rows of px values: the node charges (zero beyond mx),
+	// then their transforms, then the potentials.
+	ga, gb   []complex128
+	kernel   []float64 // real transform of the kernel, (px/2+1)×(py/2+1), index gx·(py/2+1)+gy
 	kpx, kpy int
+	khs      float64
 
 	rowFFT, colFFT *fftPlan
 	bufs           [][]complex128 // one per chunk
@@ -67,7 +79,7 @@ type fftRepulsion struct {
 }
 
 // Default FFT parameters of Step, chosen by measured accuracy against cost
-// (TestFFTAccuracy logs the table). The error is in the near field, where
+// (TestFFTAccuracy checks the table). The error is in the near field, where
 // 1/(1+d²)² has curvature O(1): relative L2 error of the repulsive force on
 // 2,000 clustered points, compact / spread layout:
 //
@@ -76,6 +88,7 @@ type fftRepulsion struct {
 //	0.25    4  0.2 % / 0.4 %   512²
 //	0.2     3  0.2 % / 0.3 %   1024²
 //	0.5     3  3.3 % / 5.2 %   256²
+//	0.75    3  14 % / 19 %     256²
 //	0.5     5  12 % / 33 %     (boxes wider than ~1 suffer Runge's phenomenon)
 //
 // At spacing 1/3 the bias is systematic (short-range repulsion too weak) and
@@ -86,26 +99,60 @@ const (
 	fftStepSpacing = 0.2
 )
 
-func newFFTRepulsion(b *Backend, n int, h float64, p int) *fftRepulsion {
+// fftMaxSide bounds the nodes per grid side of Step's and KL's FFT for n
+// points: max(1024, √(2n)), so the padded grid has at most ~8n nodes (as
+// many as auto's switch to Barnes-Hut allows, hybridFFTGrid) and at least
+// 2048² (two grids of 1024 × 2048 complex values, 67 MB): memory and work
+// per iteration stay O(n) whatever the layout does. Within the bound the
+// spacing is the one chosen for accuracy (0.2, a layout up to ~205 wide
+// at 70,000 points); past it, Z's error grows to ~5e-4 at spacing 1/3
+// (TestFFTAccuracy), far below the run-to-run spread of KL.
+func fftMaxSide(n int) int {
+	return max(1024, int(math.Ceil(math.Sqrt(2*float64(n)))))
+}
+
+// fftSpacingStep is the factor by which the spacing grows past maxSide:
+// 2^(1/8).
+const fftSpacingStep = 1.0905077326652577
+
+// fftColBlock is how many grid columns a column pass gathers at once: a few
+// adjacent values of each row share a cache line.
+const fftColBlock = 4
+
+func newFFTRepulsion(b *Backend, n int, h float64, p, maxSide int) *fftRepulsion {
 	nc := 4 * max(b.threads, 1)
 	f := &fftRepulsion{
-		b:     b,
-		n:     n,
-		h:     h,
-		p:     p,
-		box:   make([]int32, n),
-		wts:   make([]float64, 2*p*n),
-		order: make([]int32, n),
-		bufs:  make([][]complex128, nc),
-		part:  make([]float64, nc),
+		b:       b,
+		n:       n,
+		h:       h,
+		p:       p,
+		maxSide: maxSide,
+		box:     make([]int32, n),
+		wts:     make([]float64, 2*p*n),
+		order:   make([]int32, n),
+		bufs:    make([][]complex128, nc),
+		part:    make([]float64, nc),
 	}
 	return f
 }
 
-// fftMaxGrid bounds the padded grid (complex values per transform, 16 bytes
-// each, two of them): a diverged embedding must be an error, not an
-// allocation of the whole machine.
+// fftMaxGrid bounds the padded grid (complex values per transform): a
+// diverged embedding must be an error, not an allocation of the whole
+// machine.
 const fftMaxGrid = 1 << 25
+
+// spacing is the node spacing for a layout of the given extent: h, or
+// larger by whole steps of fftSpacingStep until the grid fits maxSide.
+func (f *fftRepulsion) spacing(extent float64) float64 {
+	hs := f.h
+	if f.maxSide <= 0 {
+		return hs
+	}
+	for (int(extent/(hs*float64(f.p)))+1)*f.p > f.maxSide {
+		hs *= fftSpacingStep
+	}
+	return hs
+}
 
 // geometry lays the grid over y and resizes the buffers when it grew.
 func (f *fftRepulsion) geometry(y []float32) error {
@@ -116,35 +163,27 @@ func (f *fftRepulsion) geometry(y []float32) error {
 		lox, hix = min(lox, x), max(hix, x)
 		loy, hiy = min(loy, v), max(hiy, v)
 	}
-	bw := f.h * float64(f.p)
-	f.nbx = int((hix-lox)/bw) + 1
-	nby := int((hiy-loy)/bw) + 1
-	f.mx, f.my = f.nbx*f.p, nby*f.p
-	// Centre the boxes on the data.
-	f.x0 = (lox+hix)/2 - float64(f.nbx)*bw/2
-	f.y0 = (loy+hiy)/2 - float64(nby)*bw/2
-	f.cx, f.cy = (lox+hix)/2, (loy+hiy)/2
 	if !(hix-lox < 1e6 && hiy-loy < 1e6) {
 		return fmt.Errorf("cpu: fft repulsion: embedding extent %g × %g is not finite or too large", hix-lox, hiy-loy)
 	}
+	f.hs = f.spacing(max(hix-lox, hiy-loy))
+	bw := f.hs * float64(f.p)
+	f.nbx = int((hix-lox)/bw) + 1
+	f.nby = int((hiy-loy)/bw) + 1
+	f.mx, f.my = f.nbx*f.p, f.nby*f.p
+	// Centre the boxes on the data.
+	f.x0 = (lox+hix)/2 - float64(f.nbx)*bw/2
+	f.y0 = (loy+hiy)/2 - float64(f.nby)*bw/2
+	f.cx, f.cy = (lox+hix)/2, (loy+hiy)/2
 	f.px, f.py = nextPow2(2*f.mx), nextPow2(2*f.my)
 	if f.px*f.py > fftMaxGrid {
 		return fmt.Errorf("cpu: fft repulsion: embedding extent %g × %g needs a %d×%d grid", hix-lox, hiy-loy, f.px, f.py)
 	}
-	if cap(f.ca) < f.mx*f.my {
-		f.ca = make([]complex128, f.mx*f.my)
-		f.cb = make([]complex128, f.mx*f.my)
+	f.ga, f.gb = growComplex(f.ga, f.my*f.px), growComplex(f.gb, f.my*f.px)
+	if cap(f.rowStart) < f.nby+1 {
+		f.rowStart = make([]int32, f.nby+1)
 	}
-	f.ca, f.cb = f.ca[:f.mx*f.my], f.cb[:f.mx*f.my]
-	if cap(f.ta) < f.px*f.py {
-		f.ta = make([]complex128, f.px*f.py)
-		f.tb = make([]complex128, f.px*f.py)
-	}
-	f.ta, f.tb = f.ta[:f.px*f.py], f.tb[:f.px*f.py]
-	if cap(f.rowStart) < nby+1 {
-		f.rowStart = make([]int32, nby+1)
-	}
-	f.rowStart = f.rowStart[:nby+1]
+	f.rowStart = f.rowStart[:f.nby+1]
 	if f.rowFFT == nil || f.rowFFT.n != f.px {
 		f.rowFFT = newFFTPlan(f.px)
 	}
@@ -152,65 +191,78 @@ func (f *fftRepulsion) geometry(y []float32) error {
 		f.colFFT = newFFTPlan(f.py)
 	}
 	for c := range f.bufs {
-		if cap(f.bufs[c]) < max(f.px, f.py) {
-			f.bufs[c] = make([]complex128, max(f.px, f.py))
-		}
+		f.bufs[c] = growComplex(f.bufs[c], max(f.px, fftColBlock*f.py))
 	}
 	return nil
 }
 
+// growComplex returns s resized to n, reallocated only when it must grow
+// (the old array is dropped first, so it can be collected before the new
+// one is made) with a quarter of headroom.
+func growComplex(s []complex128, n int) []complex128 {
+	if cap(s) < n {
+		// A layout that expands grows its grid a little at a time:
+		// a quarter of headroom spares most reallocations (each leaves
+		// the old array as garbage until the next collection).
+		s = nil
+		s = make([]complex128, n, n+n/4)
+	}
+	return s[:n]
+}
+
 // kernelTransform caches the real transform of the kernel on the padded
-// grid, transposed (index gx·py + gy).
+// grid: the quarter gx ≤ px/2, gy ≤ py/2 (the rest mirrors it).
 func (f *fftRepulsion) kernelTransform(ctx context.Context) error {
-	if f.kpx == f.px && f.kpy == f.py {
+	if f.kpx == f.px && f.kpy == f.py && f.khs == f.hs {
 		return nil
 	}
 	px, py := f.px, f.py
-	t := f.ta // scratch; overwritten by the charges afterwards
-	for gx := range px {
-		dx := float64(gx)
-		if gx > px/2 {
-			dx = float64(gx - px)
-		}
-		for gy := range py {
-			dy := float64(gy)
-			if gy > py/2 {
-				dy = float64(gy - py)
-			}
-			d2 := (dx*dx + dy*dy) * f.h * f.h
-			w := 1 / (1 + d2)
-			t[gx*py+gy] = complex(w*w, 0)
-		}
+	hx, hy := px/2+1, py/2+1
+	if cap(f.kernel) < hx*hy {
+		f.kernel = nil
+		f.kernel = make([]float64, hx*hy)
 	}
-	err := f.b.parallelFor(ctx, px, 8, func(c, lo, hi int) {
-		for gx := lo; gx < hi; gx++ {
-			col := t[gx*py : (gx+1)*py]
-			f.colFFT.forward(col)
-		}
-	})
-	if err != nil {
-		return err
-	}
-	if cap(f.kernel) < px*py {
-		f.kernel = make([]float64, px*py)
-	}
-	f.kernel = f.kernel[:px*py]
-	err = f.b.parallelFor(ctx, py, 8, func(c, lo, hi int) {
+	k := f.kernel[:hx*hy]
+	f.kernel = k
+	h2 := f.hs * f.hs
+	// Rows: the kernel is even in dx, so each row's transform is real
+	// (and even: gx ≤ px/2 is kept).
+	err := f.b.parallelFor(ctx, hy, 8, func(c, lo, hi int) {
 		buf := f.bufs[c][:px]
 		for gy := lo; gy < hi; gy++ {
+			dy := float64(gy)
 			for gx := range px {
-				buf[gx] = t[gx*py+gy]
+				dx := float64(min(gx, px-gx))
+				w := 1 / (1 + (dx*dx+dy*dy)*h2)
+				buf[gx] = complex(w*w, 0)
 			}
 			f.rowFFT.forward(buf)
-			for gx := range px {
-				f.kernel[gx*py+gy] = real(buf[gx])
+			for gx := range hx {
+				k[gx*hy+gy] = real(buf[gx])
 			}
 		}
 	})
 	if err != nil {
 		return err
 	}
-	f.kpx, f.kpy = px, py
+	// Columns: even in gy as well, so extend by mirroring and transform.
+	err = f.b.parallelFor(ctx, hx, 8, func(c, lo, hi int) {
+		buf := f.bufs[c][:py]
+		for gx := lo; gx < hi; gx++ {
+			col := k[gx*hy : (gx+1)*hy]
+			for gy := range py {
+				buf[gy] = complex(col[min(gy, py-gy)], 0)
+			}
+			f.colFFT.forward(buf)
+			for gy := range hy {
+				col[gy] = real(buf[gy])
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	f.kpx, f.kpy, f.khs = px, py, f.hs
 	return nil
 }
 
@@ -237,12 +289,24 @@ func (f *fftRepulsion) repulse(ctx context.Context, y []float32, rep []float64) 
 	if err := f.kernelTransform(ctx); err != nil {
 		return 0, err
 	}
-	p, n := f.p, f.n
-	nby := len(f.rowStart) - 1
+	if err := f.assign(ctx, y); err != nil {
+		return 0, err
+	}
+	if err := f.spread(ctx, y); err != nil {
+		return 0, err
+	}
+	if err := f.convolve(ctx); err != nil {
+		return 0, err
+	}
+	return f.interpolate(ctx, y, rep)
+}
 
-	// Boxes and interpolation weights.
-	err := f.b.parallelFor(ctx, n, 1024, func(_, lo, hi int) {
-		invh := 1 / f.h
+// assign finds each point's box and interpolation weights and buckets the
+// points by box row (counting sort, stable).
+func (f *fftRepulsion) assign(ctx context.Context, y []float32) error {
+	p, nby := f.p, f.nby
+	err := f.b.parallelFor(ctx, f.n, 1024, func(_, lo, hi int) {
+		invh := 1 / f.hs
 		for i := lo; i < hi; i++ {
 			ux := (float64(y[2*i]) - f.x0) * invh
 			uy := (float64(y[2*i+1]) - f.y0) * invh
@@ -255,9 +319,8 @@ func (f *fftRepulsion) repulse(ctx context.Context, y []float32, rep []float64) 
 		}
 	})
 	if err != nil {
-		return 0, err
+		return err
 	}
-	// Bucket the points by box row (counting sort, stable).
 	rs := f.rowStart
 	clear(rs)
 	for _, bi := range f.box {
@@ -275,12 +338,16 @@ func (f *fftRepulsion) repulse(ctx context.Context, y []float32, rep []float64) 
 		rs[r] = rs[r-1]
 	}
 	rs[0] = 0
+	return nil
+}
 
-	// Spread the charges; a chunk of box rows owns its p grid rows each.
-	mx := f.mx
-	err = f.b.parallelFor(ctx, nby, 1, func(_, lo, hi int) {
-		clear(f.ca[lo*p*mx : hi*p*mx])
-		clear(f.cb[lo*p*mx : hi*p*mx])
+// spread puts the charges on the grid; a chunk of box rows owns its p grid
+// rows each, padding columns included (they are cleared here).
+func (f *fftRepulsion) spread(ctx context.Context, y []float32) error {
+	p, px, rs := f.p, f.px, f.rowStart
+	return f.b.parallelFor(ctx, f.nby, 1, func(_, lo, hi int) {
+		clear(f.ga[lo*p*px : hi*p*px])
+		clear(f.gb[lo*p*px : hi*p*px])
 		for _, i := range f.order[rs[lo]:rs[hi]] {
 			x := float64(y[2*i]) - f.cx
 			v := float64(y[2*i+1]) - f.cy
@@ -290,25 +357,23 @@ func (f *fftRepulsion) repulse(ctx context.Context, y []float32, rep []float64) 
 			bx, by := bi%f.nbx, bi/f.nbx
 			w := f.wts[2*p*int(i) : 2*p*(int(i)+1)]
 			for a := range p {
-				row := (by*p+a)*mx + bx*p
+				row := (by*p+a)*px + bx*p
 				wy := w[p+a]
 				for c := range p {
 					s := complex(wy*w[c], 0)
-					f.ca[row+c] += s * qa
-					f.cb[row+c] += s * qb
+					f.ga[row+c] += s * qa
+					f.gb[row+c] += s * qb
 				}
 			}
 		}
 	})
-	if err != nil {
-		return 0, err
-	}
-	if err := f.convolve(ctx); err != nil {
-		return 0, err
-	}
+}
 
-	// Interpolate the potentials back and form forces and Z.
-	err = f.b.parallelFor(ctx, n, 1024, func(c, lo, hi int) {
+// interpolate reads the potentials back at the points and forms the forces
+// (into rep, unless nil) and Z.
+func (f *fftRepulsion) interpolate(ctx context.Context, y []float32, rep []float64) (float64, error) {
+	p, px := f.p, f.px
+	err := f.b.parallelFor(ctx, f.n, 1024, func(c, lo, hi int) {
 		z := 0.0
 		for i := lo; i < hi; i++ {
 			bi := int(f.box[i])
@@ -316,12 +381,12 @@ func (f *fftRepulsion) repulse(ctx context.Context, y []float32, rep []float64) 
 			w := f.wts[2*p*i : 2*p*(i+1)]
 			var pa, pb complex128
 			for a := range p {
-				row := (by*p+a)*mx + bx*p
+				row := (by*p+a)*px + bx*p
 				var ra, rb complex128
 				for c := range p {
 					s := complex(w[c], 0)
-					ra += s * f.ca[row+c]
-					rb += s * f.cb[row+c]
+					ra += s * f.ga[row+c]
+					rb += s * f.gb[row+c]
 				}
 				s := complex(w[p+a], 0)
 				pa += s * ra
@@ -342,77 +407,91 @@ func (f *fftRepulsion) repulse(ctx context.Context, y []float32, rep []float64) 
 		return 0, err
 	}
 	z := 0.0
-	for _, s := range f.part[:len(f.b.chunks(n, 1024))] {
+	for _, s := range f.part[:len(f.b.chunks(f.n, 1024))] {
 		z += s
 	}
-	return z - float64(n), nil
+	return z - float64(f.n), nil
 }
 
-// convolve replaces the node charges ca, cb by their potentials.
+// convolve replaces the node charges in ga, gb by their potentials.
 func (f *fftRepulsion) convolve(ctx context.Context) error {
-	mx, my, px, py := f.mx, f.my, f.px, f.py
-	norm := complex(1/float64(px*py), 0)
-	// Forward row transforms of the my charge rows (the padding rows are
-	// zero and stay zero), written transposed.
-	err := f.b.parallelFor(ctx, 2*my, 4, func(c, lo, hi int) {
-		buf := f.bufs[c][:px]
+	my, px := f.my, f.px
+	// Forward row transforms of the my charge rows, in place (the padding
+	// rows are zero and are never stored).
+	err := f.b.parallelFor(ctx, 2*my, 4, func(_, lo, hi int) {
 		for r := lo; r < hi; r++ {
-			src, dst := f.ca, f.ta
-			gy := r
+			g, gy := f.ga, r
 			if r >= my {
-				src, dst, gy = f.cb, f.tb, r-my
+				g, gy = f.gb, r-my
 			}
-			copy(buf, src[gy*mx:(gy+1)*mx])
-			clear(buf[mx:])
-			f.rowFFT.forward(buf)
-			for gx, v := range buf {
-				dst[gx*py+gy] = v
-			}
+			f.rowFFT.forward(g[gy*px : (gy+1)*px])
 		}
 	})
 	if err != nil {
 		return err
 	}
-	// Each column: zero its padding, transform, multiply by the kernel's
-	// transform, transform back.
-	err = f.b.parallelFor(ctx, 2*px, 4, func(c, lo, hi int) {
-		for r := lo; r < hi; r++ {
-			t, gx := f.ta, r
-			if r >= px {
-				t, gx = f.tb, r-px
+	nblk := (px + fftColBlock - 1) / fftColBlock
+	err = f.b.parallelFor(ctx, 2*nblk, 1, func(c, lo, hi int) {
+		for t := lo; t < hi; t++ {
+			g, blk := f.ga, t
+			if t >= nblk {
+				g, blk = f.gb, t-nblk
 			}
-			col := t[gx*py : (gx+1)*py]
-			clear(col[my:])
-			f.colFFT.forward(col)
-			k := f.kernel[gx*py : (gx+1)*py]
-			for gy := range col {
-				col[gy] *= complex(k[gy], 0)
-			}
-			f.colFFT.inverse(col)
+			f.convolveColumns(g, blk*fftColBlock, f.bufs[c])
 		}
 	})
 	if err != nil {
 		return err
 	}
-	// Inverse row transforms of the my rows whose nodes carry points.
-	return f.b.parallelFor(ctx, 2*my, 4, func(c, lo, hi int) {
-		buf := f.bufs[c][:px]
+	// Inverse row transforms.
+	return f.b.parallelFor(ctx, 2*my, 4, func(_, lo, hi int) {
 		for r := lo; r < hi; r++ {
-			src, dst := f.ta, f.ca
-			gy := r
+			g, gy := f.ga, r
 			if r >= my {
-				src, dst, gy = f.tb, f.cb, r-my
+				g, gy = f.gb, r-my
 			}
-			for gx := range buf {
-				buf[gx] = src[gx*py+gy]
-			}
-			f.rowFFT.inverse(buf)
-			out := dst[gy*mx : (gy+1)*mx]
-			for gx := range out {
-				out[gx] = buf[gx] * norm
-			}
+			f.rowFFT.inverse(g[gy*px : (gy+1)*px])
 		}
 	})
+}
+
+// convolveColumns gathers up to fftColBlock columns of g from g0 on into
+// buf (zero-padded to py), transforms each, multiplies it by the kernel's
+// transform (and the 1/(px·py) of the inverse), transforms back and
+// scatters the my rows back into g.
+func (f *fftRepulsion) convolveColumns(g []complex128, g0 int, buf []complex128) {
+	my, px, py := f.my, f.px, f.py
+	hy := py/2 + 1
+	w := min(fftColBlock, px-g0)
+	for j := range w {
+		clear(buf[j*py+my : (j+1)*py])
+	}
+	for gy := range my {
+		for j, v := range g[gy*px+g0 : gy*px+g0+w] {
+			buf[j*py+gy] = v
+		}
+	}
+	norm := 1 / float64(px*py)
+	for j := range w {
+		col := buf[j*py : (j+1)*py]
+		f.colFFT.forward(col)
+		gx := g0 + j
+		kx := min(gx, px-gx)
+		k := f.kernel[kx*hy : (kx+1)*hy]
+		for gy := range hy {
+			col[gy] *= complex(k[gy]*norm, 0)
+		}
+		for gy := hy; gy < py; gy++ {
+			col[gy] *= complex(k[py-gy]*norm, 0)
+		}
+		f.colFFT.inverse(col)
+	}
+	for gy := range my {
+		row := g[gy*px+g0 : gy*px+g0+w]
+		for j := range row {
+			row[j] = buf[j*py+gy]
+		}
+	}
 }
 
 // fftZ estimates Z for KL with a finer FFT grid of its own.
@@ -436,12 +515,18 @@ const (
 	bhKLTheta    = 0.2
 )
 
-func newKLZ(b *Backend, n, dims int) zEstimator {
+// newKLZ picks KL's estimator of Z. step is the FFT repulsion of Step when
+// it has one (nil otherwise): with the same spacing and order as KL's it is
+// the same computation, so KL shares it, grids and per-point buffers
+// included, instead of holding a second set.
+func newKLZ(b *Backend, n, dims int, step *fftRepulsion) zEstimator {
 	switch {
 	case n <= klExactMax:
 		return &exactZ{b: b, n: n, dims: dims}
+	case dims == 2 && step != nil && step.h == fftKLSpacing && step.p == fftKLOrder && step.maxSide == fftMaxSide(n):
+		return &fftZ{f: step}
 	case dims == 2:
-		return &fftZ{f: newFFTRepulsion(b, n, fftKLSpacing, fftKLOrder)}
+		return &fftZ{f: newFFTRepulsion(b, n, fftKLSpacing, fftKLOrder, fftMaxSide(n))}
 	default:
 		return &bhZ{t: newBHTree(b, n, dims, bhKLTheta)}
 	}

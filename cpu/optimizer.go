@@ -129,7 +129,7 @@ func newOptimizer(ctx context.Context, b *Backend, p *embed.CSR, y0 []float32, c
 		if dims == 2 && o.method == embed.RepulsionBarnesHut {
 			o.hybrid = &hybridRepulsion{
 				bh:  newBHTree(b, n, dims, cfg.Theta),
-				fft: newFFTRepulsion(b, n, fftStepSpacing, fftStepOrder),
+				fft: newFFTRepulsion(b, n, fftStepSpacing, fftStepOrder, fftMaxSide(n)),
 			}
 			o.method = o.hybrid.pick(y0)
 		}
@@ -145,7 +145,7 @@ func newOptimizer(ctx context.Context, b *Backend, p *embed.CSR, y0 []float32, c
 	case o.method == embed.RepulsionBarnesHut:
 		o.rep = newBHTree(b, n, dims, cfg.Theta)
 	case o.method == embed.RepulsionFFT:
-		o.rep = newFFTRepulsion(b, n, fftStepSpacing, fftStepOrder)
+		o.rep = newFFTRepulsion(b, n, fftStepSpacing, fftStepOrder, fftMaxSide(n))
 	}
 	for _, v := range p.Val {
 		if v > 0 {
@@ -153,7 +153,11 @@ func newOptimizer(ctx context.Context, b *Backend, p *embed.CSR, y0 []float32, c
 		}
 		o.psum += float64(v)
 	}
-	o.klZ = newKLZ(b, n, dims)
+	stepFFT, _ := o.rep.(*fftRepulsion)
+	if o.hybrid != nil {
+		stepFFT = o.hybrid.fft
+	}
+	o.klZ = newKLZ(b, n, dims, stepFFT)
 	return o, nil
 }
 

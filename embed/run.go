@@ -43,6 +43,12 @@ type Progress struct {
 type Observer struct {
 	Progress      func(Progress)
 	SnapshotEvery time.Duration
+	// Neighbors, when set, is called once after the neighbour search with
+	// the points it searched (the PCA scores, row-major N×d) and the
+	// neighbours found, for benchmarks that measure the search's recall.
+	// Its time is not counted in Timings; it must not keep or change x or
+	// nb.
+	Neighbors func(x []float32, d int, nb *Neighbors)
 }
 
 // Timings are the wall-clock durations of a run's stages.
@@ -117,6 +123,9 @@ func Run(ctx context.Context, be Backend, data Data, opts Options, obs *Observer
 	}
 	res.Neighbors = nb.Method
 	res.Timings.Neighbors = time.Since(t)
+	if obs != nil && obs.Neighbors != nil {
+		obs.Neighbors(pc.Scores, pc.K, nb)
+	}
 	t = time.Now()
 	threads := 0
 	if th, ok := be.(interface{ Threads() int }); ok {
