@@ -352,6 +352,7 @@ func toAPI(j jobs.Job) openapi.Job {
 	n := openapi.NormalizedJobRequest{
 		DatasetUrl:             r.DatasetURL,
 		IdColumn:               r.IDColumn,
+		Metric:                 normalizedMetric(r.Metric),
 		ImageSize:              openapi.ImageSize{Width: r.ImageSize.Width, Height: r.ImageSize.Height},
 		Method:                 openapi.NormalizedJobRequestMethod(r.Method),
 		Dimensions:             openapi.NormalizedJobRequestDimensions(r.Dimensions),
@@ -369,6 +370,12 @@ func toAPI(j jobs.Job) openapi.Job {
 	}
 	if r.ImageURLColumn != "" {
 		n.ImageUrlColumn = &r.ImageURLColumn
+	}
+	if r.FeaturesURL != "" {
+		n.FeaturesUrl = &r.FeaturesURL
+	}
+	if r.FeaturesColumn != "" {
+		n.FeaturesColumn = &r.FeaturesColumn
 	}
 	if r.Limit > 0 {
 		n.Limit = &r.Limit
@@ -395,6 +402,8 @@ func toAPI(j jobs.Job) openapi.Job {
 			Iterations:     j.Progress.Iterations,
 			KlDivergence:   finiteOrNil(j.Progress.KLDivergence),
 			ElapsedSeconds: j.Progress.ElapsedSeconds,
+			VectorsMatched: positiveOrNil(j.Progress.VectorsMatched),
+			VectorsIgnored: positiveOrNil(j.Progress.VectorsIgnored),
 		},
 		Links: openapi.JobLinks{
 			Self:   "/v1/jobs/" + j.ID,

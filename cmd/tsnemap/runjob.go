@@ -29,6 +29,9 @@ func runCommand(ctx context.Context, args []string, getenv func(string) string, 
 	fs.StringVar(&req.ImageURLTemplate, "image-url-template", "", "image URL with {id} where the row's id goes")
 	fs.StringVar(&req.ImageURLColumn, "image-url-column", "", "column holding each row's image URL (instead of a template)")
 	fs.StringVar(&req.IDColumn, "id-column", req.IDColumn, "column of row ids; rows with empty or NaN-like ids are dropped")
+	fs.StringVar(&req.FeaturesURL, "features-url", "", "http(s) URL of vectors to map instead of pixels (.parquet, .tsv, .csv, .npy + .ids.txt), matched to rows by id; images then optional")
+	fs.StringVar(&req.FeaturesColumn, "features-column", "", "Parquet: the list column of vectors (default: the only one)")
+	fs.StringVar(&req.Metric, "metric", req.Metric, "euclidean or cosine (rows scaled to unit length first)")
 	fs.IntVar(&req.Limit, "limit", 0, "keep only the first N rows (0: all)")
 	fs.IntVar(&req.ImageSize.Width, "image-width", req.ImageSize.Width, "width every image is resized to (4..512)")
 	fs.IntVar(&req.ImageSize.Height, "image-height", req.ImageSize.Height, "height every image is resized to (4..512)")
@@ -52,8 +55,9 @@ func runCommand(ctx context.Context, args []string, getenv func(string) string, 
 		fmt.Fprintln(stderr, err)
 		return errUsage
 	}
-	if req.DatasetURL == "" || (req.ImageURLTemplate == "") == (req.ImageURLColumn == "") {
-		fmt.Fprintln(stderr, "tsnemap run: give --dataset-url and one of --image-url-template or --image-url-column")
+	if req.DatasetURL == "" || (req.ImageURLTemplate != "" && req.ImageURLColumn != "") ||
+		(req.FeaturesURL == "" && req.ImageURLTemplate == "" && req.ImageURLColumn == "") {
+		fmt.Fprintln(stderr, "tsnemap run: give --dataset-url and one of --image-url-template or --image-url-column (optional with --features-url)")
 		return errUsage
 	}
 	req.Backend = c.backend
