@@ -21,10 +21,13 @@ const EnvAllowPrivateNetworks = "TSNEMAP_ALLOW_PRIVATE_NETWORKS"
 // Config holds the limits and settings of a Loader. Zero fields take the
 // defaults given in their comments.
 type Config struct {
-	MaxTableBytes  int64 // bytes of the table; default 100 MB
-	MaxRows        int   // data rows of the table; default 1,000,000
-	MaxImageBytes  int64 // bytes of one image, enforced while streaming; default 50 MB
-	MaxImagePixels int64 // width×height of one image, from its header; default 100 megapixels
+	MaxTableBytes int64 // bytes of the table; default 100 MB
+	MaxRows       int   // data rows of the table; default 1,000,000
+	// MaxFeaturesBytes bounds a features file (features_url), counted
+	// while streaming; default 1 GiB (about 500,000 vectors of 512 float32).
+	MaxFeaturesBytes int64
+	MaxImageBytes    int64 // bytes of one image, enforced while streaming; default 50 MB
+	MaxImagePixels   int64 // width×height of one image, from its header; default 100 megapixels
 
 	MaxInFlight   int // downloads in flight for one LoadImages call; default 64
 	MaxPerHost    int // of those, to one host; default 16
@@ -86,6 +89,7 @@ func (c Config) withDefaults() Config {
 	}
 	def64(&c.MaxTableBytes, 100<<20)
 	def(&c.MaxRows, 1_000_000)
+	def64(&c.MaxFeaturesBytes, 1<<30)
 	def64(&c.MaxImageBytes, 50<<20)
 	def64(&c.MaxImagePixels, 100_000_000)
 	def(&c.MaxInFlight, 64)
