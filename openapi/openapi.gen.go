@@ -573,7 +573,7 @@ type JobRequest struct {
 	// FeaturesUrl http(s) URL of a file of one vector per row, computed elsewhere
 	// (CLIP, a CNN, a text model); the map is made of these vectors
 	// instead of the pixels. Vectors are matched to rows **by id**, in
-	// any order. Formats, by the URL path's suffix:
+	// any order. Formats, told by the file's first bytes:
 	// `.parquet` (an `id_column` column and a list or fixed-size-list
 	// column of float/double, see `features_column`), `.tsv`/`.csv`
 	// (header row; the `id_column` column holds ids, every other column

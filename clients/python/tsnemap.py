@@ -80,8 +80,18 @@ class Client:
                 problem = {"title": e.reason, "detail": payload.decode("utf-8", "replace")}
             raise APIError(e.code, problem) from None
 
-    def submit(self, **request):
-        """Submits a job (the fields of JobRequest) and returns the Job."""
+    def submit(self, *, features_url=None, metric=None, **request):
+        """Submits a job (the fields of JobRequest) and returns the Job.
+
+        features_url: a file of vectors computed elsewhere (Parquet, TSV,
+        CSV, or .npy with its .ids.txt), matched to the table's rows by id;
+        the map is made of them instead of the pixels, and images become
+        optional. metric: "euclidean" (default) or "cosine".
+        """
+        if features_url is not None:
+            request["features_url"] = features_url
+        if metric is not None:
+            request["metric"] = metric
         return self._request("POST", "/v1/jobs", request)
 
     def get(self, job_id):
