@@ -83,8 +83,8 @@ func fashionRows(t *testing.T) int {
 // on the unscaled rows within 0.005, and is no worse than euclidean's on
 // the unscaled rows (less 0.005).
 func TestFashionMNISTFeaturesQuality(t *testing.T) {
-	if testing.Short() {
-		t.Skip("maps thousands of Fashion-MNIST images: not in -short")
+	if testing.Short() || fashionUnderRace {
+		t.Skip("maps thousands of Fashion-MNIST images: not in -short or under the race detector")
 	}
 	n, d, pix := readIDX(t, "train-images-idx3-ubyte.gz", fashionRows(t))
 	_, _, lab := readIDX(t, "train-labels-idx1-ubyte.gz", n)
