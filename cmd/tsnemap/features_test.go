@@ -312,3 +312,42 @@ func TestRunCommandWithFeatures(t *testing.T) {
 		t.Errorf("--metric manhattan: %v", err)
 	}
 }
+
+// TestEmbedCommandMetric: tsnemap embed --metric cosine maps rows of
+// different norms; an unknown metric is an error naming the option; a
+// zero row is an error naming the row.
+func TestEmbedCommandMetric(t *testing.T) {
+	dir := t.TempDir()
+	var in bytes.Buffer
+	in.WriteString("id\ta\tb\tc\n")
+	for i := range 30 {
+		s := float64(1 + i%5*20) // norms differ by up to 81 times within a group
+		v := [3]float64{0.01 * float64(i), 0.02, 0.03}
+		v[i%3] = 1
+		fmt.Fprintf(&in, "r%d\t%g\t%g\t%g\n", i, s*v[0], s*v[1], s*v[2])
+	}
+	if err := os.WriteFile(dir+"/in.tsv", in.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(metric string) (string, error) {
+		var out, stderr bytes.Buffer
+		err := embedCommand(context.Background(), []string{"--input", dir + "/in.tsv", "--metric", metric, "--perplexity", "3", "--backend", "cpu", "--quiet"}, &out, &stderr)
+		return out.String(), err
+	}
+	out, err := run("cosine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 31 {
+		t.Fatalf("output:\n%s", out)
+	}
+	if _, err := run("manhattan"); err == nil || !strings.Contains(err.Error(), "metric") {
+		t.Errorf("--metric manhattan: %v", err)
+	}
+	if err := os.WriteFile(dir+"/in.tsv", append(in.Bytes(), "zero\t0\t0\t0\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run("cosine"); err == nil || !strings.Contains(err.Error(), "row 30") {
+		t.Errorf("zero row: %v", err)
+	}
+}
