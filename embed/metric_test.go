@@ -122,4 +122,3 @@ func TestCosineIsEuclideanOfUnitRows(t *testing.T) {
 		t.Errorf("10-NN accuracy: cosine %v, cosine of scaled rows %v", a, b)
 	}
 }
-
