@@ -21,13 +21,14 @@ const EnvAllowPrivateNetworks = "TSNEMAP_ALLOW_PRIVATE_NETWORKS"
 // Config holds the limits and settings of a Loader. Zero fields take the
 // defaults given in their comments.
 type Config struct {
-	MaxTableBytes int64 // bytes of the table; default 100 MB
-	MaxRows       int   // data rows of the table; default 1,000,000
+	MaxTableBytes  int64 // bytes of the table; default 100 MB
+	MaxRows        int   // data rows of the table; default 1,000,000
+	MaxImageBytes  int64 // bytes of one image, enforced while streaming; default 50 MB
+	MaxImagePixels int64 // width×height of one image, from its header; default 100 megapixels
+
 	// MaxFeaturesBytes bounds a features file (features_url), counted
 	// while streaming; default 1 GiB (about 500,000 vectors of 512 float32).
 	MaxFeaturesBytes int64
-	MaxImageBytes    int64 // bytes of one image, enforced while streaming; default 50 MB
-	MaxImagePixels   int64 // width×height of one image, from its header; default 100 megapixels
 
 	MaxInFlight   int // downloads in flight for one LoadImages call; default 64
 	MaxPerHost    int // of those, to one host; default 16
