@@ -399,6 +399,7 @@ func toAPI(j jobs.Job) openapi.Job {
 	n := openapi.NormalizedJobRequest{
 		DatasetUrl:             r.DatasetURL,
 		IdColumn:               r.IDColumn,
+		Metric:                 normalizedMetric(r.Metric),
 		ImageSize:              openapi.ImageSize{Width: r.ImageSize.Width, Height: r.ImageSize.Height},
 		Method:                 openapi.NormalizedJobRequestMethod(r.Method),
 		Dimensions:             openapi.NormalizedJobRequestDimensions(r.Dimensions),
@@ -417,6 +418,12 @@ func toAPI(j jobs.Job) openapi.Job {
 	}
 	if r.ImageURLColumn != "" {
 		n.ImageUrlColumn = &r.ImageURLColumn
+	}
+	if r.FeaturesURL != "" {
+		n.FeaturesUrl = &r.FeaturesURL
+	}
+	if r.FeaturesColumn != "" {
+		n.FeaturesColumn = &r.FeaturesColumn
 	}
 	if r.Limit > 0 {
 		n.Limit = &r.Limit
@@ -444,6 +451,8 @@ func toAPI(j jobs.Job) openapi.Job {
 			Iterations:     j.Progress.Iterations,
 			KlDivergence:   finiteOrNil(j.Progress.KLDivergence),
 			ElapsedSeconds: j.Progress.ElapsedSeconds,
+			VectorsMatched: positiveOrNil(j.Progress.VectorsMatched),
+			VectorsIgnored: positiveOrNil(j.Progress.VectorsIgnored),
 		},
 		Links: openapi.JobLinks{
 			Self:   "/v1/jobs/" + j.ID,

@@ -49,6 +49,12 @@ func (s *Server) SubmitJob(c echo.Context) error {
 			return fieldProblem(http.StatusUnprocessableEntity, "dataset_url",
 				"the server may not fetch this URL: "+err.Error()+"; use a public http(s) address")
 		}
+		if req.FeaturesURL != "" {
+			if err := s.cfg.URLs.ValidateURL(ctx, req.FeaturesURL); err != nil {
+				return fieldProblem(http.StatusUnprocessableEntity, "features_url",
+					"the server may not fetch this URL ("+err.Error()+"); use a public http(s) address")
+			}
+		}
 		if req.ImageURLTemplate != "" {
 			probe := strings.ReplaceAll(req.ImageURLTemplate, "{id}", "1")
 			if err := s.cfg.URLs.ValidateURL(ctx, probe); err != nil {
@@ -149,8 +155,9 @@ func (s *Server) normalize(in openapi.JobRequest) (jobs.Request, *problem) {
 	if r.ImageURLTemplate != "" && r.ImageURLColumn != "" {
 		bad("image_url_column", "give image_url_template or image_url_column, not both")
 	}
-	if r.ImageURLTemplate == "" && r.ImageURLColumn == "" {
-		bad("image_url_template", "give image_url_template (with {id}) or image_url_column, so the server knows where each row's image is")
+	r.FeaturesURL, r.FeaturesColumn, r.Metric = normalizeFeatures(in, bad)
+	if r.ImageURLTemplate == "" && r.ImageURLColumn == "" && r.FeaturesURL == "" {
+		bad("image_url_template", "give image_url_template (with {id}) or image_url_column, so the server knows where each row's image is (or features_url, to map vectors without images)")
 	}
 	if in.IdColumn != nil {
 		r.IDColumn = *in.IdColumn

@@ -203,8 +203,14 @@ func readNPY(r io.Reader) (*Matrix, error) {
 	if !supported {
 		return nil, inputErr(".npy dtype %s%d is not supported (want float, int or uint)", kind, size)
 	}
-	raw := make([]byte, n*cols*size)
-	if _, err := io.ReadFull(r, raw); err != nil {
+	// Read what is there, up to what the shape says, before trusting the
+	// shape: a header is cheap to forge, and the buffer grows with the data
+	// actually read rather than with the size the header claims.
+	raw, err := io.ReadAll(io.LimitReader(r, int64(n)*int64(cols)*int64(size)))
+	if err != nil {
+		return nil, fmt.Errorf("read .npy data: %w", err)
+	}
+	if len(raw) != n*cols*size {
 		return nil, inputErr(".npy data is shorter than its shape (%d, %d) says", n, cols)
 	}
 	m := &Matrix{IDs: make([]string, n), Data: Data{N: n, D: cols}}

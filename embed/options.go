@@ -60,6 +60,7 @@ type Options struct {
 	Repulsion              Repulsion      `json:"repulsion"`
 	Theta                  float64        `json:"theta"`
 	Neighbors              NeighborMethod `json:"neighbors"`
+	Metric                 Metric         `json:"metric"`
 }
 
 // DefaultOptions returns the defaults of scikit-learn's TSNE (perplexity 30,
@@ -80,6 +81,7 @@ func DefaultOptions() Options {
 		Repulsion:              RepulsionAuto,
 		Theta:                  0.5,
 		Neighbors:              NeighborsAuto,
+		Metric:                 MetricEuclidean,
 	}
 }
 
@@ -158,6 +160,11 @@ func (o Options) Validate() error {
 	case NeighborsAuto, NeighborsExact, NeighborsApprox:
 	default:
 		errs = append(errs, optErr("neighbors", "must be auto, exact or approximate, not %q", o.Neighbors))
+	}
+	switch o.Metric {
+	case MetricEuclidean, MetricCosine:
+	default:
+		errs = append(errs, optErr("metric", "must be %q or %q, not %q", MetricEuclidean, MetricCosine, o.Metric))
 	}
 	return errors.Join(errs...)
 }

@@ -82,6 +82,12 @@ func Run(ctx context.Context, be Backend, data Data, opts Options, obs *Observer
 	if err := opts.Check(data.N); err != nil {
 		return nil, err
 	}
+	if opts.Metric == MetricCosine {
+		var err error
+		if data, err = UnitRows(data); err != nil {
+			return nil, err
+		}
+	}
 	n, dims := data.N, opts.Dimensions
 	if opts.Method == MethodPCA && min(data.D, n) < dims {
 		return nil, &FieldError{Field: "dimensions", Err: ErrInvalidOption,

@@ -11,6 +11,7 @@ func DefaultRequest() Request {
 	o := embed.DefaultOptions()
 	return Request{
 		IDColumn:               "id",
+		Metric:                 string(o.Metric),
 		ImageSize:              ImageSize{Width: 100, Height: 100},
 		Method:                 string(o.Method),
 		Dimensions:             o.Dimensions,

@@ -55,6 +55,9 @@ type Request struct {
 	ImageURLTemplate       string    `json:"image_url_template,omitempty"`
 	ImageURLColumn         string    `json:"image_url_column,omitempty"`
 	IDColumn               string    `json:"id_column"`
+	FeaturesURL            string    `json:"features_url,omitempty"`
+	FeaturesColumn         string    `json:"features_column,omitempty"`
+	Metric                 string    `json:"metric,omitempty"` // "" (a job stored before metrics) is euclidean
 	Limit                  int       `json:"limit,omitempty"`
 	ImageSize              ImageSize `json:"image_size"`
 	Method                 string    `json:"method"`
@@ -115,6 +118,10 @@ type Progress struct {
 	Iterations     int      `json:"iterations"`
 	KLDivergence   *float64 `json:"kl_divergence"`
 	ElapsedSeconds float64  `json:"elapsed_seconds"`
+	// VectorsMatched and VectorsIgnored count, for a job with features, the
+	// rows with a vector and the vectors whose id is not in the table.
+	VectorsMatched int `json:"vectors_matched,omitempty"`
+	VectorsIgnored int `json:"vectors_ignored,omitempty"`
 }
 
 // Job is the record kept for each job. Its JSON form is the contract's Job

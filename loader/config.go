@@ -37,6 +37,9 @@ type Config struct {
 	// never fit fails at once, naming the numbers; one that fits waits for
 	// others to finish. Default: DefaultMemoryBudget (half the memory).
 	MemoryBudget int64
+	// MaxFeaturesBytes bounds a features file (features_url), counted
+	// while streaming; default 1 GiB (about 500,000 vectors of 512 float32).
+	MaxFeaturesBytes int64
 
 	MaxInFlight   int // downloads in flight for one LoadImages call; default 64
 	MaxPerHost    int // of those, to one host; default 16
@@ -112,6 +115,7 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxColumns, defaultMaxColumns)
 	def(&c.MaxCellBytes, defaultMaxCellBytes)
 	def(&c.MaxLineBytes, defaultMaxLineBytes)
+	def64(&c.MaxFeaturesBytes, 1<<30)
 	def64(&c.MaxImageBytes, 50<<20)
 	def64(&c.MaxImagePixels, 100_000_000)
 	if c.MemoryBudget <= 0 {

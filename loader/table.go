@@ -19,6 +19,9 @@ type TableOptions struct {
 	ImageURLTemplate string // e.g. "https://host/img/{id}.jpg"; {id} is escaped
 	ImageURLColumn   string // a column of absolute or table-relative URLs
 	Limit            int    // keep only the first Limit kept rows; 0 = all
+	// ImagesOptional allows neither template nor column (the rows' vectors
+	// come from a features file; every ImageURL is then "").
+	ImagesOptional bool
 }
 
 // Table is a parsed table: the original header and every kept row with its
@@ -60,7 +63,7 @@ func (l *Loader) FetchTable(ctx context.Context, rawURL string, opts TableOption
 		if tmpl, err = parseTemplate(opts.ImageURLTemplate); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrDatasetInvalid, err)
 		}
-	case opts.ImageURLColumn == "":
+	case opts.ImageURLColumn == "" && !opts.ImagesOptional:
 		return nil, fmt.Errorf("%w: give an image URL template (with {id}) or an image URL column", ErrDatasetInvalid)
 	}
 	data, err := l.fetch(ctx, rawURL, l.cfg.MaxTableBytes, "text/tab-separated-values, text/csv, text/plain;q=0.9, */*;q=0.5")
@@ -79,6 +82,9 @@ func (l *Loader) FetchTable(ctx context.Context, rawURL string, opts TableOption
 	t.URL = rawURL
 	for i := range t.Rows {
 		r := &t.Rows[i]
+		if tmpl == nil && opts.ImageURLColumn == "" {
+			break // images optional, and none given
+		}
 		if tmpl != nil {
 			r.ImageURL = tmpl.expand(r.ID)
 			continue

@@ -146,6 +146,24 @@ func (e JobRequestMethod) Valid() bool {
 	}
 }
 
+// Defines values for JobRequestMetric.
+const (
+	JobRequestMetricCosine    JobRequestMetric = "cosine"
+	JobRequestMetricEuclidean JobRequestMetric = "euclidean"
+)
+
+// Valid indicates whether the value is a known member of the JobRequestMetric enum.
+func (e JobRequestMetric) Valid() bool {
+	switch e {
+	case JobRequestMetricCosine:
+		return true
+	case JobRequestMetricEuclidean:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for JobStage.
 const (
 	JobStageComputingAffinities JobStage = "computing_affinities"
@@ -293,6 +311,24 @@ func (e NormalizedJobRequestMethod) Valid() bool {
 	case NormalizedJobRequestMethodPca:
 		return true
 	case NormalizedJobRequestMethodTsne:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for NormalizedJobRequestMetric.
+const (
+	NormalizedJobRequestMetricCosine    NormalizedJobRequestMetric = "cosine"
+	NormalizedJobRequestMetricEuclidean NormalizedJobRequestMetric = "euclidean"
+)
+
+// Valid indicates whether the value is a known member of the NormalizedJobRequestMetric enum.
+func (e NormalizedJobRequestMetric) Valid() bool {
+	switch e {
+	case NormalizedJobRequestMetricCosine:
+		return true
+	case NormalizedJobRequestMetricEuclidean:
 		return true
 	default:
 		return false
@@ -467,7 +503,7 @@ type ImageSize struct {
 	Width  int `json:"width"`
 }
 
-// Job Example: {"backend":"cpu (2 threads)","created_at":"2026-11-24T18:00:00Z","error":null,"finished_at":null,"id":"01JD3ZK6Q9W5N2B8T4M7C1XH0R","links":{"events":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R/events","result":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R/result","self":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R"},"progress":{"elapsed_seconds":48.2,"images_failed":9,"images_loaded":3012,"images_total":3021,"iteration":420,"iterations":1000,"kl_divergence":1.93,"rows_dropped":2},"request":{"backend":"auto","dataset_url":"https://example.org/ashmolean/data.tab","dimensions":2,"early_exaggeration":12,"exaggeration_iterations":250,"grid":false,"id_column":"id","image_size":{"height":100,"width":100},"image_url_template":"https://example.org/ashmolean/{id}.jpg","init":"pca","iterations":1000,"learning_rate":"auto","method":"tsne","perplexity":30,"seed":0,"timeout_seconds":86400},"stage":"optimizing","started_at":"2026-11-24T18:00:01Z","status":"running"}
+// Job Example: {"backend":"cpu (2 threads)","created_at":"2026-11-24T18:00:00Z","error":null,"finished_at":null,"id":"01JD3ZK6Q9W5N2B8T4M7C1XH0R","links":{"events":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R/events","result":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R/result","self":"/v1/jobs/01JD3ZK6Q9W5N2B8T4M7C1XH0R"},"progress":{"elapsed_seconds":48.2,"images_failed":9,"images_loaded":3012,"images_total":3021,"iteration":420,"iterations":1000,"kl_divergence":1.93,"rows_dropped":2},"request":{"backend":"auto","dataset_url":"https://example.org/ashmolean/data.tab","dimensions":2,"early_exaggeration":12,"exaggeration_iterations":250,"grid":false,"id_column":"id","image_size":{"height":100,"width":100},"image_url_template":"https://example.org/ashmolean/{id}.jpg","init":"pca","iterations":1000,"learning_rate":"auto","method":"tsne","metric":"euclidean","perplexity":30,"seed":0,"timeout_seconds":86400},"stage":"optimizing","started_at":"2026-11-24T18:00:01Z","status":"running"}
 type Job struct {
 	// Attempts Times the job was started. More than 1: it was retried, after
 	// its worker stopped or went silent (see `history`).
@@ -568,6 +604,29 @@ type JobRequest struct {
 	EarlyExaggeration      *float64              `json:"early_exaggeration,omitempty"`
 	ExaggerationIterations *int                  `json:"exaggeration_iterations,omitempty"`
 
+	// FeaturesColumn Parquet only: the list or fixed-size-list column holding the
+	// vectors. By default the file's only such column.
+	FeaturesColumn *string `json:"features_column,omitempty"`
+
+	// FeaturesUrl http(s) URL of a file of one vector per row, computed elsewhere
+	// (CLIP, a CNN, a text model); the map is made of these vectors
+	// instead of the pixels. Vectors are matched to rows **by id**, in
+	// any order. Formats, told by the file's first bytes:
+	// `.parquet` (an `id_column` column and a list or fixed-size-list
+	// column of float/double, see `features_column`), `.tsv`/`.csv`
+	// (header row; the `id_column` column holds ids, every other column
+	// is a number), `.npy` (float32 or float64, 2-D, C order; ids one a
+	// line in the sibling file at the same URL with `.npy` replaced by
+	// `.ids.txt`). A row without a vector fails that row (listed in
+	// `/failures`); vectors whose id is not in the table are ignored
+	// and counted. Duplicate ids, vectors of different lengths, NaN or
+	// infinite values, an empty file, a file over the size limit, or a
+	// missing column fail the job with `dataset_invalid`.
+	//
+	//
+	// Example: https://example.org/ashmolean/clip.parquet
+	FeaturesUrl *string `json:"features_url,omitempty"`
+
 	// Grid Also lay the finished map out on a grid, one image a cell,
 	// neighbours kept together: the result gets `grid_x`, `grid_y`.
 	// Only for 2-D maps (`dimensions` 2).
@@ -585,7 +644,9 @@ type JobRequest struct {
 	ImageUrlColumn *string `json:"image_url_column,omitempty"`
 
 	// ImageUrlTemplate Contains `{id}`; the row's id is path-escaped into it. Use this or
-	// `image_url_column`, not both.
+	// `image_url_column`, not both. Required unless `features_url` is
+	// given (then images are optional: they make the thumbnails and
+	// map.png, not the embedding).
 	//
 	//
 	// Example: https://example.org/ashmolean/{id}.jpg
@@ -604,6 +665,12 @@ type JobRequest struct {
 
 	// Method `pca` returns the first principal components.
 	Method *JobRequestMethod `json:"method,omitempty"`
+
+	// Metric Distance between input vectors. `cosine` scales every vector to
+	// unit length first; PCA and the neighbour search then run as for
+	// `euclidean`, since for unit vectors ‖a − b‖² = 2 − 2·cos(a, b).
+	// A zero vector has no direction: with `cosine` its row fails.
+	Metric *JobRequestMetric `json:"metric,omitempty"`
 
 	// Perplexity Must be < (number of loaded images − 1) / 3, else the job fails
 	// with code `perplexity_too_large`: as soon as the table is read
@@ -631,6 +698,12 @@ type JobRequestInit string
 // JobRequestMethod `pca` returns the first principal components.
 type JobRequestMethod string
 
+// JobRequestMetric Distance between input vectors. `cosine` scales every vector to
+// unit length first; PCA and the neighbour search then run as for
+// `euclidean`, since for unit vectors ‖a − b‖² = 2 − 2·cos(a, b).
+// A zero vector has no direction: with `cosine` its row fails.
+type JobRequestMetric string
+
 // JobStage defines model for JobStage.
 type JobStage string
 
@@ -655,6 +728,8 @@ type NormalizedJobRequest struct {
 	Dimensions             NormalizedJobRequestDimensions `json:"dimensions"`
 	EarlyExaggeration      float64                        `json:"early_exaggeration"`
 	ExaggerationIterations int                            `json:"exaggeration_iterations"`
+	FeaturesColumn         *string                        `json:"features_column,omitempty"`
+	FeaturesUrl            *string                        `json:"features_url,omitempty"`
 	Grid                   bool                           `json:"grid"`
 	IdColumn               string                         `json:"id_column"`
 
@@ -669,6 +744,7 @@ type NormalizedJobRequest struct {
 	LearningRate   LearningRate               `json:"learning_rate"`
 	Limit          *int                       `json:"limit,omitempty"`
 	Method         NormalizedJobRequestMethod `json:"method"`
+	Metric         NormalizedJobRequestMetric `json:"metric"`
 	Perplexity     float64                    `json:"perplexity"`
 	Seed           int64                      `json:"seed"`
 	TimeoutSeconds int                        `json:"timeout_seconds"`
@@ -685,6 +761,9 @@ type NormalizedJobRequestInit string
 
 // NormalizedJobRequestMethod defines model for NormalizedJobRequest.Method.
 type NormalizedJobRequestMethod string
+
+// NormalizedJobRequestMetric defines model for NormalizedJobRequest.Metric.
+type NormalizedJobRequestMetric string
 
 // Point defines model for Point.
 type Point struct {
@@ -734,6 +813,13 @@ type Progress struct {
 	// NaN-like id (see `id_column`); they are in neither the images
 	// nor the result.
 	RowsDropped int `json:"rows_dropped"`
+
+	// VectorsIgnored With `features_url`, the file's vectors whose id is not in the
+	// table (ignored: a features file may cover more than one table).
+	VectorsIgnored *int `json:"vectors_ignored,omitempty"`
+
+	// VectorsMatched With `features_url`, the rows that have a vector in the file.
+	VectorsMatched *int `json:"vectors_matched,omitempty"`
 }
 
 // Readiness defines model for Readiness.

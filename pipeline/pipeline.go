@@ -63,6 +63,9 @@ func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*job
 	if err != nil {
 		return nil, err
 	}
+	if job.Request.FeaturesURL != "" {
+		return p.runFeatures(ctx, job, be, table, t)
+	}
 	images, err := p.loadImages(ctx, job.Request, table, t)
 	if err != nil {
 		return nil, err
@@ -99,6 +102,7 @@ func (p *Pipeline) fetchTable(ctx context.Context, req jobs.Request, t *jobs.Tra
 		ImageURLTemplate: req.ImageURLTemplate,
 		ImageURLColumn:   req.ImageURLColumn,
 		Limit:            req.Limit,
+		ImagesOptional:   req.FeaturesURL != "",
 	})
 	switch {
 	case ctx.Err() != nil:
@@ -333,6 +337,9 @@ func Options(r jobs.Request) embed.Options {
 	o.LearningRate = float64(r.LearningRate)
 	o.Init = embed.Init(r.Init)
 	o.Seed = r.Seed
+	if r.Metric != "" {
+		o.Metric = embed.Metric(r.Metric)
+	}
 	return o
 }
 

@@ -70,6 +70,7 @@ func optionFlags(fs *flag.FlagSet) *embed.Options {
 	fs.Func("repulsion", "auto, exact, barnes-hut or fft (default auto)", func(s string) error { o.Repulsion = embed.Repulsion(s); return nil })
 	fs.Float64Var(&o.Theta, "theta", o.Theta, "Barnes-Hut opening angle")
 	fs.Func("neighbors", "auto, exact or approximate (default auto)", func(s string) error { o.Neighbors = embed.NeighborMethod(s); return nil })
+	fs.Func("metric", "euclidean or cosine (default euclidean; cosine scales every row to unit length first)", func(s string) error { o.Metric = embed.Metric(s); return nil })
 	return &o
 }
 

@@ -30,6 +30,9 @@ func runCommand(ctx context.Context, args []string, getenv func(string) string, 
 	fs.StringVar(&req.ImageURLTemplate, "image-url-template", "", "image URL with {id} where the row's id goes")
 	fs.StringVar(&req.ImageURLColumn, "image-url-column", "", "column holding each row's image URL (instead of a template)")
 	fs.StringVar(&req.IDColumn, "id-column", req.IDColumn, "column of row ids; rows with empty or NaN-like ids are dropped")
+	fs.StringVar(&req.FeaturesURL, "features-url", "", "http(s) URL of vectors to map instead of pixels (.parquet, .tsv, .csv, .npy + .ids.txt), matched to rows by id; images then optional")
+	fs.StringVar(&req.FeaturesColumn, "features-column", "", "Parquet: the list column of vectors (default: the only one)")
+	fs.StringVar(&req.Metric, "metric", req.Metric, "euclidean or cosine (rows scaled to unit length first)")
 	fs.IntVar(&req.Limit, "limit", 0, "keep only the first N rows (0: all)")
 	fs.IntVar(&req.ImageSize.Width, "image-width", req.ImageSize.Width, "width every image is resized to (4..512)")
 	fs.IntVar(&req.ImageSize.Height, "image-height", req.ImageSize.Height, "height every image is resized to (4..512)")
@@ -113,11 +116,16 @@ func checkRunRequest(req jobs.Request) error {
 	if _, err := loader.ParseURL(req.DatasetURL); err != nil {
 		return usageErrorf("--dataset-url: %v", err)
 	}
+	if req.FeaturesURL != "" {
+		if _, err := loader.ParseURL(req.FeaturesURL); err != nil {
+			return usageErrorf("--features-url: %v", err)
+		}
+	}
 	switch {
 	case req.ImageURLTemplate != "" && req.ImageURLColumn != "":
 		return usageErrorf("give --image-url-template or --image-url-column, not both")
-	case req.ImageURLTemplate == "" && req.ImageURLColumn == "":
-		return usageErrorf("give --image-url-template (a URL with {id} where each row's id goes) or --image-url-column (the column holding each row's image URL)")
+	case req.ImageURLTemplate == "" && req.ImageURLColumn == "" && req.FeaturesURL == "":
+		return usageErrorf("give --image-url-template (a URL with {id} where each row's id goes) or --image-url-column (the column holding each row's image URL); with --features-url images are optional")
 	case req.ImageURLTemplate != "" && !strings.Contains(req.ImageURLTemplate, "{id}"):
 		return usageErrorf("--image-url-template %q has no {id}: put {id} where each row's id goes, e.g. https://host/images/{id}.jpg", req.ImageURLTemplate)
 	case req.ImageURLTemplate != "":

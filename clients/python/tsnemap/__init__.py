@@ -246,8 +246,18 @@ class Client:
 
     # -- the API ---------------------------------------------------------
 
-    def submit(self, **request):
-        """Submits a job (the fields of JobRequest) and returns the Job."""
+    def submit(self, *, features_url=None, metric=None, **request):
+        """Submits a job (the fields of JobRequest) and returns the Job.
+
+        features_url: a file of vectors computed elsewhere (Parquet, TSV,
+        CSV, or .npy with its .ids.txt), matched to the table's rows by id;
+        the map is made of them instead of the pixels, and images become
+        optional. metric: "euclidean" (default) or "cosine".
+        """
+        if features_url is not None:
+            request["features_url"] = features_url
+        if metric is not None:
+            request["metric"] = metric
         return self._request("POST", "/v1/jobs", request)
 
     def get(self, job_id):
@@ -286,15 +296,17 @@ class Client:
         return self._request("GET", path, accept="*/*", raw=True).decode("utf-8")
 
     def result_rows(self, job_id):
-        """The result table as a list of dicts: the original columns plus x, y (and z).
+        """The result table as a list of dicts: the original columns plus x, y (and z),
+        then cluster (and grid_x, grid_y when the job asked for a grid).
 
-        Coordinates are floats, or None for rows whose image failed.
+        Coordinates are floats, or None for rows whose image failed; cluster
+        and grid cells are ints, cluster None for rows in no hotspot.
         """
         rows = list(csv.DictReader(io.StringIO(self.result(job_id, "tsv")), delimiter="\t"))
         for row in rows:
-            for k in ("x", "y", "z"):
+            for k, kind in (("x", float), ("y", float), ("z", float), ("cluster", int), ("grid_x", int), ("grid_y", int)):
                 if k in row:
-                    row[k] = float(row[k]) if row[k] != "" else None
+                    row[k] = kind(row[k]) if row[k] != "" else None
         return rows
 
     def failures(self, job_id):
