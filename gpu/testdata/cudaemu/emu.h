@@ -17,6 +17,15 @@ struct uint3 {
 	unsigned x = 1, y = 1, z = 1;
 };
 
+// The parts of a fiber (a CUDA thread) and of a block that kernels read
+// through the built-in variables, inline.
+struct FiberHead {
+	uint3 tid;
+	unsigned linear = 0;  // linear index in the block; lane = linear % 32
+};
+struct BlockHead {
+	uint3 bid;
+};
 struct Fiber;
 struct Block;
 
@@ -29,8 +38,8 @@ extern EMU_TLS Block* tlsBlock;
 extern uint3 gBlockDim, gGridDim;
 
 // The index of the running thread and of its block.
-const uint3& threadIndex();
-const uint3& blockIndex();
+inline const uint3& threadIndex() { return reinterpret_cast<FiberHead*>(tlsFiber)->tid; }
+inline const uint3& blockIndex() { return reinterpret_cast<BlockHead*>(tlsBlock)->bid; }
 
 // __syncthreads: waits for every thread of the block that has not exited.
 void syncThreads();
@@ -47,7 +56,7 @@ const uint64_t* warpCollective(unsigned mask, WarpOp op, uint64_t v);
 
 // The calling thread's lane (threadIdx linear index mod 32) and the mask of
 // the lanes of its warp that exist and have not exited.
-unsigned laneId();
+inline unsigned laneId() { return reinterpret_cast<FiberHead*>(tlsFiber)->linear & 31; }
 unsigned liveMask();
 
 // fail ends the launch with CUDA_ERROR_LAUNCH_FAILED and a message naming

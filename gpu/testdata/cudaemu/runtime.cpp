@@ -130,9 +130,10 @@ void Memory::releaseContext(Context* ctx) {
 
 // ---- fibers --------------------------------------------------------------
 
-// emu_switch saves the callee-saved registers and the floating-point
-// control words on the current stack, stores its pointer in *save and
-// resumes the stack at to (a fiber or the scheduler).
+// emu_switch saves the callee-saved registers on the current stack, stores
+// its pointer in *save and resumes the stack at to (a fiber or the
+// scheduler). The floating-point control words are not switched: kernels
+// never change them (saving them made a switch several times slower).
 extern "C" void emu_switch(void** save, void* to);
 asm(R"(
 	.text
@@ -147,12 +148,8 @@ emu_switch:
 	pushq %r14
 	pushq %r15
 	subq $8, %rsp
-	stmxcsr (%rsp)
-	fnstcw 4(%rsp)
 	movq %rsp, (%rdi)
 	movq %rsi, %rsp
-	ldmxcsr (%rsp)
-	fldcw 4(%rsp)
 	addq $8, %rsp
 	popq %r15
 	popq %r14
@@ -166,12 +163,10 @@ emu_switch:
 
 enum FiberState { fReady, fWaiting, fDone, fFailed };
 
-struct Fiber {
+struct Fiber : FiberHead {  // FiberHead first, at offset 0 (threadIndex)
 	void* sp = nullptr;
 	char* stack = nullptr;  // lowest usable byte (a guard page below it)
 	FiberState state = fReady;
-	uint3 tid;
-	unsigned linear = 0;
 	const unsigned* waitGen = nullptr;  // waiting until *waitGen != waitVal
 	unsigned waitVal = 0;
 	const char* waitWhat = "";
@@ -183,8 +178,7 @@ struct WarpRound {
 	uint64_t slots[2][32];
 };
 
-struct Block {
-	uint3 bid;
+struct Block : BlockHead {
 	unsigned nthreads = 0, live = 0;
 	unsigned barArrived = 0, barGen = 0;
 	std::vector<WarpRound> warps;
@@ -209,9 +203,6 @@ struct Worker {
 	}
 };
 
-const uint3& threadIndex() { return tlsFiber->tid; }
-const uint3& blockIndex() { return tlsBlock->bid; }
-unsigned laneId() { return tlsFiber->linear & 31; }
 unsigned liveMask() { return tlsBlock->warpLive[tlsFiber->linear >> 5]; }
 
 static void yieldToScheduler() { emu_switch(&tlsFiber->sp, tlsWorker->schedSP); }
@@ -349,11 +340,7 @@ static void startFiber(Worker& w, unsigned i) {
 	char* top = w.stack(i) + kStack;
 	uintptr_t t = (uintptr_t)top & ~(uintptr_t)15;
 	auto* sp = (uint64_t*)(t - 72);
-	uint32_t fp[2];
-	asm volatile("stmxcsr %0" : "=m"(fp[0]));
-	asm volatile("fnstcw %0" : "=m"(fp[1]));
-	std::memcpy(&sp[0], fp, 8);
-	for (int k = 1; k <= 6; k++) sp[k] = 0;
+	for (int k = 0; k <= 6; k++) sp[k] = 0;
 	sp[7] = (uint64_t)(uintptr_t)&fiberMain;
 	sp[8] = 0;
 	f.sp = sp;
