@@ -55,7 +55,11 @@ func agreeProblem(t *testing.T, n int) (*embed.CSR, []float32, []int) {
 
 func TestAgreeWithCPU(t *testing.T) {
 	g := testBackend(t)
-	for _, n := range []int{5000, 70000} {
+	sizes := []int{5000, 70000}
+	if emulated(g) {
+		sizes = []int{2000} // the emulator's exact repulsion runs on the CPU's cores
+	}
+	for _, n := range sizes {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			if n > 5000 && testing.Short() {
 				t.Skip("-short: the 70,000-point agreement runs the CPU's exact repulsion")

@@ -3,12 +3,17 @@
 package gpu
 
 import (
+	"context"
 	"embed"
 	"errors"
 	"fmt"
 	"math"
 	"runtime"
+	"runtime/debug"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -24,12 +29,14 @@ var ptxFiles embed.FS
 // synchronisation. Callers check their context between do calls, so a
 // cancelled job stops within one launch.
 type device struct {
-	dr   *driver
-	info Info
-	fn   [numKernels]cuFunction
-	work chan func()
-	quit chan struct{}
-	done chan struct{}
+	dr        *driver
+	info      Info
+	fn        [numKernels]cuFunction
+	work      chan func()
+	quit      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	lost      atomic.Pointer[error] // why the context is unusable (nil: it is not)
 }
 
 // deviceChoice is the device Probe and newDevice pick.
@@ -51,6 +58,10 @@ func pickDevice(dr *driver) (deviceChoice, error) {
 	version, err := dr.version()
 	if err != nil {
 		return deviceChoice{}, err
+	}
+	if isa, need := ptxRequirement(); version < need {
+		return deviceChoice{}, fmt.Errorf("%w: the NVIDIA driver supports CUDA %d.%d, and the kernels' PTX (ISA %s) needs CUDA %d.%d or later (driver R520+): update the driver",
+			ErrNoDevice, version/1000, version%1000/10, isa, need/1000, need%1000/10)
 	}
 	count, err := dr.deviceCount()
 	if err != nil {
@@ -83,6 +94,10 @@ func pickDevice(dr *driver) (deviceChoice, error) {
 			skipped = append(skipped, fmt.Sprintf("%s (device %d) has compute capability %d.%d < 7.0", name, ord, major, minor))
 			continue
 		}
+		sms, err := dr.attribute(dev, attrMultiprocessors)
+		if err != nil {
+			return deviceChoice{}, err
+		}
 		total, err := dr.totalMem(dev)
 		if err != nil {
 			return deviceChoice{}, err
@@ -100,7 +115,7 @@ func pickDevice(dr *driver) (deviceChoice, error) {
 		if derr != nil {
 			return deviceChoice{}, derr
 		}
-		info := Info{Ordinal: ord, Name: name, TotalMemory: total, FreeMemory: free, Major: major, Minor: minor, Driver: version}
+		info := Info{Ordinal: ord, Name: name, TotalMemory: total, FreeMemory: free, Major: major, Minor: minor, Driver: version, Multiprocessors: sms}
 		if !found || free > best.info.FreeMemory {
 			best, found = deviceChoice{dev: dev, info: info}, true
 		}
@@ -111,12 +126,23 @@ func pickDevice(dr *driver) (deviceChoice, error) {
 	return best, nil
 }
 
+// probeTimeout bounds Probe when its context has no deadline: a driver
+// that hangs (a wedged GPU, a kernel module stuck in its init) must not
+// hang start-up.
+const probeTimeout = 30 * time.Second
+
 // Probe loads the NVIDIA driver, enumerates the devices and describes the
 // one a Backend would use: compute capability ≥ 7.0, most free memory. Any
-// failure (no driver library, no device, a driver error) is the error,
-// whose text is the reason to log; it wraps ErrNoDevice when there is no
-// usable device.
-func Probe() (Info, error) {
+// failure (no driver library, no device, a driver error, no answer before
+// ctx ends or probeTimeout) is the error, whose text is the reason to log;
+// it wraps ErrNoDevice when there is no usable device. A driver call that
+// never returns leaves its goroutine (and OS thread) behind.
+func Probe(ctx context.Context) (Info, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, probeTimeout)
+		defer cancel()
+	}
 	type result struct {
 		info Info
 		err  error
@@ -134,11 +160,31 @@ func Probe() (Info, error) {
 		c, err := pickDevice(dr)
 		ch <- result{info: c.info, err: err}
 	}()
-	r := <-ch
-	if r.err != nil {
-		return Info{}, fmt.Errorf("gpu: probe: %w", r.err)
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return Info{}, fmt.Errorf("gpu: probe: %w", r.err)
+		}
+		return r.info, nil
+	case <-ctx.Done():
+		return Info{}, fmt.Errorf("gpu: probe: the driver (%s) did not answer: %w", libraryPath(), ctx.Err())
 	}
-	return r.info, nil
+}
+
+// ptxRequirement is the PTX ISA of the embedded kernels and the driver API
+// version that accepts it (ISA 7.x: CUDA 11.x, 8.x: 12.x, 9.x: 13.x).
+func ptxRequirement() (isa string, driver int) {
+	src, err := ptxFiles.ReadFile("kernels/" + modules[0] + ".ptx")
+	if err != nil {
+		return "?", 0
+	}
+	var major, minor int
+	for _, line := range strings.Split(string(src), "\n") {
+		if _, err := fmt.Sscanf(line, ".version %d.%d", &major, &minor); err == nil {
+			break
+		}
+	}
+	return fmt.Sprintf("%d.%d", major, minor), (major+4)*1000 + minor*10
 }
 
 // newDevice starts the device goroutine: picks the device, creates the
@@ -195,6 +241,17 @@ func (d *device) loop(ready chan<- error) {
 	}
 }
 
+// lostErr is why the device's context is unusable, or nil.
+func (d *device) lostErr() error {
+	if p := d.lost.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// markLost records that the context is unusable (the first reason wins).
+func (d *device) markLost(err error) { d.lost.CompareAndSwap(nil, &err) }
+
 // loadKernels JIT-compiles every module and resolves every kernel of
 // kernelTable.
 func (d *device) loadKernels() ([]cuModule, error) {
@@ -222,11 +279,32 @@ func (d *device) loadKernels() ([]cuModule, error) {
 	return list, nil
 }
 
-// do runs f on the device thread and returns its error.
+// do runs f on the device thread and returns its error. A sticky driver
+// error, or a panic in f, marks the device lost (ErrDeviceLost): the
+// panic fails this call, not the process, and every later do fails at
+// once until the Backend reopens the device.
 func (d *device) do(f func() error) error {
+	if err := d.lostErr(); err != nil {
+		return err
+	}
 	errc := make(chan error, 1)
+	run := func() {
+		defer func() {
+			if p := recover(); p != nil {
+				err := fmt.Errorf("gpu: %w: panic in device work: %v\n%s", ErrDeviceLost, p, debug.Stack())
+				d.markLost(err)
+				errc <- err
+			}
+		}()
+		err := f()
+		if isSticky(err) {
+			err = fmt.Errorf("gpu: %w: %w", ErrDeviceLost, err)
+			d.markLost(err)
+		}
+		errc <- err
+	}
 	select {
-	case d.work <- func() { errc <- f() }:
+	case d.work <- run:
 	case <-d.done:
 		return errors.New("gpu: device is closed")
 	}
@@ -234,13 +312,10 @@ func (d *device) do(f func() error) error {
 }
 
 // close stops the device goroutine, which destroys the context (and with
-// it every allocation still live).
+// it every allocation still live). It may be called more than once, and
+// concurrently.
 func (d *device) close() {
-	select {
-	case <-d.quit:
-	default:
-		close(d.quit)
-	}
+	d.closeOnce.Do(func() { close(d.quit) })
 	<-d.done
 }
 
@@ -307,6 +382,12 @@ func (d *device) launch(id kernelID, grid, block [3]int, shmem int, args ...any)
 	// The driver's limits on every GPU since compute capability 3.0.
 	if grid[0] < 1 || grid[0] > math.MaxInt32 || grid[1] < 1 || grid[1] > 65535 || grid[2] < 1 || grid[2] > 65535 {
 		return fmt.Errorf("gpu: launch %s: grid %v exceeds the device's limits", sig.name, grid)
+	}
+	if block[0] < 1 || block[1] < 1 || block[2] < 1 || block[0]*block[1]*block[2] > 1024 {
+		return fmt.Errorf("gpu: launch %s: block %v exceeds the device's limits", sig.name, block)
+	}
+	if err := sig.block.check(block); err != nil {
+		return fmt.Errorf("gpu: launch %s: %w", sig.name, err)
 	}
 	return d.dr.launch(sig.name, d.fn[id], grid, block, shmem, vals)
 }

@@ -19,9 +19,11 @@
 // os.Exit(1)s when it fails (a host without a GPU), and it links -lcuda, so
 // a binary built with it does not even start where libcuda.so.1 is
 // missing. "--backend auto" must start anywhere and fall back to the CPU
-// with a reason, and the GPU tests must skip with that reason; so the
-// backend binds the ~25 driver entry points it needs itself (driver.go),
-// opening libcuda.so.1 with dlopen when Probe or New runs. The binding is
+// with a reason; so the backend binds the ~25 driver entry points it needs
+// itself (driver.go), opening libcuda.so.1 with dlopen when Probe or New
+// runs, or the library TSNEMAP_LIBCUDA names: the tests of the cuda build
+// run on the emulated driver of testdata/cudaemu where there is no GPU
+// (docs/gpu.md). The binding is
 // the CUDA Driver API as NVIDIA documents it; kernels are ours, compiled to
 // PTX (kernels/*.cu → kernels/*.ptx, go generate ./gpu) for compute_70 and
 // JIT-compiled by the driver for the GPU it finds (Volta to Hopper and

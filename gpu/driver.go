@@ -41,26 +41,30 @@ typedef struct {
 	tsCUresult (*memcpyDtoD)(tsCUdeviceptr, tsCUdeviceptr, size_t);
 	tsCUresult (*memsetD8)(tsCUdeviceptr, unsigned char, size_t);
 	tsCUresult (*memsetD32)(tsCUdeviceptr, unsigned int, size_t);
-	tsCUresult (*moduleLoadData)(tsCUmodule*, const void*);
+	tsCUresult (*moduleLoadDataEx)(tsCUmodule*, const void*, unsigned int, int*, void**);
 	tsCUresult (*moduleUnload)(tsCUmodule);
 	tsCUresult (*moduleGetFunction)(tsCUfunction*, tsCUmodule, const char*);
 	tsCUresult (*launchKernel)(tsCUfunction, unsigned int, unsigned int, unsigned int,
 		unsigned int, unsigned int, unsigned int, unsigned int, void*, void**, void**);
 	tsCUresult (*getErrorName)(tsCUresult, const char**);
 	tsCUresult (*getErrorString)(tsCUresult, const char**);
+	// Only the emulated driver (gpu/testdata/cudaemu) has it: why the
+	// calling thread's last call failed, in detail.
+	int (*emuLastError)(char*, int);
 } tsDriver;
 
 #ifndef RTLD_NODELETE
 #define RTLD_NODELETE 0x01000
 #endif
 
-// tsOpen loads libcuda.so.1 and resolves every entry point (the _v2 names
-// are the 64-bit ABI cuda.h maps the plain names to since CUDA 3.2). It
+// tsOpen loads the driver library path (libcuda.so.1, or the library
+// TSNEMAP_LIBCUDA names) and resolves every entry point (the _v2 names are
+// the 64-bit ABI cuda.h maps the plain names to since CUDA 3.2). It
 // returns NULL and writes why into err.
-static tsDriver* tsOpen(char* err, int errlen) {
+static tsDriver* tsOpen(const char* path, char* err, int errlen) {
 	// RTLD_NODELETE: libcuda starts threads and registers exit handlers,
 	// so it must never be unmapped; dlclose then only drops a reference.
-	void* lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+	void* lib = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
 	if (!lib) {
 		snprintf(err, errlen, "%s", dlerror());
 		return NULL;
@@ -69,7 +73,7 @@ static tsDriver* tsOpen(char* err, int errlen) {
 	d->lib = lib;
 #define SYM(field, name) \
 	*(void**)(&d->field) = dlsym(lib, name); \
-	if (!d->field) { snprintf(err, errlen, "libcuda.so.1 has no %s", name); dlclose(lib); free(d); return NULL; }
+	if (!d->field) { snprintf(err, errlen, "%s has no %s", path, name); dlclose(lib); free(d); return NULL; }
 	SYM(init, "cuInit")
 	SYM(driverGetVersion, "cuDriverGetVersion")
 	SYM(deviceGetCount, "cuDeviceGetCount")
@@ -89,13 +93,14 @@ static tsDriver* tsOpen(char* err, int errlen) {
 	SYM(memcpyDtoD, "cuMemcpyDtoD_v2")
 	SYM(memsetD8, "cuMemsetD8_v2")
 	SYM(memsetD32, "cuMemsetD32_v2")
-	SYM(moduleLoadData, "cuModuleLoadData")
+	SYM(moduleLoadDataEx, "cuModuleLoadDataEx")
 	SYM(moduleUnload, "cuModuleUnload")
 	SYM(moduleGetFunction, "cuModuleGetFunction")
 	SYM(launchKernel, "cuLaunchKernel")
 	SYM(getErrorName, "cuGetErrorName")
 	SYM(getErrorString, "cuGetErrorString")
 #undef SYM
+	*(void**)(&d->emuLastError) = dlsym(lib, "tsnemapEmuLastError");
 	return d;
 }
 
@@ -120,7 +125,15 @@ static tsCUresult tsDtoH(tsDriver* d, void* dst, tsCUdeviceptr src, size_t n) { 
 static tsCUresult tsDtoD(tsDriver* d, tsCUdeviceptr dst, tsCUdeviceptr src, size_t n) { return d->memcpyDtoD(dst, src, n); }
 static tsCUresult tsMemsetD8(tsDriver* d, tsCUdeviceptr p, unsigned char v, size_t n) { return d->memsetD8(p, v, n); }
 static tsCUresult tsMemsetD32(tsDriver* d, tsCUdeviceptr p, unsigned int v, size_t n) { return d->memsetD32(p, v, n); }
-static tsCUresult tsModuleLoad(tsDriver* d, tsCUmodule* m, const void* image) { return d->moduleLoadData(m, image); }
+// tsModuleLoad JIT-compiles image with the driver's error log
+// (CU_JIT_ERROR_LOG_BUFFER = 5, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES = 6)
+// in log.
+static tsCUresult tsModuleLoad(tsDriver* d, tsCUmodule* m, const void* image, char* log, int logSize) {
+	int opts[2] = {5, 6};
+	void* vals[2] = {log, (void*)(uintptr_t)logSize};
+	log[0] = 0;
+	return d->moduleLoadDataEx(m, image, 2, opts, vals);
+}
 static tsCUresult tsModuleUnload(tsDriver* d, tsCUmodule m) { return d->moduleUnload(m); }
 static tsCUresult tsModuleFunction(tsDriver* d, tsCUfunction* f, tsCUmodule m, const char* name) { return d->moduleGetFunction(f, m, name); }
 
@@ -135,10 +148,12 @@ static tsCUresult tsLaunch(tsDriver* d, tsCUfunction f, unsigned gx, unsigned gy
 	return d->launchKernel(f, gx, gy, gz, bx, by, bz, shmem, NULL, ptrs, NULL);
 }
 
-static void tsErrorText(tsDriver* d, tsCUresult r, const char** name, const char** text) {
+static void tsErrorText(tsDriver* d, tsCUresult r, const char** name, const char** text, char* detail, int n) {
 	*name = NULL; *text = NULL;
 	d->getErrorName(r, name);
 	d->getErrorString(r, text);
+	detail[0] = 0;
+	if (d->emuLastError) d->emuLastError(detail, n);
 }
 */
 import "C"
@@ -146,6 +161,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"os"
 	"unsafe"
 )
 
@@ -158,22 +174,68 @@ type driver struct {
 
 // cuError is a failed driver call.
 type cuError struct {
-	call string
-	code int
-	name string
-	text string
+	call   string
+	code   int
+	name   string
+	text   string
+	detail string // the emulated driver's account of the failure
 }
 
 func (e *cuError) Error() string {
+	var s string
 	if e.name == "" {
-		return fmt.Sprintf("%s: CUDA error %d", e.call, e.code)
+		s = fmt.Sprintf("%s: CUDA error %d", e.call, e.code)
+	} else {
+		s = fmt.Sprintf("%s: %s (%s)", e.call, e.text, e.name)
 	}
-	return fmt.Sprintf("%s: %s (%s)", e.call, e.text, e.name)
+	if e.detail != "" {
+		s += ": " + e.detail
+	}
+	return s
+}
+
+// Sticky CUresults: after them the context is unusable, every later call
+// fails, and only a new context (or process) recovers the device.
+const (
+	cuErrOutOfMemory      = 2
+	cuErrECCUncorrectable = 214
+	cuErrIllegalAddress   = 700
+	cuErrLaunchTimeout    = 702
+	cuErrMisaligned       = 716
+	cuErrInvalidPC        = 718
+	cuErrLaunchFailed     = 719
+)
+
+// isSticky reports whether err is a driver error that leaves the context
+// unusable (CUDA's "sticky" errors: an illegal address, a failed or timed
+// out launch, an uncorrectable ECC error, ...).
+func isSticky(err error) bool {
+	var ce *cuError
+	if !errors.As(err, &ce) {
+		return false
+	}
+	switch ce.code {
+	case cuErrECCUncorrectable, cuErrIllegalAddress, cuErrLaunchTimeout, 715, cuErrMisaligned, 717, cuErrInvalidPC,
+		cuErrLaunchFailed, 720:
+		return true
+	}
+	return false
+}
+
+// libraryPath is the driver library to open: libcuda.so.1 unless
+// LibraryEnv names another.
+func libraryPath() string {
+	if p := os.Getenv(LibraryEnv); p != "" {
+		return p
+	}
+	return "libcuda.so.1"
 }
 
 func openDriver() (*driver, error) {
 	var buf [512]C.char
-	d := C.tsOpen(&buf[0], C.int(len(buf)))
+	path := C.CString(libraryPath())
+	defer C.free(unsafe.Pointer(path))
+	d := C.tsOpen(path, &buf[0], C.int(len(buf)))
 	if d == nil {
 		return nil, fmt.Errorf("%w: load the NVIDIA driver library: %s", ErrNoDevice, C.GoString(&buf[0]))
 	}
@@ -193,8 +255,10 @@ func (dr *driver) check(call string, r C.tsCUresult) error {
 		return nil
 	}
 	var name, text *C.char
-	C.tsErrorText(dr.d, r, &name, &text)
-	e := &cuError{call: call, code: int(r)}
+	detail := (*C.char)(C.malloc(1024))
+	defer C.free(unsafe.Pointer(detail))
+	C.tsErrorText(dr.d, r, &name, &text, detail, 1024)
+	e := &cuError{call: call, code: int(r), detail: C.GoString(detail)}
 	if name != nil {
 		e.name = C.GoString(name)
 	}
@@ -236,6 +300,7 @@ func (dr *driver) deviceName(dev cuDevice) (string, error) {
 
 // Device attributes (CUdevice_attribute in cuda.h).
 const (
+	attrMultiprocessors      = 16
 	attrComputeCapabilityMaj = 75
 	attrComputeCapabilityMin = 76
 )
@@ -341,8 +406,16 @@ func (dr *driver) loadModule(name string, ptx []byte) (cuModule, error) {
 	}
 	img := C.CBytes(ptx)
 	defer C.free(img)
+	const logSize = 8192
+	log := (*C.char)(C.malloc(logSize))
+	defer C.free(unsafe.Pointer(log))
 	var m C.tsCUmodule
-	err := dr.check("cuModuleLoadData("+name+")", C.tsModuleLoad(dr.d, &m, img))
+	err := dr.check("cuModuleLoadDataEx("+name+")", C.tsModuleLoad(dr.d, &m, img, log, logSize))
+	if err != nil {
+		if l := C.GoString(log); l != "" {
+			err = fmt.Errorf("%w; JIT log: %s", err, l)
+		}
+	}
 	return cuModule{m}, err
 }
 

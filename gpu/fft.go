@@ -64,14 +64,17 @@ type fftRepulsion struct {
 
 	kpx, kpy int // padded size the spectrum was made for (0: none)
 	geom     fftGeom
-	host     [4 * fftBBoxBlk]float32
+	// host receives the bounding box partials. It is an allocation of its
+	// own: cgo refuses a pointer into a Go object that holds Go pointers
+	// (dev), as an array field of this struct would be.
+	host []float32
 }
 
 // newFFTRepulsion returns the FFT repulsion for n points in 2-D. It runs
 // on the device thread. Buffers that depend on the layout's extent are
 // allocated by the first forces and grown when the layout spreads.
 func newFFTRepulsion(dev *device, n int) (repulsion, error) {
-	f := &fftRepulsion{dev: dev, n: n}
+	f := &fftRepulsion{dev: dev, n: n, host: make([]float32, 4*fftBBoxBlk)}
 	var err error
 	if f.part, err = dev.alloc(4 * 4 * fftBBoxBlk); err != nil {
 		return nil, err
@@ -135,7 +138,7 @@ func (f *fftRepulsion) boundingGeometry(y devPtr) (fftGeom, error) {
 	if err := f.dev.launch(kFFTBBox, [3]int{fftBBoxBlk, 1, 1}, [3]int{256, 1, 1}, 0, y, f.n, f.part); err != nil {
 		return fftGeom{}, err
 	}
-	if err := download(f.dev, f.host[:], f.part); err != nil {
+	if err := download(f.dev, f.host, f.part); err != nil {
 		return fftGeom{}, err
 	}
 	lox, hix := math.Inf(1), math.Inf(-1)
@@ -207,10 +210,19 @@ func (f *fftRepulsion) twiddles(tabN int) error {
 	return nil
 }
 
-// grow makes b at least bytes long (its contents are lost when it grows).
+// grow makes b at least bytes long (its contents are lost when it grows,
+// so the spectrum and the twiddle table, whichever b held, must be made
+// again: the cached sizes are cleared before the allocation, which may
+// fail and leave b empty).
 func (f *fftRepulsion) grow(b *buf, bytes int64) error {
 	if b.p != 0 && b.bytes >= bytes {
 		return nil
+	}
+	switch b {
+	case &f.grid, &f.spec:
+		f.kpx, f.kpy = 0, 0
+	case &f.tw:
+		f.tabN = 0
 	}
 	f.dev.free(b)
 	nb, err := f.dev.alloc(bytes)

@@ -311,3 +311,12 @@ func TestHostConvolveMatchesDirect(t *testing.T) {
 		}
 	}
 }
+
+// stretch scales a layout's x and y.
+func stretch(y []float32, sx, sy float32) []float32 {
+	for i := 0; i < len(y); i += 2 {
+		y[i] *= sx
+		y[i+1] *= sy
+	}
+	return y
+}

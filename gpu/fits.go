@@ -12,6 +12,11 @@ import (
 // modules and the allocator's rounding (a few hundred MB on recent GPUs).
 const memoryReserve = 512 << 20
 
+// maxColumns is the widest input the PCA kernels take: gemm_tn_acc's grid
+// has a row of blocks per gemmTile columns, and a grid's y extent is at
+// most 65,535.
+const maxColumns = 65535 * gemmTile
+
 // deviceBytes estimates the peak device memory of a run. Stages free their
 // buffers before the next starts, so the peak is the largest stage.
 func deviceBytes(p Problem) int64 {
@@ -44,8 +49,16 @@ func deviceBytes(p Problem) int64 {
 // memory, plus a reserve, is below the device's free memory now. The error
 // wraps ErrDoesNotFit and says what is missing.
 func (b *Backend) Fits(p Problem) error {
+	dev, derr := b.device()
+	if derr != nil {
+		return derr
+	}
 	if p.N < 2 || (p.K > 0 && (p.Dims < 2 || p.Dims > 3)) {
 		return fmt.Errorf("gpu: %w: %d points in %d dimensions", ErrDoesNotFit, p.N, p.Dims)
+	}
+	if p.D > maxColumns {
+		return fmt.Errorf("gpu: %w: %d input columns; the GPU's PCA (gemm_tn_acc, a grid row per 16 columns) handles at most %d",
+			ErrDoesNotFit, p.D, maxColumns)
 	}
 	if p.K > 0 { // a t-SNE run (K = 0: PCA only, no optimiser)
 		req := p.Repulsion
@@ -57,8 +70,8 @@ func (b *Backend) Fits(p Problem) error {
 		}
 	}
 	var free int64
-	if err := b.dev.do(func() (err error) {
-		free, _, err = b.dev.dr.memInfo()
+	if err := dev.do(func() (err error) {
+		free, _, err = dev.dr.memInfo()
 		return err
 	}); err != nil {
 		return fmt.Errorf("gpu: free memory: %w", err)
@@ -66,7 +79,7 @@ func (b *Backend) Fits(p Problem) error {
 	need := deviceBytes(p) + memoryReserve
 	if need > free {
 		return fmt.Errorf("gpu: %w: %d×%d needs about %.1f GiB of device memory, %s has %.1f GiB free",
-			ErrDoesNotFit, p.N, p.D, float64(need)/(1<<30), b.dev.info.Name, float64(free)/(1<<30))
+			ErrDoesNotFit, p.N, p.D, float64(need)/(1<<30), dev.info.Name, float64(free)/(1<<30))
 	}
 	return nil
 }

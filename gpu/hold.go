@@ -48,6 +48,10 @@ const holdShare = 0.5
 // 2.1 GB once instead of 12.6 GB). It declines, with an error, when x would
 // take more than half of the free device memory.
 func (b *Backend) Hold(ctx context.Context, x embed.Data) (func(), error) {
+	dev, derr := b.device()
+	if derr != nil {
+		return nil, derr
+	}
 	elem := int64(4)
 	if x.U8 != nil {
 		elem = 1
@@ -57,21 +61,21 @@ func (b *Backend) Hold(ctx context.Context, x embed.Data) (func(), error) {
 	if h.key.p == nil {
 		return nil, fmt.Errorf("gpu: hold: empty input")
 	}
-	err := b.dev.do(func() (err error) {
-		free, _, err := b.dev.dr.memInfo()
+	err := dev.do(func() (err error) {
+		free, _, err := dev.dr.memInfo()
 		if err != nil {
 			return err
 		}
 		if float64(bytes) > holdShare*float64(free) {
 			return fmt.Errorf("gpu: hold: the input takes %d bytes and %d are free; streaming it instead", bytes, free)
 		}
-		h.buf, err = b.dev.alloc(bytes)
+		h.buf, err = dev.alloc(bytes)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	release := func() { b.dev.do(func() error { b.dev.free(&h.buf); return nil }) }
+	release := func() { dev.do(func() error { dev.free(&h.buf); return nil }) }
 	rows := max(1, (256<<20)/max(1, int(elem)*x.D))
 	for lo := 0; lo < x.N; lo += rows {
 		if err := ctx.Err(); err != nil {
@@ -79,12 +83,12 @@ func (b *Backend) Hold(ctx context.Context, x embed.Data) (func(), error) {
 			return nil, err
 		}
 		hi := min(lo+rows, x.N)
-		err := b.dev.do(func() error {
+		err := dev.do(func() error {
 			off := int64(lo) * int64(x.D) * elem
 			if x.U8 != nil {
-				return b.dev.dr.htod(h.buf.at(off), unsafe.Pointer(&x.U8[lo*x.D]), int64(hi-lo)*int64(x.D))
+				return dev.dr.htod(h.buf.at(off), unsafe.Pointer(&x.U8[lo*x.D]), int64(hi-lo)*int64(x.D))
 			}
-			return b.dev.dr.htod(h.buf.at(off), unsafe.Pointer(&x.F32[lo*x.D]), int64(hi-lo)*int64(x.D)*4)
+			return dev.dr.htod(h.buf.at(off), unsafe.Pointer(&x.F32[lo*x.D]), int64(hi-lo)*int64(x.D)*4)
 		})
 		if err != nil {
 			release()
@@ -118,7 +122,7 @@ func (b *Backend) heldFor(x embed.Data) *heldData {
 // rows returns the device address of rows [lo, hi) of x as stored: in the
 // held copy when there is one, else uploaded into staging. It runs on the
 // device thread.
-func (b *Backend) rows(x embed.Data, h *heldData, lo, hi int, staging buf) (devPtr, error) {
+func (b *Backend) rows(dev *device, x embed.Data, h *heldData, lo, hi int, staging buf) (devPtr, error) {
 	if h != nil {
 		elem := int64(4)
 		if x.U8 != nil {
@@ -126,7 +130,7 @@ func (b *Backend) rows(x embed.Data, h *heldData, lo, hi int, staging buf) (devP
 		}
 		return h.buf.at(int64(lo) * int64(x.D) * elem), nil
 	}
-	if err := b.uploadRows(x, lo, hi, staging); err != nil {
+	if err := b.uploadRows(dev, x, lo, hi, staging); err != nil {
 		return 0, err
 	}
 	return staging.p, nil

@@ -18,6 +18,18 @@ var ErrNoDevice = errors.New("no usable CUDA device")
 // memory than is free, or a size the device kernels do not handle.
 var ErrDoesNotFit = errors.New("problem does not fit the GPU")
 
+// LibraryEnv names the environment variable that selects the driver
+// library instead of libcuda.so.1: set it to the emulated driver
+// (gpu/testdata/cudaemu, docs/gpu.md) to run the GPU backend on the CPU.
+// It is read by Probe and New and never set by the package.
+const LibraryEnv = "TSNEMAP_LIBCUDA"
+
+// ErrDeviceLost is wrapped when the device failed in a way that leaves its
+// context unusable (an illegal address, a failed launch, an uncorrectable
+// ECC error, a panic in device work). The backend reopens the device for
+// the next call; the call that saw it fails.
+var ErrDeviceLost = errors.New("the GPU context was lost")
+
 // MinCapability is the oldest compute capability the embedded PTX
 // (compute_70) runs on.
 const MinCapability = 70
@@ -30,6 +42,9 @@ type Info struct {
 	FreeMemory   int64 // bytes, when probed
 	Major, Minor int   // compute capability
 	Driver       int   // driver API version, e.g. 13000 for CUDA 13.0
+	// Multiprocessors is the device's SM count (it sizes the launches
+	// that are split for cancellation).
+	Multiprocessors int
 }
 
 // String is the one line Probe's caller logs.

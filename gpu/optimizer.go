@@ -138,6 +138,10 @@ type optimizer struct {
 
 // NewOptimizer implements embed.Backend.
 func (b *Backend) NewOptimizer(ctx context.Context, p *embed.CSR, y0 []float32, cfg embed.OptimizerConfig) (embed.Optimizer, error) {
+	dev, derr := b.device()
+	if derr != nil {
+		return nil, derr
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -149,7 +153,7 @@ func (b *Backend) NewOptimizer(ctx context.Context, p *embed.CSR, y0 []float32, 
 		return nil, fmt.Errorf("gpu: new optimizer: %w", err)
 	}
 	n, dims := cfg.N, cfg.Dims
-	o := &optimizer{dev: b.dev, n: n, dims: dims, method: method}
+	o := &optimizer{dev: dev, n: n, dims: dims, method: method}
 	for _, v := range p.Val {
 		if v > 0 {
 			o.plogp += float64(v) * math.Log(float64(v))
@@ -162,7 +166,7 @@ func (b *Backend) NewOptimizer(ctx context.Context, p *embed.CSR, y0 []float32, 
 	for i := range ones {
 		ones[i] = 1
 	}
-	err = b.dev.do(func() (err error) {
+	err = dev.do(func() (err error) {
 		allocs := []struct {
 			b     *buf
 			bytes int64
@@ -172,13 +176,13 @@ func (b *Backend) NewOptimizer(ctx context.Context, p *embed.CSR, y0 []float32, 
 			{&o.scratch, 8 * 8},
 		}
 		for _, a := range allocs {
-			if *a.b, err = b.dev.alloc(a.bytes); err != nil {
+			if *a.b, err = dev.alloc(a.bytes); err != nil {
 				return err
 			}
 		}
 		for _, e := range []error{
-			upload(b.dev, o.rowptr, p.RowPtr), upload(b.dev, o.col, p.Col), upload(b.dev, o.val, p.Val),
-			upload(b.dev, o.y, y0), upload(b.dev, o.gains, ones), b.dev.zero(o.upd), b.dev.zero(o.force),
+			upload(dev, o.rowptr, p.RowPtr), upload(dev, o.col, p.Col), upload(dev, o.val, p.Val),
+			upload(dev, o.y, y0), upload(dev, o.gains, ones), dev.zero(o.upd), dev.zero(o.force),
 		} {
 			if e != nil {
 				return e
@@ -186,9 +190,9 @@ func (b *Backend) NewOptimizer(ctx context.Context, p *embed.CSR, y0 []float32, 
 		}
 		switch method {
 		case embed.RepulsionExact:
-			o.rep = &exactRepulsion{dev: b.dev, n: n, dims: dims}
+			o.rep = &exactRepulsion{dev: dev, n: n, dims: dims}
 		case embed.RepulsionFFT:
-			o.rep, err = newFFTRepulsion(b.dev, n)
+			o.rep, err = newFFTRepulsion(dev, n)
 		}
 		return err
 	})

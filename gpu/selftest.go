@@ -136,6 +136,15 @@ func selfTest(ctx context.Context, b embed.Backend) error {
 			if math.Abs(float64(nb.Dist2[i*k+t])-dist[t]) > 1e-4*(1+dist[t]) {
 				return fmt.Errorf("neighbour %d of point %d at %v, want %v", t, i, nb.Dist2[i*k+t], dist[t])
 			}
+			// The index must name a point at that distance (ties aside,
+			// the t-th nearest), other than i.
+			j := int(nb.Index[i*k+t])
+			if j < 0 || j >= n || j == i {
+				return fmt.Errorf("neighbour %d of point %d is point %d", t, i, j)
+			}
+			if dj := sqDist32(x, i, j, d); math.Abs(dj-dist[t]) > 1e-4*(1+dist[t]) {
+				return fmt.Errorf("neighbour %d of point %d is point %d at %v, want a point at %v", t, i, j, dj, dist[t])
+			}
 		}
 	}
 
@@ -166,8 +175,15 @@ func selfTest(ctx context.Context, b embed.Backend) error {
 		for i := range y0 {
 			y0[i] = float32(rng.NormFloat64())
 		}
-		if err := checkStep(ctx, b, p, y0, dims); err != nil {
+		if err := checkStep(ctx, b, p, y0, dims, embed.RepulsionExact); err != nil {
 			return fmt.Errorf("%d-D: %w", dims, err)
+		}
+		if dims == 2 {
+			// The FFT-interpolation repulsion (every fft_* kernel and the
+			// host side of fft.go), against the same exact reference.
+			if err := checkStep(ctx, b, p, y0, dims, embed.RepulsionFFT); err != nil {
+				return fmt.Errorf("2-D, FFT repulsion: %w", err)
+			}
 		}
 	}
 	return nil
@@ -175,11 +191,18 @@ func selfTest(ctx context.Context, b embed.Backend) error {
 
 // checkStep compares one Step from y0 (gains 1, no momentum yet: the
 // update is −rate·1.2·gradient, then re-centring) and the KL after it with
-// embed.ExactGradient.
-func checkStep(ctx context.Context, b embed.Backend, p *embed.CSR, y0 []float32, dims int) error {
+// embed.ExactGradient. With the FFT repulsion the step may differ from the
+// exact one by the method's error: 1 % of the largest move (the method
+// keeps the force field within fftForceTol; a broken kernel is off by far
+// more).
+func checkStep(ctx context.Context, b embed.Backend, p *embed.CSR, y0 []float32, dims int, method embed.Repulsion) error {
 	n := p.N
 	const ex, rate = 4.0, 10.0
-	opt, err := b.NewOptimizer(ctx, p, y0, embed.OptimizerConfig{N: n, Dims: dims, Repulsion: embed.RepulsionExact})
+	tol := 1e-3
+	if method == embed.RepulsionFFT {
+		tol = 1e-2
+	}
+	opt, err := b.NewOptimizer(ctx, p, y0, embed.OptimizerConfig{N: n, Dims: dims, Repulsion: method})
 	if err != nil {
 		return err
 	}
@@ -211,8 +234,11 @@ func checkStep(ctx context.Context, b embed.Backend, p *embed.CSR, y0 []float32,
 		want[i] -= centroid[i%dims]
 		move = math.Max(move, math.Abs(want[i]-y[i]))
 	}
+	if m := opt.Repulsion(); m != method {
+		return fmt.Errorf("asked for %s repulsion, the optimiser runs %s", method, m)
+	}
 	for i := range want {
-		if math.Abs(float64(got[i])-want[i]) > 1e-3*move+1e-5 {
+		if math.Abs(float64(got[i])-want[i]) > tol*move+1e-5 {
 			return fmt.Errorf("step: y[%d] = %v, want %v", i, got[i], want[i])
 		}
 	}

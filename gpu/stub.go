@@ -10,7 +10,7 @@ import (
 )
 
 // Probe reports that this build has no GPU backend.
-func Probe() (Info, error) {
+func Probe(ctx context.Context) (Info, error) {
 	return Info{}, fmt.Errorf("gpu: %w (rebuild with -tags cuda)", ErrNoCUDA)
 }
 

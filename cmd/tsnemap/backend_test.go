@@ -16,11 +16,11 @@ import (
 // --backend gpu is refused with the probe's reason, auto logs it and runs
 // on the CPU, and bench --backend gpu fails plainly.
 func TestBackendWithoutGPU(t *testing.T) {
-	if info, err := gpu.Probe(); err == nil {
+	ctx := context.Background()
+	if info, err := gpu.Probe(ctx); err == nil {
 		t.Skipf("a GPU is present (%v)", info)
 	}
-	ctx := context.Background()
-	_, reason := gpu.Probe()
+	_, reason := gpu.Probe(ctx)
 
 	if _, err := pickGPU(ctx, "gpu", testkit.QuietLogger()); err == nil ||
 		!strings.Contains(err.Error(), reason.Error()) {

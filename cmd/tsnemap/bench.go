@@ -147,7 +147,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			*cases = gpuCases
 		}
 		if *child == "" {
-			info, err := gpu.Probe()
+			info, err := gpu.Probe(ctx)
 			if err != nil {
 				return fmt.Errorf("--backend gpu: %w", err)
 			}

@@ -418,7 +418,7 @@ func pickGPU(ctx context.Context, backend string, log *slog.Logger) (*gpu.Backen
 	default:
 		return nil, fmt.Errorf("--backend %q: want auto, cpu or gpu", backend)
 	}
-	_, err := gpu.Probe()
+	_, err := gpu.Probe(ctx)
 	if err == nil {
 		var g *gpu.Backend
 		if g, err = gpu.New(ctx); err == nil {

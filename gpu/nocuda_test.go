@@ -1,0 +1,5 @@
+//go:build !cuda
+
+package gpu
+
+const cudaBuild = false
