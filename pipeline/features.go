@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"sync"
 
 	"github.com/tsnemap/tsnemap/embed"
@@ -171,11 +170,6 @@ func (p *Pipeline) embedFeatures(ctx context.Context, job jobs.Job, be embed.Bac
 	case err != nil:
 		return nil, fmt.Errorf("embed: %w", err)
 	}
-	t.UpdateProgress(func(pr *jobs.Progress) {
-		if !math.IsNaN(res.KL) {
-			kl := res.KL
-			pr.KLDivergence = &kl
-		}
-	})
+	recordKL(t, res.KL)
 	return res, nil
 }

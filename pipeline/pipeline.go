@@ -206,13 +206,17 @@ func (p *Pipeline) embed(ctx context.Context, job jobs.Job, be embed.Backend, ta
 	case err != nil:
 		return nil, fmt.Errorf("embed: %w", err)
 	}
-	t.UpdateProgress(func(pr *jobs.Progress) {
-		if !math.IsNaN(res.KL) {
-			kl := res.KL
-			pr.KLDivergence = &kl
-		}
-	})
+	recordKL(t, res.KL)
 	return res, nil
+}
+
+// recordKL puts the final KL divergence in the job's progress (NaN: none
+// was computed, e.g. for PCA).
+func recordKL(t *jobs.Tracker, kl float64) {
+	if math.IsNaN(kl) {
+		return
+	}
+	t.UpdateProgress(func(pr *jobs.Progress) { pr.KLDivergence = &kl })
 }
 
 // fit returns the backend the embedding runs on: be, or the CPU when be is

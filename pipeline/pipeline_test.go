@@ -90,12 +90,7 @@ func newImageServer(t *testing.T, n int, broken map[string]string) *imageServer 
 			_, _ = io.WriteString(w, "<html><body>not here</body></html>")
 			return
 		}
-		b, ok := files[r.URL.Path]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		_, _ = w.Write(b)
+		testkit.Files(files).ServeHTTP(w, r)
 	}))
 	t.Cleanup(s.srv.Close)
 	return s

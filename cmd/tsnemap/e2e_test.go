@@ -76,12 +76,7 @@ func newCatalogue(t *testing.T, n int) *catalogue {
 			<-r.Context().Done() // never answers: only cancellation ends it
 			return
 		}
-		b, ok := files[r.URL.Path]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		_, _ = w.Write(b)
+		testkit.Files(files).ServeHTTP(w, r)
 	}))
 	t.Cleanup(c.srv.Close)
 	return c

@@ -9,7 +9,6 @@ import (
 	"image/png"
 	"math"
 	"math/rand/v2"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -92,14 +91,7 @@ func newFeatureCatalogue(t *testing.T, n int) *featureCatalogue {
 	if files["/nocol.parquet"], err = featurefile.Parquet(sid, sv, "key", "clip", true); err != nil {
 		t.Fatal(err)
 	}
-	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, ok := files[r.URL.Path]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		_, _ = w.Write(b)
-	}))
+	c.srv = httptest.NewServer(testkit.Files(files))
 	t.Cleanup(c.srv.Close)
 	return c
 }

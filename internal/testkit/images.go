@@ -6,6 +6,7 @@ import (
 	"image/color"
 	"image/jpeg"
 	"image/png"
+	"net/http"
 	"testing"
 )
 
@@ -44,4 +45,17 @@ func EncodeJPEG(tb testing.TB, img image.Image, quality int) []byte {
 		tb.Fatal(err)
 	}
 	return b.Bytes()
+}
+
+// Files serves each file at its path and 404 for any other, as the host of
+// a catalogue and its images does.
+type Files map[string][]byte
+
+func (f Files) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, ok := f[r.URL.Path]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	_, _ = w.Write(b)
 }
