@@ -48,6 +48,8 @@ func TestDefaultRequestMatchesSpec(t *testing.T) {
 	for name, prop := range schema.Properties {
 		v, set := got[name]
 		switch def := prop.Value.Default; {
+		case def != nil && !set && reflect.ValueOf(def).IsZero():
+			// A zero default (false, 0, "") is the field left out (omitempty).
 		case def != nil && !reflect.DeepEqual(v, asJSON(t, def)):
 			t.Errorf("%s: DefaultRequest has %v, the spec's default is %v", name, v, def)
 		case def == nil && set && v != nil && !reflect.ValueOf(v).IsZero():

@@ -212,7 +212,8 @@ func TestFeaturesMistakesFailWithDatasetInvalid(t *testing.T) {
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			e.t = t
-			id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"features_url":%q%s}`, cat.srv.URL+"/data.tab", cat.srv.URL+tc.file, tc.extra))
+			// perplexity 3: below the 12-row table's bound, so the file is read.
+			id := e.submit(fmt.Sprintf(`{"dataset_url":%q,"features_url":%q,"perplexity":3%s}`, cat.srv.URL+"/data.tab", cat.srv.URL+tc.file, tc.extra))
 			j := e.wait(id, 60*time.Second, ended)
 			if j.Status != "failed" || j.Error == nil || j.Error.Code != "dataset_invalid" {
 				t.Fatalf("job %s, error %+v; want failed with dataset_invalid", j.Status, j.Error)
