@@ -60,6 +60,10 @@ type Config struct {
 	Backend string
 	// GPU says whether jobs may ask for backend "gpu".
 	GPU bool
+	// GPUHealth, if set, is nil while the GPU can run jobs, else why not;
+	// /readyz reports it in its detail (the service stays ready: jobs
+	// asking for "auto" run on the CPU meanwhile).
+	GPUHealth func() error
 	// MaxTimeout is the default and the cap of timeout_seconds.
 	MaxTimeout time.Duration
 	// Web serves the page at / and its files under /static/ (package
@@ -282,6 +286,12 @@ func (s *Server) GetReady(c echo.Context) error {
 		msg := err.Error()
 		r.Status, r.Detail = openapi.NotReady, &msg
 		return c.JSON(http.StatusServiceUnavailable, r)
+	}
+	if s.cfg.GPUHealth != nil {
+		if err := s.cfg.GPUHealth(); err != nil {
+			msg := "GPU unusable (jobs asking for \"auto\" run on the CPU, for \"gpu\" fail until it is reopened): " + err.Error()
+			r.Detail = &msg
+		}
 	}
 	return c.JSON(http.StatusOK, r)
 }

@@ -28,6 +28,10 @@ type Backend struct {
 	resets int   // devices reopened after a loss
 	broken error // why the device could not be reopened (nil: usable)
 	once   sync.Once
+
+	rmu      sync.Mutex // orders Reserve's check-and-hold
+	reserved int64      // device bytes held by runs admitted by Reserve
+	idleFree int64      // free device memory when no reservation was held
 }
 
 var (
@@ -117,13 +121,18 @@ func (b *Backend) device() (*device, error) {
 	return d, nil
 }
 
-// Health is nil while the backend can run work, else why not (the device
-// was lost and could not be reopened); Resets is how many times a lost
-// device was reopened. Both are for /readyz and metrics.
+// Health is nil while the backend can run work, else why not: the device
+// was lost and could not be reopened, or its context was lost and the
+// next call will reopen it (the error wraps ErrDeviceLost either way).
+// Resets is how many times a lost device was reopened. Both are for
+// /readyz and metrics.
 func (b *Backend) Health() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.broken
+	if b.broken != nil || b.closed {
+		return b.broken
+	}
+	return b.dev.lostErr()
 }
 
 // Resets is the number of times the device was reopened after its context

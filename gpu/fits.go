@@ -4,6 +4,7 @@ package gpu
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/tsnemap/tsnemap/embed"
 )
@@ -44,15 +45,70 @@ func deviceBytes(p Problem) int64 {
 	return peak
 }
 
-// Fits reports whether a run of size p can run on this backend's device:
-// a repulsion method exists for it (see resolveRepulsion) and its peak
-// memory, plus a reserve, is below the device's free memory now. The error
-// wraps ErrDoesNotFit and says what is missing.
+// Fits reports whether a run of size p can run on this backend's device
+// now: a repulsion method exists for it (see resolveRepulsion) and its
+// peak memory, plus a reserve, is below the device memory not yet taken
+// or reserved (see Reserve). The error wraps ErrDoesNotFit and says what
+// is missing, or ErrDeviceLost when the device is unusable.
 func (b *Backend) Fits(p Problem) error {
+	release, err := b.Reserve(p)
+	if err != nil {
+		return err
+	}
+	release()
+	return nil
+}
+
+// Reserve is Fits that also holds the run's estimated device memory until
+// release is called (once the run ends): the check and the hold are one
+// step, so two runs admitted at once (a worker with concurrency above 1)
+// cannot both count on the same free memory. A run fits when its estimate
+// plus the reserve is at most the free memory now, and at most the free
+// memory when no reservation was held less what is reserved (runs still
+// allocating their buffers have not yet taken all they will).
+func (b *Backend) Reserve(p Problem) (release func(), err error) {
 	dev, derr := b.device()
 	if derr != nil {
-		return derr
+		return nil, derr
 	}
+	if err := checkShape(p); err != nil {
+		return nil, err
+	}
+	b.rmu.Lock()
+	defer b.rmu.Unlock()
+	var free int64
+	if err := dev.do(func() (err error) {
+		free, _, err = dev.dr.memInfo()
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("gpu: free memory: %w", err)
+	}
+	if b.reserved == 0 {
+		b.idleFree = free
+	}
+	avail := min(free, b.idleFree-b.reserved)
+	need := deviceBytes(p) + memoryReserve
+	if need > avail {
+		held := ""
+		if b.reserved > 0 {
+			held = fmt.Sprintf(" (%.1f GiB reserved by runs in progress)", float64(b.reserved)/(1<<30))
+		}
+		return nil, fmt.Errorf("gpu: %w: %d×%d needs about %.1f GiB of device memory, %s has %.1f GiB available%s",
+			ErrDoesNotFit, p.N, p.D, float64(need)/(1<<30), dev.info.Name, float64(max(avail, 0))/(1<<30), held)
+	}
+	b.reserved += need
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.rmu.Lock()
+			b.reserved -= need
+			b.rmu.Unlock()
+		})
+	}, nil
+}
+
+// checkShape reports a problem the kernels cannot run whatever the memory.
+func checkShape(p Problem) error {
 	if p.N < 2 || (p.K > 0 && (p.Dims < 2 || p.Dims > 3)) {
 		return fmt.Errorf("gpu: %w: %d points in %d dimensions", ErrDoesNotFit, p.N, p.Dims)
 	}
@@ -68,18 +124,6 @@ func (b *Backend) Fits(p Problem) error {
 		if _, err := resolveRepulsion(req, p.N, p.Dims); err != nil {
 			return fmt.Errorf("gpu: %w", err)
 		}
-	}
-	var free int64
-	if err := dev.do(func() (err error) {
-		free, _, err = dev.dr.memInfo()
-		return err
-	}); err != nil {
-		return fmt.Errorf("gpu: free memory: %w", err)
-	}
-	need := deviceBytes(p) + memoryReserve
-	if need > free {
-		return fmt.Errorf("gpu: %w: %d×%d needs about %.1f GiB of device memory, %s has %.1f GiB free",
-			ErrDoesNotFit, p.N, p.D, float64(need)/(1<<30), dev.info.Name, float64(free)/(1<<30))
 	}
 	return nil
 }

@@ -19,3 +19,10 @@ func ProblemOf(n, d int, u8 bool, opts embed.Options) Problem {
 func (b *Backend) FitsRun(n, d int, u8 bool, opts embed.Options) error {
 	return b.Fits(ProblemOf(n, d, u8, opts))
 }
+
+// ReserveRun is Reserve for a run of opts on n×d input: the job pipeline
+// takes it (through an interface of its own) when a job is admitted to the
+// GPU and releases it when the run ends.
+func (b *Backend) ReserveRun(n, d int, u8 bool, opts embed.Options) (release func(), err error) {
+	return b.Reserve(ProblemOf(n, d, u8, opts))
+}

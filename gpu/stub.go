@@ -28,5 +28,8 @@ func (b *Backend) Info() Info { return Info{} }
 // Fits reports that nothing fits a GPU this build cannot use.
 func (b *Backend) Fits(p Problem) error { return fmt.Errorf("gpu: %w", ErrNoCUDA) }
 
+// Reserve reports that nothing fits a GPU this build cannot use.
+func (b *Backend) Reserve(p Problem) (func(), error) { return nil, fmt.Errorf("gpu: %w", ErrNoCUDA) }
+
 // Close does nothing.
 func (b *Backend) Close() error { return nil }

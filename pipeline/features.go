@@ -148,16 +148,11 @@ func (p *Pipeline) loadThumbnailImages(ctx context.Context, req jobs.Request, ta
 func (p *Pipeline) embedFeatures(ctx context.Context, job jobs.Job, be embed.Backend, data embed.Data, rows []int, tableRows int, t *jobs.Tracker) (*embed.Result, error) {
 	req := job.Request
 	opts := Options(req)
-	if f, ok := be.(Fitter); ok && be == p.GPU {
-		if err := f.FitsRun(data.N, data.D, false, opts); err != nil {
-			if req.Backend == "gpu" {
-				return nil, jobErr(jobs.CodeBackendUnavailable, "%d vectors of %d values do not fit this worker's GPU: %v; ask for backend \"auto\" or \"cpu\"", data.N, data.D, err)
-			}
-			p.log().Info("job runs on the CPU: it does not fit the GPU", "job", job.ID, "reason", err.Error())
-			t.SetBackend(p.CPU.Name())
-			be = p.CPU
-		}
+	be, release, err := p.fit(job, be, data, false, fmt.Sprintf("%d vectors of %d values", data.N, data.D), opts, t)
+	if err != nil {
+		return nil, err
 	}
+	defer release()
 	res, err := embed.Run(ctx, be, data, opts, observer(t, opts, &loader.Images{Rows: rows}))
 	switch {
 	case ctx.Err() != nil:

@@ -17,6 +17,7 @@ import (
 	"github.com/tsnemap/tsnemap/atlas"
 	"github.com/tsnemap/tsnemap/embed"
 	"github.com/tsnemap/tsnemap/explore"
+	"github.com/tsnemap/tsnemap/gpu"
 	"github.com/tsnemap/tsnemap/jobs"
 	"github.com/tsnemap/tsnemap/loader"
 )
@@ -31,13 +32,14 @@ type Pipeline struct {
 	Log *slog.Logger
 }
 
-// Fitter is implemented by a backend that can tell, before a run, whether
-// a problem fits it (package gpu: free device memory and the sizes its
-// kernels handle). A job that asked for backend "gpu" fails with
-// backend_unavailable when it does not fit; one that asked for "auto" runs
-// on the CPU instead, and the log says why.
-type Fitter interface {
-	FitsRun(n, d int, u8 bool, opts embed.Options) error
+// Reserver is implemented by a backend that admits a run only when it
+// fits (package gpu: device memory not yet taken or reserved by other
+// runs, the sizes its kernels handle, a usable device), holding what the
+// run needs until release. A job that asked for backend "gpu" fails with
+// backend_unavailable when it cannot reserve; one that asked for "auto"
+// runs on the CPU instead, and the log says why.
+type Reserver interface {
+	ReserveRun(n, d int, u8 bool, opts embed.Options) (release func(), err error)
 }
 
 var _ jobs.Runner = (*Pipeline)(nil)
@@ -190,10 +192,12 @@ func (p *Pipeline) embed(ctx context.Context, job jobs.Job, be embed.Backend, ta
 	req := job.Request
 	opts := Options(req)
 	data := embed.Data{N: images.Len(), D: images.Width * images.Height * 3, U8: images.Pix}
-	be, err := p.fit(job, be, data, images, opts, t)
+	what := fmt.Sprintf("%d images of %d×%d", data.N, images.Width, images.Height)
+	be, release, err := p.fit(job, be, data, true, what, opts, t)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	res, err := embed.Run(ctx, be, data, opts, observer(t, opts, images))
 	switch {
 	case ctx.Err() != nil:
@@ -219,24 +223,31 @@ func recordKL(t *jobs.Tracker, kl float64) {
 	t.UpdateProgress(func(pr *jobs.Progress) { pr.KLDivergence = &kl })
 }
 
-// fit returns the backend the embedding runs on: be, or the CPU when be is
-// the GPU and the job does not fit it and asked for "auto".
-func (p *Pipeline) fit(job jobs.Job, be embed.Backend, data embed.Data, images *loader.Images, opts embed.Options, t *jobs.Tracker) (embed.Backend, error) {
-	f, ok := be.(Fitter)
+// fit returns the backend the embedding runs on and the release of what
+// it holds there (call it when the run ends): be, with its reservation of
+// device memory, or the CPU when be is the GPU and the job cannot reserve
+// it (it does not fit, or the device is unusable) and asked for "auto".
+// what names the input for the error and the log.
+func (p *Pipeline) fit(job jobs.Job, be embed.Backend, data embed.Data, u8 bool, what string, opts embed.Options, t *jobs.Tracker) (embed.Backend, func(), error) {
+	r, ok := be.(Reserver)
 	if !ok || be != p.GPU {
-		return be, nil
+		return be, func() {}, nil
 	}
-	err := f.FitsRun(data.N, data.D, true, opts)
+	release, err := r.ReserveRun(data.N, data.D, u8, opts)
 	switch {
 	case err == nil:
-		return be, nil
+		return be, release, nil
+	case job.Request.Backend == "gpu" && errors.Is(err, gpu.ErrDeviceLost):
+		return nil, nil, jobErr(jobs.CodeBackendUnavailable, "this worker's GPU is unusable: %v; ask for backend \"auto\" or \"cpu\"", err)
 	case job.Request.Backend == "gpu":
-		return nil, jobErr(jobs.CodeBackendUnavailable, "%d images of %d×%d do not fit this worker's GPU: %v; ask for backend \"auto\" or \"cpu\"",
-			data.N, images.Width, images.Height, err)
+		return nil, nil, jobErr(jobs.CodeBackendUnavailable, "%s do not fit this worker's GPU: %v; ask for backend \"auto\" or \"cpu\"", what, err)
+	case errors.Is(err, gpu.ErrDeviceLost):
+		p.log().Warn("job runs on the CPU: the GPU is unusable", "job", job.ID, "reason", err.Error())
+	default:
+		p.log().Info("job runs on the CPU: it does not fit the GPU", "job", job.ID, "reason", err.Error())
 	}
-	p.log().Info("job runs on the CPU: it does not fit the GPU", "job", job.ID, "reason", err.Error())
 	t.SetBackend(p.CPU.Name())
-	return p.CPU, nil
+	return p.CPU, func() {}, nil
 }
 
 // observer passes the engine's progress to the tracker: its stage, the

@@ -116,6 +116,10 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := jobs.NewMetrics(reg)
+	gh, _ := pl.GPU.(gpuHealth)
+	if gh != nil {
+		registerGPUMetrics(reg, gh)
+	}
 	backend := c.backendName(pl)
 	var webOpts web.Options
 	if s.demo != nil {
@@ -131,6 +135,9 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 		Keys: keys, MetricsToken: c.access.metricsToken, MaxActiveJobs: c.access.maxActiveJobs,
 		SubmitRate: c.access.submitRate, SubmitBurst: c.access.submitBurst, MaxImages: c.maxImages,
 		AllowedHosts: c.access.hosts(), TrustedProxies: proxies, MaxStreamsPerKey: c.access.maxStreams,
+	}
+	if gh != nil {
+		apiCfg.GPUHealth = gh.Health
 	}
 	if s.demo != nil {
 		apiCfg.Demo = s.demo.catalogue()
@@ -166,6 +173,9 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 	// The quota on active jobs reads an index of owners kept by a watch.
 	if err := store.WatchIndex(ctx); err != nil {
 		return nil, err
+	}
+	if gh != nil {
+		s.wg.Go(func() { watchGPU(ctx, gh, log) })
 	}
 	if c.concurrency > 0 { // 0: an API-only node; workers elsewhere run the jobs
 		worker := jobs.NewWorker(store, pl, jobs.WorkerConfig{Concurrency: c.concurrency, MaxTimeout: c.maxTimeout, Logger: log, Metrics: metrics})

@@ -5,7 +5,8 @@
 // place of libcuda.so.1 only when TSNEMAP_LIBCUDA names it.
 //
 // The fake device: one device, "tsnemap CUDA emulator", compute capability
-// 7.0, TSNEMAP_CUDAEMU_MEMORY_MB of memory (default 8192), the limits of a
+// 7.0, TSNEMAP_CUDAEMU_MEMORY_MB of memory (default 8192; read at each
+// call, so a test can shrink the device), the limits of a
 // Volta GPU; driver version TSNEMAP_CUDAEMU_DRIVER_VERSION (default 12020,
 // CUDA 12.2), which also bounds the PTX ISA it accepts.
 //
@@ -303,7 +304,6 @@ EXPORT int cuInit(unsigned flags) {
 	std::lock_guard<std::mutex> l(gMu);
 	if (flags != 0) return fail(INVALID_VALUE, "cuInit: flags must be 0");
 	if (!gInit) {
-		memory().total = (size_t)envInt("TSNEMAP_CUDAEMU_MEMORY_MB", 8192) << 20;
 		installFaultHandler();
 		gInit = true;
 	}
@@ -371,7 +371,7 @@ EXPORT int cuDeviceTotalMem_v2(size_t* bytes, int dev) {
 	if (!gInit) return fail(NOT_INITIALIZED, "cuInit has not been called");
 	if (dev != 0) return INVALID_DEVICE;
 	if (!bytes) return INVALID_VALUE;
-	*bytes = memory().total;
+	*bytes = totalMemory();
 	return SUCCESS;
 }
 
@@ -420,8 +420,8 @@ EXPORT int cuMemGetInfo_v2(size_t* free, size_t* total) {
 	Context* c;
 	if (int r = current(&c)) return r;
 	if (!free || !total) return INVALID_VALUE;
-	*total = memory().total;
-	*free = memory().total - memory().used;
+	*total = totalMemory();
+	*free = *total > memory().used ? *total - memory().used : 0;
 	return SUCCESS;
 }
 

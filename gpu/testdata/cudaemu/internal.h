@@ -28,7 +28,7 @@ struct Alloc {
 };
 
 struct Memory {
-	size_t total = 0, used = 0;
+	size_t used = 0;
 	unsigned long nextID = 0;
 	std::map<uintptr_t, Alloc*> byRegion;
 	std::deque<Alloc*> freed;
@@ -39,6 +39,9 @@ struct Memory {
 	void releaseContext(Context* ctx);
 };
 Memory& memory();
+// totalMemory is the fake device's memory: TSNEMAP_CUDAEMU_MEMORY_MB
+// (default 8192), read at each call so that a test can change it.
+size_t totalMemory();
 
 // Kernel is one entry of a loaded module: its twin and what the PTX
 // declares.

@@ -11,6 +11,7 @@
 
 #include <condition_variable>
 #include <cstdarg>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <thread>
@@ -37,12 +38,18 @@ Memory& memory() {
 	return m;
 }
 
+size_t totalMemory() {
+	const char* e = getenv("TSNEMAP_CUDAEMU_MEMORY_MB");
+	long mb = e && *e ? atol(e) : 8192;
+	return (size_t)(mb > 0 ? mb : 8192) << 20;
+}
+
 Alloc* Memory::allocate(Context* ctx, size_t bytes, int* code) {
 	if (bytes == 0) {
 		*code = 1;
 		return nullptr;
 	}
-	if (used + bytes > total) {
+	if (used + bytes > totalMemory()) {
 		*code = 2;
 		return nullptr;
 	}
