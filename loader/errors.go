@@ -52,16 +52,22 @@ const (
 )
 
 func (e *ColumnError) Error() string {
+	return fmt.Sprintf("%s column %q not found; the table has %d columns: %s",
+		e.Role, Shorten(e.Column, maxNameChars), len(e.Available), columnList(e.Available))
+}
+
+// columnList quotes column names for a message, bounded whatever the
+// header: at most maxListedColumns names, each cut to maxNameChars.
+func columnList(names []string) string {
 	var quoted []string
-	for i, c := range e.Available {
+	for i, c := range names {
 		if i == maxListedColumns {
-			quoted = append(quoted, fmt.Sprintf("and %d more", len(e.Available)-i))
+			quoted = append(quoted, fmt.Sprintf("and %d more", len(names)-i))
 			break
 		}
 		quoted = append(quoted, fmt.Sprintf("%q", Shorten(c, maxNameChars)))
 	}
-	return fmt.Sprintf("%s column %q not found; the table has %d columns: %s",
-		e.Role, Shorten(e.Column, maxNameChars), len(e.Available), strings.Join(quoted, ", "))
+	return strings.Join(quoted, ", ")
 }
 
 // Shorten cuts s to at most n runes, marking a cut with "…".

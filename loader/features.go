@@ -186,7 +186,7 @@ func parseFeaturesText(ctx context.Context, data []byte, pathHint, idCol string)
 		}
 	}
 	if idIdx < 0 {
-		return nil, fmt.Errorf("id column %q not found (id_column); the header has %s", idCol, quoteAll(header))
+		return nil, fmt.Errorf("id column %q not found (id_column); the header has %s", idCol, columnList(header))
 	}
 	f := &Features{Dim: len(header) - 1}
 	for n := 0; ; n++ {
@@ -231,12 +231,4 @@ func at(rec []string, i int) string {
 		return rec[i]
 	}
 	return ""
-}
-
-func quoteAll(names []string) string {
-	q := make([]string, len(names))
-	for i, n := range names {
-		q[i] = strconv.Quote(n)
-	}
-	return strings.Join(q, ", ")
 }

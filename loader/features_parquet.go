@@ -77,13 +77,13 @@ func parquetColumns(sc *arrow.Schema, opts FeaturesOptions) (idIdx, vecIdx int, 
 	}
 	switch {
 	case idIdx < 0:
-		return 0, 0, fmt.Errorf("id column %q not found (id_column); the file has columns %s", opts.IDColumn, quoteAll(names))
+		return 0, 0, fmt.Errorf("id column %q not found (id_column); the file has columns %s", opts.IDColumn, columnList(names))
 	case opts.Column != "" && vecIdx < 0:
-		return 0, 0, fmt.Errorf("column %q not found (features_column); the file has columns %s", opts.Column, quoteAll(names))
+		return 0, 0, fmt.Errorf("column %q not found (features_column); the file has columns %s", opts.Column, columnList(names))
 	case len(vectors) == 0:
-		return 0, 0, fmt.Errorf("no column is a list or fixed-size list of float or double; the file has columns %s", quoteAll(names))
+		return 0, 0, fmt.Errorf("no column is a list or fixed-size list of float or double; the file has columns %s", columnList(names))
 	case opts.Column == "" && len(vectors) > 1:
-		return 0, 0, fmt.Errorf("%d columns hold vectors (%s); name one with features_column", len(vectors), quoteAll(vectors))
+		return 0, 0, fmt.Errorf("%d columns hold vectors (%s); name one with features_column", len(vectors), columnList(vectors))
 	}
 	return idIdx, vecIdx, nil
 }

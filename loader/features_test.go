@@ -99,6 +99,7 @@ func TestFetchFeaturesErrors(t *testing.T) {
 		"/noids.npy":       npyOK,
 		"/big.tsv":         []byte("id\tv0\n" + strings.Repeat("x\t1\n", 1000)),
 		"/garbage.parquet": []byte("PAR1 this is not a parquet file PAR1"),
+		"/wide.tsv":        []byte("key" + strings.Repeat("\tcol", 399) + "\n"),
 	}
 	base := serveFiles(t, files)
 	l := newTestLoader(t, func(c *Config) { c.MaxFeaturesBytes = 3000 })
@@ -116,6 +117,8 @@ func TestFetchFeaturesErrors(t *testing.T) {
 		{"/empty.tsv", "", []string{"empty"}, false},
 		{"/header.tsv", "", []string{"no vectors"}, false},
 		{"/noid.tsv", "", []string{`id column "id" not found`, `"key"`}, false},
+		// A wide header is listed to a bound, as the table's is.
+		{"/wide.tsv", "", []string{`id column "id" not found`, `"key"`, "and 380 more"}, false},
 		{"/noid.parquet", "", []string{`id column "id" not found`, `"key", "clip"`}, false},
 		{"/fixed.parquet", "vectors", []string{`column "vectors" not found (features_column)`}, false},
 		{"/null.parquet", "", []string{"row 1", `id "a"`, "null"}, false},
