@@ -11,19 +11,8 @@ python=${PYTHON:-python3}
 work=$(mktemp -d)
 pid=
 trap '[ -z "$pid" ] || { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; }; rm -rf "$work"' EXIT
-go build -o "$work/tsnemap" ./cmd/tsnemap
-"$work/tsnemap" serve --demo --data-dir "$work/data" --addr 127.0.0.1:0 \
-  --submit-rate 1 --submit-burst 2 >"$work/out" 2>"$work/log" &
-pid=$!
-# serve prints the page's URL once it listens.
-i=0
-until grep -q "^Open the page: " "$work/out" 2>/dev/null; do
-  i=$((i + 1))
-  if [ "$i" -ge 600 ] || ! kill -0 "$pid" 2>/dev/null; then cat "$work/log"; exit 1; fi
-  sleep 0.1
-done
-TSNEMAP_URL=$(sed -n 's|^Open the page: \(http://[^/ ]*\)/.*|\1|p' "$work/out")
-export TSNEMAP_URL
+. ./clients/serve-demo.sh
+serve_demo "$work" --submit-rate 1 --submit-burst 2
 echo "ci: serve --demo at $TSNEMAP_URL"
 
 echo "== pip install ./clients/python (a virtual environment, $($python --version))"

@@ -20,16 +20,9 @@ npx tsc -p .
 work=$(mktemp -d)
 pid=
 trap '[ -z "$pid" ] || { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; }; rm -rf "$work"' EXIT
-(cd "$root" && go build -o "$work/tsnemap" ./cmd/tsnemap)
-"$work/tsnemap" serve --demo --data-dir "$work/data" --addr 127.0.0.1:0 >"$work/out" 2>"$work/log" &
-pid=$!
-i=0
-until grep -q "^Open the page: " "$work/out" 2>/dev/null; do
-  i=$((i + 1))
-  if [ "$i" -ge 600 ] || ! kill -0 "$pid" 2>/dev/null; then cat "$work/log"; exit 1; fi
-  sleep 0.1
-done
-TSNEMAP_URL=$(sed -n 's|^Open the page: \(http://[^/ ]*\)/.*|\1|p' "$work/out")
-export TSNEMAP_URL
+cd "$root"
+. ./clients/serve-demo.sh
+serve_demo "$work"
+cd "$root/clients/typescript"
 echo "== the example against serve --demo at $TSNEMAP_URL"
 node dist/example.js || { cat "$work/log"; exit 1; }
