@@ -31,6 +31,7 @@ import (
 type Jobs interface {
 	Submit(ctx context.Context, req jobs.Request) (jobs.Job, error)
 	Get(ctx context.Context, id string) (jobs.Job, error)
+	BaseOf(ctx context.Context, id string) (jobs.Job, error)
 	List(ctx context.Context, status jobs.Status, limit int, after string) ([]jobs.Job, string, error)
 	ListOwned(ctx context.Context, owner string, status jobs.Status, limit int, after string) ([]jobs.Job, string, error)
 	ActiveJobs(ctx context.Context, owner string) (int, error)
@@ -434,6 +435,9 @@ func toAPI(j jobs.Job) openapi.Job {
 	}
 	if r.FeaturesColumn != "" {
 		n.FeaturesColumn = &r.FeaturesColumn
+	}
+	if r.BaseJobID != "" {
+		n.BaseJobId = &r.BaseJobID
 	}
 	if r.Limit > 0 {
 		n.Limit = &r.Limit

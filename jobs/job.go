@@ -57,6 +57,8 @@ type Request struct {
 	IDColumn               string    `json:"id_column"`
 	FeaturesURL            string    `json:"features_url,omitempty"`
 	FeaturesColumn         string    `json:"features_column,omitempty"`
+	// BaseJobID makes the job an addition to that finished job's map.
+	BaseJobID string `json:"base_job_id,omitempty"`
 	Metric                 string    `json:"metric,omitempty"` // "" (a job stored before metrics) is euclidean
 	Limit                  int       `json:"limit,omitempty"`
 	ImageSize              ImageSize `json:"image_size"`
@@ -165,6 +167,9 @@ type Job struct {
 	// HasAtlas: the thumbnails of this attempt's loaded images are stored
 	// (written once loading ends, before the embedding).
 	HasAtlas bool `json:"has_atlas,omitempty"`
+	// HasState: what an addition to this job's map needs (its PCA basis,
+	// scores and coordinates) is stored for the latest attempt.
+	HasState bool `json:"has_state,omitempty"`
 	// Owner names who submitted the job (an API key's name, never the key
 	// itself); "" when the server has no keys. Only its owner sees the job.
 	Owner string `json:"owner,omitempty"`

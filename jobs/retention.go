@@ -68,7 +68,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 func (s *Store) objectsOf(ctx context.Context, id string, attempts int) ([]string, error) {
 	var names []string
 	for a := 0; a <= attempts; a++ {
-		names = append(names, resultName(id, a), failuresName(id, a))
+		names = append(names, resultName(id, a), failuresName(id, a), stateName(id, a))
 	}
 	sheets := 0
 	var idx atlas.Index

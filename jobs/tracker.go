@@ -38,6 +38,7 @@ type Tracker struct {
 	lastEmbed  time.Time
 	lastIter   int
 	lastIterAt time.Time
+	localState []byte
 }
 
 func newTracker(s *Store, job Job, m *Metrics, log *slog.Logger) *Tracker {

@@ -593,6 +593,21 @@ type JobRequest struct {
 	// Backend `gpu` on a server without one: 422.
 	Backend *JobRequestBackend `json:"backend,omitempty"`
 
+	// BaseJobId Make this job an **addition** to a finished map (docs/growing.md):
+	// rows whose id is already in the base job's result keep the base's
+	// coordinates (listed, not reloaded); new rows are loaded and placed
+	// into the base map without moving any base point (openTSNE's
+	// transform: the base's PCA basis, neighbours among the base points,
+	// perplexity 5, the base fixed). The result is the base's rows with
+	// unchanged coordinates followed by the new rows; the thumbnails
+	// cover both. An addition can be a base itself (a chain). The base
+	// must exist (404 at submit), have succeeded and kept what an
+	// addition needs (409: a job finished before additions existed, or
+	// one made from `features_url`); `image_size`, `metric`, `method` and
+	// `dimensions` must be the base's (400 naming the field; omit them
+	// to take the base's). Not with `features_url`.
+	BaseJobId *string `json:"base_job_id,omitempty"`
+
 	// DatasetUrl http(s) URL of a table: TSV or CSV (delimiter detected), header row
 	// required, UTF-8 or Latin-1 (bytes that are not valid UTF-8 are
 	// decoded as Latin-1).
@@ -724,6 +739,7 @@ type LearningRate1 string
 // NormalizedJobRequest The request as the server runs it, every default filled in.
 type NormalizedJobRequest struct {
 	Backend                NormalizedJobRequestBackend    `json:"backend"`
+	BaseJobId              *string                        `json:"base_job_id,omitempty"`
 	DatasetUrl             string                         `json:"dataset_url"`
 	Dimensions             NormalizedJobRequestDimensions `json:"dimensions"`
 	EarlyExaggeration      float64                        `json:"early_exaggeration"`
@@ -2900,6 +2916,10 @@ type SubmitJobResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
 	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
@@ -2937,6 +2957,16 @@ func (r SubmitJobResponse) GetApplicationproblemJSON400() *BadRequest {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r SubmitJobResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r SubmitJobResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r SubmitJobResponse) GetApplicationproblemJSON409() *Problem {
+	return r.ApplicationproblemJSON409
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -4309,6 +4339,20 @@ func ParseSubmitJobResponse(rsp *http.Response) (*SubmitJobResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest TooLarge

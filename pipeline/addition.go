@@ -1,0 +1,197 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/tsnemap/tsnemap/atlas"
+	"github.com/tsnemap/tsnemap/embed"
+	"github.com/tsnemap/tsnemap/explore"
+	"github.com/tsnemap/tsnemap/jobs"
+	"github.com/tsnemap/tsnemap/loader"
+)
+
+// runAddition is the work of an addition (docs/growing.md): the base's
+// rows keep their coordinates and are not reloaded; the table's rows
+// whose id the base lacks are loaded and placed into the base map with
+// embed.Add. The result is the base's rows, unchanged, then the new rows.
+func (p *Pipeline) runAddition(ctx context.Context, job jobs.Job, be embed.Backend, table *loader.Table, t *jobs.Tracker) (*jobs.Result, error) {
+	base, err := t.Base(ctx, job.Request.BaseJobID)
+	switch {
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case errors.Is(err, jobs.ErrNotFound), errors.Is(err, jobs.ErrConflict):
+		return nil, jobErr(jobs.CodeDatasetInvalid, "the base job %s can no longer be added to: %v", job.Request.BaseJobID, err)
+	case err != nil:
+		return nil, fmt.Errorf("read base job: %w", err)
+	}
+	st, err := DecodeState(bytes.NewReader(base.State))
+	if err != nil {
+		return nil, fmt.Errorf("base job %s: %w", job.Request.BaseJobID, err)
+	}
+	known := make(map[string]bool, len(base.Result.Rows))
+	for _, r := range base.Result.Rows {
+		known[r.ID] = true
+	}
+	fresh := &loader.Table{URL: table.URL, Header: table.Header, Delimiter: table.Delimiter, Dropped: table.Dropped}
+	for _, r := range table.Rows {
+		if !known[r.ID] {
+			known[r.ID] = true // a repeated new id is placed once
+			fresh.Rows = append(fresh.Rows, r)
+		}
+	}
+	out := baseRows(base.Result)
+	if len(fresh.Rows) == 0 {
+		t.UpdateProgress(func(pr *jobs.Progress) { pr.RowsDropped = table.Dropped })
+		if base.Atlas != nil {
+			t.SetAtlas(ctx, base.Atlas)
+		}
+		if err := t.PutState(ctx, base.State); err != nil {
+			t.Warn("store addition state", "err", err)
+		}
+		return out, annotate(ctx, out, job, t)
+	}
+	images, err := p.loadImages(ctx, job.Request, fresh, t)
+	if err != nil {
+		return nil, err
+	}
+	defer images.Release()
+	var thumbs sync.WaitGroup
+	defer thumbs.Wait()
+	if t.KeepsThumbnails() {
+		thumbs.Go(func() { storeMergedThumbnails(ctx, t, base.Atlas, len(out.Rows), fresh, images) })
+	}
+	data := embed.Data{N: images.Len(), D: images.Width * images.Height * 3, U8: images.Pix}
+	add, err := embed.Add(ctx, be, &st.Base, data, embed.DefaultAddOptions(), addObserver(t))
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("addition: %w", err)
+	}
+	appendRows(out, fresh, images, add)
+	ids := make([]string, len(images.Rows))
+	for k, r := range images.Rows {
+		ids[k] = fresh.Rows[r].ID
+	}
+	var buf bytes.Buffer
+	if err := EncodeState(&buf, st.Extend(ids, add)); err != nil {
+		t.Warn("encode addition state", "err", err)
+	} else if err := t.PutState(ctx, buf.Bytes()); err != nil {
+		t.Warn("store addition state", "err", err)
+	}
+	return out, annotate(ctx, out, job, t)
+}
+
+// baseRows copies the base's result: its rows with their coordinates,
+// without the base's hotspots and grid (the addition's map gets its own).
+func baseRows(r *jobs.Result) *jobs.Result {
+	out := &jobs.Result{Columns: slices.Clone(r.Columns), Dimensions: r.Dimensions, Failures: slices.Clone(r.Failures),
+		Rows: make([]jobs.ResultRow, len(r.Rows))}
+	for i, row := range r.Rows {
+		out.Rows[i] = jobs.ResultRow{ID: row.ID, Values: row.Values, Coords: row.Coords}
+	}
+	if out.Failures == nil {
+		out.Failures = []jobs.Failure{}
+	}
+	return out
+}
+
+// appendRows adds the new rows after the base's: their values under the
+// base's columns (by name; a column the new table lacks is empty), their
+// coordinates where the image loaded, their failures.
+func appendRows(out *jobs.Result, fresh *loader.Table, images *loader.Images, add *embed.AddResult) {
+	col := make(map[string]int, len(fresh.Header))
+	for i, h := range fresh.Header {
+		col[h] = i
+	}
+	first := len(out.Rows)
+	for _, r := range fresh.Rows {
+		vals := make([]string, len(out.Columns))
+		for i, h := range out.Columns {
+			if j, ok := col[h]; ok && j < len(r.Values) {
+				vals[i] = r.Values[j]
+			}
+		}
+		out.Rows = append(out.Rows, jobs.ResultRow{ID: r.ID, Values: vals})
+	}
+	for k, row := range images.Rows {
+		out.Rows[first+row].Coords = add.Y[k*add.Dims : (k+1)*add.Dims : (k+1)*add.Dims]
+	}
+	for _, f := range toJobFailures(images.Failures) {
+		f.Row += first
+		out.Failures = append(out.Failures, f)
+	}
+}
+
+func annotate(ctx context.Context, out *jobs.Result, job jobs.Job, t *jobs.Tracker) error {
+	if err := explore.Annotate(ctx, out, job.Request.Grid); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		t.Warn("explore the map", "err", err)
+	}
+	return nil
+}
+
+// addObserver reports the addition's steps as the job's optimizing stage.
+func addObserver(t *jobs.Tracker) *embed.Observer {
+	return &embed.Observer{Progress: func(ep embed.Progress) {
+		t.SetStage(jobs.StageOptimizing)
+		t.UpdateProgress(func(pr *jobs.Progress) { pr.Iteration, pr.Iterations = ep.Iteration, ep.Iterations })
+	}}
+}
+
+// storeMergedThumbnails stores the atlas of base and new rows: the base's
+// sheets as they are, then sheets of the new images at the base's cell
+// size, their rows numbered after the base's.
+func storeMergedThumbnails(ctx context.Context, t *jobs.Tracker, base *atlas.Atlas, baseRows int, fresh *loader.Table, images *loader.Images) {
+	src := atlas.Source{Width: images.Width, Height: images.Height, Pix: images.Pix, TotalRows: len(fresh.Rows),
+		Rows: images.Rows, IDs: make([]string, len(images.Rows)), URLs: make([]string, len(images.Rows))}
+	for k, r := range images.Rows {
+		src.IDs[k], src.URLs[k] = fresh.Rows[r].ID, fresh.Rows[r].ImageURL
+	}
+	if base != nil {
+		src.Cell = base.Index.Cell
+	}
+	a, err := atlas.Build(ctx, src)
+	if err != nil {
+		if ctx.Err() == nil {
+			t.Warn("build thumbnails", "err", err)
+		}
+		return
+	}
+	t.SetAtlas(ctx, mergeAtlas(base, baseRows, a))
+}
+
+// mergeAtlas appends add's sheets and cells (rows after baseRows) to base
+// (nil: the base had no thumbnails, so its rows are missing).
+func mergeAtlas(base *atlas.Atlas, baseRows int, add *atlas.Atlas) *atlas.Atlas {
+	out := &atlas.Atlas{Index: atlas.Index{Cell: add.Index.Cell, Rows: baseRows + add.Index.Rows, Missing: []int{}}}
+	if base != nil {
+		out.Index.Sheets = slices.Clone(base.Index.Sheets)
+		out.Index.Cells = slices.Clone(base.Index.Cells)
+		out.Index.Missing = slices.Clone(base.Index.Missing)
+		out.Sheets = slices.Clone(base.Sheets)
+	} else {
+		for r := range baseRows {
+			out.Index.Missing = append(out.Index.Missing, r)
+		}
+	}
+	shift := len(out.Sheets)
+	out.Sheets = append(out.Sheets, add.Sheets...)
+	out.Index.Sheets = append(out.Index.Sheets, add.Index.Sheets...)
+	for _, c := range add.Index.Cells {
+		c.Row += baseRows
+		c.Sheet += shift
+		out.Index.Cells = append(out.Index.Cells, c)
+	}
+	for _, r := range add.Index.Missing {
+		out.Index.Missing = append(out.Index.Missing, r+baseRows)
+	}
+	return out
+}
