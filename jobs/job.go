@@ -51,14 +51,14 @@ const (
 // Request is a job's normalized request: every default filled in. Its JSON
 // form is the contract's JobRequest.
 type Request struct {
-	DatasetURL             string    `json:"dataset_url"`
-	ImageURLTemplate       string    `json:"image_url_template,omitempty"`
-	ImageURLColumn         string    `json:"image_url_column,omitempty"`
-	IDColumn               string    `json:"id_column"`
-	FeaturesURL            string    `json:"features_url,omitempty"`
-	FeaturesColumn         string    `json:"features_column,omitempty"`
+	DatasetURL       string `json:"dataset_url"`
+	ImageURLTemplate string `json:"image_url_template,omitempty"`
+	ImageURLColumn   string `json:"image_url_column,omitempty"`
+	IDColumn         string `json:"id_column"`
+	FeaturesURL      string `json:"features_url,omitempty"`
+	FeaturesColumn   string `json:"features_column,omitempty"`
 	// BaseJobID makes the job an addition to that finished job's map.
-	BaseJobID string `json:"base_job_id,omitempty"`
+	BaseJobID              string    `json:"base_job_id,omitempty"`
 	Metric                 string    `json:"metric,omitempty"` // "" (a job stored before metrics) is euclidean
 	Limit                  int       `json:"limit,omitempty"`
 	ImageSize              ImageSize `json:"image_size"`
