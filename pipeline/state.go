@@ -93,7 +93,8 @@ func DecodeState(r io.Reader) (*State, error) {
 	if err := json.NewDecoder(bytes.NewReader(hb)).Decode(&h); err != nil {
 		return nil, fmt.Errorf("%w: header: %v", ErrBadState, err)
 	}
-	if h.N < 1 || h.D < 1 || h.K < 1 || h.Dims < 1 || h.N > math.MaxInt32 || h.D > 1<<28 || h.K > 4096 || h.Dims > 3 {
+	if h.N < 1 || h.D < 1 || h.K < 1 || h.Dims < 1 || h.N > math.MaxInt32 || h.D > 1<<28 || h.K > 4096 || h.Dims > 3 ||
+		h.N*(h.K+h.Dims)+h.D*(h.K+1) > 1<<31 {
 		return nil, fmt.Errorf("%w: sizes n=%d d=%d k=%d dims=%d", ErrBadState, h.N, h.D, h.K, h.Dims)
 	}
 	st := &State{Width: h.Width, Height: h.Height, IDs: h.IDs, Base: embed.Base{Method: embed.Method(h.Method), N: h.N, Dims: h.Dims,
