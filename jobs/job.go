@@ -58,7 +58,10 @@ type Request struct {
 	FeaturesURL      string `json:"features_url,omitempty"`
 	FeaturesColumn   string `json:"features_column,omitempty"`
 	// BaseJobID makes the job an addition to that finished job's map.
-	BaseJobID              string    `json:"base_job_id,omitempty"`
+	BaseJobID string `json:"base_job_id,omitempty"`
+	// FollowIntervalSeconds > 0: once succeeded, the job re-reads its
+	// table at this interval and adds new rows to its map.
+	FollowIntervalSeconds  int       `json:"follow_interval_seconds,omitempty"`
 	Metric                 string    `json:"metric,omitempty"` // "" (a job stored before metrics) is euclidean
 	Limit                  int       `json:"limit,omitempty"`
 	ImageSize              ImageSize `json:"image_size"`
@@ -286,6 +289,9 @@ type Result struct {
 	Hotspots  []Hotspot `json:"hotspots,omitempty"`
 	// Gridded: each row with coordinates has its Grid cell.
 	Gridded bool `json:"gridded,omitempty"`
+	// Followed: the job follows its table, and a row gone from it since
+	// is marked Removed (not deleted).
+	Followed bool `json:"followed,omitempty"`
 }
 
 // Hotspot is one cluster of a finished 2-D map.
@@ -308,6 +314,8 @@ type ResultRow struct {
 	Cluster int `json:"cluster,omitempty"`
 	// Grid is the row's cell [x, y] in the grid layout, when asked for.
 	Grid []int `json:"grid,omitempty"`
+	// Removed: the row has gone from a followed table (see Result.Followed).
+	Removed bool `json:"removed,omitempty"`
 }
 
 // Failure is one image that could not be loaded; Row is its position among

@@ -102,27 +102,33 @@ func (t *Tracker) Base(ctx context.Context, id string) (*Base, error) {
 	if t.store == nil {
 		return nil, fmt.Errorf("base job %s: no job store: %w", id, ErrNotFound)
 	}
-	b, err := t.store.State(ctx, id)
+	return t.store.Base(ctx, id)
+}
+
+// Base reads a job that can be a base: its record, state, result and
+// atlas (nil when it has none).
+func (s *Store) Base(ctx context.Context, id string) (*Base, error) {
+	b, err := s.State(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	job, err := t.store.Get(ctx, id)
+	job, err := s.Get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	res, err := t.store.Result(ctx, id)
+	res, err := s.Result(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	base := &Base{Job: job, State: b, Result: res}
 	if job.HasAtlas {
-		idx, err := t.store.AtlasIndex(ctx, id)
+		idx, err := s.AtlasIndex(ctx, id)
 		if err != nil {
 			return nil, err
 		}
 		base.Atlas = &atlas.Atlas{Index: *idx}
 		for k := range idx.Sheets {
-			sheet, err := t.store.AtlasSheet(ctx, id, k)
+			sheet, err := s.AtlasSheet(ctx, id, k)
 			if err != nil {
 				return nil, err
 			}

@@ -374,6 +374,22 @@ func (e GetJobResultParamsFormat) Valid() bool {
 	}
 }
 
+// AddedEvent What one re-read of a followed table changed. The job's result, thumbnails and state are already the grown map's.
+type AddedEvent struct {
+	// Removed Ids gone from the table since the last read (their rows stay, marked `removed`).
+	Removed []string `json:"removed"`
+
+	// Rows The new rows, placed without moving any earlier row.
+	Rows []struct {
+		// Coords x, y (and z); absent where the image failed.
+		Coords *[]float64 `json:"coords,omitempty"`
+		Id     string     `json:"id"`
+
+		// Row Position among the result's rows.
+		Row int `json:"row"`
+	} `json:"rows"`
+}
+
 // AtlasCell defines model for AtlasCell.
 type AtlasCell struct {
 	Id string `json:"id"`
@@ -642,6 +658,18 @@ type JobRequest struct {
 	// Example: https://example.org/ashmolean/clip.parquet
 	FeaturesUrl *string `json:"features_url,omitempty"`
 
+	// FollowIntervalSeconds Follow the table (docs/growing.md): once the job has succeeded the
+	// service re-reads `dataset_url` at this interval (with
+	// `If-None-Match`/`If-Modified-Since` where the server gave `ETag`
+	// or `Last-Modified`), places rows with new ids into the map as an
+	// addition (no earlier row moves), marks rows gone from the table
+	// `removed` (they are not deleted) and sends `event: added` on the
+	// job's event stream. At least the server's
+	// `--min-follow-interval` (60 s by default); following stops after
+	// `--max-follow` (30 days by default) or when the job is deleted.
+	// Following lives in the job store, so it survives a restart.
+	FollowIntervalSeconds *int `json:"follow_interval_seconds,omitempty"`
+
 	// Grid Also lay the finished map out on a grid, one image a cell,
 	// neighbours kept together: the result gets `grid_x`, `grid_y`.
 	// Only for 2-D maps (`dimensions` 2).
@@ -746,6 +774,7 @@ type NormalizedJobRequest struct {
 	ExaggerationIterations int                            `json:"exaggeration_iterations"`
 	FeaturesColumn         *string                        `json:"features_column,omitempty"`
 	FeaturesUrl            *string                        `json:"features_url,omitempty"`
+	FollowIntervalSeconds  *int                           `json:"follow_interval_seconds,omitempty"`
 	Grid                   bool                           `json:"grid"`
 	IdColumn               string                         `json:"id_column"`
 
@@ -793,6 +822,9 @@ type Point struct {
 	// GridY Row of the point's grid cell, from the bottom (as y), when the request asked for `grid`.
 	GridY *int   `json:"grid_y,omitempty"`
 	Id    string `json:"id"`
+
+	// Removed The row has gone from a followed table (`follow_interval_seconds`); it stays, marked.
+	Removed *bool `json:"removed,omitempty"`
 
 	// Row Position among the kept rows.
 	Row int      `json:"row"`
@@ -1189,6 +1221,10 @@ type ClientInterface interface {
 	// (`EmbeddingSnapshot`, at most 1 per second, only with `embedding=1`);
 	// a last `event: done` with the final Job, after which the stream ends.
 	// A client that connects after the job ended gets `done` at once.
+	// A job that follows its table (`follow_interval_seconds`) keeps the
+	// stream open after `done` while it follows: `event: added`
+	// (`AddedEvent`) each time a re-read of the table placed new rows or
+	// marked rows removed.
 	// One key (one client address, without keys) may hold at most
 	// `--max-streams` (32) streams open at once; past it, 429.
 	//
@@ -1487,6 +1523,10 @@ func (c *Client) GetJobAtlasSheet(ctx context.Context, id JobID, sheet int, reqE
 // (`EmbeddingSnapshot`, at most 1 per second, only with `embedding=1`);
 // a last `event: done` with the final Job, after which the stream ends.
 // A client that connects after the job ended gets `done` at once.
+// A job that follows its table (`follow_interval_seconds`) keeps the
+// stream open after `done` while it follows: `event: added`
+// (`AddedEvent`) each time a re-read of the table placed new rows or
+// marked rows removed.
 // One key (one client address, without keys) may hold at most
 // `--max-streams` (32) streams open at once; past it, 429.
 //
@@ -2443,6 +2483,10 @@ type ClientWithResponsesInterface interface {
 	// (`EmbeddingSnapshot`, at most 1 per second, only with `embedding=1`);
 	// a last `event: done` with the final Job, after which the stream ends.
 	// A client that connects after the job ended gets `done` at once.
+	// A job that follows its table (`follow_interval_seconds`) keeps the
+	// stream open after `done` while it follows: `event: added`
+	// (`AddedEvent`) each time a re-read of the table placed new rows or
+	// marked rows removed.
 	// One key (one client address, without keys) may hold at most
 	// `--max-streams` (32) streams open at once; past it, 429.
 	//
@@ -3946,6 +3990,10 @@ func (c *ClientWithResponses) GetJobAtlasSheetWithResponse(ctx context.Context, 
 // (`EmbeddingSnapshot`, at most 1 per second, only with `embedding=1`);
 // a last `event: done` with the final Job, after which the stream ends.
 // A client that connects after the job ended gets `done` at once.
+// A job that follows its table (`follow_interval_seconds`) keeps the
+// stream open after `done` while it follows: `event: added`
+// (`AddedEvent`) each time a re-read of the table placed new rows or
+// marked rows removed.
 // One key (one client address, without keys) may hold at most
 // `--max-streams` (32) streams open at once; past it, 429.
 //

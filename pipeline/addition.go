@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 
 	"github.com/tsnemap/tsnemap/atlas"
 	"github.com/tsnemap/tsnemap/embed"
@@ -29,9 +28,36 @@ func (p *Pipeline) runAddition(ctx context.Context, job jobs.Job, be embed.Backe
 	case err != nil:
 		return nil, fmt.Errorf("read base job: %w", err)
 	}
+	g, err := p.Grow(ctx, job.Request, be, table, base, t)
+	if err != nil {
+		return nil, err
+	}
+	if g.Atlas != nil {
+		t.SetAtlas(ctx, g.Atlas)
+	}
+	if err := t.PutState(ctx, g.State); err != nil && ctx.Err() == nil {
+		t.Warn("store addition state", "err", err)
+	}
+	return g.Result, nil
+}
+
+// Grown is a map grown by an addition: its result (the base's rows, then
+// the new ones), its state (for the next addition), its thumbnails (nil
+// when the base had none and nothing loaded) and the new rows' positions
+// in the result.
+type Grown struct {
+	Result  *jobs.Result
+	State   []byte
+	Atlas   *atlas.Atlas
+	NewRows []int
+}
+
+// Grow places the rows of table whose id base lacks into base's map (an
+// addition, or a followed job's check). Nothing of base is changed.
+func (p *Pipeline) Grow(ctx context.Context, req jobs.Request, be embed.Backend, table *loader.Table, base *jobs.Base, t *jobs.Tracker) (*Grown, error) {
 	st, err := DecodeState(bytes.NewReader(base.State))
 	if err != nil {
-		return nil, fmt.Errorf("base job %s: %w", job.Request.BaseJobID, err)
+		return nil, fmt.Errorf("base job %s: %w", base.Job.ID, err)
 	}
 	known := make(map[string]bool, len(base.Result.Rows))
 	for _, r := range base.Result.Rows {
@@ -45,26 +71,15 @@ func (p *Pipeline) runAddition(ctx context.Context, job jobs.Job, be embed.Backe
 		}
 	}
 	out := baseRows(base.Result)
+	t.UpdateProgress(func(pr *jobs.Progress) { pr.RowsDropped = table.Dropped })
 	if len(fresh.Rows) == 0 {
-		t.UpdateProgress(func(pr *jobs.Progress) { pr.RowsDropped = table.Dropped })
-		if base.Atlas != nil {
-			t.SetAtlas(ctx, base.Atlas)
-		}
-		if err := t.PutState(ctx, base.State); err != nil {
-			t.Warn("store addition state", "err", err)
-		}
-		return out, annotate(ctx, out, job, t)
+		return &Grown{Result: out, State: base.State, Atlas: base.Atlas}, annotate(ctx, out, req, t)
 	}
-	images, err := p.loadImages(ctx, job.Request, fresh, t)
+	images, err := p.loadImages(ctx, req, fresh, t)
 	if err != nil {
 		return nil, err
 	}
 	defer images.Release()
-	var thumbs sync.WaitGroup
-	defer thumbs.Wait()
-	if t.KeepsThumbnails() {
-		thumbs.Go(func() { storeMergedThumbnails(ctx, t, base.Atlas, len(out.Rows), fresh, images) })
-	}
 	data := embed.Data{N: images.Len(), D: images.Width * images.Height * 3, U8: images.Pix}
 	add, err := embed.Add(ctx, be, &st.Base, data, embed.DefaultAddOptions(), addObserver(t))
 	if ctx.Err() != nil {
@@ -73,27 +88,31 @@ func (p *Pipeline) runAddition(ctx context.Context, job jobs.Job, be embed.Backe
 	if err != nil {
 		return nil, fmt.Errorf("addition: %w", err)
 	}
+	first := len(out.Rows)
 	appendRows(out, fresh, images, add)
+	g := &Grown{Result: out, Atlas: mergedThumbnails(ctx, t, base.Atlas, first, fresh, images)}
+	for i := first; i < len(out.Rows); i++ {
+		g.NewRows = append(g.NewRows, i)
+	}
 	ids := make([]string, len(images.Rows))
 	for k, r := range images.Rows {
 		ids[k] = fresh.Rows[r].ID
 	}
 	var buf bytes.Buffer
 	if err := EncodeState(&buf, st.Extend(ids, add)); err != nil {
-		t.Warn("encode addition state", "err", err)
-	} else if err := t.PutState(ctx, buf.Bytes()); err != nil {
-		t.Warn("store addition state", "err", err)
+		return nil, fmt.Errorf("addition state: %w", err)
 	}
-	return out, annotate(ctx, out, job, t)
+	g.State = buf.Bytes()
+	return g, annotate(ctx, out, req, t)
 }
 
 // baseRows copies the base's result: its rows with their coordinates,
 // without the base's hotspots and grid (the addition's map gets its own).
 func baseRows(r *jobs.Result) *jobs.Result {
 	out := &jobs.Result{Columns: slices.Clone(r.Columns), Dimensions: r.Dimensions, Failures: slices.Clone(r.Failures),
-		Rows: make([]jobs.ResultRow, len(r.Rows))}
+		Rows: make([]jobs.ResultRow, len(r.Rows)), Followed: r.Followed}
 	for i, row := range r.Rows {
-		out.Rows[i] = jobs.ResultRow{ID: row.ID, Values: row.Values, Coords: row.Coords}
+		out.Rows[i] = jobs.ResultRow{ID: row.ID, Values: row.Values, Coords: row.Coords, Removed: row.Removed}
 	}
 	if out.Failures == nil {
 		out.Failures = []jobs.Failure{}
@@ -128,8 +147,8 @@ func appendRows(out *jobs.Result, fresh *loader.Table, images *loader.Images, ad
 	}
 }
 
-func annotate(ctx context.Context, out *jobs.Result, job jobs.Job, t *jobs.Tracker) error {
-	if err := explore.Annotate(ctx, out, job.Request.Grid); err != nil {
+func annotate(ctx context.Context, out *jobs.Result, req jobs.Request, t *jobs.Tracker) error {
+	if err := explore.Annotate(ctx, out, req.Grid); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -146,10 +165,11 @@ func addObserver(t *jobs.Tracker) *embed.Observer {
 	}}
 }
 
-// storeMergedThumbnails stores the atlas of base and new rows: the base's
+// mergedThumbnails returns the atlas of base and new rows: the base's
 // sheets as they are, then sheets of the new images at the base's cell
-// size, their rows numbered after the base's.
-func storeMergedThumbnails(ctx context.Context, t *jobs.Tracker, base *atlas.Atlas, baseRows int, fresh *loader.Table, images *loader.Images) {
+// size, their rows numbered after the base's. It is nil (and the failure
+// logged) when the new thumbnails cannot be made: the map stands without.
+func mergedThumbnails(ctx context.Context, t *jobs.Tracker, base *atlas.Atlas, baseRows int, fresh *loader.Table, images *loader.Images) *atlas.Atlas {
 	src := atlas.Source{Width: images.Width, Height: images.Height, Pix: images.Pix, TotalRows: len(fresh.Rows),
 		Rows: images.Rows, IDs: make([]string, len(images.Rows)), URLs: make([]string, len(images.Rows))}
 	for k, r := range images.Rows {
@@ -163,9 +183,9 @@ func storeMergedThumbnails(ctx context.Context, t *jobs.Tracker, base *atlas.Atl
 		if ctx.Err() == nil {
 			t.Warn("build thumbnails", "err", err)
 		}
-		return
+		return nil
 	}
-	t.SetAtlas(ctx, mergeAtlas(base, baseRows, a))
+	return mergeAtlas(base, baseRows, a)
 }
 
 // mergeAtlas appends add's sheets and cells (rows after baseRows) to base

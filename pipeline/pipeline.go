@@ -70,7 +70,8 @@ func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*job
 		return p.runFeatures(ctx, job, be, table, t)
 	}
 	if job.Request.BaseJobID != "" {
-		return p.runAddition(ctx, job, be, table, t)
+		out, err := p.runAddition(ctx, job, be, table, t)
+		return followed(ctx, out, err, job, t)
 	}
 	images, err := p.loadImages(ctx, job.Request, table, t)
 	if err != nil {
@@ -97,6 +98,20 @@ func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*job
 			return nil, ctx.Err()
 		}
 		t.Warn("explore the map", "err", err)
+	}
+	return followed(ctx, out, nil, job, t)
+}
+
+// followed marks the result of a job that follows its table (it gets a
+// removed column) and records the following in the store; a Follower
+// checks the table once the job has succeeded.
+func followed(ctx context.Context, out *jobs.Result, err error, job jobs.Job, t *jobs.Tracker) (*jobs.Result, error) {
+	if err != nil || job.Request.FollowIntervalSeconds <= 0 {
+		return out, err
+	}
+	out.Followed = true
+	if err := t.StartFollow(ctx, time.Duration(job.Request.FollowIntervalSeconds)*time.Second); err != nil {
+		return nil, fmt.Errorf("follow the table: %w", err)
 	}
 	return out, nil
 }

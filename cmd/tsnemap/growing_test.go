@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,13 +16,16 @@ import (
 	"github.com/tsnemap/tsnemap/openapi"
 )
 
-// growingCatalogue serves tables the test sets (/t/NAME.tab) and a PNG for
-// every id (/img/ID.png) in the colour group of its number; ids starting
-// GONE answer 404 and ids starting SLOW never answer.
+// growingCatalogue serves tables the test sets (/t/NAME.tab, with an ETag
+// and a 304 to a matching If-None-Match) and a PNG for every id
+// (/img/ID.png) in the colour group of its number; ids starting GONE
+// answer 404 and ids starting SLOW never answer.
 type growingCatalogue struct {
-	srv    *httptest.Server
-	mu     sync.Mutex
-	tables map[string]string
+	srv         *httptest.Server
+	mu          sync.Mutex
+	tables      map[string]string
+	fetches     atomic.Int64 // of tables
+	notModified atomic.Int64 // tables answered 304
 }
 
 func newGrowingCatalogue(t *testing.T) *growingCatalogue {
@@ -34,6 +39,14 @@ func newGrowingCatalogue(t *testing.T) *growingCatalogue {
 				http.NotFound(w, r)
 				return
 			}
+			c.fetches.Add(1)
+			etag := fmt.Sprintf(`"%x"`, sha256.Sum256([]byte(body)))
+			if r.Header.Get("If-None-Match") == etag {
+				c.notModified.Add(1)
+				w.WriteHeader(http.StatusNotModified)
+				return
+			}
+			w.Header().Set("ETag", etag)
 			w.Write([]byte(body))
 			return
 		}
