@@ -18,8 +18,8 @@ import (
 
 	"github.com/tsnemap/tsnemap/api"
 	"github.com/tsnemap/tsnemap/jobs"
-	"github.com/tsnemap/tsnemap/pipeline"
 	"github.com/tsnemap/tsnemap/loader"
+	"github.com/tsnemap/tsnemap/pipeline"
 	"github.com/tsnemap/tsnemap/web"
 )
 
