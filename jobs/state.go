@@ -88,6 +88,10 @@ func (t *Tracker) PutState(ctx context.Context, b []byte) error {
 	return t.store.PutState(ctx, t.id, t.attempt, b)
 }
 
+// SetLocalBase gives a job run without a service the base it adds to
+// (tsnemap run --base): Base returns it whatever the id.
+func (t *Tracker) SetLocalBase(b *Base) { t.localBase = b }
+
 // LocalState is what PutState kept for a job run without a service.
 func (t *Tracker) LocalState() []byte {
 	t.mu.Lock()
@@ -99,6 +103,9 @@ func (t *Tracker) LocalState() []byte {
 // atlas (nil when it has none). A job run without a service has no store
 // to read from: ErrNotFound.
 func (t *Tracker) Base(ctx context.Context, id string) (*Base, error) {
+	if t.store == nil && t.localBase != nil {
+		return t.localBase, nil
+	}
 	if t.store == nil {
 		return nil, fmt.Errorf("base job %s: no job store: %w", id, ErrNotFound)
 	}

@@ -39,6 +39,7 @@ type Tracker struct {
 	lastIter   int
 	lastIterAt time.Time
 	localState []byte
+	localBase  *Base
 }
 
 func newTracker(s *Store, job Job, m *Metrics, log *slog.Logger) *Tracker {

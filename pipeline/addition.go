@@ -71,6 +71,9 @@ func (p *Pipeline) Grow(ctx context.Context, req jobs.Request, be embed.Backend,
 		}
 	}
 	out := baseRows(base.Result)
+	if base.Result.Columns == nil {
+		valuesFromTable(out, table)
+	}
 	t.UpdateProgress(func(pr *jobs.Progress) { pr.RowsDropped = table.Dropped })
 	if len(fresh.Rows) == 0 {
 		return &Grown{Result: out, State: base.State, Atlas: base.Atlas}, annotate(ctx, out, req, t)
@@ -118,6 +121,40 @@ func baseRows(r *jobs.Result) *jobs.Result {
 		out.Failures = []jobs.Failure{}
 	}
 	return out
+}
+
+// valuesFromTable gives the rows of a base known only by its state (ids
+// and coordinates: tsnemap run --base) the table's columns and each row's
+// values there (none for a base row gone from the table).
+func valuesFromTable(out *jobs.Result, table *loader.Table) {
+	out.Columns = slices.Clone(table.Header)
+	byID := make(map[string][]string, len(table.Rows))
+	for _, r := range table.Rows {
+		if _, dup := byID[r.ID]; !dup {
+			byID[r.ID] = r.Values
+		}
+	}
+	for i := range out.Rows {
+		vals := make([]string, len(out.Columns))
+		copy(vals, byID[out.Rows[i].ID])
+		out.Rows[i].Values = vals
+	}
+}
+
+// BaseFromState is the base of an addition known only by its state (a
+// file tsnemap run wrote): its rows are the state's, ids and coordinates,
+// their values taken from the addition's table.
+func BaseFromState(b []byte) (*jobs.Base, *State, error) {
+	st, err := DecodeState(bytes.NewReader(b))
+	if err != nil {
+		return nil, nil, err
+	}
+	res := &jobs.Result{Dimensions: st.Base.Dims, Failures: []jobs.Failure{}, Rows: make([]jobs.ResultRow, st.Base.N)}
+	d := st.Base.Dims
+	for i, id := range st.IDs {
+		res.Rows[i] = jobs.ResultRow{ID: id, Coords: st.Base.Y[i*d : (i+1)*d : (i+1)*d]}
+	}
+	return &jobs.Base{Job: jobs.Job{ID: "local", Status: jobs.StatusSucceeded}, State: b, Result: res}, st, nil
 }
 
 // appendRows adds the new rows after the base's: their values under the

@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -249,4 +251,55 @@ func TestFailedOrCancelledAdditionLeavesBase(t *testing.T) {
 	// Still a base.
 	cat.set("ok.tab", append(ids("A", 0, 20), "B030")...)
 	succeeded(t, e, e.submit(cat.request("ok.tab", fmt.Sprintf(`,"base_job_id":%q`, baseID))))
+}
+
+// tsnemap run writes the map's state beside its result, and run --base
+// adds to it without a server: the base rows keep their x, y (the same
+// text, so the same float32), the new ones follow; a flag that
+// contradicts the base is a usage error naming it.
+func TestRunCommandBase(t *testing.T) {
+	cat := newGrowingCatalogue(t)
+	cat.set("base.tab", ids("A", 0, 24)...)
+	cat.set("more.tab", append(ids("A", 0, 24), ids("B", 24, 30)...)...)
+	dir := t.TempDir()
+	env := map[string]string{"TSNEMAP_ALLOW_PRIVATE_NETWORKS": "true"}
+	run := func(table, out string, extra ...string) error {
+		args := append([]string{"--dataset-url", cat.srv.URL + "/t/" + table, "--image-url-template", cat.srv.URL + "/img/{id}.png",
+			"--perplexity", "5", "--iterations", "300", "-o", out, "--quiet"}, extra...)
+		var stdout, stderr bytes.Buffer
+		return runCommand(context.Background(), args, func(k string) string { return env[k] }, &stdout, &stderr)
+	}
+	if err := run("base.tab", dir+"/base.tab", "--image-width", "8", "--image-height", "8"); err != nil {
+		t.Fatal(err)
+	}
+	if err := run("more.tab", dir+"/more.tab", "--base", dir+"/base.tab.state"); err != nil {
+		t.Fatal(err)
+	}
+	read := func(path string) []string {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	}
+	base, more := read(dir+"/base.tab"), read(dir+"/more.tab")
+	if len(more) != 31 || more[0] != base[0] {
+		t.Fatalf("addition has %d lines, header %q (base %q)", len(more), more[0], base[0])
+	}
+	for i := 1; i < len(base); i++ {
+		b, m := strings.Split(base[i], "\t"), strings.Split(more[i], "\t")
+		if strings.Join(b[:4], "\t") != strings.Join(m[:4], "\t") {
+			t.Errorf("row %d: base %q, addition %q", i, base[i], more[i])
+		}
+	}
+	if f := strings.Split(more[30], "\t"); f[0] != "B029" || f[2] == "" || f[3] == "" {
+		t.Errorf("last new row %q", more[30])
+	}
+	if _, err := os.Stat(dir + "/more.tab.state"); err != nil {
+		t.Errorf("no state beside the addition (for a chain): %v", err)
+	}
+	err := run("more.tab", dir+"/bad.tab", "--base", dir+"/base.tab.state", "--image-width", "16")
+	if err == nil || !strings.Contains(err.Error(), "--image-width") {
+		t.Errorf("a width that contradicts the base: %v", err)
+	}
 }
