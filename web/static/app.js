@@ -62,6 +62,8 @@ window.tsnemap = {
       embeddingEvents: state.embeddingEvents,
       rows: map.n,
       pointsPlaced: map.order.length,
+      arrived: map.stats.arrived ?? 0, // rows that arrived as an addition
+      freshRows: map.fresh ? map.fresh.rows.length : 0, // still ringed
       atlasCells: map.atlas ? map.atlas.rows.length : 0,
       pointsDrawn: map.stats.pointsDrawn,
       thumbnailsDrawn: map.stats.thumbnailsDrawn,
