@@ -18,7 +18,7 @@ import (
 // rows keep their coordinates and are not reloaded; the table's rows
 // whose id the base lacks are loaded and placed into the base map with
 // embed.Add. The result is the base's rows, unchanged, then the new rows.
-func (p *Pipeline) runAddition(ctx context.Context, job jobs.Job, be embed.Backend, table *loader.Table, t *jobs.Tracker) (*jobs.Result, error) {
+func (p *Pipeline) runAddition(ctx context.Context, job jobs.Job, table *loader.Table, t *jobs.Tracker) (*jobs.Result, error) {
 	base, err := t.Base(ctx, job.Request.BaseJobID)
 	switch {
 	case ctx.Err() != nil:
@@ -28,7 +28,11 @@ func (p *Pipeline) runAddition(ctx context.Context, job jobs.Job, be embed.Backe
 	case err != nil:
 		return nil, fmt.Errorf("read base job: %w", err)
 	}
-	g, err := p.Grow(ctx, job.Request, be, table, base, t)
+	// An addition's heavy steps (neighbours among the base, the steps
+	// against its tree) run on the host; the projection is small. So it
+	// runs on the CPU whatever the job asked, holding no device memory.
+	t.SetBackend(p.CPU.Name())
+	g, err := p.Grow(ctx, job.Request, p.CPU, table, base, t)
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +88,11 @@ func (p *Pipeline) Grow(ctx context.Context, req jobs.Request, be embed.Backend,
 	}
 	defer images.Release()
 	data := embed.Data{N: images.Len(), D: images.Width * images.Height * 3, U8: images.Pix}
-	add, err := embed.Add(ctx, be, &st.Base, data, embed.DefaultAddOptions(), addObserver(t))
+	opts := embed.DefaultAddOptions()
+	if th, ok := be.(interface{ Threads() int }); ok {
+		opts.Threads = th.Threads() // the service's --threads
+	}
+	add, err := embed.Add(ctx, be, &st.Base, data, opts, addObserver(t))
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}

@@ -70,7 +70,7 @@ func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*job
 		return p.runFeatures(ctx, job, be, table, t)
 	}
 	if job.Request.BaseJobID != "" {
-		out, err := p.runAddition(ctx, job, be, table, t)
+		out, err := p.runAddition(ctx, job, table, t)
 		return followed(ctx, out, err, job, t)
 	}
 	images, err := p.loadImages(ctx, job.Request, table, t)
