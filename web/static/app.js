@@ -420,7 +420,10 @@ async function follow(id) {
       onJob(j);
       banner('');
       if (terminal(j.status) && !following(j)) return;
-    } catch { /* try again */ }
+    } catch (err) {
+      if (err instanceof APIError && err.status === 404) { showJobError('The job was deleted.'); return; }
+      /* else try again */
+    }
   }
 }
 
