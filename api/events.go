@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -36,6 +37,14 @@ func (s *Server) GetJobEvents(c echo.Context, id openapi.JobID, params openapi.G
 	if err != nil {
 		return err
 	}
+	// A job that follows its table keeps its stream after done, for its
+	// additions.
+	var added <-chan []byte
+	if job.Request.FollowIntervalSeconds > 0 && (job.Status == jobs.StatusSucceeded || !job.Status.Terminal()) {
+		if added, err = s.cfg.Jobs.Additions(ctx, id); err != nil {
+			return err
+		}
+	}
 	var coords <-chan []byte
 	if params.Embedding != nil && *params.Embedding && !job.Status.Terminal() {
 		if coords, err = s.cfg.Jobs.Embeddings(ctx, id); err != nil {
@@ -63,8 +72,17 @@ func (s *Server) GetJobEvents(c echo.Context, id openapi.JobID, params openapi.G
 		}
 		return send(event, b)
 	}
+	follow := func(j jobs.Job) error {
+		if added == nil || j.Status != jobs.StatusSucceeded {
+			return nil
+		}
+		return followStream(ctx, w, added, updates, send)
+	}
 	if job.Status.Terminal() {
-		return sendJob("done", job)
+		if err := sendJob("done", job); err != nil {
+			return nil
+		}
+		return follow(job)
 	}
 	if err := sendJob("progress", job); err != nil {
 		return nil // the client left
@@ -88,8 +106,10 @@ func (s *Server) GetJobEvents(c echo.Context, id openapi.JobID, params openapi.G
 			}
 			last = j
 			if j.Status.Terminal() {
-				_ = sendJob("done", j)
-				return nil
+				if err := sendJob("done", j); err != nil {
+					return nil
+				}
+				return follow(j)
 			}
 			if time.Since(lastProgress) >= progressEvery {
 				lastProgress, pending = time.Now(), nil
@@ -113,6 +133,32 @@ func (s *Server) GetJobEvents(c echo.Context, id openapi.JobID, params openapi.G
 				if err := send("embedding", b); err != nil {
 					return nil
 				}
+			}
+		case <-alive.C:
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+				return nil
+			}
+			w.Flush()
+		}
+	}
+}
+
+// followStream sends a followed job's additions (`event: added`) until the
+// client leaves or the job is deleted.
+func followStream(ctx context.Context, w *echo.Response, added <-chan []byte, updates <-chan jobs.Job, send func(string, []byte) error) error {
+	alive := time.NewTicker(keepAliveEvery)
+	defer alive.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-updates:
+			if !ok {
+				return nil // deleted: following stopped
+			}
+		case b := <-added:
+			if err := send("added", b); err != nil {
+				return nil
 			}
 		case <-alive.C:
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {

@@ -111,7 +111,8 @@ func formatFromAccept(accept string) string {
 
 // WriteTable writes the result as the museum script's table: the original
 // header and values, then x, y (and z), then cluster when the hotspots were
-// computed and grid_x, grid_y when a grid was asked for; rows whose image
+// computed, grid_x, grid_y when a grid was asked for, and removed ("1" for
+// a row gone from a followed table) when the job follows its table; rows whose image
 // failed keep these empty, as does a row in no hotspot. A value is quoted only when it holds the delimiter, a quote
 // or a line break, so every other value comes out byte for byte.
 func WriteTable(res *jobs.Result, delim byte) []byte {
@@ -135,6 +136,9 @@ func WriteTableTo(out io.Writer, res *jobs.Result, delim byte, opts TableOptions
 	}
 	if res.Gridded {
 		coordNames = append(coordNames, "grid_x", "grid_y")
+	}
+	if res.Followed {
+		coordNames = append(coordNames, "removed")
 	}
 	writeRow := func(r jobs.ResultRow, width int) {
 		values := r.Values
@@ -191,6 +195,12 @@ func derived(res *jobs.Result, r jobs.ResultRow, d int) string {
 	g := d - res.Dimensions
 	if res.Clustered {
 		g--
+	}
+	if res.Followed && (g == 2 && res.Gridded || g == 0 && !res.Gridded) {
+		if r.Removed {
+			return "1"
+		}
+		return ""
 	}
 	if g < len(r.Grid) {
 		return strconv.Itoa(r.Grid[g])
@@ -255,6 +265,9 @@ func ResultJSON(res *jobs.Result) openapi.Result {
 		}
 		if len(r.Grid) == 2 {
 			p.GridX, p.GridY = &r.Grid[0], &r.Grid[1]
+		}
+		if r.Removed {
+			p.Removed = &r.Removed
 		}
 		out.Points = append(out.Points, p)
 	}

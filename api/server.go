@@ -31,6 +31,7 @@ import (
 type Jobs interface {
 	Submit(ctx context.Context, req jobs.Request) (jobs.Job, error)
 	Get(ctx context.Context, id string) (jobs.Job, error)
+	BaseOf(ctx context.Context, id string) (jobs.Job, error)
 	List(ctx context.Context, status jobs.Status, limit int, after string) ([]jobs.Job, string, error)
 	ListOwned(ctx context.Context, owner string, status jobs.Status, limit int, after string) ([]jobs.Job, string, error)
 	ActiveJobs(ctx context.Context, owner string) (int, error)
@@ -41,6 +42,7 @@ type Jobs interface {
 	AtlasSheet(ctx context.Context, id string, k int) ([]byte, error)
 	Watch(ctx context.Context, id string) (<-chan jobs.Job, error)
 	Embeddings(ctx context.Context, id string) (<-chan []byte, error)
+	Additions(ctx context.Context, id string) (<-chan []byte, error)
 	Ready(ctx context.Context) error
 	CountByStatus(ctx context.Context) (map[jobs.Status]int, error)
 }
@@ -85,6 +87,9 @@ type Config struct {
 	// MaxActiveJobs caps the queued and running jobs of one key (or of
 	// everyone, without keys); 0: no cap.
 	MaxActiveJobs int
+	// MinFollowInterval is the shortest follow_interval_seconds accepted
+	// (0: one minute).
+	MinFollowInterval time.Duration
 	// SubmitRate (per second) and SubmitBurst bound the POSTs of one key
 	// (or one client address, without keys); 0: no bound.
 	SubmitRate  float64
@@ -434,6 +439,12 @@ func toAPI(j jobs.Job) openapi.Job {
 	}
 	if r.FeaturesColumn != "" {
 		n.FeaturesColumn = &r.FeaturesColumn
+	}
+	if r.BaseJobID != "" {
+		n.BaseJobId = &r.BaseJobID
+	}
+	if r.FollowIntervalSeconds > 0 {
+		n.FollowIntervalSeconds = &r.FollowIntervalSeconds
 	}
 	if r.Limit > 0 {
 		n.Limit = &r.Limit

@@ -44,6 +44,9 @@ func (s *Server) SubmitJob(c echo.Context) error {
 		return p
 	}
 	ctx := c.Request().Context()
+	if p := s.checkBase(ctx, in, &req); p != nil {
+		return p
+	}
 	if s.cfg.URLs != nil {
 		if err := s.cfg.URLs.ValidateURL(ctx, req.DatasetURL); err != nil {
 			return fieldProblem(http.StatusUnprocessableEntity, "dataset_url",
@@ -156,6 +159,22 @@ func (s *Server) normalize(in openapi.JobRequest) (jobs.Request, *problem) {
 		bad("image_url_column", "give image_url_template or image_url_column, not both")
 	}
 	r.FeaturesURL, r.FeaturesColumn, r.Metric = normalizeFeatures(in, bad)
+	if in.BaseJobId != nil {
+		r.BaseJobID = *in.BaseJobId
+	}
+	if in.FollowIntervalSeconds != nil {
+		r.FollowIntervalSeconds = *in.FollowIntervalSeconds
+		minimum := s.cfg.MinFollowInterval
+		if minimum <= 0 {
+			minimum = time.Minute
+		}
+		switch {
+		case time.Duration(r.FollowIntervalSeconds)*time.Second < minimum:
+			bad("follow_interval_seconds", fmt.Sprintf("must be at least %d (this server's --min-follow-interval)", int(minimum.Seconds())))
+		case r.FeaturesURL != "":
+			bad("follow_interval_seconds", "a features_url job cannot follow its table; additions are made of images")
+		}
+	}
 	if r.ImageURLTemplate == "" && r.ImageURLColumn == "" && r.FeaturesURL == "" {
 		bad("image_url_template", "give image_url_template (with {id}) or image_url_column, so the server knows where each row's image is (or features_url, to map vectors without images)")
 	}

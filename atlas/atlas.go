@@ -79,6 +79,9 @@ type Source struct {
 	// TotalRows is the number of rows of the table; rows not in Rows are
 	// listed as missing.
 	TotalRows int
+	// Cell, when > 0, is the thumbnail side to use instead of CellSize's
+	// (an addition's thumbnails join its base's sheets at their size).
+	Cell int
 }
 
 // CellSize is the thumbnail side used for n images (see the package doc).
@@ -103,6 +106,9 @@ func Build(ctx context.Context, src Source) (*Atlas, error) {
 		return nil, errors.New("atlas: need an id and a URL per image")
 	}
 	cell := CellSize(n)
+	if src.Cell > 0 {
+		cell = src.Cell
+	}
 	perSide := MaxSheetSide / cell
 	perSheet := perSide * perSide
 	idx := Index{Cell: cell, Rows: src.TotalRows, Cells: make([]Cell, 0, n), Missing: []int{}}

@@ -29,6 +29,11 @@ type PCA struct {
 	// Variance is each component's share of the variance captured by the
 	// sampled subspace (descending).
 	Variance []float64
+	// Mean (D) and Axes (D×K row-major) project any row x onto the
+	// components: (x − Mean)·Axes. They are what an addition needs to place
+	// new rows in the same space as Scores.
+	Mean []float32
+	Axes []float32
 }
 
 // principalComponents computes the k leading principal component scores
@@ -131,6 +136,7 @@ func principalComponents(ctx context.Context, be Backend, x Data, k int, seed in
 	out := make([]float32, n*k)
 	// Fix each component's sign (positive third moment) so the result does
 	// not depend on the eigen solver's arbitrary choice of sign.
+	signs := make([]float64, k)
 	for c := range k {
 		m3 := 0.0
 		for r := range n {
@@ -141,11 +147,42 @@ func principalComponents(ctx context.Context, be Backend, x Data, k int, seed in
 		if m3 < 0 {
 			s = -1
 		}
+		signs[c] = s
 		for r := range n {
 			out[r*k+c] = float32(s * raw.Data[r*raw.Stride+c])
 		}
 	}
-	return &PCA{K: k, Scores: out, Variance: variance}, nil
+	axes := principalAxes(z, &vecs, vals, signs)
+	return &PCA{K: k, Scores: out, Variance: variance, Mean: mean32, Axes: axes}, nil
+}
+
+// principalAxes returns the axes V (D×k, row-major, float32) with
+// Xc·V = the scores: B = Qᵀ·Xc = U·Σ·Vᵀ gives V = Bᵀ·U·Σ⁻¹ = Z·U·Σ⁻¹ for
+// Z = Xcᵀ·Q, with each column's sign as the scores'. A component without
+// variance (σ = 0) gets a zero axis, as its scores are zero.
+func principalAxes(z *mat.Dense, vecs *mat.Dense, vals []float64, signs []float64) []float32 {
+	d, l := z.Dims()
+	k := len(signs)
+	u := mat.NewDense(l, k, nil)
+	for c := range k {
+		src := l - 1 - c
+		sigma := math.Sqrt(max(vals[src], 0))
+		if !(sigma > 0) {
+			continue
+		}
+		for r := range l {
+			u.Set(r, c, vecs.At(r, src)*signs[c]/sigma)
+		}
+	}
+	var v mat.Dense
+	v.Mul(z, u)
+	out := make([]float32, d*k)
+	for r := range d {
+		for c := range k {
+			out[r*k+c] = float32(v.At(r, c))
+		}
+	}
+	return out
 }
 
 // orthonormalize returns an orthonormal basis (rows×cols, float64) of the

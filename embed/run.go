@@ -66,6 +66,11 @@ type Result struct {
 	Neighbors  NeighborMethod // resolved neighbour search (t-SNE)
 	Components int            // PCA components the neighbours were found in
 	Timings    Timings
+	// Basis is the projection the neighbours were found in and Scores
+	// (N×Components) the rows' coordinates in it: with Y, what Add needs
+	// to place new rows into this map (see Base).
+	Basis  *Basis
+	Scores []float32
 }
 
 // klEvery is how often KL(P‖Q) is computed, as scikit-learn and openTSNE do.
@@ -115,6 +120,8 @@ func Run(ctx context.Context, be Backend, data Data, opts Options, obs *Observer
 	}
 	res.Timings.PCA = time.Since(t)
 	res.Components = pc.K
+	res.Basis = &Basis{D: data.D, K: pc.K, Mean: pc.Mean, Axes: pc.Axes, Metric: opts.Metric}
+	res.Scores = pc.Scores
 	if opts.Method == MethodPCA {
 		res.Y = pc.Scores
 		return res, nil

@@ -51,12 +51,17 @@ const (
 // Request is a job's normalized request: every default filled in. Its JSON
 // form is the contract's JobRequest.
 type Request struct {
-	DatasetURL             string    `json:"dataset_url"`
-	ImageURLTemplate       string    `json:"image_url_template,omitempty"`
-	ImageURLColumn         string    `json:"image_url_column,omitempty"`
-	IDColumn               string    `json:"id_column"`
-	FeaturesURL            string    `json:"features_url,omitempty"`
-	FeaturesColumn         string    `json:"features_column,omitempty"`
+	DatasetURL       string `json:"dataset_url"`
+	ImageURLTemplate string `json:"image_url_template,omitempty"`
+	ImageURLColumn   string `json:"image_url_column,omitempty"`
+	IDColumn         string `json:"id_column"`
+	FeaturesURL      string `json:"features_url,omitempty"`
+	FeaturesColumn   string `json:"features_column,omitempty"`
+	// BaseJobID makes the job an addition to that finished job's map.
+	BaseJobID string `json:"base_job_id,omitempty"`
+	// FollowIntervalSeconds > 0: once succeeded, the job re-reads its
+	// table at this interval and adds new rows to its map.
+	FollowIntervalSeconds  int       `json:"follow_interval_seconds,omitempty"`
 	Metric                 string    `json:"metric,omitempty"` // "" (a job stored before metrics) is euclidean
 	Limit                  int       `json:"limit,omitempty"`
 	ImageSize              ImageSize `json:"image_size"`
@@ -165,6 +170,9 @@ type Job struct {
 	// HasAtlas: the thumbnails of this attempt's loaded images are stored
 	// (written once loading ends, before the embedding).
 	HasAtlas bool `json:"has_atlas,omitempty"`
+	// HasState: what an addition to this job's map needs (its PCA basis,
+	// scores and coordinates) is stored for the latest attempt.
+	HasState bool `json:"has_state,omitempty"`
 	// Owner names who submitted the job (an API key's name, never the key
 	// itself); "" when the server has no keys. Only its owner sees the job.
 	Owner string `json:"owner,omitempty"`
@@ -281,6 +289,9 @@ type Result struct {
 	Hotspots  []Hotspot `json:"hotspots,omitempty"`
 	// Gridded: each row with coordinates has its Grid cell.
 	Gridded bool `json:"gridded,omitempty"`
+	// Followed: the job follows its table, and a row gone from it since
+	// is marked Removed (not deleted).
+	Followed bool `json:"followed,omitempty"`
 }
 
 // Hotspot is one cluster of a finished 2-D map.
@@ -303,6 +314,8 @@ type ResultRow struct {
 	Cluster int `json:"cluster,omitempty"`
 	// Grid is the row's cell [x, y] in the grid layout, when asked for.
 	Grid []int `json:"grid,omitempty"`
+	// Removed: the row has gone from a followed table (see Result.Followed).
+	Removed bool `json:"removed,omitempty"`
 }
 
 // Failure is one image that could not be loaded; Row is its position among

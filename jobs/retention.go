@@ -52,6 +52,10 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 			return fmt.Errorf("delete job %s: %w", id, err)
 		}
 	}
+	// Stop following its catalogue.
+	if err := s.follow.Purge(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("delete job %s: stop following: %w", id, storeErr(err))
+	}
 	// Tell watchers (other nodes' indexes, event streams) the job is gone;
 	// a full store refuses this marker, and the purge below does without.
 	_ = s.kv.Purge(ctx, id)
@@ -68,7 +72,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 func (s *Store) objectsOf(ctx context.Context, id string, attempts int) ([]string, error) {
 	var names []string
 	for a := 0; a <= attempts; a++ {
-		names = append(names, resultName(id, a), failuresName(id, a))
+		names = append(names, resultName(id, a), failuresName(id, a), stateName(id, a))
 	}
 	sheets := 0
 	var idx atlas.Index

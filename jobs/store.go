@@ -20,6 +20,8 @@ const (
 	jobsBucket     = "tsnemap_jobs"
 	resultsBucket  = "tsnemap_results"
 	embeddingTopic = "tsnemap.embedding." // + job id; core NATS, not persisted
+	followBucket   = "tsnemap_follow"
+	addedTopic     = "tsnemap.added." // + job id; core NATS, not persisted
 )
 
 // Config configures a Store.
@@ -131,6 +133,8 @@ type Store struct {
 	// kvStream is the stream under kv, asked for its keys (see ids).
 	kvStream jetstream.Stream
 	results  jetstream.ObjectStore
+	// follow holds the catalogues being followed: id → Follow JSON.
+	follow jetstream.KeyValue
 	// objStream is the stream under results, asked for its subjects and
 	// purged by subject (see Delete and Sweep).
 	objStream jetstream.Stream
@@ -195,6 +199,16 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open job store: results bucket: %w", err)
 	}
+	follow, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      followBucket,
+		Description: "tsnemap followed catalogues: job id → Follow JSON",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open job store: follow bucket: %w", err)
+	}
 	kvStream, err := js.Stream(ctx, "KV_"+jobsBucket)
 	if err != nil {
 		return nil, fmt.Errorf("open job store: jobs bucket stream: %w", err)
@@ -203,7 +217,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open job store: results bucket stream: %w", err)
 	}
-	return &Store{cfg: cfg, nc: nc, js: js, stream: stream, kv: kv, kvStream: kvStream, results: obs, objStream: objStream, now: time.Now}, nil
+	return &Store{cfg: cfg, nc: nc, js: js, stream: stream, kv: kv, kvStream: kvStream, results: obs, follow: follow, objStream: objStream, now: time.Now}, nil
 }
 
 // Config returns the store's configuration, defaults filled in.

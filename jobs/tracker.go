@@ -38,6 +38,8 @@ type Tracker struct {
 	lastEmbed  time.Time
 	lastIter   int
 	lastIterAt time.Time
+	localState []byte
+	localBase  *Base
 }
 
 func newTracker(s *Store, job Job, m *Metrics, log *slog.Logger) *Tracker {

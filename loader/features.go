@@ -88,7 +88,7 @@ func featuresErr(rawURL, format string, args ...any) error {
 // fetchFeaturesFile fetches a features file; one over the size limit was
 // reachable but cannot be used (dataset_invalid), as a table's is.
 func (l *Loader) fetchFeaturesFile(ctx context.Context, rawURL string) ([]byte, error) {
-	data, err := l.fetch(ctx, rawURL, l.cfg.MaxFeaturesBytes, "application/vnd.apache.parquet, application/octet-stream, text/tab-separated-values, text/csv;q=0.9, */*;q=0.5")
+	data, err := l.fetch(ctx, nil, rawURL, l.cfg.MaxFeaturesBytes, "application/vnd.apache.parquet, application/octet-stream, text/tab-separated-values, text/csv;q=0.9, */*;q=0.5")
 	switch {
 	case err == nil:
 		return data, nil
@@ -145,7 +145,7 @@ func (l *Loader) npyFeatures(ctx context.Context, data []byte, u *url.URL) (*Fea
 	sib := *u
 	sib.Path = u.Path[:len(u.Path)-len(".npy")] + ".ids.txt"
 	sib.RawPath = ""
-	raw, err := l.fetch(ctx, sib.String(), l.cfg.MaxTableBytes, "text/plain")
+	raw, err := l.fetch(ctx, nil, sib.String(), l.cfg.MaxTableBytes, "text/plain")
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, err

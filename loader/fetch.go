@@ -27,7 +27,7 @@ func (e *fetchError) Unwrap() error { return e.err }
 // fetch GETs rawURL with retries and returns at most limit bytes of body;
 // a larger body is an error found while streaming, so it costs at most
 // limit+1 bytes of memory and transfer.
-func (l *Loader) fetch(ctx context.Context, rawURL string, limit int64, accept string) ([]byte, error) {
+func (l *Loader) fetch(ctx context.Context, v *Validators, rawURL string, limit int64, accept string) ([]byte, error) {
 	u, err := ParseURL(rawURL)
 	if err != nil {
 		return nil, &fetchError{reason: err.Error(), err: err}
@@ -36,7 +36,7 @@ func (l *Loader) fetch(ctx context.Context, rawURL string, limit int64, accept s
 		return nil, &fetchError{reason: err.Error(), err: err}
 	}
 	for attempt := 1; ; attempt++ {
-		body, ferr := l.fetchOnce(ctx, u.String(), limit, accept)
+		body, ferr := l.fetchOnce(ctx, v, u.String(), limit, accept)
 		if ferr == nil {
 			return body, nil
 		}
@@ -66,7 +66,7 @@ func (l *Loader) fetch(ctx context.Context, rawURL string, limit int64, accept s
 	}
 }
 
-func (l *Loader) fetchOnce(ctx context.Context, rawURL string, limit int64, accept string) ([]byte, *fetchError) {
+func (l *Loader) fetchOnce(ctx context.Context, v *Validators, rawURL string, limit int64, accept string) ([]byte, *fetchError) {
 	actx, cancel := context.WithTimeout(ctx, l.cfg.RequestTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodGet, rawURL, nil)
@@ -77,11 +77,23 @@ func (l *Loader) fetchOnce(ctx context.Context, rawURL string, limit int64, acce
 	if accept != "" {
 		req.Header.Set("Accept", accept)
 	}
+	if v != nil && v.ETag != "" {
+		req.Header.Set("If-None-Match", v.ETag)
+	}
+	if v != nil && v.LastModified != "" {
+		req.Header.Set("If-Modified-Since", v.LastModified)
+	}
 	resp, err := l.client.Do(req)
 	if err != nil {
 		return nil, l.classify(ctx, actx, err)
 	}
 	defer resp.Body.Close()
+	if v != nil && resp.StatusCode == http.StatusNotModified {
+		return nil, &fetchError{reason: "not modified", err: ErrNotModified}
+	}
+	if v != nil && resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		v.ETag, v.LastModified = resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
+	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		fe := &fetchError{reason: "http " + strconv.Itoa(resp.StatusCode), err: fmt.Errorf("http status %s", resp.Status)}
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {

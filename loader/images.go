@@ -213,7 +213,7 @@ func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, 
 				if !ok {
 					return
 				}
-				data, err := l.fetch(ctx, rows[i].ImageURL, l.cfg.MaxImageBytes, "image/*")
+				data, err := l.fetch(ctx, nil, rows[i].ImageURL, l.cfg.MaxImageBytes, "image/*")
 				s.done(host)
 				if err != nil {
 					if ctx.Err() != nil {

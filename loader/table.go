@@ -22,7 +22,23 @@ type TableOptions struct {
 	// ImagesOptional allows neither template nor column (the rows' vectors
 	// come from a features file; every ImageURL is then "").
 	ImagesOptional bool
+	// Validators, when set, makes the fetch conditional (a table that is
+	// followed): see Validators.
+	Validators *Validators
 }
+
+// Validators make a table's fetch conditional (RFC 9110 §13.1): ETag and
+// LastModified from the last fetch are sent as If-None-Match and
+// If-Modified-Since, and replaced by the answer's. A 304 answer makes
+// FetchTable return ErrNotModified.
+type Validators struct {
+	ETag         string
+	LastModified string
+}
+
+// ErrNotModified is returned by a conditional FetchTable when the server
+// answers 304 Not Modified.
+var ErrNotModified = errors.New("table not modified")
 
 // Table is a parsed table: the original header and every kept row with its
 // original values, so that the service can write the same table back with
@@ -66,7 +82,10 @@ func (l *Loader) FetchTable(ctx context.Context, rawURL string, opts TableOption
 	case opts.ImageURLColumn == "" && !opts.ImagesOptional:
 		return nil, fmt.Errorf("%w: give an image URL template (with {id}) or an image URL column", ErrDatasetInvalid)
 	}
-	data, err := l.fetch(ctx, rawURL, l.cfg.MaxTableBytes, "text/tab-separated-values, text/csv, text/plain;q=0.9, */*;q=0.5")
+	data, err := l.fetch(ctx, opts.Validators, rawURL, l.cfg.MaxTableBytes, "text/tab-separated-values, text/csv, text/plain;q=0.9, */*;q=0.5")
+	if errors.Is(err, ErrNotModified) {
+		return nil, ErrNotModified
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("fetch table %s: %w", rawURL, err)

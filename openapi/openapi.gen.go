@@ -374,6 +374,22 @@ func (e GetJobResultParamsFormat) Valid() bool {
 	}
 }
 
+// AddedEvent What one re-read of a followed table changed. The job's result, thumbnails and state are already the grown map's.
+type AddedEvent struct {
+	// Removed Ids gone from the table since the last read (their rows stay, marked `removed`).
+	Removed []string `json:"removed"`
+
+	// Rows The new rows, placed without moving any earlier row.
+	Rows []struct {
+		// Coords x, y (and z); absent where the image failed.
+		Coords *[]float64 `json:"coords,omitempty"`
+		Id     string     `json:"id"`
+
+		// Row Position among the result's rows.
+		Row int `json:"row"`
+	} `json:"rows"`
+}
+
 // AtlasCell defines model for AtlasCell.
 type AtlasCell struct {
 	Id string `json:"id"`
@@ -593,6 +609,21 @@ type JobRequest struct {
 	// Backend `gpu` on a server without one: 422.
 	Backend *JobRequestBackend `json:"backend,omitempty"`
 
+	// BaseJobId Make this job an **addition** to a finished map (docs/growing.md):
+	// rows whose id is already in the base job's result keep the base's
+	// coordinates (listed, not reloaded); new rows are loaded and placed
+	// into the base map without moving any base point (openTSNE's
+	// transform: the base's PCA basis, neighbours among the base points,
+	// perplexity 5, the base fixed). The result is the base's rows with
+	// unchanged coordinates followed by the new rows; the thumbnails
+	// cover both. An addition can be a base itself (a chain). The base
+	// must exist (404 at submit), have succeeded and kept what an
+	// addition needs (409: a job finished before additions existed, or
+	// one made from `features_url`); `image_size`, `metric`, `method` and
+	// `dimensions` must be the base's (400 naming the field; omit them
+	// to take the base's). Not with `features_url`.
+	BaseJobId *string `json:"base_job_id,omitempty"`
+
 	// DatasetUrl http(s) URL of a table: TSV or CSV (delimiter detected), header row
 	// required, UTF-8 or Latin-1 (bytes that are not valid UTF-8 are
 	// decoded as Latin-1).
@@ -626,6 +657,18 @@ type JobRequest struct {
 	//
 	// Example: https://example.org/ashmolean/clip.parquet
 	FeaturesUrl *string `json:"features_url,omitempty"`
+
+	// FollowIntervalSeconds Follow the table (docs/growing.md): once the job has succeeded the
+	// service re-reads `dataset_url` at this interval (with
+	// `If-None-Match`/`If-Modified-Since` where the server gave `ETag`
+	// or `Last-Modified`), places rows with new ids into the map as an
+	// addition (no earlier row moves), marks rows gone from the table
+	// `removed` (they are not deleted) and sends `event: added` on the
+	// job's event stream. At least the server's
+	// `--min-follow-interval` (60 s by default); following stops after
+	// `--max-follow` (30 days by default) or when the job is deleted.
+	// Following lives in the job store, so it survives a restart.
+	FollowIntervalSeconds *int `json:"follow_interval_seconds,omitempty"`
 
 	// Grid Also lay the finished map out on a grid, one image a cell,
 	// neighbours kept together: the result gets `grid_x`, `grid_y`.
@@ -724,12 +767,14 @@ type LearningRate1 string
 // NormalizedJobRequest The request as the server runs it, every default filled in.
 type NormalizedJobRequest struct {
 	Backend                NormalizedJobRequestBackend    `json:"backend"`
+	BaseJobId              *string                        `json:"base_job_id,omitempty"`
 	DatasetUrl             string                         `json:"dataset_url"`
 	Dimensions             NormalizedJobRequestDimensions `json:"dimensions"`
 	EarlyExaggeration      float64                        `json:"early_exaggeration"`
 	ExaggerationIterations int                            `json:"exaggeration_iterations"`
 	FeaturesColumn         *string                        `json:"features_column,omitempty"`
 	FeaturesUrl            *string                        `json:"features_url,omitempty"`
+	FollowIntervalSeconds  *int                           `json:"follow_interval_seconds,omitempty"`
 	Grid                   bool                           `json:"grid"`
 	IdColumn               string                         `json:"id_column"`
 
@@ -777,6 +822,9 @@ type Point struct {
 	// GridY Row of the point's grid cell, from the bottom (as y), when the request asked for `grid`.
 	GridY *int   `json:"grid_y,omitempty"`
 	Id    string `json:"id"`
+
+	// Removed The row has gone from a followed table (`follow_interval_seconds`); it stays, marked.
+	Removed *bool `json:"removed,omitempty"`
 
 	// Row Position among the kept rows.
 	Row int      `json:"row"`
@@ -1173,6 +1221,10 @@ type ClientInterface interface {
 	// (`EmbeddingSnapshot`, at most 1 per second, only with `embedding=1`);
 	// a last `event: done` with the final Job, after which the stream ends.
 	// A client that connects after the job ended gets `done` at once.
+	// A job that follows its table (`follow_interval_seconds`) keeps the
+	// stream open after `done` while it follows: `event: added`
+	// (`AddedEvent`) each time a re-read of the table placed new rows or
+	// marked rows removed.
 	// One key (one client address, without keys) may hold at most
 	// `--max-streams` (32) streams open at once; past it, 429.
 	//
@@ -1471,6 +1523,10 @@ func (c *Client) GetJobAtlasSheet(ctx context.Context, id JobID, sheet int, reqE
 // (`EmbeddingSnapshot`, at most 1 per second, only with `embedding=1`);
 // a last `event: done` with the final Job, after which the stream ends.
 // A client that connects after the job ended gets `done` at once.
+// A job that follows its table (`follow_interval_seconds`) keeps the
+// stream open after `done` while it follows: `event: added`
+// (`AddedEvent`) each time a re-read of the table placed new rows or
+// marked rows removed.
 // One key (one client address, without keys) may hold at most
 // `--max-streams` (32) streams open at once; past it, 429.
 //
@@ -2427,6 +2483,10 @@ type ClientWithResponsesInterface interface {
 	// (`EmbeddingSnapshot`, at most 1 per second, only with `embedding=1`);
 	// a last `event: done` with the final Job, after which the stream ends.
 	// A client that connects after the job ended gets `done` at once.
+	// A job that follows its table (`follow_interval_seconds`) keeps the
+	// stream open after `done` while it follows: `event: added`
+	// (`AddedEvent`) each time a re-read of the table placed new rows or
+	// marked rows removed.
 	// One key (one client address, without keys) may hold at most
 	// `--max-streams` (32) streams open at once; past it, 429.
 	//
@@ -2900,6 +2960,10 @@ type SubmitJobResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *Problem
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Problem
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
 	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
@@ -2937,6 +3001,16 @@ func (r SubmitJobResponse) GetApplicationproblemJSON400() *BadRequest {
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
 func (r SubmitJobResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r SubmitJobResponse) GetApplicationproblemJSON404() *Problem {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r SubmitJobResponse) GetApplicationproblemJSON409() *Problem {
+	return r.ApplicationproblemJSON409
 }
 
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
@@ -3916,6 +3990,10 @@ func (c *ClientWithResponses) GetJobAtlasSheetWithResponse(ctx context.Context, 
 // (`EmbeddingSnapshot`, at most 1 per second, only with `embedding=1`);
 // a last `event: done` with the final Job, after which the stream ends.
 // A client that connects after the job ended gets `done` at once.
+// A job that follows its table (`follow_interval_seconds`) keeps the
+// stream open after `done` while it follows: `event: added`
+// (`AddedEvent`) each time a re-read of the table placed new rows or
+// marked rows removed.
 // One key (one client address, without keys) may hold at most
 // `--max-streams` (32) streams open at once; past it, 429.
 //
@@ -4309,6 +4387,20 @@ func ParseSubmitJobResponse(rsp *http.Response) (*SubmitJobResponse, error) {
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest TooLarge

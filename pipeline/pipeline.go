@@ -5,6 +5,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -68,6 +69,10 @@ func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*job
 	if job.Request.FeaturesURL != "" {
 		return p.runFeatures(ctx, job, be, table, t)
 	}
+	if job.Request.BaseJobID != "" {
+		out, err := p.runAddition(ctx, job, table, t)
+		return followed(ctx, out, err, job, t)
+	}
 	images, err := p.loadImages(ctx, job.Request, table, t)
 	if err != nil {
 		return nil, err
@@ -85,6 +90,7 @@ func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*job
 	if err != nil {
 		return nil, err
 	}
+	storeState(ctx, t, table, images, res, job.Request)
 	// Hotspots and the grid layout are extras: the map stands without them.
 	out := Assemble(table, images, res)
 	if err := explore.Annotate(ctx, out, job.Request.Grid); err != nil {
@@ -92,6 +98,20 @@ func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*job
 			return nil, ctx.Err()
 		}
 		t.Warn("explore the map", "err", err)
+	}
+	return followed(ctx, out, nil, job, t)
+}
+
+// followed marks the result of a job that follows its table (it gets a
+// removed column) and records the following in the store; a Follower
+// checks the table once the job has succeeded.
+func followed(ctx context.Context, out *jobs.Result, err error, job jobs.Job, t *jobs.Tracker) (*jobs.Result, error) {
+	if err != nil || job.Request.FollowIntervalSeconds <= 0 {
+		return out, err
+	}
+	out.Followed = true
+	if err := t.StartFollow(ctx, time.Duration(job.Request.FollowIntervalSeconds)*time.Second); err != nil {
+		return nil, fmt.Errorf("follow the table: %w", err)
 	}
 	return out, nil
 }
@@ -117,6 +137,9 @@ func (p *Pipeline) fetchTable(ctx context.Context, req jobs.Request, t *jobs.Tra
 		return nil, jobErr(jobs.CodeDatasetInvalid, "the table has no rows with an id in column %q", req.IDColumn)
 	}
 	t.UpdateProgress(func(pr *jobs.Progress) { pr.RowsDropped = table.Dropped })
+	if req.BaseJobID != "" {
+		return table, nil // an addition's perplexity is the transform's (embed.DefaultAddOptions)
+	}
 	if err := checkPerplexity(req, len(table.Rows)); err != nil {
 		return nil, err
 	}
@@ -374,4 +397,26 @@ func Assemble(table *loader.Table, images *loader.Images, res *embed.Result) *jo
 	}
 	out.Failures = toJobFailures(images.Failures)
 	return out
+}
+
+// storeState keeps what an addition to this map needs with the job (or,
+// for `tsnemap run`, in the tracker for the caller to write). A failure
+// is logged: the map stands without it; only additions to it are refused.
+func storeState(ctx context.Context, t *jobs.Tracker, table *loader.Table, images *loader.Images, res *embed.Result, req jobs.Request) {
+	if res.Basis == nil {
+		return
+	}
+	st := &State{Width: images.Width, Height: images.Height, IDs: make([]string, len(images.Rows)),
+		Base: embed.Base{Method: embed.Method(req.Method), Basis: *res.Basis, N: res.N, Dims: res.Dims, Scores: res.Scores, Y: res.Y}}
+	for k, r := range images.Rows {
+		st.IDs[k] = table.Rows[r].ID
+	}
+	var buf bytes.Buffer
+	if err := EncodeState(&buf, st); err != nil {
+		t.Warn("encode addition state", "err", err)
+		return
+	}
+	if err := t.PutState(ctx, buf.Bytes()); err != nil && ctx.Err() == nil {
+		t.Warn("store addition state", "err", err)
+	}
 }

@@ -97,6 +97,9 @@ type common struct {
 	access        access // serve only
 	logFormat     string
 	logLevel      string
+	// Following tables (serve only; docs/growing.md).
+	minFollow time.Duration
+	maxFollow time.Duration
 }
 
 func (c *common) register(fs *flag.FlagSet, worker bool) {
@@ -104,6 +107,8 @@ func (c *common) register(fs *flag.FlagSet, worker bool) {
 		fs.StringVar(&c.dataDir, "data-dir", "tsnemap-data", "directory of the embedded NATS JetStream store (jobs and results survive restarts)")
 		fs.StringVar(&c.natsListen, "nats-listen", "", "also open the embedded NATS on this host:port, so workers elsewhere can join")
 		c.access.register(fs)
+		fs.DurationVar(&c.minFollow, "min-follow-interval", time.Minute, "shortest follow_interval_seconds a job may ask for")
+		fs.DurationVar(&c.maxFollow, "max-follow", 30*24*time.Hour, "how long a job follows its table at most")
 		fs.Int64Var(&c.maxStore, "max-store", 0, "bytes the embedded NATS may store under --data-dir (0: NATS's default, most of the disk); past it submits answer 503")
 	}
 	fs.StringVar(&c.natsURL, "nats-url", "", "use this external NATS (comma-separated URLs of one cluster) instead of the embedded one")

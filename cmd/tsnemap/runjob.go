@@ -10,12 +10,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tsnemap/tsnemap/api"
 	"github.com/tsnemap/tsnemap/jobs"
 	"github.com/tsnemap/tsnemap/loader"
+	"github.com/tsnemap/tsnemap/pipeline"
 )
 
 // runCommand is the museum script as one command: one job, in this process,
@@ -47,6 +49,7 @@ func runCommand(ctx context.Context, args []string, getenv func(string) string, 
 	fs.Int64Var(&req.Seed, "seed", req.Seed, "random seed: the same request and seed give the same map")
 	output := fs.String("o", "zegami_tsne.tab", "output file (.tab/.tsv, .csv or .json); - writes standard output")
 	quiet := fs.Bool("quiet", false, "no progress bar on standard error")
+	baseFile := fs.String("base", "", "add to the map whose state this file holds (the .state a previous run wrote beside its result): its rows keep their x, y; new ids are placed among them")
 	fs.Usage = usageWithEnv(fs, stderr, "usage: tsnemap run --dataset-url URL --image-url-template T [-o zegami_tsne.tab] [flags]\n\n"+
 		"Fetches the table and its images, maps them, and writes the table with x, y appended.\n\nflags:\n")
 	if err := parseWithEnv(fs, args, getenv); err != nil {
@@ -58,6 +61,13 @@ func runCommand(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	if err := checkRunRequest(req); err != nil {
 		return err
+	}
+	var base *jobs.Base
+	if *baseFile != "" {
+		var err error
+		if base, err = readBase(*baseFile, fs, &req); err != nil {
+			return err
+		}
 	}
 	req.Backend = c.backend
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -77,6 +87,9 @@ func runCommand(ctx context.Context, args []string, getenv func(string) string, 
 	bar := newProgressBar(stderr, *quiet)
 	tctx, stopTracker := context.WithCancel(ctx)
 	tracker := jobs.NewLocalTracker(tctx, job, log, bar.show)
+	if base != nil {
+		tracker.SetLocalBase(base)
+	}
 	res, err := pl.Run(ctx, job, tracker)
 	stopTracker()
 	tracker.Close()
@@ -93,6 +106,11 @@ func runCommand(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	if err := writeResult(res, *output, stdout); err != nil {
 		return err
+	}
+	if st := tracker.LocalState(); st != nil && *output != "-" {
+		if err := os.WriteFile(*output+".state", st, 0o644); err != nil {
+			return fmt.Errorf("write the map's state: %w", err)
+		}
 	}
 	if !*quiet {
 		mapped := 0
@@ -211,4 +229,34 @@ func bar(done, total int) string {
 	}
 	n := min(width, done*width/total)
 	return "[" + strings.Repeat("=", n) + strings.Repeat(" ", width-n) + "]"
+}
+
+// readBase reads a --base state file and makes the request an addition to
+// it: the image size, method, dimensions and metric are the base's, and a
+// flag that says otherwise is a usage error naming it.
+func readBase(path string, fs *flag.FlagSet, req *jobs.Request) (*jobs.Base, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usageErrorf("--base: %v", err)
+	}
+	base, st, err := pipeline.BaseFromState(b)
+	if err != nil {
+		return nil, usageErrorf("--base %s: %v", path, err)
+	}
+	if req.FeaturesURL != "" {
+		return nil, usageErrorf("--base adds images; it cannot be used with --features-url")
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	want := map[string]string{"image-width": strconv.Itoa(st.Width), "image-height": strconv.Itoa(st.Height),
+		"method": string(st.Base.Method), "dimensions": strconv.Itoa(st.Base.Dims), "metric": string(st.Base.Basis.Metric)}
+	for _, name := range []string{"image-width", "image-height", "method", "dimensions", "metric"} {
+		if given[name] && fs.Lookup(name).Value.String() != want[name] {
+			return nil, usageErrorf("--%s %s differs from the base's %s (%s); leave it out to take the base's", name, fs.Lookup(name).Value, want[name], path)
+		}
+	}
+	req.ImageSize = jobs.ImageSize{Width: st.Width, Height: st.Height}
+	req.Method, req.Dimensions, req.Metric = string(st.Base.Method), st.Base.Dims, string(st.Base.Basis.Metric)
+	req.BaseJobID = "local"
+	return base, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/tsnemap/tsnemap/api"
 	"github.com/tsnemap/tsnemap/jobs"
 	"github.com/tsnemap/tsnemap/loader"
+	"github.com/tsnemap/tsnemap/pipeline"
 	"github.com/tsnemap/tsnemap/web"
 )
 
@@ -135,6 +136,7 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 		Keys: keys, MetricsToken: c.access.metricsToken, MaxActiveJobs: c.access.maxActiveJobs,
 		SubmitRate: c.access.submitRate, SubmitBurst: c.access.submitBurst, MaxImages: c.maxImages,
 		AllowedHosts: c.access.hosts(), TrustedProxies: proxies, MaxStreamsPerKey: c.access.maxStreams,
+		MinFollowInterval: c.minFollow,
 	}
 	if gh != nil {
 		apiCfg.GPUHealth = gh.Health
@@ -180,6 +182,10 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 	if c.concurrency > 0 { // 0: an API-only node; workers elsewhere run the jobs
 		worker := jobs.NewWorker(store, pl, jobs.WorkerConfig{Concurrency: c.concurrency, MaxTimeout: c.maxTimeout, Logger: log, Metrics: metrics})
 		s.wg.Go(func() { _ = worker.Run(ctx) })
+	}
+	if c.concurrency > 0 {
+		fol := &pipeline.Follower{Store: store, Pipeline: pl, MaxFollow: c.maxFollow, Poll: min(5*time.Second, max(c.minFollow/4, 100*time.Millisecond)), Log: log}
+		s.wg.Go(func() { fol.Run(ctx) })
 	}
 	s.wg.Go(func() {
 		store.SweepEvery(ctx, time.Hour, func(n int, err error) {

@@ -146,3 +146,69 @@ func KNNAccuracy(y []float32, dims int, labels []int, queries int) float64 {
 	}
 	return float64(good) / float64(asked)
 }
+
+// KNNAccuracyAgainst is the share of the query points (q, M×dims) whose
+// label is the majority label among their 10 nearest reference points
+// (ref, N×dims): how well a map places points that were added to it,
+// judged by the points that were there. Ties go to the smallest label.
+// It splits the queries over the cores.
+func KNNAccuracyAgainst(ref []float32, refLabels []int, q []float32, qLabels []int, dims int) float64 {
+	const k = 10
+	m := len(qLabels)
+	if m == 0 {
+		return math.NaN()
+	}
+	good := make([]bool, m)
+	var wg sync.WaitGroup
+	workers := runtime.GOMAXPROCS(0)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dist := make([]float32, k)
+			idx := make([]int, k)
+			for i := w; i < m; i += workers {
+				for a := range k {
+					dist[a], idx[a] = float32(math.Inf(1)), -1
+				}
+				for j := range refLabels {
+					var s float32
+					for c := range dims {
+						v := q[i*dims+c] - ref[j*dims+c]
+						s += v * v
+					}
+					if s >= dist[k-1] {
+						continue
+					}
+					a := k - 1
+					for a > 0 && dist[a-1] > s {
+						dist[a], idx[a] = dist[a-1], idx[a-1]
+						a--
+					}
+					dist[a], idx[a] = s, j
+				}
+				votes := map[int]int{}
+				for _, j := range idx {
+					if j >= 0 {
+						votes[refLabels[j]]++
+					}
+				}
+				best, bestVotes := -1, -1
+				for l, v := range votes {
+					if v > bestVotes || (v == bestVotes && l < best) {
+						best, bestVotes = l, v
+					}
+				}
+				good[i] = best == qLabels[i]
+			}
+		}()
+	}
+	wg.Wait()
+	n := 0
+	for _, g := range good {
+		if g {
+			n++
+		}
+	}
+	return float64(n) / float64(m)
+}

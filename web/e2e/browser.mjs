@@ -259,6 +259,22 @@ try {
   await shot(zp, 'zoom-200', { fullPage: true });
   await zoomed.close();
 
+  stepOf('an addition: the base\'s points where they were, the new ones arriving, ringed, then settling');
+  const post = async (req) => (await api('/v1/jobs', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(req) })).body;
+  const small = await post({ dataset_url: dataset, image_url_template: template, perplexity: 20, iterations: 500, limit: 200 });
+  await until('the base of 200 rows', async () => (await api('/v1/jobs/' + small.id)).body.status === 'succeeded', 90000);
+  const grown = await post({ dataset_url: dataset, image_url_template: template, base_job_id: small.id });
+  assert.equal(grown.request.base_job_id, small.id);
+  await until('the addition', async () => (await api('/v1/jobs/' + grown.id)).body.status === 'succeeded', 90000);
+  await page.goto(base + '/#/jobs/' + grown.id);
+  const arriving = await until('new rows arriving', async () => { const s = await state(page); return s.resultLoaded && s.freshRows > 0 ? s : null; });
+  assert.ok(arriving.arrived >= 90 && arriving.arrived <= 101, `about 100 new rows arrived: ${arriving.arrived}`);
+  assert.equal(arriving.rows, 301);
+  await shot(page, 'addition-arriving');
+  const settled = await until('the new rows to settle', async () => { const s = await state(page); return s.freshRows === 0 && s.thumbnailsDrawn === loaded ? s : null; }, 15000);
+  assert.equal(settled.pointsPlaced, loaded);
+  await shot(page, 'addition-settled');
+
   stepOf('API key: a 401 asks for a key, which is then sent on every request');
   const keyed = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const kp = await keyed.newPage();

@@ -107,10 +107,11 @@ function describe(status, problem) {
 
 /**
  * Reads a Server-Sent Events stream with fetch, calling onEvent(name, data)
- * for each event, until the stream ends, `done` arrives, or signal aborts.
+ * for each event, until the stream ends, `done` arrives (unless pastDone:
+ * a job that follows its table sends `added` after it), or signal aborts.
  * Returns true when it ended with `done`.
  */
-export async function readEvents(path, onEvent, signal) {
+export async function readEvents(path, onEvent, signal, pastDone = false) {
   const res = await request(path, { headers: { Accept: 'text/event-stream' }, signal, cache: 'no-store' });
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = '';
@@ -129,7 +130,7 @@ export async function readEvents(path, onEvent, signal) {
         if (line === '') {
           if (data.length) {
             onEvent(name, data.join('\n'));
-            if (name === 'done') return true;
+            if (name === 'done' && !pastDone) return true;
           }
           name = 'message';
           data = [];

@@ -62,6 +62,8 @@ window.tsnemap = {
       embeddingEvents: state.embeddingEvents,
       rows: map.n,
       pointsPlaced: map.order.length,
+      arrived: map.stats.arrived ?? 0, // rows that arrived as an addition
+      freshRows: map.fresh ? map.fresh.rows.length : 0, // still ringed
       atlasCells: map.atlas ? map.atlas.rows.length : 0,
       pointsDrawn: map.stats.pointsDrawn,
       thumbnailsDrawn: map.stats.thumbnailsDrawn,
@@ -326,6 +328,7 @@ async function openJob(id) {
   state.result = null;
   state.failures = [];
   state.embeddingEvents = 0;
+  state.added = 0;
   atlasLoading = false;
   failuresAt = -1;
   map.setRows(0);
@@ -359,7 +362,29 @@ async function openJob(id) {
     return;
   }
   onJob(job);
-  if (!terminal(job.status)) follow(id);
+  if (!terminal(job.status) || following(job)) follow(id);
+}
+
+/** Whether the job follows its table: its stream goes on after done. */
+function following(job) {
+  return job?.status === 'succeeded' && job.request?.follow_interval_seconds > 0;
+}
+
+/** A followed table grew: the new rows arrive on the map, then the table, thumbnails and hotspots catch up. */
+function onAdded(ev) {
+  let top = map.n - 1;
+  const rows = [], coords = [];
+  for (const r of ev.rows) {
+    top = Math.max(top, r.row);
+    if (r.coords) { rows.push(r.row); coords.push(r.coords[0], r.coords[1]); }
+  }
+  map.grow(top + 1);
+  map.arrive(rows, coords, 2, { x: map.view.cx, y: map.view.cy });
+  state.added = (state.added ?? 0) + ev.rows.length;
+  if (state.job) onJob(state.job);
+  state.embeddingEvents++; // the reload below glides, not jumps
+  if (state.job) { loadAtlas(state.job); loadResult(state.job.id); }
+  updateMapEmpty();
 }
 
 function terminal(s) { return s === 'succeeded' || s === 'failed' || s === 'canceled'; }
@@ -376,7 +401,8 @@ async function follow(id) {
         if (ctl.signal.aborted) return;
         if (name === 'progress' || name === 'done') onJob(JSON.parse(data));
         else if (name === 'embedding') onEmbedding(JSON.parse(data));
-      }, ctl.signal);
+        else if (name === 'added') onAdded(JSON.parse(data));
+      }, ctl.signal, state.job?.request?.follow_interval_seconds > 0);
       if (done) return;
       pause = 500;
     } catch (err) {
@@ -393,8 +419,11 @@ async function follow(id) {
       const j = await json('/v1/jobs/' + encodeURIComponent(id));
       onJob(j);
       banner('');
-      if (terminal(j.status)) return;
-    } catch { /* try again */ }
+      if (terminal(j.status) && !following(j)) return;
+    } catch (err) {
+      if (err instanceof APIError && err.status === 404) { showJobError('The job was deleted.'); return; }
+      /* else try again */
+    }
   }
 }
 
@@ -404,7 +433,9 @@ function onJob(job) {
   state.job = job;
   const p = job.progress;
   const words = STAGE_WORDS[job.stage] ?? job.stage;
-  $('job-status').replaceChildren(statusSpan(job.status), document.createTextNode(job.status === 'running' ? ' — ' + words : ''));
+  const note = job.status === 'running' ? ' — ' + words
+    : following(job) ? ' — following its table' + (state.added ? `, ${state.added} rows added` : '') : '';
+  $('job-status').replaceChildren(statusSpan(job.status), document.createTextNode(note));
   const total = Math.max(p.images_total, 1);
   $('p-images').max = total;
   $('p-images').value = p.images_loaded + p.images_failed;
@@ -470,7 +501,15 @@ async function loadResult(id) {
     res.points.forEach((p) => { if (p.x != null && p.y != null) { rows.push(p.row); coords.push(p.x, p.y); } });
     if (map.n < res.points.length) map.setRows(res.points.length);
     state.scatter = { rows, coords };
-    map.setPositions(rows, coords, 2, state.embeddingEvents > 0);
+    const firstNew = await additionStart(state.job);
+    if (state.job?.id !== id) return;
+    if (firstNew >= 0 && !map.order.length) {
+      // An addition: the base's rows where they were, the new ones arriving.
+      const k = rows.findIndex((r) => r >= firstNew);
+      const cut = k < 0 ? rows.length : k;
+      map.setPositions(rows.slice(0, cut), coords.slice(0, 2 * cut), 2, false);
+      map.arrive(rows.slice(cut), coords.slice(2 * cut), 2, { x: map.view.cx, y: map.view.cy });
+    } else map.setPositions(rows, coords, 2, state.embeddingEvents > 0);
     setTable(tableOfResult(res));
     applyPendingView();
     renderHotspots();
@@ -481,6 +520,18 @@ async function loadResult(id) {
     updateMapEmpty();
   } catch (err) {
     banner('The result could not be loaded: ' + err.message);
+  }
+}
+
+/** For an addition, the first row that is not its base's (-1 otherwise). */
+async function additionStart(job) {
+  const base = job?.request?.base_job_id;
+  if (!base) return -1;
+  try {
+    const atlas = await json(`/v1/jobs/${encodeURIComponent(base)}/atlas`);
+    return atlas.rows;
+  } catch {
+    return -1; // the base is gone: show the map as it is
   }
 }
 

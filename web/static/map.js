@@ -82,6 +82,36 @@ export class MapView {
     this.request();
   }
 
+  /** Makes room for n rows, keeping the rows there (a map that grows). */
+  grow(n) {
+    if (n <= this.n) return;
+    const keep = (a, T, fill) => { const b = new T(n); if (fill !== undefined) b.fill(fill); b.set(a); return b; };
+    for (const k of ['x', 'y', 'fromX', 'fromY', 'toX', 'toY']) this[k] = keep(this[k], Float32Array);
+    this.has = keep(this.has, Uint8Array);
+    this.colour = keep(this.colour, Uint32Array);
+    this.fade = keep(this.fade, Uint8Array, 255);
+    this.shown = keep(this.shown, Uint8Array, 1);
+    this.marked = keep(this.marked, Uint8Array);
+    this.cellOf = keep(this.cellOf, Int32Array, -1);
+    this.n = n;
+    this.version++;
+    this.request();
+  }
+
+  /**
+   * Rows that just arrived (an addition): they glide in from `from` (world
+   * x, y) to their places and wear a ring for ms, then settle. Rows already
+   * placed do not move.
+   */
+  arrive(rows, coords, dims, from, ms = 4000) {
+    for (const r of rows) {
+      if (r >= 0 && r < this.n && !this.has[r]) { this.x[r] = from.x; this.y[r] = from.y; this.has[r] = 1; }
+    }
+    this.fresh = { rows: rows.slice(), until: performance.now() + ms };
+    this.stats.arrived = (this.stats.arrived ?? 0) + rows.length;
+    this.setPositions(rows, coords, dims, true);
+  }
+
   /** Style changed (colour, fade, shown or marked arrays written): redraw. */
   restyle(styled) {
     this.styled = styled;
@@ -286,7 +316,8 @@ export class MapView {
     // The overlay is a layer of its own: hidden when it shows nothing, so
     // the compositor has one layer less to blend while panning.
     this.placeLabels();
-    const highlight = this.screenOf(this.selected) || this.screenOf(this.hovered) || this.shape;
+    const fresh = this.fresh && t0 < this.fresh.until ? this.fresh : null;
+    const highlight = this.screenOf(this.selected) || this.screenOf(this.hovered) || this.shape || fresh;
     this.overlay.style.visibility = highlight ? 'visible' : 'hidden';
     const o = this.octx;
     if (highlight || this.overlayDirty) {
@@ -302,6 +333,18 @@ export class MapView {
       o.strokeRect(p.x - half - width / 2, p.y - half - width / 2, s + width, s + width);
     }
     if (this.shape) this.drawShape(o);
+    if (fresh) {
+      // New rows wear a ring that fades as they settle.
+      o.lineWidth = 2;
+      o.strokeStyle = `rgba(42, 157, 58, ${Math.min(1, (fresh.until - t0) / 1500).toFixed(2)})`;
+      o.beginPath();
+      for (const r of fresh.rows) {
+        const p = this.screenOf(r);
+        if (p) { o.moveTo(p.x + half + 4, p.y); o.arc(p.x, p.y, half + 4, 0, 2 * Math.PI); }
+      }
+      o.stroke();
+      this.request();
+    } else this.fresh = null;
     const st = this.stats;
     st.pointsDrawn = points;
     st.thumbnailsDrawn = thumbs;

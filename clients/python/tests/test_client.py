@@ -87,6 +87,22 @@ class LiveServerTest(unittest.TestCase):
             for job_id in ids:
                 self.client.cancel(job_id)
 
+    def test_addition_keeps_the_base_map(self):
+        base = self.client.wait(self.submit(**SMALL)["id"], timeout=120)
+        added = self.client.wait(self.client.add(base["id"], **self.catalogue, method="pca")["id"], timeout=120)
+        self.assertEqual(added["request"]["base_job_id"], base["id"])
+        self.assertEqual(added["request"]["image_size"], SMALL["image_size"])
+        before = {r["id"]: (r["x"], r["y"]) for r in self.client.result_rows(base["id"])}
+        after = {r["id"]: (r["x"], r["y"]) for r in self.client.result_rows(added["id"])}
+        self.assertEqual(before, after)  # nothing new: every row where it was
+        with self.assertRaises(NotFound):
+            self.client.add("no-such-job", **self.catalogue)
+
+    def test_follow_interval_below_the_minimum_names_the_field(self):
+        with self.assertRaises(BadRequest) as cm:
+            self.client.follow(1, **self.catalogue, **SMALL)
+        self.assertIn("follow_interval_seconds", str(cm.exception))
+
     def test_invalid_request_names_the_field(self):
         with self.assertRaises(BadRequest) as ctx:
             self.submit(perplexity=-1)

@@ -260,6 +260,32 @@ class Client:
             request["metric"] = metric
         return self._request("POST", "/v1/jobs", request)
 
+    def add(self, base_job_id, **request):
+        """Submits an addition to the finished job base_job_id (docs/growing.md)
+        and returns the Job: the table's rows whose id the base has keep the
+        base's coordinates, new rows are placed among them without moving any.
+        image_size, metric, method and dimensions default to the base's.
+        Raises NotFound for a base that does not exist (or was deleted) and
+        ApiError with status 409 for one that cannot be added to."""
+        request["base_job_id"] = base_job_id
+        return self._request("POST", "/v1/jobs", request)
+
+    def follow(self, interval_seconds, **request):
+        """Submits a job that, once succeeded, re-reads its table every
+        interval_seconds and grows its map by the new rows (marking rows gone
+        from the table removed); watch it with additions()."""
+        request["follow_interval_seconds"] = interval_seconds
+        return self._request("POST", "/v1/jobs", request)
+
+    def additions(self, job_id, timeout=None):
+        """Yields each AddedEvent of a job that follows its table
+        ({"rows": [{"row", "id", "coords"}], "removed": [ids]}) as it comes,
+        until the job is deleted or the stream ends. timeout: seconds each
+        read may wait (the server sends a keep-alive every 15 s)."""
+        for event, data in self.events(job_id, timeout=timeout, past_done=True):
+            if event == "added":
+                yield data
+
     def get(self, job_id):
         """The Job."""
         return self._request("GET", self._job_path(job_id))
@@ -297,7 +323,8 @@ class Client:
 
     def result_rows(self, job_id):
         """The result table as a list of dicts: the original columns plus x, y (and z),
-        then cluster (and grid_x, grid_y when the job asked for a grid).
+        then cluster (and grid_x, grid_y when the job asked for a grid), and
+        removed (a bool) for a job that follows its table.
 
         Coordinates are floats, or None for rows whose image failed; cluster
         and grid cells are ints, cluster None for rows in no hotspot.
@@ -307,6 +334,8 @@ class Client:
             for k, kind in (("x", float), ("y", float), ("z", float), ("cluster", int), ("grid_x", int), ("grid_y", int)):
                 if k in row:
                     row[k] = kind(row[k]) if row[k] != "" else None
+            if "removed" in row:
+                row["removed"] = row["removed"] == "1"
         return rows
 
     def failures(self, job_id):
@@ -320,14 +349,16 @@ class Client:
 
     # -- following a job -------------------------------------------------
 
-    def events(self, job_id, embedding=False, timeout=None):
+    def events(self, job_id, embedding=False, timeout=None, past_done=False):
         """Yields (event, data) from the job's Server-Sent Events until "done".
 
         data is the parsed JSON: a Job for "progress" and "done", an
         EmbeddingSnapshot for "embedding" (only with embedding=True).
         timeout: seconds each read may wait (default: the client's timeout;
         the server sends a keep-alive every 15 s). A stream that ends
-        before "done" raises ConnectionFailed.
+        before "done" raises ConnectionFailed. past_done=True goes on after
+        "done" for a job that follows its table ("added" events) until the
+        server ends the stream.
         """
         path = self._job_path(job_id, "/events" + ("?embedding=1" if embedding else ""))
         res = self._open("GET", path, accept="text/event-stream", timeout=timeout)
@@ -347,11 +378,13 @@ class Client:
                         data.append(line[5:].lstrip())
                     elif line == "" and event:
                         yield event, json.loads("\n".join(data))
-                        if event == "done":
+                        if event == "done" and not past_done:
                             return
                         event, data = None, []
             except (http.client.HTTPException, OSError) as e:
                 raise ConnectionFailed("GET %s: the stream broke: %s" % (path, e)) from e
+        if past_done:
+            return
         raise ConnectionFailed("GET %s: the stream ended before the job did" % path)
 
     def wait(self, job_id, timeout=None, on_progress=None, poll=1.0, stream=True):
