@@ -438,6 +438,9 @@ func toAPI(j jobs.Job) openapi.Job {
 	if r.Limit > 0 {
 		n.Limit = &r.Limit
 	}
+	if r.ShardSize > 0 {
+		n.ShardSize = &r.ShardSize
+	}
 	if r.LearningRate == 0 {
 		_ = n.LearningRate.FromLearningRate1(openapi.LearningRate1Auto)
 	} else {

@@ -57,6 +57,7 @@ func (j *Job) start(now time.Time) error {
 	j.Attempts++
 	j.Error = nil
 	j.HasAtlas = false
+	j.Shards = nil
 	j.Progress = Progress{Iterations: j.Progress.Iterations}
 	j.record(now, EventStarted, j.Attempts, "")
 	return nil

@@ -212,6 +212,10 @@ func (t *Tracker) flush(ctx context.Context) {
 		if j.Status != StatusRunning || j.Attempts != t.attempt {
 			return errNoChange // finished, or taken over by another worker
 		}
+		if j.Shards != nil && j.Shards.Attempt == t.attempt {
+			// The shards count the images, in the record, each once.
+			progress.ImagesLoaded, progress.ImagesFailed = j.Progress.ImagesLoaded, j.Progress.ImagesFailed
+		}
 		j.Stage, j.Progress, j.Backend = stage, progress, backend
 		return nil
 	})
@@ -222,3 +226,29 @@ func (t *Tracker) flush(ctx context.Context) {
 		t.mu.Unlock()
 	}
 }
+
+// CanShard reports whether the job may load its images in shards across
+// the cluster (a job run without a service cannot).
+func (t *Tracker) CanShard() bool { return t.store != nil }
+
+// StartShards cuts the job's rows into shards of size and queues them for
+// every worker; it returns the number of shards.
+func (t *Tracker) StartShards(ctx context.Context, size int, rows []ShardRow) (int, error) {
+	return t.store.StartShards(ctx, t.id, t.attempt, size, rows)
+}
+
+// WaitShards waits until every shard is loaded.
+func (t *Tracker) WaitShards(ctx context.Context) (*Sharding, error) {
+	return t.store.WaitShards(ctx, t.id, t.attempt, nil)
+}
+
+// ShardOutput reads what shard k loaded.
+func (t *Tracker) ShardOutput(ctx context.Context, k int) (*ShardOutput, error) {
+	return t.store.ShardOutput(ctx, t.id, t.attempt, k)
+}
+
+// DropShards removes the job's shard messages and objects.
+func (t *Tracker) DropShards(ctx context.Context) error { return t.store.DropShards(ctx, t.id) }
+
+// ID is the job's id.
+func (t *Tracker) ID() string { return t.id }

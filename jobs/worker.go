@@ -30,6 +30,13 @@ type WorkerConfig struct {
 	Logger *slog.Logger
 	// Metrics, optional.
 	Metrics *Metrics
+	// Shards, if set, loads shards of large jobs (any job's, not only
+	// those this worker runs), ShardConcurrency at a time (default 1).
+	Shards           ShardLoader
+	ShardConcurrency int
+	// Name names this worker in the history of the shards it loads
+	// (default host name and process id).
+	Name string
 }
 
 // A work message without a job record is delivered again orphanDeliveries
@@ -72,6 +79,12 @@ func NewWorker(store *Store, runner Runner, cfg WorkerConfig) *Worker {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.ShardConcurrency < 1 {
+		cfg.ShardConcurrency = 1
+	}
+	if cfg.Name == "" {
+		cfg.Name = defaultWorkerName()
+	}
 	return &Worker{store: store, runner: runner, cfg: cfg, log: cfg.Logger, bookTimeout: 10 * time.Second, settleFor: 5 * time.Minute}
 }
 
@@ -86,6 +99,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for range w.cfg.Concurrency {
 		wg.Go(func() { w.slot(ctx, cons) })
+	}
+	if w.cfg.Shards != nil {
+		wg.Go(func() { w.runShards(ctx) })
 	}
 	wg.Wait()
 	return nil

@@ -407,3 +407,21 @@ func (s *scheduler) done(host string) {
 	s.mu.Unlock()
 	s.cond.Signal()
 }
+
+// ReserveImages takes from the memory budget what n images of opts (and
+// the engine's share of their rows) need, as LoadImages does, and returns
+// an empty Images to fill (Pix has room for n images) whose Release gives
+// the memory back. A job whose images were loaded elsewhere (in shards,
+// by other workers) assembles them here.
+func (l *Loader) ReserveImages(ctx context.Context, n int, opts ImageOptions) (*Images, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	release, err := l.reserveJob(ctx, n, opts)
+	if err != nil {
+		return nil, err
+	}
+	sz := opts.Width * opts.Height * 3
+	return &Images{Width: opts.Width, Height: opts.Height, Pix: make([]uint8, 0, n*sz), Rows: make([]int, 0, n), release: sync.OnceFunc(release)}, nil
+}

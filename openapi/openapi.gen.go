@@ -553,7 +553,9 @@ type JobEvent struct {
 
 	// Event `queued`, `started`, `retried` (started again after an attempt
 	// that did not finish), `handed_back` (its worker stopped and
-	// queued it again) or `finished` (`detail` names the status).
+	// queued it again), `shard_loaded` (`detail` names the shard, its
+	// rows, its counts and the worker that loaded it) or `finished`
+	// (`detail` names the status).
 	//
 	//
 	// Example: retried
@@ -681,6 +683,14 @@ type JobRequest struct {
 	// Seed Same request, seed and backend give the same coordinates.
 	Seed *int64 `json:"seed,omitempty"`
 
+	// ShardSize Load the images in shards of this many rows, each taken by any
+	// worker of the cluster, whatever the table's size. By default a
+	// table of more rows than the server's shard threshold (20,000)
+	// is loaded in shards of the server's shard size (5,000); a
+	// smaller one by the worker running the job. The result is the
+	// same either way. Ignored with `features_url`.
+	ShardSize *int `json:"shard_size,omitempty"`
+
 	// TimeoutSeconds The job fails with code `timeout` and all its work stops. Defaults
 	// to (and is capped at) the server's maximum.
 	TimeoutSeconds *int `json:"timeout_seconds,omitempty"`
@@ -747,6 +757,7 @@ type NormalizedJobRequest struct {
 	Metric         NormalizedJobRequestMetric `json:"metric"`
 	Perplexity     float64                    `json:"perplexity"`
 	Seed           int64                      `json:"seed"`
+	ShardSize      *int                       `json:"shard_size,omitempty"`
 	TimeoutSeconds int                        `json:"timeout_seconds"`
 }
 

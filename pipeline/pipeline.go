@@ -30,6 +30,10 @@ type Pipeline struct {
 	GPU embed.Backend
 	// Log receives the backend decisions of jobs (nil: slog.Default()).
 	Log *slog.Logger
+	// ShardAbove: a job of more rows loads its images in shards of
+	// ShardSize rows, taken by every worker of the cluster (defaults
+	// DefaultShardAbove and DefaultShardSize).
+	ShardAbove, ShardSize int
 }
 
 // Reserver is implemented by a backend that admits a run only when it
@@ -68,7 +72,13 @@ func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*job
 	if job.Request.FeaturesURL != "" {
 		return p.runFeatures(ctx, job, be, table, t)
 	}
-	images, err := p.loadImages(ctx, job.Request, table, t)
+	var images *loader.Images
+	if p.sharded(job.Request, len(table.Rows), t) {
+		defer dropShards(ctx, t)
+		images, err = p.loadShards(ctx, job.Request, table, t)
+	} else {
+		images, err = p.loadImages(ctx, job.Request, table, t)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -94,6 +94,10 @@ type common struct {
 	maxImages     int
 	memoryBudget  byteSize
 	maxStore      int64
+	shardAbove    int
+	shardSize     int
+	shardSlots    int
+	workerName    string
 	access        access // serve only
 	logFormat     string
 	logLevel      string
@@ -119,6 +123,10 @@ func (c *common) register(fs *flag.FlagSet, worker bool) {
 	fs.BoolVar(&c.allowPrivate, "allow-private-networks", false, "let jobs fetch from private, loopback and link-local addresses (trusted networks only)")
 	fs.IntVar(&c.maxImages, "max-images", 1_000_000, "most rows (and images) one job may have; a larger table fails the job")
 	fs.Var(&c.memoryBudget, "memory-budget", "memory the jobs of this process may hold at once (pixels, downloads, decodes), e.g. 8GB; a job that can never fit fails naming the numbers (0: half the machine's or the container's memory)")
+	fs.IntVar(&c.shardAbove, "shard-above", 20_000, "a job of more rows loads its images in shards that every worker of the cluster takes (a request's shard_size forces it)")
+	fs.IntVar(&c.shardSize, "shard-size", 5_000, "rows of one shard of a large job")
+	fs.IntVar(&c.shardSlots, "shard-concurrency", 1, "shards this process loads at once, of any job (0: none)")
+	fs.StringVar(&c.workerName, "worker-name", "", "this worker's name in the history of the shards it loads (default: host name and process id)")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
@@ -385,6 +393,9 @@ func (c *common) connectNATS(ctx context.Context, log *slog.Logger) (*jobs.Store
 // pipeline builds the loader and backends for jobs; its Close releases
 // both.
 func (c *common) pipeline(ctx context.Context, log *slog.Logger, extraAllowed []netip.AddrPort) (*pipeline.Pipeline, error) {
+	if c.shardSize < 10 || c.shardSize > 100_000 || c.shardAbove < 0 || c.shardSlots < 0 {
+		return nil, fmt.Errorf("--shard-size %d must be 10..100000, --shard-above %d and --shard-concurrency %d ≥ 0", c.shardSize, c.shardAbove, c.shardSlots)
+	}
 	cfg := loader.Config{AllowPrivateNetworks: c.allowPrivate, AllowedAddrPorts: extraAllowed, MaxRows: c.maxImages,
 		MemoryBudget: int64(c.memoryBudget)}
 	g, err := pickGPU(ctx, c.backend, log)
@@ -399,7 +410,7 @@ func (c *common) pipeline(ctx context.Context, log *slog.Logger, extraAllowed []
 		return nil, err
 	}
 	log.Info("memory budget of jobs", "bytes", l.Config().MemoryBudget, "size", loader.FormatBytes(l.Config().MemoryBudget))
-	p := &pipeline.Pipeline{Loader: l, CPU: cpu.New(c.threads), Log: log}
+	p := &pipeline.Pipeline{Loader: l, CPU: cpu.New(c.threads), Log: log, ShardAbove: c.shardAbove, ShardSize: c.shardSize}
 	if g != nil {
 		p.GPU = g
 	}
@@ -442,4 +453,14 @@ func (p *common) backendName(pl *pipeline.Pipeline) string {
 		return pl.GPU.Name()
 	}
 	return pl.CPU.Name()
+}
+
+// workerConfig is the job worker of serve and worker.
+func (c *common) workerConfig(pl *pipeline.Pipeline, log *slog.Logger, metrics *jobs.Metrics) jobs.WorkerConfig {
+	cfg := jobs.WorkerConfig{Concurrency: c.concurrency, MaxTimeout: c.maxTimeout, Logger: log, Metrics: metrics,
+		ShardConcurrency: c.shardSlots, Name: c.workerName}
+	if c.shardSlots > 0 {
+		cfg.Shards = pl
+	}
+	return cfg
 }

@@ -178,7 +178,7 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 		s.wg.Go(func() { watchGPU(ctx, gh, log) })
 	}
 	if c.concurrency > 0 { // 0: an API-only node; workers elsewhere run the jobs
-		worker := jobs.NewWorker(store, pl, jobs.WorkerConfig{Concurrency: c.concurrency, MaxTimeout: c.maxTimeout, Logger: log, Metrics: metrics})
+		worker := jobs.NewWorker(store, pl, c.workerConfig(pl, log, metrics))
 		s.wg.Go(func() { _ = worker.Run(ctx) })
 	}
 	s.wg.Go(func() {
@@ -276,7 +276,7 @@ func workerCommand(ctx context.Context, args []string, getenv func(string) strin
 	}
 	defer closeNATS()
 	log.Info("tsnemap worker started", "backend", c.backendName(pl), "concurrency", c.concurrency, "version", versionString())
-	w := jobs.NewWorker(store, pl, jobs.WorkerConfig{Concurrency: c.concurrency, MaxTimeout: c.maxTimeout, Logger: log})
+	w := jobs.NewWorker(store, pl, c.workerConfig(pl, log, nil))
 	err = w.Run(ctx)
 	log.Info("worker stopped")
 	return err
