@@ -38,6 +38,9 @@ type Tracker struct {
 	lastEmbed  time.Time
 	lastIter   int
 	lastIterAt time.Time
+	// sharded: StartShards ran, so the worker removes the shards when the
+	// attempt ends.
+	sharded bool
 }
 
 func newTracker(s *Store, job Job, m *Metrics, log *slog.Logger) *Tracker {
@@ -234,6 +237,9 @@ func (t *Tracker) CanShard() bool { return t.store != nil }
 // StartShards cuts the job's rows into shards of size and queues them for
 // every worker; it returns the number of shards.
 func (t *Tracker) StartShards(ctx context.Context, size int, rows []ShardRow) (int, error) {
+	t.mu.Lock()
+	t.sharded = true
+	t.mu.Unlock()
 	return t.store.StartShards(ctx, t.id, t.attempt, size, rows)
 }
 

@@ -330,6 +330,16 @@ func (w *Worker) run(a *attempt) (jctx context.Context, res *Result, runErr erro
 	res, runErr = w.runner.Run(jctx, a.job, tracker)
 	sideStop()
 	side.Wait()
+	tracker.mu.Lock()
+	sharded := tracker.sharded
+	tracker.mu.Unlock()
+	if sharded {
+		// Whatever the end (done, failed, canceled, handed back), no
+		// shard of this attempt is wanted any more.
+		if err := w.store.DropShards(w.bookFor(a, 30*time.Second), a.id); err != nil {
+			a.log.Warn("drop shards", "err", err)
+		}
+	}
 	tracker.flush(w.book(a))
 	if runErr == nil && res != nil {
 		tracker.setStage(StageWritingResult)

@@ -74,7 +74,6 @@ func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*job
 	}
 	var images *loader.Images
 	if p.sharded(job.Request, len(table.Rows), t) {
-		defer dropShards(ctx, t)
 		images, err = p.loadShards(ctx, job.Request, table, t)
 	} else {
 		images, err = p.loadImages(ctx, job.Request, table, t)

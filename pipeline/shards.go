@@ -154,8 +154,9 @@ func (p *Pipeline) assemble(ctx context.Context, req jobs.Request, table *loader
 	return images, nil
 }
 
-// dropShards removes the job's shard messages and objects once it ends,
-// whatever the end: the job's own context may be over already.
+// dropShards removes the job's shard messages and objects once they are
+// assembled (the worker removes them too when the attempt ends, whatever
+// its end).
 func dropShards(ctx context.Context, t *jobs.Tracker) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
