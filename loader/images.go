@@ -213,7 +213,7 @@ func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, 
 				if !ok {
 					return
 				}
-				data, err := l.fetch(ctx, rows[i].ImageURL, l.cfg.MaxImageBytes, "image/*")
+				data, err := l.fetchLimited(ctx, host, rows[i].ImageURL)
 				s.done(host)
 				if err != nil {
 					if ctx.Err() != nil {
@@ -285,6 +285,22 @@ func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, 
 	}
 	done, im.release = true, sync.OnceFunc(release)
 	return im, nil
+}
+
+// fetchLimited fetches an image under a permit of the HostLimiter, if
+// any. A limiter that fails (its store unreachable) is passed over: the
+// Loader's own MaxPerHost still holds.
+func (l *Loader) fetchLimited(ctx context.Context, host, rawURL string) ([]byte, error) {
+	if l.cfg.HostLimiter != nil {
+		release, err := l.cfg.HostLimiter.Acquire(ctx, host)
+		switch {
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case err == nil:
+			defer release()
+		}
+	}
+	return l.fetch(ctx, rawURL, l.cfg.MaxImageBytes, "image/*")
 }
 
 // reserveJob takes a job's memory from the budget before anything is

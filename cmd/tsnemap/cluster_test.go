@@ -351,3 +351,32 @@ func TestClusterCancelStopsEveryShard(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterHostLimit: three workers with --max-per-host 8 load one
+// job's shards from one host together; the host never sees more than 8
+// requests at once (each worker alone would allow 8, 24 in all).
+func TestClusterHostLimit(t *testing.T) {
+	const n = 1200
+	cat := newBigCatalogue(t, n)
+	c := startTestCluster(t, "--max-per-host", "8")
+	id := postJob(t, c.api, fmt.Sprintf(`{"dataset_url":"%s/data.tab","image_url_template":"%s/slow/50/{id}.png","image_size":{"width":8,"height":8},"iterations":60,"shard_size":100}`,
+		cat.srv.URL, cat.srv.URL))
+	j := waitJob(t, c.api, id, 120*time.Second, jobEnded)
+	if j.Status != "succeeded" {
+		t.Fatalf("job %s: %+v", j.Status, j.Error)
+	}
+	loaders := map[string]bool{}
+	for _, e := range j.History {
+		if e.Event == "shard_loaded" {
+			_, who, _ := strings.Cut(e.Detail, " by ")
+			loaders[who] = true
+		}
+	}
+	if len(loaders) < 2 {
+		t.Errorf("shards loaded by %v only: the limit was not shared", loaders)
+	}
+	if m := cat.maxSeen.Load(); m > 8 || m < 4 {
+		t.Errorf("the host saw up to %d requests at once, want at most 8 (and the limit used)", m)
+	}
+	t.Logf("at most %d requests at once, shards loaded by %v", cat.maxSeen.Load(), loaders)
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -98,7 +99,10 @@ type common struct {
 	shardSize     int
 	shardSlots    int
 	workerName    string
-	access        access // serve only
+	maxPerHost    int
+	clusterHosts  bool
+	hostLimiter   loader.HostLimiter // set from clusterHosts once NATS is open
+	access        access             // serve only
 	logFormat     string
 	logLevel      string
 }
@@ -126,6 +130,8 @@ func (c *common) register(fs *flag.FlagSet, worker bool) {
 	fs.IntVar(&c.shardAbove, "shard-above", 20_000, "a job of more rows loads its images in shards that every worker of the cluster takes (a request's shard_size forces it)")
 	fs.IntVar(&c.shardSize, "shard-size", 5_000, "rows of one shard of a large job")
 	fs.IntVar(&c.shardSlots, "shard-concurrency", 1, "shards this process loads at once, of any job (0: none)")
+	fs.IntVar(&c.maxPerHost, "max-per-host", 16, "most image requests to one host at once")
+	fs.BoolVar(&c.clusterHosts, "cluster-host-limit", true, "make --max-per-host a limit of the whole cluster (leases shared through NATS; a dead worker's leases free after 10 s), not of each process")
 	fs.StringVar(&c.workerName, "worker-name", "", "this worker's name in the history of the shards it loads (default: host name and process id)")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -393,11 +399,14 @@ func (c *common) connectNATS(ctx context.Context, log *slog.Logger) (*jobs.Store
 // pipeline builds the loader and backends for jobs; its Close releases
 // both.
 func (c *common) pipeline(ctx context.Context, log *slog.Logger, extraAllowed []netip.AddrPort) (*pipeline.Pipeline, error) {
+	if c.maxPerHost < 0 {
+		return nil, fmt.Errorf("--max-per-host %d: want ≥ 1 (0: the default, 16)", c.maxPerHost)
+	}
 	if c.shardSize < 10 || c.shardSize > 100_000 || c.shardAbove < 0 || c.shardSlots < 0 {
 		return nil, fmt.Errorf("--shard-size %d must be 10..100000, --shard-above %d and --shard-concurrency %d ≥ 0", c.shardSize, c.shardAbove, c.shardSlots)
 	}
 	cfg := loader.Config{AllowPrivateNetworks: c.allowPrivate, AllowedAddrPorts: extraAllowed, MaxRows: c.maxImages,
-		MemoryBudget: int64(c.memoryBudget)}
+		MemoryBudget: int64(c.memoryBudget), MaxPerHost: c.maxPerHost, HostLimiter: c.hostLimiter}
 	g, err := pickGPU(ctx, c.backend, log)
 	if err != nil {
 		return nil, err
@@ -463,4 +472,21 @@ func (c *common) workerConfig(pl *pipeline.Pipeline, log *slog.Logger, metrics *
 		cfg.Shards = pl
 	}
 	return cfg
+}
+
+// hostLeases starts the cluster-wide per-host limit (--cluster-host-limit)
+// on store's NATS; stop gives back the leases held. Without it, the limit
+// stays per process.
+func (c *common) hostLeases(ctx context.Context, store *jobs.Store, log *slog.Logger) (loader.HostLimiter, func(), error) {
+	if !c.clusterHosts {
+		return nil, func() {}, nil
+	}
+	hl, err := jobs.NewHostLeases(ctx, store, jobs.HostLeasesConfig{Limit: cmp.Or(c.maxPerHost, 16), Owner: c.workerName, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() { defer close(done); hl.Run(lctx) }()
+	return hl, func() { cancel(); <-done }, nil
 }
