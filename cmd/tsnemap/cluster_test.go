@@ -133,6 +133,12 @@ type testCluster struct {
 
 func startTestCluster(t *testing.T, extra ...string) *testCluster {
 	t.Helper()
+	return startWorkers(t, 3, extra...)
+}
+
+// startWorkers is startTestCluster with n workers.
+func startWorkers(t *testing.T, n int, extra ...string) *testCluster {
+	t.Helper()
 	emb := startSharedNATS(t, t.TempDir(), "127.0.0.1:0")
 	t.Cleanup(emb.Shutdown)
 	common := append([]string{"--nats-url", emb.ClientURL(), "--ack-wait", "2s", "--allow-private-networks", "--threads", "1"}, extra...)
@@ -140,7 +146,7 @@ func startTestCluster(t *testing.T, extra ...string) *testCluster {
 	c := &testCluster{api: "http://" + addr}
 	startProc(t, append([]string{"serve", "--addr", addr, "--concurrency", "0", "--submit-rate", "0"}, common...)...)
 	waitHTTP(t, c.api+"/readyz", 30*time.Second)
-	for k := range 3 {
+	for k := range n {
 		c.workers = append(c.workers, startProc(t, append([]string{"worker", "--worker-name", fmt.Sprintf("w%d", k)}, common...)...))
 	}
 	for _, w := range c.workers {
@@ -323,7 +329,7 @@ func TestClusterCancelStopsEveryShard(t *testing.T) {
 				busy++
 			}
 		}
-		return busy == 3, fmt.Sprintf("%d workers loading shards", busy)
+		return busy == 3 && cat.inFlight.Load() >= 3, fmt.Sprintf("%d workers loading shards, %d requests in flight", busy, cat.inFlight.Load())
 	})
 	res, b := testkit.NewAPI(t, c.api).Do("DELETE", "/v1/jobs/"+id, "")
 	if res.StatusCode >= 300 {
