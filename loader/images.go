@@ -312,14 +312,36 @@ func (l *Loader) reserveJob(ctx context.Context, n int, opts ImageOptions) (func
 	need := int64(n) * per
 	err := l.mem.acquire(ctx, need, l.mem.keepJobs)
 	if errors.Is(err, ErrOverBudget) {
-		return nil, fmt.Errorf("%w: %w: %w: %d rows of %d×%d images need about %s of memory (%s a row: %d×%d×3 bytes of pixels and %s for the engine), more than the %s this server gives one job (three quarters of its memory budget of %s); set limit to map fewer rows, or ask for a smaller image_size",
-			ErrDatasetInvalid, ErrTooLarge, ErrOverBudget, n, opts.Width, opts.Height, FormatBytes(need), FormatBytes(per),
-			opts.Width, opts.Height, FormatBytes(RowOverhead), FormatBytes(l.mem.total-l.mem.keepJobs), FormatBytes(l.mem.total))
+		return nil, l.overBudget(n, opts)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load images: wait for memory: %w", err)
 	}
 	return func() { l.mem.release(need) }, nil
+}
+
+// overBudget is the error of n images of opts that can never fit.
+func (l *Loader) overBudget(n int, opts ImageOptions) error {
+	per := int64(opts.Width)*int64(opts.Height)*3 + RowOverhead
+	need := int64(n) * per
+	return fmt.Errorf("%w: %w: %w: %d rows of %d×%d images need about %s of memory (%s a row: %d×%d×3 bytes of pixels and %s for the engine), more than the %s this server gives one job (three quarters of its memory budget of %s); set limit to map fewer rows, or ask for a smaller image_size",
+		ErrDatasetInvalid, ErrTooLarge, ErrOverBudget, n, opts.Width, opts.Height, FormatBytes(need), FormatBytes(per),
+		opts.Width, opts.Height, FormatBytes(RowOverhead), FormatBytes(l.mem.total-l.mem.keepJobs), FormatBytes(l.mem.total))
+}
+
+// CheckImages fails as LoadImages would at once when n images of opts
+// could never fit the memory budget; it takes nothing. A job loaded in
+// shards by other workers checks first, and takes its memory only to
+// assemble them (ReserveImages).
+func (l *Loader) CheckImages(n int, opts ImageOptions) error {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return err
+	}
+	if int64(n)*(int64(opts.Width)*int64(opts.Height)*3+RowOverhead) > l.mem.total-l.mem.keepJobs {
+		return l.overBudget(n, opts)
+	}
+	return nil
 }
 
 // MaxURLBytes is the longest image URL fetched; a longer one fails its row.

@@ -72,6 +72,13 @@ func (p *Pipeline) LoadShard(ctx context.Context, req jobs.Request, task jobs.Sh
 func (p *Pipeline) loadShards(ctx context.Context, req jobs.Request, table *loader.Table, t *jobs.Tracker) (*loader.Images, error) {
 	t.SetStage(jobs.StageLoadingImages)
 	t.UpdateProgress(func(pr *jobs.Progress) { pr.ImagesTotal = len(table.Rows) })
+	// A job that could never fit this worker's memory fails at once,
+	// naming the numbers, as a job's own load does; the memory is taken
+	// only to assemble the shards, so none is held while they load (this
+	// worker's own shard slot needs some).
+	if err := p.Loader.CheckImages(len(table.Rows), imageOptions(req)); err != nil {
+		return nil, jobErr(jobs.CodeDatasetInvalid, "%v", err)
+	}
 	rows := make([]jobs.ShardRow, len(table.Rows))
 	for i, r := range table.Rows {
 		rows[i] = jobs.ShardRow{ID: r.ID, ImageURL: r.ImageURL}
@@ -95,21 +102,11 @@ func (p *Pipeline) loadShards(ctx context.Context, req jobs.Request, table *load
 	case err != nil:
 		return nil, fmt.Errorf("wait for shards: %w", err)
 	}
-	images, err := p.assemble(ctx, req, table, sh, t)
-	if err == nil {
-		dropShards(ctx, t) // the pixels are here now: free the store early
-	}
-	return images, err
-}
-
-// assemble reads the loaded shards in order into one Images, taken from
-// the memory budget like a job's own load.
-func (p *Pipeline) assemble(ctx context.Context, req jobs.Request, table *loader.Table, sh *jobs.Sharding, t *jobs.Tracker) (*loader.Images, error) {
 	loaded := 0
 	for _, d := range sh.Done {
 		loaded += d.Loaded
 	}
-	images, err := p.Loader.ReserveImages(ctx, loaded, loader.ImageOptions{Width: req.ImageSize.Width, Height: req.ImageSize.Height})
+	images, err := p.Loader.ReserveImages(ctx, loaded, imageOptions(req))
 	switch {
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
@@ -118,19 +115,31 @@ func (p *Pipeline) assemble(ctx context.Context, req jobs.Request, table *loader
 	case err != nil:
 		return nil, fmt.Errorf("assemble shards: %w", err)
 	}
+	if err := p.assemble(ctx, images, table, sh, t); err != nil {
+		images.Release()
+		return nil, err
+	}
+	dropShards(ctx, t) // the pixels are here now: free the store early
+	return images, nil
+}
+
+func imageOptions(req jobs.Request) loader.ImageOptions {
+	return loader.ImageOptions{Width: req.ImageSize.Width, Height: req.ImageSize.Height}
+}
+
+// assemble reads the loaded shards in order into images (reserved for
+// the images that loaded).
+func (p *Pipeline) assemble(ctx context.Context, images *loader.Images, table *loader.Table, sh *jobs.Sharding, t *jobs.Tracker) error {
 	var failures []jobs.Failure
 	for k := range sh.Count {
 		out, err := t.ShardOutput(ctx, k)
-		if err != nil {
-			images.Release()
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, fmt.Errorf("assemble shards: %w", err)
-		}
-		if len(out.Rows) > 0 && (out.Width != images.Width || out.Height != images.Height) {
-			images.Release()
-			return nil, fmt.Errorf("assemble shards: shard %d has images of %d×%d, want %d×%d", k, out.Width, out.Height, images.Width, images.Height)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			return fmt.Errorf("assemble shards: %w", err)
+		case len(out.Rows) > 0 && (out.Width != images.Width || out.Height != images.Height):
+			return fmt.Errorf("assemble shards: shard %d has images of %d×%d, want %d×%d", k, out.Width, out.Height, images.Width, images.Height)
 		}
 		images.Pix = append(images.Pix, out.Pix...)
 		images.Rows = append(images.Rows, out.Rows...)
@@ -140,18 +149,16 @@ func (p *Pipeline) assemble(ctx context.Context, req jobs.Request, table *loader
 		images.Failures = append(images.Failures, loader.Failure{Row: f.Row, ID: f.ID, URL: f.URL, Reason: f.Error})
 	}
 	if err := t.SetFailures(ctx, failures); err != nil {
-		images.Release()
-		return nil, fmt.Errorf("record failures: %w", err)
+		return fmt.Errorf("record failures: %w", err)
 	}
 	if images.Len() == 0 {
-		images.Release()
 		first := "no rows"
 		if len(failures) > 0 {
 			first = fmt.Sprintf("row %d %s: %s", failures[0].Row, failures[0].URL, failures[0].Error)
 		}
-		return nil, jobErr(jobs.CodeNoImages, "%v: all %d images failed (first: %s)", loader.ErrNoImages, len(table.Rows), first)
+		return jobErr(jobs.CodeNoImages, "%v: all %d images failed (first: %s)", loader.ErrNoImages, len(table.Rows), first)
 	}
-	return images, nil
+	return nil
 }
 
 // dropShards removes the job's shard messages and objects once they are

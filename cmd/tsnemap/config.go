@@ -129,7 +129,7 @@ func (c *common) register(fs *flag.FlagSet, worker bool) {
 	fs.Var(&c.memoryBudget, "memory-budget", "memory the jobs of this process may hold at once (pixels, downloads, decodes), e.g. 8GB; a job that can never fit fails naming the numbers (0: half the machine's or the container's memory)")
 	fs.IntVar(&c.shardAbove, "shard-above", 20_000, "a job of more rows loads its images in shards that every worker of the cluster takes (a request's shard_size forces it)")
 	fs.IntVar(&c.shardSize, "shard-size", 5_000, "rows of one shard of a large job")
-	fs.IntVar(&c.shardSlots, "shard-concurrency", 1, "shards this process loads at once, of any job (0: none)")
+	fs.IntVar(&c.shardSlots, "shard-concurrency", 1, "shards this process loads at once, of any job (at least 1: a job's own worker always takes its shards too)")
 	fs.IntVar(&c.maxPerHost, "max-per-host", 16, "most image requests to one host at once")
 	fs.BoolVar(&c.clusterHosts, "cluster-host-limit", true, "make --max-per-host a limit of the whole cluster (leases shared through NATS; a dead worker's leases free after 10 s), not of each process")
 	fs.StringVar(&c.workerName, "worker-name", "", "this worker's name in the history of the shards it loads (default: host name and process id)")
@@ -402,8 +402,13 @@ func (c *common) pipeline(ctx context.Context, log *slog.Logger, extraAllowed []
 	if c.maxPerHost < 0 {
 		return nil, fmt.Errorf("--max-per-host %d: want ≥ 1 (0: the default, 16)", c.maxPerHost)
 	}
-	if c.shardSize < 10 || c.shardSize > 100_000 || c.shardAbove < 0 || c.shardSlots < 0 {
-		return nil, fmt.Errorf("--shard-size %d must be 10..100000, --shard-above %d and --shard-concurrency %d ≥ 0", c.shardSize, c.shardAbove, c.shardSlots)
+	switch {
+	case c.shardSize != 0 && (c.shardSize < 10 || c.shardSize > 100_000):
+		return nil, fmt.Errorf("--shard-size %d: want 10..100000", c.shardSize)
+	case c.shardAbove < 0:
+		return nil, fmt.Errorf("--shard-above %d: want ≥ 0 (0: the default, 20000)", c.shardAbove)
+	case c.shardSlots < 0:
+		return nil, fmt.Errorf("--shard-concurrency %d: want ≥ 1", c.shardSlots)
 	}
 	cfg := loader.Config{AllowPrivateNetworks: c.allowPrivate, AllowedAddrPorts: extraAllowed, MaxRows: c.maxImages,
 		MemoryBudget: int64(c.memoryBudget), MaxPerHost: c.maxPerHost, HostLimiter: c.hostLimiter}
@@ -466,12 +471,8 @@ func (p *common) backendName(pl *pipeline.Pipeline) string {
 
 // workerConfig is the job worker of serve and worker.
 func (c *common) workerConfig(pl *pipeline.Pipeline, log *slog.Logger, metrics *jobs.Metrics) jobs.WorkerConfig {
-	cfg := jobs.WorkerConfig{Concurrency: c.concurrency, MaxTimeout: c.maxTimeout, Logger: log, Metrics: metrics,
-		ShardConcurrency: c.shardSlots, Name: c.workerName}
-	if c.shardSlots > 0 {
-		cfg.Shards = pl
-	}
-	return cfg
+	return jobs.WorkerConfig{Concurrency: c.concurrency, MaxTimeout: c.maxTimeout, Logger: log, Metrics: metrics,
+		ShardConcurrency: max(c.shardSlots, 1), Name: c.workerName, Shards: pl}
 }
 
 // hostLeases starts the cluster-wide per-host limit (--cluster-host-limit)
