@@ -40,6 +40,10 @@ type Sharding struct {
 	Done []ShardDone `json:"done,omitempty"`
 	// Error, once set, fails the job: a shard could not be loaded.
 	Error *Error `json:"error,omitempty"`
+	// Embedder names the worker (one with a GPU) the job was handed to
+	// once its shards were in: it runs the next attempt, from the shards
+	// of this one.
+	Embedder string `json:"embedder,omitempty"`
 }
 
 // ShardDone is one loaded shard: who loaded it and what it counted.
@@ -255,8 +259,21 @@ func (s *Store) WaitShards(ctx context.Context, id string, attempt int, progress
 }
 
 // DropShards removes every shard message and object of job id, of every
-// attempt. Run when the job ends, and before a new attempt shards again.
+// attempt, and forgets a hand-off (see Sharding.Embedder). Run when the
+// job's pixels are assembled, when an attempt ends (unless it handed the
+// job off), and before a new attempt shards again.
 func (s *Store) DropShards(ctx context.Context, id string) error {
+	// A job handed off with its shards in no longer has them to embed:
+	// its next attempt loads them again.
+	if _, err := s.Update(ctx, id, func(j *Job) error {
+		if j.Shards == nil || j.Shards.Embedder == "" {
+			return errNoChange
+		}
+		j.Shards.Embedder = ""
+		return nil
+	}); err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("drop shards of %s: %w", id, err)
+	}
 	if err := s.shardQueue.Purge(ctx, jetstream.WithPurgeSubject(shardSubject+id)); err != nil {
 		return fmt.Errorf("drop shard messages of %s: %w", id, storeErr(err))
 	}

@@ -73,8 +73,8 @@ func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*job
 		return p.runFeatures(ctx, job, be, table, t)
 	}
 	var images *loader.Images
-	if p.sharded(job.Request, len(table.Rows), t) {
-		images, err = p.loadShards(ctx, job.Request, table, t)
+	if p.sharded(job, len(table.Rows), t) {
+		images, err = p.loadShards(ctx, job, table, t)
 	} else {
 		images, err = p.loadImages(ctx, job.Request, table, t)
 	}

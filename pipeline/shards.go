@@ -22,11 +22,12 @@ var _ jobs.ShardLoader = (*Pipeline)(nil)
 // sharded reports whether a job's images load in shards across the
 // cluster: its request forces a shard size, or its table has more rows
 // than the threshold.
-func (p *Pipeline) sharded(req jobs.Request, rows int, t *jobs.Tracker) bool {
+func (p *Pipeline) sharded(job jobs.Job, rows int, t *jobs.Tracker) bool {
+	req := job.Request
 	if !t.CanShard() || req.FeaturesURL != "" {
 		return false
 	}
-	return req.ShardSize > 0 || rows > cmp.Or(p.ShardAbove, DefaultShardAbove)
+	return job.Shards != nil || req.ShardSize > 0 || rows > cmp.Or(p.ShardAbove, DefaultShardAbove)
 }
 
 // LoadShard implements jobs.ShardLoader: one shard's images, resized as
@@ -69,7 +70,13 @@ func (p *Pipeline) LoadShard(ctx context.Context, req jobs.Request, task jobs.Sh
 // are then read back in order into one block of uint8 pixels, exactly as
 // loadImages would have made them (the same rows, failures and bytes):
 // the embedding that follows cannot tell the difference.
-func (p *Pipeline) loadShards(ctx context.Context, req jobs.Request, table *loader.Table, t *jobs.Tracker) (*loader.Images, error) {
+func (p *Pipeline) loadShards(ctx context.Context, job jobs.Job, table *loader.Table, t *jobs.Tracker) (*loader.Images, error) {
+	req := job.Request
+	if sh := job.Shards; sh.Complete() && sh.Embedder != "" {
+		// Handed to this worker with its shards in: embed them.
+		t.AdoptShards()
+		return p.assembleShards(ctx, req, table, sh, t)
+	}
 	t.SetStage(jobs.StageLoadingImages)
 	t.UpdateProgress(func(pr *jobs.Progress) { pr.ImagesTotal = len(table.Rows) })
 	// A job that could never fit this worker's memory fails at once,
@@ -102,6 +109,17 @@ func (p *Pipeline) loadShards(ctx context.Context, req jobs.Request, table *load
 	case err != nil:
 		return nil, fmt.Errorf("wait for shards: %w", err)
 	}
+	if req.Backend == "auto" && p.GPU == nil {
+		if name := t.GPUWorker(ctx); name != "" {
+			return nil, t.HandOff(ctx, name)
+		}
+	}
+	return p.assembleShards(ctx, req, table, sh, t)
+}
+
+// assembleShards takes the memory of the images that loaded and reads
+// the shards into it.
+func (p *Pipeline) assembleShards(ctx context.Context, req jobs.Request, table *loader.Table, sh *jobs.Sharding, t *jobs.Tracker) (*loader.Images, error) {
 	loaded := 0
 	for _, d := range sh.Done {
 		loaded += d.Loaded
@@ -132,7 +150,7 @@ func imageOptions(req jobs.Request) loader.ImageOptions {
 func (p *Pipeline) assemble(ctx context.Context, images *loader.Images, table *loader.Table, sh *jobs.Sharding, t *jobs.Tracker) error {
 	var failures []jobs.Failure
 	for k := range sh.Count {
-		out, err := t.ShardOutput(ctx, k)
+		out, err := t.ShardOutput(ctx, sh, k)
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
@@ -144,6 +162,9 @@ func (p *Pipeline) assemble(ctx context.Context, images *loader.Images, table *l
 		images.Pix = append(images.Pix, out.Pix...)
 		images.Rows = append(images.Rows, out.Rows...)
 		failures = append(failures, out.Failures...)
+	}
+	if n := len(images.Rows) + len(failures); n != len(table.Rows) {
+		return fmt.Errorf("assemble shards: the shards hold %d rows, the table has %d (it changed since they were loaded)", n, len(table.Rows))
 	}
 	for _, f := range failures {
 		images.Failures = append(images.Failures, loader.Failure{Row: f.Row, ID: f.ID, URL: f.URL, Reason: f.Error})

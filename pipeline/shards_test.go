@@ -8,13 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tsnemap/tsnemap/cpu"
 	"github.com/tsnemap/tsnemap/internal/testkit"
 	"github.com/tsnemap/tsnemap/jobs"
 )
 
-// cluster is an embedded NATS JetStream with n workers in this process,
+// cluster is an embedded NATS JetStream with workers in this process,
 // each with its own connection, store and pipeline, all taking shards.
 type cluster struct {
+	emb    *jobs.Embedded
 	stores []*jobs.Store
 }
 
@@ -27,36 +29,54 @@ func startCluster(t *testing.T, n int) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(emb.Shutdown)
-	c := &cluster{}
+	c := &cluster{emb: emb}
 	for k := range n {
-		nc, err := emb.Connect()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		st, err := jobs.Open(ctx, nc, jobs.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.stores = append(c.stores, st)
-		p := newPipeline(t)
-		wctx, stop := context.WithCancel(context.Background())
-		w := jobs.NewWorker(st, p, jobs.WorkerConfig{Logger: testkit.QuietLogger(), Shards: p, Name: fmt.Sprintf("w%d", k)})
-		done := make(chan struct{})
-		go func() { defer close(done); _ = w.Run(wctx) }()
-		t.Cleanup(func() { stop(); <-done })
+		c.add(t, fmt.Sprintf("w%d", k), false)
 	}
 	return c
 }
 
-func (c *cluster) run(t *testing.T, r jobs.Request) (jobs.Job, *jobs.Result) {
+// add starts a worker; with gpu it says it has a GPU, whose backend is
+// a CPU one here (so its results are the CPU's).
+func (c *cluster) add(t *testing.T, name string, gpu bool) {
 	t.Helper()
-	ctx := context.Background()
-	st := c.stores[0]
-	job, err := st.Submit(ctx, r)
+	nc, err := c.emb.Connect()
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(nc.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := jobs.Open(ctx, nc, jobs.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.stores = append(c.stores, st)
+	p := newPipeline(t)
+	if gpu {
+		p.GPU = cpu.New(1)
+	}
+	wctx, stop := context.WithCancel(context.Background())
+	w := jobs.NewWorker(st, p, jobs.WorkerConfig{Logger: testkit.QuietLogger(), Shards: p, Name: name, GPU: gpu})
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(wctx) }()
+	t.Cleanup(func() { stop(); <-done })
+}
+
+func (c *cluster) run(t *testing.T, r jobs.Request) (jobs.Job, *jobs.Result) {
+	t.Helper()
+	job, err := c.stores[0].Submit(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.wait(t, job)
+}
+
+func (c *cluster) wait(t *testing.T, job jobs.Job) (jobs.Job, *jobs.Result) {
+	t.Helper()
+	ctx := context.Background()
+	st := c.stores[0]
+	var err error
 	testkit.Eventually(t, 60*time.Second, func() (bool, string) {
 		if job, err = st.Get(ctx, job.ID); err != nil {
 			t.Fatal(err)
@@ -119,6 +139,63 @@ func TestShardedResultIsTheSame(t *testing.T) {
 	}
 	if events != 6 {
 		t.Errorf("%d shard_loaded events, want 6: %+v", events, sharded.History)
+	}
+	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+		n, err := c.stores[0].ShardObjects(context.Background())
+		return err == nil && n == 0, fmt.Sprintf("%d shard objects left (%v)", n, err)
+	})
+}
+
+// TestShardedJobHandedToAGPUWorker: a sharded job (backend auto) run by a
+// worker without a GPU hands its embedding, once its shards are in, to
+// the worker that advertises one; that worker embeds the shards loaded
+// (nothing is loaded again) and its result is the one of the job loaded
+// whole.
+func TestShardedJobHandedToAGPUWorker(t *testing.T) {
+	whole := newImageServer(t, 40, nil)
+	gated := newImageServer(t, 40, nil)
+	gated.imageGate = make(chan struct{})
+	c := startCluster(t, 2)
+	r := request(whole.srv.URL)
+	r.Iterations = 200
+	_, want := c.run(t, r)
+
+	r = request(gated.srv.URL)
+	r.Iterations, r.ShardSize = 200, 10
+	job, err := c.stores[0].Submit(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+		j, err := c.stores[0].Get(context.Background(), job.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j.Shards != nil, "no shards yet"
+	})
+	c.add(t, "gpu", true) // after a worker without one took the job
+	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+		name, err := c.stores[0].GPUWorker(context.Background())
+		return name == "gpu", fmt.Sprintf("GPU worker %q (%v)", name, err)
+	})
+	close(gated.imageGate)
+	job, got := c.wait(t, job)
+	handed := 0
+	for _, e := range job.History {
+		if e.Event == jobs.EventHandedBack && strings.Contains(e.Detail, "gpu (it has a GPU)") {
+			handed++
+		}
+	}
+	if handed != 1 || job.Attempts != 2 || job.Progress.ImagesLoaded != 40 {
+		t.Fatalf("attempts %d, hand-offs %d, progress %+v: %+v", job.Attempts, handed, job.Progress, job.History)
+	}
+	wb, _ := json.Marshal(want)
+	gb, _ := json.Marshal(got)
+	if string(wb) != string(gb) {
+		t.Errorf("result after the hand-off differs from the whole job's")
+	}
+	if n := gated.imagesSeen.Load(); n != 40 {
+		t.Errorf("%d image requests for 40 images: loaded again after the hand-off", n)
 	}
 	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
 		n, err := c.stores[0].ShardObjects(context.Background())

@@ -472,7 +472,7 @@ func (p *common) backendName(pl *pipeline.Pipeline) string {
 // workerConfig is the job worker of serve and worker.
 func (c *common) workerConfig(pl *pipeline.Pipeline, log *slog.Logger, metrics *jobs.Metrics) jobs.WorkerConfig {
 	return jobs.WorkerConfig{Concurrency: c.concurrency, MaxTimeout: c.maxTimeout, Logger: log, Metrics: metrics,
-		ShardConcurrency: max(c.shardSlots, 1), Name: c.workerName, Shards: pl}
+		ShardConcurrency: max(c.shardSlots, 1), Name: c.workerName, Shards: pl, GPU: pl.GPU != nil}
 }
 
 // hostLeases starts the cluster-wide per-host limit (--cluster-host-limit)
