@@ -277,7 +277,10 @@ func TestClusterSurvivesAWorkerKilledMidShard(t *testing.T) {
 			if strings.Contains(w.logText(), `msg="job started" job=`+id) {
 				continue // the job's own worker: its loss would restart the job
 			}
-			if s := shardStarts(w, id); len(s) > 0 {
+			// Mid-shard: it started more shards of the job than it ended.
+			text := w.logText()
+			ends := strings.Count(text, `msg="shard loaded" job=`+id) + strings.Count(text, `msg="shard stopped" job=`+id)
+			if s := shardStarts(w, id); len(s) > ends {
 				victim, shard, name = w, s[len(s)-1], fmt.Sprintf("w%d", k)
 				return true, ""
 			}
