@@ -37,9 +37,9 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	if !ValidID(id) {
 		return nil
 	}
-	attempts := 0
+	attempts, sharded := 0, false
 	if job, err := s.Get(ctx, id); err == nil {
-		attempts = job.Attempts
+		attempts, sharded = job.Attempts, job.Shards != nil
 	} else if !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("delete job %s: %w", id, err)
 	}
@@ -52,8 +52,12 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 			return fmt.Errorf("delete job %s: %w", id, err)
 		}
 	}
-	if err := s.DropShards(ctx, id); err != nil {
-		return fmt.Errorf("delete job %s: %w", id, err)
+	// Shards left by a job loaded in shards (the sweep finds any others:
+	// objects of no job, shards of ended jobs).
+	if sharded {
+		if err := s.DropShards(ctx, id); err != nil {
+			return fmt.Errorf("delete job %s: %w", id, err)
+		}
 	}
 	// Tell watchers (other nodes' indexes, event streams) the job is gone;
 	// a full store refuses this marker, and the purge below does without.

@@ -334,6 +334,8 @@ func TestClusterCancelStopsEveryShard(t *testing.T) {
 		}
 		return busy == 3 && cat.inFlight.Load() >= 3, fmt.Sprintf("%d workers loading shards, %d requests in flight", busy, cat.inFlight.Load())
 	})
+	t.Logf("cancelling with %d image requests in flight", cat.inFlight.Load())
+	cancelled := time.Now()
 	res, b := testkit.NewAPI(t, c.api).Do("DELETE", "/v1/jobs/"+id, "")
 	if res.StatusCode >= 300 {
 		t.Fatalf("cancel: %d %s", res.StatusCode, b)
@@ -342,6 +344,7 @@ func TestClusterCancelStopsEveryShard(t *testing.T) {
 		n := cat.inFlight.Load()
 		return n == 0, fmt.Sprintf("%d image requests still in flight", n)
 	})
+	t.Logf("no request in flight %v after the cancel", time.Since(cancelled).Round(time.Millisecond))
 	after := cat.totalRequests()
 	j := waitJob(t, c.api, id, 10*time.Second, jobEnded)
 	if j.Status != "canceled" {
