@@ -150,11 +150,9 @@ func (w *Worker) finishShard(ctx context.Context, msg jetstream.Msg, t ShardTask
 	}
 	if counted {
 		w.cfg.Metrics.images(d.Loaded, d.Failed) // the loading worker's metrics count them
-	} else {
-		if j, err := w.store.Get(bctx, t.Job); err != nil || j.Status.Terminal() || j.Attempts != t.Attempt {
-			for _, part := range []string{"meta", "pix", "rows"} {
-				_ = w.store.purgeObject(bctx, shardName(t.Job, t.Attempt, t.Shard, part))
-			}
+	} else if j, err := w.store.Get(bctx, t.Job); err != nil || j.Status.Terminal() || j.Attempts != t.Attempt {
+		for _, part := range []string{"meta", "pix", "rows"} {
+			_ = w.store.purgeObject(bctx, shardName(t.Job, t.Attempt, t.Shard, part))
 		}
 	}
 	_ = msg.Ack()
