@@ -16,10 +16,15 @@ import (
 
 // ShardLoader loads the images of one shard of a large job (package
 // pipeline). It must return soon after ctx is cancelled; a returned
-// *Error fails the whole job with its code.
+// *Error fails the whole job with its code; one wrapping ErrShardBusy
+// hands the shard back for another worker (or this one, later).
 type ShardLoader interface {
 	LoadShard(ctx context.Context, req Request, task ShardTask, rows []ShardRow) (*ShardOutput, error)
 }
+
+// ErrShardBusy: this worker cannot load the shard now (its memory is
+// taken by other jobs); another worker may.
+var ErrShardBusy = errors.New("this worker is busy")
 
 // defaultWorkerName names a worker in the history of the shards it loads.
 func defaultWorkerName() string {
@@ -113,6 +118,10 @@ func (w *Worker) handleShard(ctx context.Context, msg jetstream.Msg) {
 	case sctx.Err() != nil:
 		log.Info("shard stopped", "why", cause)
 		_ = msg.Ack()
+	case errors.Is(err, ErrShardBusy):
+		log.Info("shard handed back", "why", err)
+		aliveStop()
+		_ = msg.NakWithDelay(2 * time.Second)
 	case err != nil:
 		w.failShard(t, err, log)
 		_ = msg.Ack()

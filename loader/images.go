@@ -344,6 +344,19 @@ func (l *Loader) CheckImages(n int, opts ImageOptions) error {
 	return nil
 }
 
+// FitsNow reports whether n images of opts would have their memory at
+// once, without waiting for other jobs to give some back: a caller that
+// may leave the work to another process (a shard of a large job) asks
+// first rather than wait here.
+func (l *Loader) FitsNow(n int, opts ImageOptions) bool {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return false
+	}
+	need := int64(n) * (int64(opts.Width)*int64(opts.Height)*3 + RowOverhead)
+	return l.mem.inUse()+need <= l.mem.total-l.mem.keepJobs
+}
+
 // MaxURLBytes is the longest image URL fetched; a longer one fails its row.
 const MaxURLBytes = 8 << 10
 

@@ -38,7 +38,15 @@ func (p *Pipeline) LoadShard(ctx context.Context, req jobs.Request, task jobs.Sh
 	for i, r := range rows {
 		lrows[i] = loader.Row{Index: task.First + i, ID: r.ID, ImageURL: r.ImageURL}
 	}
-	opts := loader.ImageOptions{Width: req.ImageSize.Width, Height: req.ImageSize.Height}
+	opts := imageOptions(req)
+	if !p.Loader.FitsNow(len(rows), opts) {
+		// Waiting here would hold the shard (in-progress acks) until this
+		// worker's jobs give memory back, maybe for hours: leave it to
+		// another worker. (One that can never fit fails in LoadImages.)
+		if p.Loader.CheckImages(len(rows), opts) == nil {
+			return nil, fmt.Errorf("shard %d: %w: its memory is taken by other jobs", task.Shard, jobs.ErrShardBusy)
+		}
+	}
 	images, err := p.Loader.LoadImages(ctx, lrows, opts, nil)
 	switch {
 	case ctx.Err() != nil:

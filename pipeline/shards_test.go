@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/tsnemap/tsnemap/cpu"
 	"github.com/tsnemap/tsnemap/internal/testkit"
 	"github.com/tsnemap/tsnemap/jobs"
+	"github.com/tsnemap/tsnemap/loader"
 )
 
 // cluster is an embedded NATS JetStream with workers in this process,
@@ -201,4 +203,41 @@ func TestShardedJobHandedToAGPUWorker(t *testing.T) {
 		n, err := c.stores[0].ShardObjects(context.Background())
 		return err == nil && n == 0, fmt.Sprintf("%d shard objects left (%v)", n, err)
 	})
+}
+
+// TestLoadShardLeavesABusyWorker: a worker whose memory is taken by
+// another job hands a shard back (ErrShardBusy) instead of waiting with
+// it; once the memory is back it loads the shard, rows and failures
+// numbered among the job's rows.
+func TestLoadShardLeavesABusyWorker(t *testing.T) {
+	srv := newImageServer(t, 12, map[string]string{"R05": "404"})
+	l, err := loader.New(loader.Config{AllowPrivateNetworks: true, MaxAttempts: 1, MemoryBudget: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Pipeline{Loader: l, CPU: cpu.New(1), Log: testkit.QuietLogger()}
+	t.Cleanup(p.Close)
+	r := request(srv.srv.URL)
+	rows := make([]jobs.ShardRow, 4)
+	for i := range rows {
+		id := fmt.Sprintf("R%02d", 4+i)
+		rows[i] = jobs.ShardRow{ID: id, ImageURL: srv.srv.URL + "/img/" + id}
+	}
+	task := jobs.ShardTask{Job: "J", Attempt: 1, Shard: 1, First: 4, Count: 4}
+	per := 8*8*3 + loader.RowOverhead
+	other, err := l.ReserveImages(context.Background(), (64<<20)*3/4/per-2, imageOptions(r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.LoadShard(context.Background(), r, task, rows); !errors.Is(err, jobs.ErrShardBusy) {
+		t.Fatalf("with the memory taken: %v, want ErrShardBusy", err)
+	}
+	other.Release()
+	out, err := p.LoadShard(context.Background(), r, task, rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(out.Rows) != "[4 6 7]" || len(out.Failures) != 1 || out.Failures[0].Row != 5 || len(out.Pix) != 3*192 {
+		t.Errorf("rows %v, failures %+v, %d bytes", out.Rows, out.Failures, len(out.Pix))
+	}
 }
