@@ -530,10 +530,15 @@ type Job struct {
 	Progress Progress `json:"progress"`
 
 	// Request The request as the server runs it, every default filled in.
-	Request   NormalizedJobRequest `json:"request"`
-	Stage     JobStage             `json:"stage"`
-	StartedAt *time.Time           `json:"started_at"`
-	Status    JobStatus            `json:"status"`
+	Request NormalizedJobRequest `json:"request"`
+
+	// Shards Present when the job's images load in shards, taken by every worker
+	// of the cluster (see `shard_size`): the shards, and for each one
+	// loaded, the worker that loaded it and what it counted.
+	Shards    *JobShards `json:"shards,omitempty"`
+	Stage     JobStage   `json:"stage"`
+	StartedAt *time.Time `json:"started_at"`
+	Status    JobStatus  `json:"status"`
 }
 
 // JobError Why a job failed; null unless it did.
@@ -714,6 +719,20 @@ type JobRequestMethod string
 // A zero vector has no direction: with `cosine` its row fails.
 type JobRequestMetric string
 
+// JobShards Present when the job's images load in shards, taken by every worker
+// of the cluster (see `shard_size`): the shards, and for each one
+// loaded, the worker that loaded it and what it counted.
+type JobShards struct {
+	// Count Shards of the job.
+	Count int `json:"count"`
+
+	// Done The shards loaded so far, each once, in the order they finished.
+	Done []ShardDone `json:"done"`
+
+	// Size Rows of one shard.
+	Size int `json:"size"`
+}
+
 // JobStage defines model for JobStage.
 type JobStage string
 
@@ -856,6 +875,18 @@ type Result struct {
 	// empty for a 3-D map or one without clusters).
 	Hotspots []Hotspot `json:"hotspots"`
 	Points   []Point   `json:"points"`
+}
+
+// ShardDone defines model for ShardDone.
+type ShardDone struct {
+	Failed int `json:"failed"`
+	Loaded int `json:"loaded"`
+
+	// Shard The shard's number; it holds rows shard × size onwards.
+	Shard int `json:"shard"`
+
+	// Worker The worker that loaded it (its --worker-name).
+	Worker string `json:"worker"`
 }
 
 // JobID defines model for JobID.

@@ -223,6 +223,9 @@ func TestClusterLoadsOneJobInShards(t *testing.T) {
 	if len(byWorker) != 3 || byWorker["w0"]+byWorker["w1"]+byWorker["w2"] != 20 {
 		t.Errorf("shards loaded by %v, want all 20 shards spread over w0, w1 and w2", byWorker)
 	}
+	if api := testkit.NewAPI(t, c.api).Job(sharded); api.Shards == nil || api.Shards.Count != 20 || len(api.Shards.Done) != 20 || api.Shards.Size != 1000 {
+		t.Errorf("the job's shards: %+v", api.Shards)
+	}
 	full := getJobProgress(t, c.api, sharded)
 	if full.ImagesLoaded != n || full.ImagesFailed != 0 {
 		t.Errorf("progress %+v, want %d images loaded", full, n)
