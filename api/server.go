@@ -449,6 +449,9 @@ func toAPI(j jobs.Job) openapi.Job {
 	if r.Limit > 0 {
 		n.Limit = &r.Limit
 	}
+	if r.ShardSize > 0 {
+		n.ShardSize = &r.ShardSize
+	}
 	if r.LearningRate == 0 {
 		_ = n.LearningRate.FromLearningRate1(openapi.LearningRate1Auto)
 	} else {
@@ -511,6 +514,13 @@ func toAPI(j jobs.Job) openapi.Job {
 	}
 	if j.Error != nil {
 		out.Error = &openapi.JobError{Code: openapi.JobErrorCode(j.Error.Code), Message: j.Error.Message}
+	}
+	if sh := j.Shards; sh != nil {
+		done := make([]openapi.ShardDone, len(sh.Done))
+		for k, d := range sh.Done {
+			done[k] = openapi.ShardDone{Shard: d.Shard, Worker: d.Worker, Loaded: d.Loaded, Failed: d.Failed}
+		}
+		out.Shards = &openapi.JobShards{Size: sh.Size, Count: sh.Count, Done: done}
 	}
 	return out
 }

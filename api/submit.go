@@ -238,6 +238,10 @@ func (s *Server) normalize(in openapi.JobRequest) (jobs.Request, *problem) {
 			bad("grid", "a grid layout is made of 2-D maps only; send dimensions 2 or leave grid out")
 		}
 	}
+	if in.ShardSize != nil {
+		// The spec bounds it (10..100,000); the validator answers first.
+		r.ShardSize = *in.ShardSize
+	}
 	if len(fields) > 0 {
 		return r, badRequest(http.StatusBadRequest, fields)
 	}

@@ -78,6 +78,9 @@ type Request struct {
 	TimeoutSeconds         int       `json:"timeout_seconds"`
 	// Grid asks for a grid layout of the finished map (2-D only).
 	Grid bool `json:"grid,omitempty"`
+	// ShardSize forces the images to load in shards of this many rows
+	// across the cluster (0: the worker's threshold decides).
+	ShardSize int `json:"shard_size,omitempty"`
 
 	// Owner is who submits the job (see Job.Owner); Submit moves it to the
 	// job record and it is not part of the stored request.
@@ -180,6 +183,9 @@ type Job struct {
 	// the first is a retry), hand-backs and the end. At most maxHistory
 	// entries are kept (the first and the newest).
 	History []Event `json:"history,omitempty"`
+	// Shards is the state of a sharded attempt: its images are loaded in
+	// shards by every worker (see shards.go); nil for a job loaded whole.
+	Shards *Sharding `json:"shards,omitempty"`
 }
 
 // Event is one entry of a job's history.

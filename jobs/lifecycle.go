@@ -57,7 +57,14 @@ func (j *Job) start(now time.Time) error {
 	j.Attempts++
 	j.Error = nil
 	j.HasAtlas = false
-	j.Progress = Progress{Iterations: j.Progress.Iterations}
+	progress := Progress{Iterations: j.Progress.Iterations}
+	if j.Shards != nil && j.Shards.Embedder != "" && j.Shards.Complete() {
+		// Handed off with its shards in: this attempt embeds them.
+		progress.ImagesTotal, progress.ImagesLoaded, progress.ImagesFailed = j.Progress.ImagesTotal, j.Progress.ImagesLoaded, j.Progress.ImagesFailed
+	} else {
+		j.Shards = nil
+	}
+	j.Progress = progress
 	j.record(now, EventStarted, j.Attempts, "")
 	return nil
 }

@@ -37,9 +37,9 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	if !ValidID(id) {
 		return nil
 	}
-	attempts := 0
+	attempts, sharded := 0, false
 	if job, err := s.Get(ctx, id); err == nil {
-		attempts = job.Attempts
+		attempts, sharded = job.Attempts, job.Shards != nil
 	} else if !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("delete job %s: %w", id, err)
 	}
@@ -55,6 +55,13 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	// Stop following its catalogue.
 	if err := s.follow.Purge(ctx, id); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("delete job %s: stop following: %w", id, storeErr(err))
+	}
+	// Shards left by a job loaded in shards (the sweep finds any others:
+	// objects of no job, shards of ended jobs).
+	if sharded {
+		if err := s.DropShards(ctx, id); err != nil {
+			return fmt.Errorf("delete job %s: %w", id, err)
+		}
 	}
 	// Tell watchers (other nodes' indexes, event streams) the job is gone;
 	// a full store refuses this marker, and the purge below does without.
@@ -162,9 +169,10 @@ type orphanSet struct {
 	last map[string]bool
 }
 
-// sweepObjects removes objects whose job has no record and chunks no
-// object refers to (a process killed mid-write leaves chunks without their
-// meta message). Something unreferenced may be in the middle of being
+// sweepObjects removes objects whose job has no record, shard objects of
+// jobs that ended (a shard's worker stopped, or wrote late, after its
+// job removed its shards), and chunks no object refers to (a process
+// killed mid-write leaves chunks without their meta message). Something unreferenced may be in the middle of being
 // written, so it is removed only when the next sweep (an hour on) finds
 // it still unreferenced: no clock is compared with another machine's.
 func (s *Store) sweepObjects(ctx context.Context) error {
@@ -176,14 +184,17 @@ func (s *Store) sweepObjects(ctx context.Context) error {
 	for _, id := range ids {
 		jobs[id] = true
 	}
+
 	infos, err := s.results.List(ctx, jetstream.ListObjectsShowDeleted())
 	if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
 		return fmt.Errorf("sweep objects: %w", err)
 	}
+	ended := s.endedWithShards(ctx, infos, jobs)
 	referenced := map[string]bool{}
 	now := map[string]bool{}
 	for _, info := range infos {
-		if !info.Deleted && jobs[objectJob(info.Name)] {
+		shardOfEnded := strings.HasPrefix(info.Name, shardObjectPrefix) && ended[objectJob(info.Name)]
+		if !info.Deleted && jobs[objectJob(info.Name)] && !shardOfEnded {
 			referenced[objChunkPrefix+info.NUID] = true
 			continue
 		}
@@ -199,6 +210,20 @@ func (s *Store) sweepObjects(ctx context.Context) error {
 		}
 	}
 	return s.purgeOrphans(ctx, now)
+}
+
+// endedWithShards names the jobs that ended and still have shard objects.
+func (s *Store) endedWithShards(ctx context.Context, infos []*jetstream.ObjectInfo, jobs map[string]bool) map[string]bool {
+	ended := map[string]bool{}
+	for _, info := range infos {
+		id := objectJob(info.Name)
+		if _, seen := ended[id]; seen || !jobs[id] || !strings.HasPrefix(info.Name, shardObjectPrefix) {
+			continue
+		}
+		job, err := s.Get(ctx, id)
+		ended[id] = err == nil && job.Status.Terminal()
+	}
+	return ended
 }
 
 // purgeOrphans removes what was unreferenced in the last sweep and still

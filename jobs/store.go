@@ -141,8 +141,10 @@ type Store struct {
 	// orphans holds the object subjects the last Sweep found unreferenced:
 	// the next Sweep removes those still unreferenced (see sweepObjects).
 	orphans orphanSet
-	now     func() time.Time
-	index   index
+	// shardQueue carries the shards of large jobs (see shards.go).
+	shardQueue jetstream.Stream
+	now        func() time.Time
+	index      index
 }
 
 // Open creates the stream, consumer and buckets (or opens them, as they
@@ -217,7 +219,11 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open job store: results bucket stream: %w", err)
 	}
-	return &Store{cfg: cfg, nc: nc, js: js, stream: stream, kv: kv, kvStream: kvStream, results: obs, follow: follow, objStream: objStream, now: time.Now}, nil
+	shardQueue, err := openShards(ctx, js, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{cfg: cfg, nc: nc, js: js, stream: stream, kv: kv, kvStream: kvStream, results: obs, follow: follow, objStream: objStream, shardQueue: shardQueue, now: time.Now}, nil
 }
 
 // Config returns the store's configuration, defaults filled in.

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -40,6 +41,9 @@ type Tracker struct {
 	lastIterAt time.Time
 	localState []byte
 	localBase  *Base
+	// sharded: StartShards ran, so the worker removes the shards when the
+	// attempt ends.
+	sharded bool
 }
 
 func newTracker(s *Store, job Job, m *Metrics, log *slog.Logger) *Tracker {
@@ -214,6 +218,10 @@ func (t *Tracker) flush(ctx context.Context) {
 		if j.Status != StatusRunning || j.Attempts != t.attempt {
 			return errNoChange // finished, or taken over by another worker
 		}
+		if j.Shards != nil {
+			// The shards count the images, in the record, each once.
+			progress.ImagesLoaded, progress.ImagesFailed = j.Progress.ImagesLoaded, j.Progress.ImagesFailed
+		}
 		j.Stage, j.Progress, j.Backend = stage, progress, backend
 		return nil
 	})
@@ -224,3 +232,67 @@ func (t *Tracker) flush(ctx context.Context) {
 		t.mu.Unlock()
 	}
 }
+
+// CanShard reports whether the job may load its images in shards across
+// the cluster (a job run without a service cannot).
+func (t *Tracker) CanShard() bool { return t.store != nil }
+
+// StartShards cuts the job's rows into shards of size and queues them for
+// every worker; it returns the number of shards.
+func (t *Tracker) StartShards(ctx context.Context, size int, rows []ShardRow) (int, error) {
+	t.mu.Lock()
+	t.sharded = true
+	t.mu.Unlock()
+	return t.store.StartShards(ctx, t.id, t.attempt, size, rows)
+}
+
+// WaitShards waits until every shard is loaded.
+func (t *Tracker) WaitShards(ctx context.Context) (*Sharding, error) {
+	return t.store.WaitShards(ctx, t.id, t.attempt, nil)
+}
+
+// ShardOutput reads what shard k of sh loaded.
+func (t *Tracker) ShardOutput(ctx context.Context, sh *Sharding, k int) (*ShardOutput, error) {
+	return t.store.ShardOutput(ctx, t.id, sh.Attempt, k)
+}
+
+// AdoptShards takes on the shards an earlier attempt loaded (the job was
+// handed to this worker once they were in): they are removed when this
+// attempt ends.
+func (t *Tracker) AdoptShards() {
+	t.mu.Lock()
+	t.sharded = true
+	t.mu.Unlock()
+}
+
+// GPUWorker names a live worker of the cluster with a GPU, "" if none.
+func (t *Tracker) GPUWorker(ctx context.Context) string {
+	if t.store == nil {
+		return ""
+	}
+	name, _ := t.store.GPUWorker(ctx)
+	return name
+}
+
+// HandOff hands the job, its shards all loaded, to the worker named
+// name: it returns an error wrapping ErrHandOff for the Runner to return
+// (the job is queued again, for that worker to take while it lives).
+func (t *Tracker) HandOff(ctx context.Context, name string) error {
+	_, err := t.store.Update(ctx, t.id, func(j *Job) error {
+		if j.Attempts != t.attempt || j.Status != StatusRunning || !j.Shards.Complete() {
+			return fmt.Errorf("hand job %s off: attempt %d is over: %w", t.id, t.attempt, ErrConflict)
+		}
+		j.Shards.Embedder = name
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: %s (it has a GPU)", ErrHandOff, name)
+}
+
+// DropShards removes the job's shard messages and objects.
+func (t *Tracker) DropShards(ctx context.Context) error { return t.store.DropShards(ctx, t.id) }
+
+// ID is the job's id.
+func (t *Tracker) ID() string { return t.id }

@@ -30,6 +30,16 @@ type WorkerConfig struct {
 	Logger *slog.Logger
 	// Metrics, optional.
 	Metrics *Metrics
+	// Shards, if set, loads shards of large jobs (any job's, not only
+	// those this worker runs), ShardConcurrency at a time (default 1).
+	Shards           ShardLoader
+	ShardConcurrency int
+	// Name names this worker in the history of the shards it loads
+	// (default host name and process id).
+	Name string
+	// GPU: this worker has a GPU. Workers advertise it; a sharded job
+	// whose worker has none hands its embedding to one that has.
+	GPU bool
 }
 
 // A work message without a job record is delivered again orphanDeliveries
@@ -72,6 +82,12 @@ func NewWorker(store *Store, runner Runner, cfg WorkerConfig) *Worker {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.ShardConcurrency < 1 {
+		cfg.ShardConcurrency = 1
+	}
+	if cfg.Name == "" {
+		cfg.Name = defaultWorkerName()
+	}
 	return &Worker{store: store, runner: runner, cfg: cfg, log: cfg.Logger, bookTimeout: 10 * time.Second, settleFor: 5 * time.Minute}
 }
 
@@ -87,6 +103,14 @@ func (w *Worker) Run(ctx context.Context) error {
 	for range w.cfg.Concurrency {
 		wg.Go(func() { w.slot(ctx, cons) })
 	}
+	if w.cfg.Shards != nil {
+		wg.Go(func() { w.runShards(ctx) })
+	}
+	wg.Go(func() {
+		if err := w.store.Advertise(ctx, Advert{Name: w.cfg.Name, GPU: w.cfg.GPU}); err != nil {
+			w.log.Warn("advertise this worker", "err", err)
+		}
+	})
 	wg.Wait()
 	return nil
 }
@@ -171,12 +195,27 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 			w.handled(a.id)
 		}
 	}()
-	if !w.begin(a) {
+	if w.leaveToEmbedder(a) || !w.begin(a) {
 		return
 	}
 	alive.Go(func() { w.keepAlive(aliveCtx, msg) })
 	jctx, res, runErr := w.run(a)
 	w.settle(a, jctx, res, runErr)
+}
+
+// leaveToEmbedder hands back, for a moment, a job handed off to another
+// worker that still lives (it takes the job when it has a free slot); it
+// reports whether it did.
+func (w *Worker) leaveToEmbedder(a *attempt) bool {
+	j, err := w.store.Get(w.book(a), a.id)
+	if err != nil || j.Status != StatusQueued || j.Shards == nil || j.Shards.Embedder == "" || j.Shards.Embedder == w.cfg.Name {
+		return false
+	}
+	if !w.store.alive(w.book(a), j.Shards.Embedder) {
+		return false
+	}
+	a.nak(time.Second)
+	return true
 }
 
 // limit is the job's time limit: timeout_seconds, capped by the worker's
@@ -314,6 +353,16 @@ func (w *Worker) run(a *attempt) (jctx context.Context, res *Result, runErr erro
 	res, runErr = w.runner.Run(jctx, a.job, tracker)
 	sideStop()
 	side.Wait()
+	tracker.mu.Lock()
+	sharded := tracker.sharded
+	tracker.mu.Unlock()
+	if sharded && !errors.Is(runErr, ErrHandOff) {
+		// Whatever the end (done, failed, canceled, handed back), no
+		// shard of this attempt is wanted any more.
+		if err := w.store.DropShards(w.bookFor(a, 30*time.Second), a.id); err != nil {
+			a.log.Warn("drop shards", "err", err)
+		}
+	}
 	tracker.flush(w.book(a))
 	if runErr == nil && res != nil {
 		tracker.setStage(StageWritingResult)
@@ -367,9 +416,13 @@ func (w *Worker) settle(a *attempt, jctx context.Context, res *Result, runErr er
 		return // the message is the other worker's now: leave it alone
 	}
 	if status == StatusQueued {
+		detail := "the worker stopped"
+		if errors.Is(runErr, ErrHandOff) {
+			detail = runErr.Error()
+		}
 		err := w.retry(a, "hand job back", func() error {
 			_, err := w.store.Update(w.book(a), a.id, w.mine(a, &lost, func(j *Job) error {
-				return j.handBack(w.store.now().UTC(), "the worker stopped")
+				return j.handBack(w.store.now().UTC(), detail)
 			}))
 			return err
 		})
@@ -461,6 +514,8 @@ func (w *Worker) outcome(jctx context.Context, job Job, res *Result, runErr erro
 	case runErr == nil && res != nil:
 		return StatusSucceeded, nil
 	case jctx.Err() != nil && (errors.Is(cause, ErrShutdown) || errors.Is(cause, ErrLost)):
+		return StatusQueued, nil
+	case jctx.Err() == nil && errors.Is(runErr, ErrHandOff):
 		return StatusQueued, nil
 	case jctx.Err() != nil && errors.Is(cause, ErrCanceled):
 		return StatusCanceled, nil

@@ -64,12 +64,24 @@ type Config struct {
 
 	UserAgent string // default "tsnemap-loader/1"
 
+	// HostLimiter, if set, bounds the requests to each host beyond this
+	// Loader (a cluster's workers together): every download holds one of
+	// its permits for its host, besides the MaxPerHost of this Loader.
+	HostLimiter HostLimiter
+
 	// LookupIP resolves host names; nil means net.DefaultResolver. Tests set
 	// it to resolve names without DNS.
 	LookupIP func(ctx context.Context, host string) ([]netip.Addr, error)
 
 	// TLSConfig for https; nil means the system roots.
 	TLSConfig *tls.Config
+}
+
+// HostLimiter grants permits to request a host (package jobs: leases
+// shared through NATS). Acquire blocks until a permit is free or ctx ends;
+// release gives it back.
+type HostLimiter interface {
+	Acquire(ctx context.Context, host string) (release func(), err error)
 }
 
 // ApplyEnv sets AllowPrivateNetworks from EnvAllowPrivateNetworks when it is

@@ -213,7 +213,7 @@ func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, 
 				if !ok {
 					return
 				}
-				data, err := l.fetch(ctx, nil, rows[i].ImageURL, l.cfg.MaxImageBytes, "image/*")
+				data, err := l.fetchLimited(ctx, host, rows[i].ImageURL)
 				s.done(host)
 				if err != nil {
 					if ctx.Err() != nil {
@@ -287,6 +287,22 @@ func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, 
 	return im, nil
 }
 
+// fetchLimited fetches an image under a permit of the HostLimiter, if
+// any. A limiter that fails (its store unreachable) is passed over: the
+// Loader's own MaxPerHost still holds.
+func (l *Loader) fetchLimited(ctx context.Context, host, rawURL string) ([]byte, error) {
+	if l.cfg.HostLimiter != nil {
+		release, err := l.cfg.HostLimiter.Acquire(ctx, host)
+		switch {
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case err == nil:
+			defer release()
+		}
+	}
+	return l.fetch(ctx, nil, rawURL, l.cfg.MaxImageBytes, "image/*")
+}
+
 // reserveJob takes a job's memory from the budget before anything is
 // allocated: its pixel array and what the engine holds per row. A job that
 // can never fit fails at once with an error naming the numbers; one that
@@ -296,14 +312,49 @@ func (l *Loader) reserveJob(ctx context.Context, n int, opts ImageOptions) (func
 	need := int64(n) * per
 	err := l.mem.acquire(ctx, need, l.mem.keepJobs)
 	if errors.Is(err, ErrOverBudget) {
-		return nil, fmt.Errorf("%w: %w: %w: %d rows of %d×%d images need about %s of memory (%s a row: %d×%d×3 bytes of pixels and %s for the engine), more than the %s this server gives one job (three quarters of its memory budget of %s); set limit to map fewer rows, or ask for a smaller image_size",
-			ErrDatasetInvalid, ErrTooLarge, ErrOverBudget, n, opts.Width, opts.Height, FormatBytes(need), FormatBytes(per),
-			opts.Width, opts.Height, FormatBytes(RowOverhead), FormatBytes(l.mem.total-l.mem.keepJobs), FormatBytes(l.mem.total))
+		return nil, l.overBudget(n, opts)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("load images: wait for memory: %w", err)
 	}
 	return func() { l.mem.release(need) }, nil
+}
+
+// overBudget is the error of n images of opts that can never fit.
+func (l *Loader) overBudget(n int, opts ImageOptions) error {
+	per := int64(opts.Width)*int64(opts.Height)*3 + RowOverhead
+	need := int64(n) * per
+	return fmt.Errorf("%w: %w: %w: %d rows of %d×%d images need about %s of memory (%s a row: %d×%d×3 bytes of pixels and %s for the engine), more than the %s this server gives one job (three quarters of its memory budget of %s); set limit to map fewer rows, or ask for a smaller image_size",
+		ErrDatasetInvalid, ErrTooLarge, ErrOverBudget, n, opts.Width, opts.Height, FormatBytes(need), FormatBytes(per),
+		opts.Width, opts.Height, FormatBytes(RowOverhead), FormatBytes(l.mem.total-l.mem.keepJobs), FormatBytes(l.mem.total))
+}
+
+// CheckImages fails as LoadImages would at once when n images of opts
+// could never fit the memory budget; it takes nothing. A job loaded in
+// shards by other workers checks first, and takes its memory only to
+// assemble them (ReserveImages).
+func (l *Loader) CheckImages(n int, opts ImageOptions) error {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return err
+	}
+	if int64(n)*(int64(opts.Width)*int64(opts.Height)*3+RowOverhead) > l.mem.total-l.mem.keepJobs {
+		return l.overBudget(n, opts)
+	}
+	return nil
+}
+
+// FitsNow reports whether n images of opts would have their memory at
+// once, without waiting for other jobs to give some back: a caller that
+// may leave the work to another process (a shard of a large job) asks
+// first rather than wait here.
+func (l *Loader) FitsNow(n int, opts ImageOptions) bool {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return false
+	}
+	need := int64(n) * (int64(opts.Width)*int64(opts.Height)*3 + RowOverhead)
+	return l.mem.inUse()+need <= l.mem.total-l.mem.keepJobs
 }
 
 // MaxURLBytes is the longest image URL fetched; a longer one fails its row.
@@ -406,4 +457,22 @@ func (s *scheduler) done(host string) {
 	s.hosts[host].inFlight--
 	s.mu.Unlock()
 	s.cond.Signal()
+}
+
+// ReserveImages takes from the memory budget what n images of opts (and
+// the engine's share of their rows) need, as LoadImages does, and returns
+// an empty Images to fill (Pix has room for n images) whose Release gives
+// the memory back. A job whose images were loaded elsewhere (in shards,
+// by other workers) assembles them here.
+func (l *Loader) ReserveImages(ctx context.Context, n int, opts ImageOptions) (*Images, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	release, err := l.reserveJob(ctx, n, opts)
+	if err != nil {
+		return nil, err
+	}
+	sz := opts.Width * opts.Height * 3
+	return &Images{Width: opts.Width, Height: opts.Height, Pix: make([]uint8, 0, n*sz), Rows: make([]int, 0, n), release: sync.OnceFunc(release)}, nil
 }

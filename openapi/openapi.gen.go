@@ -546,10 +546,15 @@ type Job struct {
 	Progress Progress `json:"progress"`
 
 	// Request The request as the server runs it, every default filled in.
-	Request   NormalizedJobRequest `json:"request"`
-	Stage     JobStage             `json:"stage"`
-	StartedAt *time.Time           `json:"started_at"`
-	Status    JobStatus            `json:"status"`
+	Request NormalizedJobRequest `json:"request"`
+
+	// Shards Present when the job's images load in shards, taken by every worker
+	// of the cluster (see `shard_size`): the shards, and for each one
+	// loaded, the worker that loaded it and what it counted.
+	Shards    *JobShards `json:"shards,omitempty"`
+	Stage     JobStage   `json:"stage"`
+	StartedAt *time.Time `json:"started_at"`
+	Status    JobStatus  `json:"status"`
 }
 
 // JobError Why a job failed; null unless it did.
@@ -569,7 +574,9 @@ type JobEvent struct {
 
 	// Event `queued`, `started`, `retried` (started again after an attempt
 	// that did not finish), `handed_back` (its worker stopped and
-	// queued it again) or `finished` (`detail` names the status).
+	// queued it again), `shard_loaded` (`detail` names the shard, its
+	// rows, its counts and the worker that loaded it) or `finished`
+	// (`detail` names the status).
 	//
 	//
 	// Example: retried
@@ -724,6 +731,14 @@ type JobRequest struct {
 	// Seed Same request, seed and backend give the same coordinates.
 	Seed *int64 `json:"seed,omitempty"`
 
+	// ShardSize Load the images in shards of this many rows, each taken by any
+	// worker of the cluster, whatever the table's size. By default a
+	// table of more rows than the server's shard threshold (20,000)
+	// is loaded in shards of the server's shard size (5,000); a
+	// smaller one by the worker running the job. The result is the
+	// same either way. Ignored with `features_url`.
+	ShardSize *int `json:"shard_size,omitempty"`
+
 	// TimeoutSeconds The job fails with code `timeout` and all its work stops. Defaults
 	// to (and is capped at) the server's maximum.
 	TimeoutSeconds *int `json:"timeout_seconds,omitempty"`
@@ -746,6 +761,20 @@ type JobRequestMethod string
 // `euclidean`, since for unit vectors ‖a − b‖² = 2 − 2·cos(a, b).
 // A zero vector has no direction: with `cosine` its row fails.
 type JobRequestMetric string
+
+// JobShards Present when the job's images load in shards, taken by every worker
+// of the cluster (see `shard_size`): the shards, and for each one
+// loaded, the worker that loaded it and what it counted.
+type JobShards struct {
+	// Count Shards of the job.
+	Count int `json:"count"`
+
+	// Done The shards loaded so far, each once, in the order they finished.
+	Done []ShardDone `json:"done"`
+
+	// Size Rows of one shard.
+	Size int `json:"size"`
+}
 
 // JobStage defines model for JobStage.
 type JobStage string
@@ -792,6 +821,7 @@ type NormalizedJobRequest struct {
 	Metric         NormalizedJobRequestMetric `json:"metric"`
 	Perplexity     float64                    `json:"perplexity"`
 	Seed           int64                      `json:"seed"`
+	ShardSize      *int                       `json:"shard_size,omitempty"`
 	TimeoutSeconds int                        `json:"timeout_seconds"`
 }
 
@@ -893,6 +923,18 @@ type Result struct {
 	// empty for a 3-D map or one without clusters).
 	Hotspots []Hotspot `json:"hotspots"`
 	Points   []Point   `json:"points"`
+}
+
+// ShardDone defines model for ShardDone.
+type ShardDone struct {
+	Failed int `json:"failed"`
+	Loaded int `json:"loaded"`
+
+	// Shard The shard's number; it holds rows shard × size onwards.
+	Shard int `json:"shard"`
+
+	// Worker The worker that loaded it (its --worker-name).
+	Worker string `json:"worker"`
 }
 
 // JobID defines model for JobID.

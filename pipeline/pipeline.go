@@ -31,6 +31,10 @@ type Pipeline struct {
 	GPU embed.Backend
 	// Log receives the backend decisions of jobs (nil: slog.Default()).
 	Log *slog.Logger
+	// ShardAbove: a job of more rows loads its images in shards of
+	// ShardSize rows, taken by every worker of the cluster (defaults
+	// DefaultShardAbove and DefaultShardSize).
+	ShardAbove, ShardSize int
 }
 
 // Reserver is implemented by a backend that admits a run only when it
@@ -73,7 +77,12 @@ func (p *Pipeline) Run(ctx context.Context, job jobs.Job, t *jobs.Tracker) (*job
 		out, err := p.runAddition(ctx, job, table, t)
 		return followed(ctx, out, err, job, t)
 	}
-	images, err := p.loadImages(ctx, job.Request, table, t)
+	var images *loader.Images
+	if p.sharded(job, len(table.Rows), t) {
+		images, err = p.loadShards(ctx, job, table, t)
+	} else {
+		images, err = p.loadImages(ctx, job.Request, table, t)
+	}
 	if err != nil {
 		return nil, err
 	}

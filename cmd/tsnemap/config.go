@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -94,7 +95,14 @@ type common struct {
 	maxImages     int
 	memoryBudget  byteSize
 	maxStore      int64
-	access        access // serve only
+	shardAbove    int
+	shardSize     int
+	shardSlots    int
+	workerName    string
+	maxPerHost    int
+	clusterHosts  bool
+	hostLimiter   loader.HostLimiter // set from clusterHosts once NATS is open
+	access        access             // serve only
 	logFormat     string
 	logLevel      string
 	// Following tables (serve only; docs/growing.md).
@@ -124,6 +132,12 @@ func (c *common) register(fs *flag.FlagSet, worker bool) {
 	fs.BoolVar(&c.allowPrivate, "allow-private-networks", false, "let jobs fetch from private, loopback and link-local addresses (trusted networks only)")
 	fs.IntVar(&c.maxImages, "max-images", 1_000_000, "most rows (and images) one job may have; a larger table fails the job")
 	fs.Var(&c.memoryBudget, "memory-budget", "memory the jobs of this process may hold at once (pixels, downloads, decodes), e.g. 8GB; a job that can never fit fails naming the numbers (0: half the machine's or the container's memory)")
+	fs.IntVar(&c.shardAbove, "shard-above", 20_000, "a job of more rows loads its images in shards that every worker of the cluster takes (a request's shard_size forces it)")
+	fs.IntVar(&c.shardSize, "shard-size", 5_000, "rows of one shard of a large job")
+	fs.IntVar(&c.shardSlots, "shard-concurrency", 1, "shards this process loads at once, of any job (at least 1: a job's own worker always takes its shards too)")
+	fs.IntVar(&c.maxPerHost, "max-per-host", 16, "most image requests to one host at once")
+	fs.BoolVar(&c.clusterHosts, "cluster-host-limit", true, "make --max-per-host a limit of the whole cluster (leases shared through NATS; a dead worker's leases free after 10 s), not of each process")
+	fs.StringVar(&c.workerName, "worker-name", "", "this worker's name in the history of the shards it loads (default: host name and process id)")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
@@ -390,8 +404,19 @@ func (c *common) connectNATS(ctx context.Context, log *slog.Logger) (*jobs.Store
 // pipeline builds the loader and backends for jobs; its Close releases
 // both.
 func (c *common) pipeline(ctx context.Context, log *slog.Logger, extraAllowed []netip.AddrPort) (*pipeline.Pipeline, error) {
+	if c.maxPerHost < 0 {
+		return nil, fmt.Errorf("--max-per-host %d: want ≥ 1 (0: the default, 16)", c.maxPerHost)
+	}
+	switch {
+	case c.shardSize != 0 && (c.shardSize < 10 || c.shardSize > 100_000):
+		return nil, fmt.Errorf("--shard-size %d: want 10..100000", c.shardSize)
+	case c.shardAbove < 0:
+		return nil, fmt.Errorf("--shard-above %d: want ≥ 0 (0: the default, 20000)", c.shardAbove)
+	case c.shardSlots < 0:
+		return nil, fmt.Errorf("--shard-concurrency %d: want ≥ 1", c.shardSlots)
+	}
 	cfg := loader.Config{AllowPrivateNetworks: c.allowPrivate, AllowedAddrPorts: extraAllowed, MaxRows: c.maxImages,
-		MemoryBudget: int64(c.memoryBudget)}
+		MemoryBudget: int64(c.memoryBudget), MaxPerHost: c.maxPerHost, HostLimiter: c.hostLimiter}
 	g, err := pickGPU(ctx, c.backend, log)
 	if err != nil {
 		return nil, err
@@ -404,7 +429,7 @@ func (c *common) pipeline(ctx context.Context, log *slog.Logger, extraAllowed []
 		return nil, err
 	}
 	log.Info("memory budget of jobs", "bytes", l.Config().MemoryBudget, "size", loader.FormatBytes(l.Config().MemoryBudget))
-	p := &pipeline.Pipeline{Loader: l, CPU: cpu.New(c.threads), Log: log}
+	p := &pipeline.Pipeline{Loader: l, CPU: cpu.New(c.threads), Log: log, ShardAbove: c.shardAbove, ShardSize: c.shardSize}
 	if g != nil {
 		p.GPU = g
 	}
@@ -447,4 +472,27 @@ func (p *common) backendName(pl *pipeline.Pipeline) string {
 		return pl.GPU.Name()
 	}
 	return pl.CPU.Name()
+}
+
+// workerConfig is the job worker of serve and worker.
+func (c *common) workerConfig(pl *pipeline.Pipeline, log *slog.Logger, metrics *jobs.Metrics) jobs.WorkerConfig {
+	return jobs.WorkerConfig{Concurrency: c.concurrency, MaxTimeout: c.maxTimeout, Logger: log, Metrics: metrics,
+		ShardConcurrency: max(c.shardSlots, 1), Name: c.workerName, Shards: pl, GPU: pl.GPU != nil}
+}
+
+// hostLeases starts the cluster-wide per-host limit (--cluster-host-limit)
+// on store's NATS; stop gives back the leases held. Without it, the limit
+// stays per process.
+func (c *common) hostLeases(ctx context.Context, store *jobs.Store, log *slog.Logger) (loader.HostLimiter, func(), error) {
+	if !c.clusterHosts {
+		return nil, func() {}, nil
+	}
+	hl, err := jobs.NewHostLeases(ctx, store, jobs.HostLeasesConfig{Limit: cmp.Or(c.maxPerHost, 16), Owner: c.workerName, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() { defer close(done); hl.Run(lctx) }()
+	return hl, func() { cancel(); <-done }, nil
 }

@@ -83,6 +83,18 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 		// Open the guard for the demo's own address and port only.
 		allowed = append(allowed, s.demo.addr)
 	}
+	store, _, closeNATS, err := c.connectNATS(ctx, log)
+	if err != nil {
+		return nil, err
+	}
+	s.cleanup = append(s.cleanup, closeNATS)
+
+	limiter, stopLeases, err := c.hostLeases(ctx, store, log)
+	if err != nil {
+		return nil, err
+	}
+	s.cleanup = append(s.cleanup, stopLeases)
+	c.hostLimiter = limiter
 	pl, err := c.pipeline(ctx, log, allowed)
 	if err != nil {
 		return nil, err
@@ -107,12 +119,6 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 	if h, _, _ := net.SplitHostPort(listen); len(keys) == 0 && c.access.allowedHosts == "" && !isLoopbackHost(h) {
 		log.Warn("without API keys the API answers only to loopback names and IP addresses as Host (against DNS rebinding); list other names clients use with --allowed-hosts")
 	}
-
-	store, _, closeNATS, err := c.connectNATS(ctx, log)
-	if err != nil {
-		return nil, err
-	}
-	s.cleanup = append(s.cleanup, closeNATS)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -180,7 +186,7 @@ func startService(ctx context.Context, c common, addr string, demo bool, log *sl
 		s.wg.Go(func() { watchGPU(ctx, gh, log) })
 	}
 	if c.concurrency > 0 { // 0: an API-only node; workers elsewhere run the jobs
-		worker := jobs.NewWorker(store, pl, jobs.WorkerConfig{Concurrency: c.concurrency, MaxTimeout: c.maxTimeout, Logger: log, Metrics: metrics})
+		worker := jobs.NewWorker(store, pl, c.workerConfig(pl, log, metrics))
 		s.wg.Go(func() { _ = worker.Run(ctx) })
 	}
 	if c.concurrency > 0 {
@@ -271,18 +277,24 @@ func workerCommand(ctx context.Context, args []string, getenv func(string) strin
 	if err != nil {
 		return err
 	}
-	pl, err := c.pipeline(ctx, log, nil)
-	if err != nil {
-		return err
-	}
-	defer pl.Close()
 	store, _, closeNATS, err := c.connectNATS(ctx, log)
 	if err != nil {
 		return err
 	}
 	defer closeNATS()
+	limiter, stopLeases, err := c.hostLeases(ctx, store, log)
+	if err != nil {
+		return err
+	}
+	defer stopLeases()
+	c.hostLimiter = limiter
+	pl, err := c.pipeline(ctx, log, nil)
+	if err != nil {
+		return err
+	}
+	defer pl.Close()
 	log.Info("tsnemap worker started", "backend", c.backendName(pl), "concurrency", c.concurrency, "version", versionString())
-	w := jobs.NewWorker(store, pl, jobs.WorkerConfig{Concurrency: c.concurrency, MaxTimeout: c.maxTimeout, Logger: log})
+	w := jobs.NewWorker(store, pl, c.workerConfig(pl, log, nil))
 	err = w.Run(ctx)
 	log.Info("worker stopped")
 	return err
