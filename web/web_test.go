@@ -65,6 +65,7 @@ func TestPageAndAssets(t *testing.T) {
 	for path, ct := range map[string]string{
 		"/static/app.js": "text/javascript; charset=utf-8", "/static/map.js": "text/javascript; charset=utf-8",
 		"/static/api.js": "text/javascript; charset=utf-8", "/static/render.js": "text/javascript; charset=utf-8",
+		"/static/raster.js": "text/javascript; charset=utf-8",
 		"/static/style.css": "text/css; charset=utf-8",
 	} {
 		res, body := get(t, srv, path)

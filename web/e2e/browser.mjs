@@ -336,6 +336,33 @@ try {
       log('FRAMETIME', JSON.stringify({ points: benchPoints, viewport: '1280x900', ...r }));
     }
     await shot(bp, `synthetic-${benchPoints}-${renderer === '2d' ? 'canvas2d' : 'webgl2'}`);
+    // Coloured by a column, zoomed out, thumbnails are squares of their
+    // colour: the picture (drawn on the CPU by canvas 2D and by a WebGL in
+    // software) has the top row's legend colour at its centre, also with a
+    // search dimming the rest.
+    await bp.selectOption('#colour-by', 'style');
+    for (const q of ['', 'rings']) {
+      await bp.fill('#search', q);
+      const px = await bp.evaluate(() => new Promise((res) => {
+        const m = window.tsnemap.map;
+        m.request();
+        requestAnimationFrame(() => {
+          const list = m.drawList(), r = list[list.length - 1], p = m.screenOf(r);
+          const x = Math.round(p.x * m.dpr), y = Math.round(p.y * m.dpr);
+          const gl = m.renderer.gl, out = new Uint8Array(4);
+          if (gl) gl.readPixels(x, m.canvas.height - 1 - y, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, out);
+          else out.set(m.canvas.getContext('2d').getImageData(x, y, 1, 1).data);
+          const style = ['stripes', 'rings', 'checker', 'sunset', 'dots', 'diagonal', 'waves', 'grid', 'spots', 'cross', 'fan', 'noise'][r % 12];
+          const item = document.querySelector(`#legend .legend-item[data-value="${style}"]`) || document.querySelector('#legend .legend-item[data-other="true"]');
+          const want = getComputedStyle(item.querySelector('.swatch')).backgroundColor.match(/\d+/g).map(Number);
+          res({ row: r, style, got: [...out.slice(0, 3)], want, cpu: window.tsnemap.state.drawnOnCPU });
+        });
+      }));
+      log('top row colour', renderer, q || '(no search)', JSON.stringify(px));
+      if (q) assert.equal(px.style, q, 'a match is drawn on top of the dimmed rows');
+      for (let k = 0; k < 3; k++) assert.ok(Math.abs(px.got[k] - px.want[k]) <= 6, `${renderer}: the top row's centre has its colour: ${JSON.stringify(px)}`);
+      if (renderer === '2d') assert.ok(px.cpu, 'canvas 2D draws 10,000 small thumbnails on the CPU');
+    }
     await bp.close();
   }
 

@@ -69,6 +69,7 @@ window.tsnemap = {
       thumbnailsDrawn: map.stats.thumbnailsDrawn,
       frames: map.stats.frames,
       renderer: map.renderer.kind,
+      drawnOnCPU: !!map.renderer.lastCPU, // the last picture was drawn on the CPU (raster.js)
       view: { ...map.view },
       thumbSide: map.thumbSide(),
       hoveredRow: map.hovered,

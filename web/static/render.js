@@ -1,11 +1,16 @@
 // Two ways to draw the map's points, chosen once per canvas: WebGL 2 (one
 // draw call per atlas sheet: 10,000 thumbnails cost the CPU next to
-// nothing) and, where WebGL 2 is missing, canvas 2D (one drawImage per
-// visible thumbnail).
+// nothing) and, where WebGL 2 is missing, canvas 2D. Where thumbnails are
+// drawn small, canvas 2D and a WebGL rendered in software draw the picture
+// on the CPU instead (raster.js: scaled-down thumbnails copied as blocks of
+// pixels), and only then show it; one thumbnail at a time they cost about
+// 10 µs each, a second for 100,000.
 //
 // A renderer's draw(m, side) reads from MapView m: order (rows drawn, in
 // order), x, y, cellOf, atlas, view, width, height, dpr; side is the
 // thumbnail's side in CSS pixels.
+
+import { Raster } from './raster.js';
 
 const VS = `#version 300 es
 in vec2 a_corner;
@@ -123,7 +128,9 @@ function drawCached(rd, m, side, zooming, version) {
   }
   if (!c || c.key !== key) {
     rd.cache = c = { ...c, key, base, built: false }; // keeps its texture or canvas for reuse
-    if (!zooming) { rd.direct(m, side); return; }
+    // Drawing on the CPU costs the same for the cache as for the screen:
+    // build it at once, so the first pan does not.
+    if (!zooming && !rd.cpuPlan(m, side)) { rd.direct(m, side); return; }
   }
   let rect = c.built ? cacheRect(c, m) : null;
   if (!rect || !rect.inside) {
@@ -159,6 +166,11 @@ export class GLRenderer {
     this.gl = gl;
     this.textures = [];
     this.sheets = null;
+    this.raster = new Raster();
+    const info = gl.getExtension('WEBGL_debug_renderer_info');
+    this.glName = String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+    // Rendered in software (SwiftShader, llvmpipe): thumbnails are drawn on the CPU.
+    this.software = /swiftshader|llvmpipe|softpipe|software|basic render/i.test(this.glName);
     this.init();
     canvas.addEventListener('webglcontextlost', (e) => e.preventDefault());
     canvas.addEventListener('webglcontextrestored', () => { this.init(); if (this.sheets) this.setSheets(this.sheets); this.onRestore?.(); });
@@ -255,12 +267,16 @@ export class GLRenderer {
     const a = m.atlas;
     if (a && a.sheets !== this.sheets) this.setSheets(a.sheets);
     if (!a && this.sheets) this.setSheets([]);
-    if (m.version !== this.version || !this.groups) {
+    if (m.version !== this.version) {
       this.version = m.version;
-      this.fill(m);
+      this.filled = false; // the vertex arrays are filled when next drawn with them
     }
+    this.zooming = zooming;
     drawCached(this, m, side, zooming, this.version);
   }
+
+  /** How the CPU would draw this ({look, sprites}), or null: it does not here. */
+  cpuPlan(m, side) { return this.software ? planCPU(this.raster, m, side, this.zooming) : null; }
 
   direct(m, side) {
     const gl = this.gl;
@@ -298,6 +314,7 @@ export class GLRenderer {
     const w = Math.round(vw * m.dpr), h = Math.round(vh * m.dpr);
     const max = gl.getParameter(gl.MAX_TEXTURE_SIZE);
     if (w > max || h > max) return false; // a huge screen: no cache, draw each frame
+    const plan = this.cpuPlan(m, side);
     if (!c.tex || c.w !== w || c.h !== h) {
       if (c.tex) { gl.deleteTexture(c.tex); gl.deleteFramebuffer(c.fb); }
       c.tex = gl.createTexture();
@@ -311,10 +328,28 @@ export class GLRenderer {
       gl.bindFramebuffer(gl.FRAMEBUFFER, c.fb);
       gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, c.tex, 0);
       c.w = w; c.h = h;
+      c.synced = false;
     }
-    gl.bindFramebuffer(gl.FRAMEBUFFER, c.fb);
-    gl.viewport(0, 0, w, h);
-    this.drawPoints(m, side, m.view.cx, m.view.cy, vw, vh);
+    this.lastCPU = !!plan;
+    if (plan) {
+      // Rows bottom up, as GL draws into a texture and the blit reads it.
+      const { img, dirty } = this.raster.draw(m, side, m.view.cx, m.view.cy, w, h, plan.look, plan.sprites, true);
+      const d = c.synced ? dirty : { x0: 0, y0: 0, x1: w, y1: h };
+      if (d) {
+        gl.bindTexture(gl.TEXTURE_2D, c.tex);
+        gl.pixelStorei(gl.UNPACK_ROW_LENGTH, w);
+        gl.pixelStorei(gl.UNPACK_SKIP_PIXELS, d.x0);
+        gl.pixelStorei(gl.UNPACK_SKIP_ROWS, h - d.y1);
+        gl.texSubImage2D(gl.TEXTURE_2D, 0, d.x0, h - d.y1, d.x1 - d.x0, d.y1 - d.y0, gl.RGBA, gl.UNSIGNED_BYTE, new Uint8Array(img.data.buffer));
+        for (const p of [gl.UNPACK_ROW_LENGTH, gl.UNPACK_SKIP_PIXELS, gl.UNPACK_SKIP_ROWS]) gl.pixelStorei(p, 0);
+      }
+      c.synced = true; // the texture holds the picture: next time only what changed goes up
+    } else {
+      gl.bindFramebuffer(gl.FRAMEBUFFER, c.fb);
+      gl.viewport(0, 0, w, h);
+      this.drawPoints(m, side, m.view.cx, m.view.cy, vw, vh);
+      c.synced = false;
+    }
     c.cx = m.view.cx; c.cy = m.view.cy; c.margin = M; c.built = true;
     return true;
   }
@@ -323,6 +358,7 @@ export class GLRenderer {
   drawPoints(m, side, cx, cy, vw, vh) {
     const gl = this.gl;
     const a = m.atlas;
+    if (!this.filled) { this.fill(m); this.filled = true; }
     const groups = this.groups, k = this.count;
     gl.clearColor(1, 1, 1, 1);
     gl.clear(gl.COLOR_BUFFER_BIT);
@@ -422,9 +458,14 @@ export class Canvas2DRenderer {
     this.canvas = canvas;
     this.ctx = canvas.getContext('2d', { alpha: false });
     this.cache = null;
+    this.raster = new Raster();
   }
 
+  /** How the CPU would draw this ({look, sprites}), or null: drawImage a thumbnail. */
+  cpuPlan(m, side) { return planCPU(this.raster, m, side, this.zooming); }
+
   draw(m, side, zooming) {
+    this.zooming = zooming;
     drawCached(this, m, side, zooming, m.version);
   }
 
@@ -438,10 +479,20 @@ export class Canvas2DRenderer {
     const M = cacheMargin(m);
     const vw = m.width + 2 * M, vh = m.height + 2 * M;
     const w = Math.round(vw * m.dpr), h = Math.round(vh * m.dpr);
-    if (!c.canvas || c.canvas.width !== w || c.canvas.height !== h) c.canvas = new OffscreenCanvas(w, h);
+    if (!c.canvas || c.canvas.width !== w || c.canvas.height !== h) { c.canvas = new OffscreenCanvas(w, h); c.synced = false; }
     const cc = c.canvas.getContext('2d', { alpha: false });
-    cc.setTransform(m.dpr, 0, 0, m.dpr, 0, 0);
-    drawPoints2D(cc, m, side, m.view.cx, m.view.cy, vw, vh);
+    const plan = this.cpuPlan(m, side);
+    this.lastCPU = !!plan;
+    if (plan) {
+      const { img, dirty } = this.raster.draw(m, side, m.view.cx, m.view.cy, w, h, plan.look, plan.sprites, false);
+      const d = c.synced ? dirty : { x0: 0, y0: 0, x1: w, y1: h };
+      if (d) cc.putImageData(img, 0, 0, d.x0, d.y0, d.x1 - d.x0, d.y1 - d.y0);
+      c.synced = true; // the canvas holds the picture: next time only what changed goes in
+    } else {
+      cc.setTransform(m.dpr, 0, 0, m.dpr, 0, 0);
+      drawPoints2D(cc, m, side, m.view.cx, m.view.cy, vw, vh);
+      c.synced = false;
+    }
     c.cx = m.view.cx; c.cy = m.view.cy; c.margin = M; c.built = true;
     return true;
   }
@@ -467,6 +518,13 @@ function frameOf(m, side) {
   if (!m.styled) return { frame: 0, solid: false };
   if (side < 14) return { frame: 0, solid: true };
   return { frame: Math.max(2, Math.min(6, side / 12)), solid: false };
+}
+
+/** {look, sprites} for drawing on the CPU, or null where the sprites would not fit. */
+function planCPU(raster, m, side, zooming) {
+  const look = frameOf(m, side);
+  const sprites = raster.spritesFor(m, side, look, zooming);
+  return sprites === undefined ? null : { look, sprites };
 }
 
 const cssOf = new Map();
