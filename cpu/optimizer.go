@@ -193,16 +193,30 @@ type hybridRepulsion struct {
 	fft *fftRepulsion
 }
 
-// hybridFFTGrid: auto uses the FFT interpolation while its padded grid has
-// at most hybridFFTGrid·N nodes, else Barnes-Hut. The FFT costs O(grid), its
-// grid grows with the square of the layout's extent at fixed spacing, and
-// Barnes-Hut costs O(N log N) but is slowest on compact layouts. Measured
-// (BenchmarkStep, wall ms): at 10,000 points FFT 7.5 vs BH 13.5 on a compact
-// layout (grid 64², 0.4·N) and 24 vs 13 on a spread one (512², 26·N); at
-// 70,000 points 41 vs 126 compact, 130 vs 124 spread (1024², 15·N). A real
-// 70,000-point run reaches an extent of ~150 by step 650, where the grid
-// (2048², 60·N) would be far too slow, so the switch matters both ways.
-const hybridFFTGrid = 8
+// hybridFFTGrid: auto uses the FFT interpolation while its padded grid (at
+// the spacing of fftStepSpacing) has at most hybridFFTGrid·N nodes, else
+// Barnes-Hut. The FFT costs O(grid), its grid grows with the square of the
+// layout's extent at fixed spacing, and Barnes-Hut costs O(N log N).
+// Measured (one repulsion pass, θ = 0.5 against spacing 0.2, p = 3; ten
+// Gaussian blobs; best of 3, wall s on the shared 2-core machine under load
+// 4–5; BenchmarkRepulsionGrid):
+//
+//	N        grid (padded)   nodes/N   BH      FFT
+//	70,000   512²            3.7       0.022   0.020
+//	70,000   1024²           15        0.047   0.199
+//	70,000   2048²           60        0.046   0.72
+//	250,000  256²            0.26      0.079   0.053
+//	250,000  512²            1.0       0.076   0.078
+//	250,000  1024²           4.2       0.103   0.151
+//	250,000  2048²           17        0.112   0.514
+//	1,000,000 1024²          1.0       0.531   0.346
+//	1,000,000 2048²          4.2       0.492   0.956
+//
+// So the FFT wins while its grid has up to ~1–4 nodes per point and loses
+// by 3–15× on spread layouts at every N up to 10⁶ (a whole Fashion-MNIST
+// run with FFT only: 235 CPU s against 56 with auto, KL 2.5088 against
+// 2.5021). The switch is at 2 nodes per point.
+const hybridFFTGrid = 2
 
 func (h *hybridRepulsion) pick(y []float32) embed.Repulsion {
 	lox, hix := float32(math.Inf(1)), float32(math.Inf(-1))
