@@ -100,9 +100,8 @@ const (
 )
 
 // fftMaxSide bounds the nodes per grid side of Step's and KL's FFT for n
-// points: max(1024, √(2n)), so the padded grid has at most ~8n nodes (as
-// many as auto's switch to Barnes-Hut allows, hybridFFTGrid) and at least
-// 2048² (two grids of 1024 × 2048 complex values, 67 MB): memory and work
+// points: max(1024, √(2n)), so the padded grid has at most ~8n nodes and
+// at least 2048² (two grids of 1024 × 2048 complex values, 67 MB): memory and work
 // per iteration stay O(n) whatever the layout does. Within the bound the
 // spacing is the one chosen for accuracy (0.2, a layout up to ~205 wide
 // at 70,000 points); past it, Z's error grows to ~5e-4 at spacing 1/3

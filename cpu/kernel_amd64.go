@@ -67,3 +67,21 @@ func bhSources3(g *bhLaneXYZ, m int, src []float32, nself int, acc *bhAcc) {
 	}
 	bhSources3AVX2(g, &src[:4*n][0], n, nself, acc)
 }
+
+//go:noescape
+func attract2AVX2(y *float32, col *int32, val *float32, n int, yi *[2]float32, out *[2]float64)
+
+// attraction2 is Σ val[e]·w_ij·(y_i − y_j) over one row of P in 2-D (j =
+// col[e]); see attraction2Go. The assembly takes the row's entries eight at
+// a time and Go the rest. Every col[e] must be a point of y (CheckProblem).
+func attraction2(y []float32, col []int32, val []float32, yi0, yi1 float32) (a0, a1 float64) {
+	m := len(col) &^ 7
+	if !haveAVX2FMA || m == 0 {
+		return attraction2Go(y, col, val, yi0, yi1)
+	}
+	yi := [2]float32{yi0, yi1}
+	var out [2]float64
+	attract2AVX2(&y[0], &col[0], &val[:m][0], m, &yi, &out)
+	t0, t1 := attraction2Go(y, col[m:], val[m:], yi0, yi1)
+	return out[0] + t0, out[1] + t1
+}

@@ -473,3 +473,70 @@ b3flush:
 b3done:
 	VZEROUPPER
 	RET
+
+// func attract2AVX2(y *float32, col *int32, val *float32, n int, yi *[2]float32, out *[2]float64)
+//
+// The attraction of one 2-D point over n (a multiple of 8) entries of its
+// row of P: out = Σ val[e]·(yi − y_j)/(1+‖yi − y_j‖²), j = col[e]. The
+// neighbours' coordinates are gathered eight at a time (VGATHERDPS); each
+// term is computed in float32 as attraction2Go does, eight lanes sum in
+// float32 (a lane gets an eighth of one row) and the lanes are added in
+// float64. 1/(1+d²) is VRCPPS refined by one Newton step (relative error
+// ~1e-7, as in bhSources2AVX2): VDIVPS behind the gathers made the loop
+// twice as slow. Every col[e] must index a point of y.
+TEXT ·attract2AVX2(SB), NOSPLIT, $0-48
+	MOVQ         y+0(FP), AX
+	MOVQ         col+8(FP), SI
+	MOVQ         val+16(FP), DI
+	MOVQ         n+24(FP), CX
+	MOVQ         yi+32(FP), BX
+	MOVQ         out+40(FP), DX
+	VBROADCASTSS 0(BX), Y0
+	VBROADCASTSS 4(BX), Y1
+	MOVL         $0x3f800000, R10
+	VMOVD        R10, X2
+	VBROADCASTSS X2, Y2
+	VXORPS       Y3, Y3, Y3
+	VXORPS       Y4, Y4, Y4
+	XORQ         R8, R8
+
+a2loop:
+	CMPQ         R8, CX
+	JGE          a2done
+	VMOVDQU      (SI)(R8*4), Y8
+	VPSLLD       $1, Y8, Y8
+	VPCMPEQD     Y12, Y12, Y12
+	VGATHERDPS   Y12, (AX)(Y8*4), Y9
+	VPCMPEQD     Y13, Y13, Y13
+	VGATHERDPS   Y13, 4(AX)(Y8*4), Y10
+	VSUBPS       Y9, Y0, Y9
+	VSUBPS       Y10, Y1, Y10
+	VMULPS       Y9, Y9, Y11
+	VMULPS       Y10, Y10, Y14
+	VADDPS       Y14, Y11, Y11
+	VADDPS       Y2, Y11, Y11
+	VRCPPS       Y11, Y12
+	VMOVAPS      Y2, Y13
+	VFNMADD231PS Y12, Y11, Y13
+	VFMADD231PS  Y13, Y12, Y12
+	VMULPS       (DI)(R8*4), Y12, Y15
+	VFMADD231PS  Y15, Y9, Y3
+	VFMADD231PS  Y15, Y10, Y4
+	ADDQ         $8, R8
+	JMP          a2loop
+
+a2done:
+	VEXTRACTF128 $1, Y3, X5
+	VCVTPS2PD    X3, Y3
+	VCVTPS2PD    X5, Y5
+	VADDPD       Y5, Y3, Y3
+	VEXTRACTF128 $1, Y4, X5
+	VCVTPS2PD    X4, Y4
+	VCVTPS2PD    X5, Y5
+	VADDPD       Y5, Y4, Y4
+	VHADDPD      Y4, Y3, Y3
+	VEXTRACTF128 $1, Y3, X5
+	VADDPD       X5, X3, X3
+	VMOVUPD      X3, (DX)
+	VZEROUPPER
+	RET

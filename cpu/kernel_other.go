@@ -21,3 +21,9 @@ func bhSources2(g *bhLaneXYZ, m int, src []float32, nself int, acc *bhAcc) {
 func bhSources3(g *bhLaneXYZ, m int, src []float32, nself int, acc *bhAcc) {
 	bhSources3Go(g, m, src, nself, acc)
 }
+
+// attraction2 is Σ val[e]·w_ij·(y_i − y_j) over one row of P in 2-D; see
+// attraction2Go.
+func attraction2(y []float32, col []int32, val []float32, yi0, yi1 float32) (a0, a1 float64) {
+	return attraction2Go(y, col, val, yi0, yi1)
+}

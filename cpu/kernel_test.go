@@ -119,3 +119,37 @@ func BenchmarkGemmTile(b *testing.B) {
 		})
 	}
 }
+
+// The 2-D attraction of the assembly (eight entries at a time, float32
+// lanes) against the portable loop (float64 row sums), over rows of every
+// length around the multiples of eight, neighbours anywhere in y (the first
+// and the last point included, so a gather out of bounds would show). Each
+// term is at most |val|·|d|/(1+d²) ≤ |val|/2; the lanes' float32 sums can
+// differ from float64 ones by about len·u·Σ|term|.
+func TestAttraction2MatchesGo(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 5))
+	const n = 1000
+	y := randF32(r, 2*n, 20)
+	for _, m := range []int{0, 1, 7, 8, 9, 15, 16, 17, 64, 129, 1000} {
+		col := make([]int32, m)
+		val := make([]float32, m)
+		for e := range col {
+			col[e] = int32(r.IntN(n))
+			val[e] = r.Float32()
+		}
+		if m > 2 {
+			col[0], col[m-1] = 0, n-1
+		}
+		yi0, yi1 := y[2*17], y[2*17+1]
+		g0, g1 := attraction2Go(y, col, val, yi0, yi1)
+		a0, a1 := attraction2(y, col, val, yi0, yi1)
+		bound := 0.0
+		for e := range col {
+			bound += float64(val[e])
+		}
+		tol := 4 * float64(m+8) / (1 << 24) * bound
+		if math.Abs(a0-g0) > tol || math.Abs(a1-g1) > tol {
+			t.Errorf("row of %d: assembly (%g, %g), Go (%g, %g), tolerance %g", m, a0, a1, g0, g1, tol)
+		}
+	}
+}

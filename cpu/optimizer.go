@@ -193,16 +193,30 @@ type hybridRepulsion struct {
 	fft *fftRepulsion
 }
 
-// hybridFFTGrid: auto uses the FFT interpolation while its padded grid has
-// at most hybridFFTGrid·N nodes, else Barnes-Hut. The FFT costs O(grid), its
-// grid grows with the square of the layout's extent at fixed spacing, and
-// Barnes-Hut costs O(N log N) but is slowest on compact layouts. Measured
-// (BenchmarkStep, wall ms): at 10,000 points FFT 7.5 vs BH 13.5 on a compact
-// layout (grid 64², 0.4·N) and 24 vs 13 on a spread one (512², 26·N); at
-// 70,000 points 41 vs 126 compact, 130 vs 124 spread (1024², 15·N). A real
-// 70,000-point run reaches an extent of ~150 by step 650, where the grid
-// (2048², 60·N) would be far too slow, so the switch matters both ways.
-const hybridFFTGrid = 8
+// hybridFFTGrid: auto uses the FFT interpolation while its padded grid (at
+// the spacing of fftStepSpacing) has at most hybridFFTGrid·N nodes, else
+// Barnes-Hut. The FFT costs O(grid), its grid grows with the square of the
+// layout's extent at fixed spacing, and Barnes-Hut costs O(N log N).
+// Measured (one repulsion pass, θ = 0.5 against spacing 0.2, p = 3; ten
+// Gaussian blobs; best of 3, wall s on the shared 2-core machine under load
+// 4–5; BenchmarkRepulsionGrid):
+//
+//	N        grid (padded)   nodes/N   BH      FFT
+//	70,000   512²            3.7       0.022   0.020
+//	70,000   1024²           15        0.047   0.199
+//	70,000   2048²           60        0.046   0.72
+//	250,000  256²            0.26      0.079   0.053
+//	250,000  512²            1.0       0.076   0.078
+//	250,000  1024²           4.2       0.103   0.151
+//	250,000  2048²           17        0.112   0.514
+//	1,000,000 1024²          1.0       0.531   0.346
+//	1,000,000 2048²          4.2       0.492   0.956
+//
+// So the FFT wins while its grid has up to ~1–4 nodes per point and loses
+// by 3–15× on spread layouts at every N up to 10⁶ (a whole Fashion-MNIST
+// run with FFT only: 235 CPU s against 56 with auto, KL 2.5088 against
+// 2.5021). The switch is at 2 nodes per point.
+const hybridFFTGrid = 2
 
 func (h *hybridRepulsion) pick(y []float32) embed.Repulsion {
 	lox, hix := float32(math.Inf(1)), float32(math.Inf(-1))
@@ -298,32 +312,8 @@ func (o *optimizer) updatePass(ctx context.Context, params embed.StepParams, z f
 // attraction is Σ_j p_ij w_ij (y_i − y_j) over row i of P.
 func attraction(y []float32, rp, col []int32, val []float32, dims, i int) (a [3]float64) {
 	if dims == 2 {
-		// Each term is computed in float32 (a float32 division is about
-		// twice as fast as a float64 one and this is the hot loop of every
-		// iteration); the row sums are float64.
-		yi0, yi1 := y[2*i], y[2*i+1]
-		var a0, a1 float64
 		e, end := rp[i], rp[i+1]
-		for ; e+1 < end; e += 2 {
-			j, k := col[e], col[e+1]
-			d0 := yi0 - y[2*j]
-			d1 := yi1 - y[2*j+1]
-			c0 := yi0 - y[2*k]
-			c1 := yi1 - y[2*k+1]
-			pw := val[e] / (1 + d0*d0 + d1*d1)
-			qw := val[e+1] / (1 + c0*c0 + c1*c1)
-			a0 += float64(pw*d0) + float64(qw*c0)
-			a1 += float64(pw*d1) + float64(qw*c1)
-		}
-		if e < end {
-			j := col[e]
-			d0 := yi0 - y[2*j]
-			d1 := yi1 - y[2*j+1]
-			pw := val[e] / (1 + d0*d0 + d1*d1)
-			a0 += float64(pw * d0)
-			a1 += float64(pw * d1)
-		}
-		a[0], a[1] = a0, a1
+		a[0], a[1] = attraction2(y, col[e:end], val[e:end], y[2*i], y[2*i+1])
 		return a
 	}
 	yi0, yi1, yi2 := y[3*i], y[3*i+1], y[3*i+2]
@@ -340,6 +330,35 @@ func attraction(y []float32, rp, col []int32, val []float32, dims, i int) (a [3]
 	}
 	a[0], a[1], a[2] = a0, a1, a2
 	return a
+}
+
+// attraction2Go is Σ val[e]·w_ij·(y_i − y_j) over one row of P in 2-D, j =
+// col[e]. Each term is computed in float32 (a float32 division is about
+// twice as fast as a float64 one and this is the hot loop of every
+// iteration); the row sums are float64.
+func attraction2Go(y []float32, col []int32, val []float32, yi0, yi1 float32) (a0, a1 float64) {
+	val = val[:len(col)]
+	e := 0
+	for ; e+1 < len(col); e += 2 {
+		j, k := col[e], col[e+1]
+		d0 := yi0 - y[2*j]
+		d1 := yi1 - y[2*j+1]
+		c0 := yi0 - y[2*k]
+		c1 := yi1 - y[2*k+1]
+		pw := val[e] / (1 + d0*d0 + d1*d1)
+		qw := val[e+1] / (1 + c0*c0 + c1*c1)
+		a0 += float64(pw*d0) + float64(qw*c0)
+		a1 += float64(pw*d1) + float64(qw*c1)
+	}
+	if e < len(col) {
+		j := col[e]
+		d0 := yi0 - y[2*j]
+		d1 := yi1 - y[2*j+1]
+		pw := val[e] / (1 + d0*d0 + d1*d1)
+		a0 += float64(pw * d0)
+		a1 += float64(pw * d1)
+	}
+	return a0, a1
 }
 
 // gradient writes the full gradient of the current Y with exaggeration ex
@@ -438,8 +457,11 @@ func (o *optimizer) KL(ctx context.Context) (float64, error) {
 					t := float64(y[i*dims+d] - y[j*dims+d])
 					d2 += t * t
 				}
-				// log w = −log(1+d²)
-				s += float64(val[e]) * math.Log1p(d2)
+				// log w = −log(1+d²). math.Log (assembly on amd64)
+				// of 1+d² rather than math.Log1p(d²): Log1p was 4 %
+				// of a whole 70,000-point run's CPU, and 1+d² loses
+				// only what lies below 1e-16 absolute in the log.
+				s += float64(val[e]) * math.Log(1+d2)
 			}
 		}
 		part[c] = s

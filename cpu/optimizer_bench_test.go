@@ -3,6 +3,7 @@ package cpu
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -161,4 +162,53 @@ func BenchmarkRun(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkRepulsionGrid times one repulsion pass of Barnes-Hut (θ = 0.5)
+// and of the FFT interpolation (Step's spacing and order, grid side bounded
+// by fftMaxSide) on layouts of ten Gaussian blobs of growing extent, at N
+// up to a million: the figures behind hybridFFTGrid. It reports the FFT's
+// padded grid in nodes per point.
+func BenchmarkRepulsionGrid(b *testing.B) {
+	for _, n := range []int{70000, 250000, 1000000} {
+		for _, r := range []float64{3, 10, 20, 60} {
+			y := blobLayout(n, r)
+			rep := make([]float64, 2*n)
+			be := New(0)
+			for _, m := range []string{"bh", "fft"} {
+				b.Run(fmt.Sprintf("%d/r%g/%s", n, r, m), func(b *testing.B) {
+					var f repulser = newBHTree(be, n, 2, 0.5)
+					fr := newFFTRepulsion(be, n, fftStepSpacing, fftStepOrder, fftMaxSide(n))
+					if m == "fft" {
+						f = fr
+					}
+					for b.Loop() {
+						if _, err := f.repulse(context.Background(), y, rep); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if m == "fft" {
+						b.ReportMetric(float64(fr.px*fr.py)/float64(n), "nodes/point")
+					}
+				})
+			}
+		}
+	}
+}
+
+// blobLayout is a 2-D layout of n points in ten Gaussian blobs (standard
+// deviation r/5) whose centres lie in [−r, r]².
+func blobLayout(n int, r float64) []float32 {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var c [20]float64
+	for i := range c {
+		c[i] = r * (2*rng.Float64() - 1)
+	}
+	y := make([]float32, 2*n)
+	for i := range n {
+		k := i % 10
+		y[2*i] = float32(c[2*k] + r/5*rng.NormFloat64())
+		y[2*i+1] = float32(c[2*k+1] + r/5*rng.NormFloat64())
+	}
+	return y
 }

@@ -139,6 +139,12 @@ func Run(ctx context.Context, be Backend, data Data, opts Options, obs *Observer
 	if obs != nil && obs.Neighbors != nil {
 		obs.Neighbors(pc.Scores, pc.K, nb)
 	}
+	// From here on the points are numbered in a cache-friendly order
+	// (order.go); the result is numbered back.
+	perm := localityOrder(pc.Scores, n, pc.K)
+	if perm != nil {
+		permuteNeighbors(nb, perm, inverseOrder(perm))
+	}
 	t = time.Now()
 	threads := 0
 	if th, ok := be.(interface{ Threads() int }); ok {
@@ -162,17 +168,20 @@ func Run(ctx context.Context, be Backend, data Data, opts Options, obs *Observer
 	// Optimise.
 	t = time.Now()
 	y0 := initialCoordinates(pc, n, dims, opts)
+	if perm != nil {
+		y0 = permuteRows(y0, dims, perm)
+	}
 	opt, err := be.NewOptimizer(ctx, p, y0, OptimizerConfig{N: n, Dims: dims, Repulsion: opts.Repulsion, Theta: opts.Theta})
 	if err != nil {
 		return nil, fmt.Errorf("optimizer: %w", err)
 	}
 	defer opt.Close()
-	if err := optimize(ctx, opt, n, dims, opts, obs, report); err != nil {
+	if err := optimize(ctx, opt, n, dims, opts, obs, report, perm); err != nil {
 		return nil, err
 	}
-	res.Y = make([]float32, n*dims)
-	if err := opt.Coordinates(res.Y); err != nil {
-		return nil, fmt.Errorf("optimizer: %w", err)
+	res.Y, err = coordinates(opt, n, dims, perm)
+	if err != nil {
+		return nil, err
 	}
 	res.Repulsion = opt.Repulsion()
 	if res.KL, err = opt.KL(ctx); err != nil {
@@ -185,7 +194,22 @@ func Run(ctx context.Context, be Backend, data Data, opts Options, obs *Observer
 // optimize runs the gradient descent schedule of van der Maaten & Hinton
 // (2008) as scikit-learn and openTSNE use it: exaggerated P and momentum
 // 0.5 for the first ExaggerationIterations, then P and momentum 0.8.
-func optimize(ctx context.Context, opt Optimizer, n, dims int, opts Options, obs *Observer, report func(Progress)) error {
+// coordinates reads the optimiser's Y, numbered back to the input's order
+// when the optimiser works in the order perm (nil: the input's).
+func coordinates(opt Optimizer, n, dims int, perm []int32) ([]float32, error) {
+	y := make([]float32, n*dims)
+	if err := opt.Coordinates(y); err != nil {
+		return nil, fmt.Errorf("optimizer: %w", err)
+	}
+	if perm == nil {
+		return y, nil
+	}
+	out := make([]float32, n*dims)
+	unpermuteRows(out, y, dims, perm)
+	return out, nil
+}
+
+func optimize(ctx context.Context, opt Optimizer, n, dims int, opts Options, obs *Observer, report func(Progress), perm []int32) error {
 	rate := opts.EffectiveLearningRate(n)
 	kl := math.NaN()
 	var lastSnap time.Time
@@ -210,10 +234,11 @@ func optimize(ctx context.Context, opt Optimizer, n, dims int, opts Options, obs
 		}
 		p := Progress{Stage: StageOptimizing, Iteration: done, Iterations: opts.Iterations, KL: kl}
 		if obs != nil && obs.SnapshotEvery > 0 && time.Since(lastSnap) >= obs.SnapshotEvery {
-			p.Coordinates = make([]float32, n*dims)
-			if err := opt.Coordinates(p.Coordinates); err != nil {
-				return fmt.Errorf("optimizer: %w", err)
+			c, err := coordinates(opt, n, dims, perm)
+			if err != nil {
+				return err
 			}
+			p.Coordinates = c
 			lastSnap = time.Now()
 		}
 		report(p)
