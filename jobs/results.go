@@ -114,8 +114,18 @@ func (s *Store) Result(ctx context.Context, id string) (*Result, error) {
 	if job.Status != StatusSucceeded || !job.HasResult {
 		return nil, fmt.Errorf("result of job %s: the job is %s: %w", id, job.Status, ErrConflict)
 	}
+	// A followed job's check replaces the result object in place (Grown);
+	// a read that took the old object's description while its chunks were
+	// purged fails once and finds the new object when it reads again.
 	var r Result
-	if err := s.getJSON(ctx, resultName(id, job.Attempts), &r); err != nil {
+	for try := 1; ; try++ {
+		err = s.getJSON(ctx, resultName(id, job.Attempts), &r)
+		if err == nil || try == 3 || ctx.Err() != nil {
+			break
+		}
+		r = Result{}
+	}
+	if err != nil {
 		return nil, err
 	}
 	return &r, nil
