@@ -52,22 +52,7 @@ func (w *Worker) runShards(ctx context.Context) {
 	}
 	var wg sync.WaitGroup
 	for range w.cfg.ShardConcurrency {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				batch, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
-				if err != nil {
-					w.log.Warn("fetch shards", "err", err)
-					select {
-					case <-ctx.Done():
-					case <-time.After(time.Second):
-					}
-					continue
-				}
-				for msg := range batch.Messages() {
-					w.handleShard(ctx, msg)
-				}
-			}
-		})
+		wg.Go(func() { w.pull(ctx, cons, "fetch shards", w.handleShard) })
 	}
 	wg.Wait()
 }

@@ -118,10 +118,16 @@ func (w *Worker) Run(ctx context.Context) error {
 // slot runs one job at a time, pulling the next only when free, so a busy
 // worker never holds messages another worker could run.
 func (w *Worker) slot(ctx context.Context, cons jetstream.Consumer) {
+	w.pull(ctx, cons, "fetch work", w.handle)
+}
+
+// pull takes one message at a time from cons and hands it to handle until
+// ctx ends; a failed fetch is logged as what and retried a second later.
+func (w *Worker) pull(ctx context.Context, cons jetstream.Consumer, what string, handle func(context.Context, jetstream.Msg)) {
 	for ctx.Err() == nil {
 		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
-			w.log.Warn("fetch work", "err", err)
+			w.log.Warn(what, "err", err)
 			select {
 			case <-ctx.Done():
 			case <-time.After(time.Second):
@@ -129,7 +135,7 @@ func (w *Worker) slot(ctx context.Context, cons jetstream.Consumer) {
 			continue
 		}
 		for msg := range batch.Messages() {
-			w.handle(ctx, msg)
+			handle(ctx, msg)
 		}
 	}
 }
