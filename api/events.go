@@ -135,10 +135,9 @@ func (s *Server) GetJobEvents(c echo.Context, id openapi.JobID, params openapi.G
 				}
 			}
 		case <-alive.C:
-			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+			if keepAlive(w) != nil {
 				return nil
 			}
-			w.Flush()
 		}
 	}
 }
@@ -161,10 +160,19 @@ func followStream(ctx context.Context, w *echo.Response, added <-chan []byte, up
 				return nil
 			}
 		case <-alive.C:
-			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+			if keepAlive(w) != nil {
 				return nil
 			}
-			w.Flush()
 		}
 	}
+}
+
+// keepAlive writes an SSE comment so that proxies and clients keep an idle
+// stream open; an error means the client has gone.
+func keepAlive(w *echo.Response) error {
+	if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+		return fmt.Errorf("keep-alive: %w", err)
+	}
+	w.Flush()
+	return nil
 }

@@ -179,24 +179,10 @@ func (w *Worker) failShard(t ShardTask, err error, log *slog.Logger) {
 // another attempt or has the shard counted by another worker (cause
 // ErrCanceled), and when the worker stops (ErrShutdown).
 func (w *Worker) watchShard(ctx, workerCtx context.Context, t ShardTask, cancel context.CancelCauseFunc) {
-	updates, err := w.store.Watch(ctx, t.Job)
-	if err != nil && ctx.Err() == nil {
-		w.log.Error("watch job for cancel", "job", t.Job, "err", err)
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-workerCtx.Done():
-			cancel(ErrShutdown)
-			return
-		case j, ok := <-updates:
-			if !ok || !shardWanted(j, t) {
-				if ctx.Err() == nil {
-					cancel(ErrCanceled)
-				}
-				return
-			}
+	w.watchJob(ctx, workerCtx, t.Job, cancel, func(j Job, ok bool) error {
+		if !ok || !shardWanted(j, t) {
+			return ErrCanceled
 		}
-	}
+		return nil
+	})
 }

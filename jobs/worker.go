@@ -559,6 +559,23 @@ func (w *Worker) keepAlive(ctx context.Context, msg jetstream.Msg) {
 // deletes it), when another worker has started it again (this one went
 // silent too long), and when the worker itself is stopping.
 func (w *Worker) watchCancel(ctx, workerCtx context.Context, id string, attempt int, cancel context.CancelCauseFunc) {
+	w.watchJob(ctx, workerCtx, id, cancel, func(j Job, ok bool) error {
+		switch {
+		case !ok:
+			return ErrCanceled // the record is gone
+		case j.Attempts != attempt:
+			return ErrLost // another worker runs the job now
+		case j.CancelRequested:
+			return ErrCanceled
+		}
+		return nil
+	})
+}
+
+// watchJob follows job id's record until ctx ends. It cancels with
+// ErrShutdown when the worker stops, and with the cause stop returns for an
+// update (ok false: the record is gone) once that cause is not nil.
+func (w *Worker) watchJob(ctx, workerCtx context.Context, id string, cancel context.CancelCauseFunc, stop func(j Job, ok bool) error) {
 	updates, err := w.store.Watch(ctx, id)
 	if err != nil && ctx.Err() == nil {
 		w.log.Error("watch job for cancel", "job", id, "err", err)
@@ -571,18 +588,10 @@ func (w *Worker) watchCancel(ctx, workerCtx context.Context, id string, attempt 
 			cancel(ErrShutdown)
 			return
 		case j, ok := <-updates:
-			if !ok {
+			if cause := stop(j, ok); cause != nil {
 				if ctx.Err() == nil {
-					cancel(ErrCanceled) // the record is gone
+					cancel(cause)
 				}
-				return
-			}
-			if j.Attempts != attempt {
-				cancel(ErrLost) // another worker runs the job now
-				return
-			}
-			if j.CancelRequested {
-				cancel(ErrCanceled)
 				return
 			}
 		}
