@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/bits"
 	"time"
 
 	"github.com/tsnemap/tsnemap/embed"
@@ -29,6 +30,10 @@ type approxParams struct {
 type approxStats struct {
 	trees, seeding, descent time.Duration
 	updates                 []int // list entries changed in each round
+	// probe, when set, is called after seeding ("seed") and after each
+	// round ("round N") with the current list of a point: nbrs(i) returns
+	// the neighbours of original row i, in original numbering, unsorted.
+	probe func(stage string, nbrs func(i int) []int32)
 }
 
 func defaultApproxParams(n, k int) approxParams {
@@ -85,7 +90,7 @@ func approxNeighborsWith(ctx context.Context, b *Backend, x []float32, n, d, k i
 	kw := max(k, min(n-1, prm.minWorkK))
 	prm.trees = max(prm.trees, 1) // the first tree also orders the points
 	s := &nnDescent{
-		b: b, x: x, n: n, d: d, k: kw, prm: prm,
+		b: b, x: x, n: n, d: d, k: kw, prm: prm, kern: defaultKernels(),
 		seed: nnMix64(uint64(seed) ^ 0x6a09e667f3bcc909),
 		g:    newNNHeap(n, kw),
 	}
@@ -102,11 +107,23 @@ func approxNeighborsWith(ctx context.Context, b *Backend, x []float32, n, d, k i
 	for p, o := range order {
 		inv[o] = int32(p)
 	}
+	// The copy is centred, and its squared norms kept, for the local joins'
+	// dot-product form ‖a‖²+‖b‖²−2a·b, which loses less to cancellation
+	// when the norms are small.
+	mu := columnMean(x, n, d)
 	s.x = make([]float32, n*d)
+	s.norm = make([]float32, n)
 	if err := b.parallelFor(ctx, n, 4096, func(_, lo, hi int) {
 		for p := lo; p < hi; p++ {
 			o := int(order[p])
-			copy(s.x[p*d:(p+1)*d], x[o*d:(o+1)*d])
+			row := s.x[p*d : (p+1)*d]
+			var sum float64
+			for t, v := range x[o*d : (o+1)*d] {
+				c := v - mu[t]
+				row[t] = c
+				sum += float64(c) * float64(c)
+			}
+			s.norm[p] = float32(sum)
 		}
 	}); err != nil {
 		return nil, fmt.Errorf("cpu: approximate neighbours: %w", err)
@@ -115,9 +132,10 @@ func approxNeighborsWith(ctx context.Context, b *Backend, x []float32, n, d, k i
 	if err := s.seedFromForest(ctx, forest, order, inv); err != nil {
 		return nil, fmt.Errorf("cpu: approximate neighbours: seeding: %w", err)
 	}
-	forest, inv = nil, nil
+	forest = nil
+	s.probe("seed", order, inv)
 	t2 := time.Now()
-	if err := s.descend(ctx); err != nil {
+	if err := s.descend(ctx, order, inv); err != nil {
 		return nil, fmt.Errorf("cpu: approximate neighbours: descent: %w", err)
 	}
 	if st := prm.stats; st != nil {
@@ -127,22 +145,18 @@ func approxNeighborsWith(ctx context.Context, b *Backend, x []float32, n, d, k i
 	s.x = nil
 	idx := make([]int32, n*k)
 	dist := make([]float32, n*k)
+	// The lists mix distances of two formulas; the k nearest of each are
+	// measured again as Σ(a−b)² on the input (finishRow, as the exact
+	// search does) and sorted by (distance, index).
 	if err := b.parallelFor(ctx, n, 1024, func(_, lo, hi int) {
+		keys := make([]uint64, k)
 		for p := lo; p < hi; p++ {
 			s.g.sortRow(p)
 			o := int(order[p])
-			ri, rd := idx[o*k:(o+1)*k], dist[o*k:(o+1)*k]
 			for j := range k {
-				ri[j] = order[s.g.idx[p*kw+j]]
-				rd[j] = s.g.dist[p*kw+j]
+				keys[j] = uint64(uint32(order[s.g.idx[p*kw+j]]))
 			}
-			// Renumbering back can reorder ties; restore index order
-			// within equal distances (runs are short, so insertion).
-			for j := 1; j < k; j++ {
-				for t := j; t > 0 && rd[t] == rd[t-1] && ri[t] < ri[t-1]; t-- {
-					ri[t], ri[t-1] = ri[t-1], ri[t]
-				}
-			}
+			finishRow(x, d, o, keys, dist[o*k:(o+1)*k], idx[o*k:(o+1)*k])
 		}
 	}); err != nil {
 		return nil, fmt.Errorf("cpu: approximate neighbours: %w", err)
@@ -153,7 +167,9 @@ func approxNeighborsWith(ctx context.Context, b *Backend, x []float32, n, d, k i
 // nnDescent is the state of one approximate search.
 type nnDescent struct {
 	b       *Backend
-	x       []float32
+	x       []float32 // centred, in search order
+	norm    []float32 // ‖x_p‖²
+	kern    tileKernels
 	n, d, k int
 	prm     approxParams
 	seed    uint64
@@ -203,6 +219,22 @@ func (s *nnDescent) seedFromForest(ctx context.Context, forest []rpTree, order, 
 	})
 }
 
+// probe hands the current lists to prm.stats.probe, if set.
+func (s *nnDescent) probe(stage string, order, inv []int32) {
+	if s.prm.stats == nil || s.prm.stats.probe == nil {
+		return
+	}
+	s.prm.stats.probe(stage, func(i int) []int32 {
+		p := int(inv[i])
+		row := s.g.idx[p*s.k : p*s.k+int(s.g.size[p])]
+		out := make([]int32, len(row))
+		for j, q := range row {
+			out[j] = order[q]
+		}
+		return out
+	})
+}
+
 // fillRandom tops up a list that the leaves left short with random points.
 func (s *nnDescent) fillRandom(p int, stamp []int32) {
 	mark := int32(p + 1)
@@ -233,7 +265,7 @@ type nnUpdate struct {
 }
 
 // descend runs NN-descent rounds until few lists change.
-func (s *nnDescent) descend(ctx context.Context) error {
+func (s *nnDescent) descend(ctx context.Context, order, inv []int32) error {
 	n := s.n
 	newC := newCandHeap(n, max(s.prm.maxCand, 1))
 	oldC := newCandHeap(n, max(s.prm.maxOld, 1))
@@ -249,8 +281,10 @@ func (s *nnDescent) descend(ctx context.Context) error {
 	const grain = 64
 	nc := len(s.b.chunks(min(block, n), grain))
 	buckets := make([][][]nnUpdate, nc)
+	scratch := make([]*joinScratch, nc)
 	for c := range buckets {
 		buckets[c] = make([][]nnUpdate, parts)
+		scratch[c] = newJoinScratch(s.d, s.prm.maxCand, s.prm.maxOld)
 	}
 	changed := make([]int, parts)
 
@@ -275,7 +309,7 @@ func (s *nnDescent) descend(ctx context.Context) error {
 					if (v-b0-lo)%16 == 0 && ctx.Err() != nil {
 						return
 					}
-					s.localJoin(newC.row(v), oldC.row(v), bk, shift)
+					s.localJoin(newC.row(v), oldC.row(v), bk, shift, scratch[c])
 				}
 			})
 			if err != nil {
@@ -306,6 +340,7 @@ func (s *nnDescent) descend(ctx context.Context) error {
 			total += c
 		}
 		s.updates = append(s.updates, total)
+		s.probe(fmt.Sprint("round ", round+1), order, inv)
 		if float64(total) <= s.prm.delta*float64(n)*float64(s.k) {
 			break
 		}
@@ -313,26 +348,113 @@ func (s *nnDescent) descend(ctx context.Context) error {
 	return nil
 }
 
+// joinScratch is one chunk's buffers for the tiled local join.
+type joinScratch struct {
+	ap, bp       []float32 // new candidates as query panels (×−2), all as candidate panels
+	na, nb       []float32 // squared norms, +Inf on padding
+	thr, cthr    []float32 // list bounds, −Inf on padding
+	pts          []int32   // new then old candidates
+	out          [mr * nr]float32
+	masks, cmask [mr]uint32
+}
+
+func newJoinScratch(d, maxNew, maxOld int) *joinScratch {
+	rowsA := (max(maxNew, 1) + mr - 1) / mr * mr
+	rowsB := (max(maxNew, 1) + max(maxOld, 1) + nr - 1) / nr * nr
+	return &joinScratch{
+		ap: make([]float32, rowsA*d), bp: make([]float32, rowsB*d),
+		na: make([]float32, rowsA), thr: make([]float32, rowsA),
+		nb: make([]float32, rowsB), cthr: make([]float32, rowsB),
+		pts: make([]int32, 0, rowsB),
+	}
+}
+
 // localJoin compares every pair of new candidates and every new candidate
 // with every old one, and proposes each pair that would improve either list.
-func (s *nnDescent) localJoin(nw, old []int32, bk [][]nnUpdate, shift uint) {
-	bound := s.g.bound
-	for i, p := range nw {
-		xp := s.row(p)
-		bp := bound[p]
-		for _, q := range nw[i+1:] {
-			if d, ok := nnSqDistBelow(xp, s.row(q), max(bp, bound[q])); ok {
-				s.propose(p, q, d, bk, shift)
+// The distances come in tiles of the dense micro-kernel (the new candidates
+// against all), on the centred data as ‖a‖²+‖b‖²−2a·b, and the kernel's
+// masks flag the few pairs that pass the bound of either list; tiles wholly
+// below the diagonal of the new×new block are skipped.
+func (s *nnDescent) localJoin(nw, old []int32, bk [][]nnUpdate, shift uint, sc *joinScratch) {
+	m1 := len(nw)
+	if m1 == 0 {
+		return
+	}
+	sc.pts = append(append(sc.pts[:0], nw...), old...)
+	m := len(sc.pts)
+	d := s.d
+	rowsA := (m1 + mr - 1) / mr * mr
+	rowsB := (m + nr - 1) / nr * nr
+	s.packJoin(sc.pts[:m1], rowsA, mr, -2, sc.ap, sc.na, sc.thr)
+	s.packJoin(sc.pts, rowsB, nr, 1, sc.bp, sc.nb, sc.cthr)
+	for i0 := 0; i0 < rowsA; i0 += mr {
+		a := sc.ap[i0*d : (i0+mr)*d]
+		na := (*[mr]float32)(sc.na[i0 : i0+mr])
+		thr := (*[mr]float32)(sc.thr[i0 : i0+mr])
+		for j0 := (i0 / nr) * nr; j0 < rowsB; j0 += nr {
+			s.kern.dist(d, a, sc.bp[j0*d:(j0+nr)*d], (*[nr]float32)(sc.nb[j0:j0+nr]), na, thr,
+				(*[nr]float32)(sc.cthr[j0:j0+nr]), &sc.out, &sc.masks, &sc.cmask)
+			for i := range mr {
+				mk, cm := sc.masks[i], sc.cmask[i]
+				r := i0 + i
+				if mk|cm == 0 || r >= m1 {
+					continue
+				}
+				if j0 < m1 {
+					// New×new: only columns after the row, once per pair.
+					lim := r + 1 - j0
+					if lim >= nr {
+						continue
+					}
+					if lim > 0 {
+						mk &^= 1<<lim - 1
+						cm &^= 1<<lim - 1
+					}
+				}
+				p := sc.pts[r]
+				for all := mk | cm; all != 0; all &= all - 1 {
+					j := bits.TrailingZeros32(all)
+					q := sc.pts[j0+j]
+					if q == p {
+						continue
+					}
+					dd := sc.out[i*nr+j]
+					if mk&(1<<j) != 0 {
+						o := p >> shift
+						bk[o] = append(bk[o], nnUpdate{p, q, dd})
+					}
+					if cm&(1<<j) != 0 {
+						o := q >> shift
+						bk[o] = append(bk[o], nnUpdate{q, p, dd})
+					}
+				}
 			}
 		}
-		for _, q := range old {
-			if q == p {
-				continue
-			}
-			if d, ok := nnSqDistBelow(xp, s.row(q), max(bp, bound[q])); ok {
-				s.propose(p, q, d, bk, shift)
-			}
+	}
+}
+
+// packJoin packs the rows of pts into panels of w rows (dst[panel·d·w +
+// t·w + i] = scale·x[t]), with their norms and list bounds, and pads to
+// rows with zeros, +Inf norms and −Inf bounds so that padding never passes.
+func (s *nnDescent) packJoin(pts []int32, rows, w int, scale float32, dst, norm, thr []float32) {
+	d := s.d
+	for i, p := range pts {
+		panel := dst[(i/w)*d*w+i%w:]
+		for t, v := range s.row(p) {
+			panel[t*w] = scale * v
 		}
+		norm[i] = s.norm[p]
+		// Not +Inf: the kernel's tests are ≤ and an overflowing distance
+		// must fail them.
+		thr[i] = min(s.g.bound[p], math.MaxFloat32)
+	}
+	for i := len(pts); i < rows; i++ {
+		panel := dst[(i/w)*d*w+i%w:]
+		for t := range d {
+			panel[t*w] = 0
+		}
+		norm[i] = float32(math.Inf(1))
+		thr[i] = float32(math.Inf(-1))
 	}
 }
 
@@ -621,6 +743,21 @@ func (h *candHeap) push(v int, pr uint32, u int32) {
 		}
 	}
 	idx[i], pri[i] = u, pr
+}
+
+// columnMean is the mean of the rows of x (n×d), summed in float64.
+func columnMean(x []float32, n, d int) []float32 {
+	sum := make([]float64, d)
+	for i := range n {
+		for t, v := range x[i*d : i*d+d] {
+			sum[t] += float64(v)
+		}
+	}
+	mu := make([]float32, d)
+	for t := range sum {
+		mu[t] = float32(sum[t] / float64(n))
+	}
+	return mu
 }
 
 // nnMix64 is the finaliser of Steele, Lea & Flood's SplitMix64, used as a
