@@ -23,7 +23,8 @@ type approxParams struct {
 	block     int // points whose local joins share one update exchange
 	minWorkK  int // smallest list kept during the search
 
-	stats *approxStats // filled in when set, for tests and tuning
+	stats *approxStats  // filled in when set, for tests and tuning
+	kern  *tileKernels // the micro-kernels; nil means defaultKernels
 }
 
 // approxStats describes how a search went.
@@ -93,6 +94,9 @@ func approxNeighborsWith(ctx context.Context, b *Backend, x []float32, n, d, k i
 		b: b, x: x, n: n, d: d, k: kw, prm: prm, kern: defaultKernels(),
 		seed: nnMix64(uint64(seed) ^ 0x6a09e667f3bcc909),
 		g:    newNNHeap(n, kw),
+	}
+	if prm.kern != nil {
+		s.kern = *prm.kern
 	}
 	t0 := time.Now()
 	forest, err := buildForest(ctx, b, x, n, d, prm.trees, prm.leafSize, seed)
@@ -183,40 +187,105 @@ func (s *nnDescent) row(i int32) []float32 {
 }
 
 // seedFromForest fills each point's list with the nearest of the points that
-// share a leaf with it in any tree, then tops up short lists at random. Each
-// point writes only its own list, so this needs no exchange.
+// share a leaf with it in any tree, then tops up short lists at random. The
+// trees are taken one after the other and the leaves of a tree in parallel:
+// a leaf's points belong to it alone, so its task writes their lists
+// without locks, and each list sees its offers in the same order whatever
+// the thread count. Within a leaf the distances come in tiles of the dense
+// kernel, as in the local joins, so large leaves cost little.
 func (s *nnDescent) seedFromForest(ctx context.Context, forest []rpTree, order, inv []int32) error {
-	const grain = 256
-	nc := len(s.b.chunks(s.n, grain))
-	// stamp[c][q] == p+1 marks q as already tried for p in chunk c.
-	stamps := make([][]int32, nc)
-	return s.b.parallelFor(ctx, s.n, grain, func(c, lo, hi int) {
-		if stamps[c] == nil {
-			stamps[c] = make([]int32, s.n)
-		}
-		stamp := stamps[c]
-		for p := lo; p < hi; p++ {
-			if (p-lo)%64 == 0 && ctx.Err() != nil {
-				return
+	nc := len(s.b.chunks(s.n, 1))
+	scratch := make([]*joinScratch, nc)
+	members := make([][]int32, nc)
+	for t := range forest {
+		tr := &forest[t]
+		leaves := len(tr.leafStart) - 1
+		err := s.b.parallelFor(ctx, leaves, 1, func(c, lo, hi int) {
+			for l := lo; l < hi; l++ {
+				if ctx.Err() != nil {
+					return
+				}
+				pts := members[c][:0]
+				for _, o := range tr.perm[tr.leafStart[l]:tr.leafStart[l+1]] {
+					pts = append(pts, inv[o])
+				}
+				members[c] = pts
+				if scratch[c] == nil || len(scratch[c].na) < len(pts) {
+					scratch[c] = newJoinScratch(s.d, len(pts), 0)
+				}
+				s.leafJoin(pts, scratch[c])
 			}
-			mark := int32(p + 1)
-			stamp[p] = mark
-			xp := s.row(int32(p))
-			for t := range forest {
-				for _, qo := range forest[t].leaf(order[p]) {
-					q := inv[qo]
-					if stamp[q] == mark {
-						continue
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return s.b.parallelFor(ctx, s.n, 1024, func(_, lo, hi int) {
+		for p := lo; p < hi; p++ {
+			s.fillRandom(p)
+		}
+	})
+}
+
+// leafJoin offers every pair of pts to both lists, pushing directly: the
+// caller owns the lists of pts. Thresholds are refreshed per panel, so the
+// masks drop most pairs once the lists are full.
+func (s *nnDescent) leafJoin(pts []int32, sc *joinScratch) {
+	m := len(pts)
+	if m < 2 {
+		return
+	}
+	d := s.d
+	rowsA := (m + mr - 1) / mr * mr
+	rowsB := (m + nr - 1) / nr * nr
+	s.packJoin(pts, rowsA, mr, -2, sc.ap, sc.na, sc.thr)
+	s.packJoin(pts, rowsB, nr, 1, sc.bp, sc.nb, sc.cthr)
+	bound := s.g.bound
+	for i0 := 0; i0 < rowsA; i0 += mr {
+		a := sc.ap[i0*d : (i0+mr)*d]
+		na := (*[mr]float32)(sc.na[i0 : i0+mr])
+		thr := (*[mr]float32)(sc.thr[i0 : i0+mr])
+		for j0 := (i0 / nr) * nr; j0 < rowsB; j0 += nr {
+			for i := range mr {
+				if i0+i < m {
+					thr[i] = min(bound[pts[i0+i]], math.MaxFloat32)
+				}
+			}
+			cthr := (*[nr]float32)(sc.cthr[j0 : j0+nr])
+			for j := range nr {
+				if j0+j < m {
+					cthr[j] = min(bound[pts[j0+j]], math.MaxFloat32)
+				}
+			}
+			s.kern.dist(d, a, sc.bp[j0*d:(j0+nr)*d], (*[nr]float32)(sc.nb[j0:j0+nr]), na, thr,
+				cthr, &sc.out, &sc.masks, &sc.cmask)
+			for i := range mr {
+				r := i0 + i
+				mk, cm := sc.masks[i], sc.cmask[i]
+				if mk|cm == 0 || r >= m {
+					continue
+				}
+				if lim := r + 1 - j0; lim >= nr {
+					continue
+				} else if lim > 0 {
+					mk &^= 1<<lim - 1
+					cm &^= 1<<lim - 1
+				}
+				p := pts[r]
+				for all := mk | cm; all != 0; all &= all - 1 {
+					j := bits.TrailingZeros32(all)
+					q := pts[j0+j]
+					dd := sc.out[i*nr+j]
+					if mk&(1<<j) != 0 {
+						s.g.push(int(p), dd, q, true)
 					}
-					stamp[q] = mark
-					if d, ok := nnSqDistBelow(xp, s.row(q), s.g.bound[p]); ok {
-						s.g.push(p, d, q, true)
+					if cm&(1<<j) != 0 {
+						s.g.push(int(q), dd, p, true)
 					}
 				}
 			}
-			s.fillRandom(p, stamp)
 		}
-	})
+	}
 }
 
 // probe hands the current lists to prm.stats.probe, if set.
@@ -236,23 +305,19 @@ func (s *nnDescent) probe(stage string, order, inv []int32) {
 }
 
 // fillRandom tops up a list that the leaves left short with random points.
-func (s *nnDescent) fillRandom(p int, stamp []int32) {
-	mark := int32(p + 1)
+func (s *nnDescent) fillRandom(p int) {
 	xp := s.row(int32(p))
 	h := s.seed ^ uint64(p)*0xbf58476d1ce4e5b9
 	for try := 0; int(s.g.size[p]) < s.k && try < 4*s.k; try++ {
 		h = nnMix64(h)
 		q := int32(h % uint64(s.n))
-		if stamp[q] == mark {
-			continue
+		if int(q) != p && !nnContains(s.g.idx[p*s.k:p*s.k+int(s.g.size[p])], q) {
+			s.g.push(p, nnSqDist(xp, s.row(q)), q, true)
 		}
-		stamp[q] = mark
-		s.g.push(p, nnSqDist(xp, s.row(q)), q, true)
 	}
 	// Only when k is close to n do random draws keep missing; then walk.
 	for q := int32(0); int(s.g.size[p]) < s.k; q++ {
-		if stamp[q] != mark {
-			stamp[q] = mark
+		if int(q) != p && !nnContains(s.g.idx[p*s.k:p*s.k+int(s.g.size[p])], q) {
 			s.g.push(p, nnSqDist(xp, s.row(q)), q, true)
 		}
 	}

@@ -391,3 +391,38 @@ func BenchmarkKNNApprox(b *testing.B) {
 		})
 	}
 }
+
+// With one tree whose single leaf holds every point and no descent, the
+// seeding compares all pairs, so the approximate search must return the
+// exact neighbours: a check of the tiled leaf join (diagonal tiles, masks,
+// padding) on both kernels, against the exact search.
+func TestApproxNeighborsOneLeafIsExact(t *testing.T) {
+	kernels := []struct {
+		name string
+		kern tileKernels
+	}{{"default", defaultKernels()}, {"portable", portableKernels()}}
+	cases := []struct{ n, d, k int }{{97, 7, 5}, {300, 50, 90}, {451, 13, 40}}
+	for _, kc := range kernels {
+		for _, c := range cases {
+			t.Run(fmt.Sprintf("%s/n%d-d%d-k%d", kc.name, c.n, c.d, c.k), func(t *testing.T) {
+				x := approxUniform(c.n, c.d, uint64(c.n))
+				b := New(2)
+				prm := defaultApproxParams(c.n, c.k)
+				prm.trees, prm.leafSize, prm.maxRounds, prm.minWorkK = 1, c.n, 0, 0
+				prm.kern = &kc.kern
+				got, err := approxNeighborsWith(context.Background(), b, x, c.n, c.d, c.k, 3, prm)
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkApproxNeighbors(t, x, c.n, c.d, c.k, got)
+				want, err := exactNeighbors(context.Background(), b, kc.kern, x, c.n, c.d, c.k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(got.Index, want.Index) {
+					t.Errorf("neighbours differ from the exact search's")
+				}
+			})
+		}
+	}
+}

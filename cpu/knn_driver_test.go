@@ -23,7 +23,8 @@ import (
 //
 //	TSNEMAP_KNN_DRIVER=1000000 go test ./cpu -run ApproxNeighborsDriver -v -timeout 1h
 //
-// TSNEMAP_KNN_QUERIES sets the sample (default 1,000).
+// TSNEMAP_KNN_QUERIES sets the sample (default 1,000); TSNEMAP_KNN_TREES,
+// _LEAF, _NEW, _OLD, _ROUNDS and _DELTA override the search's parameters.
 func TestApproxNeighborsDriver(t *testing.T) {
 	n, err := strconv.Atoi(os.Getenv("TSNEMAP_KNN_DRIVER"))
 	if err != nil || n < 2 {
@@ -41,6 +42,18 @@ func TestApproxNeighborsDriver(t *testing.T) {
 
 	start, cpu0 := time.Now(), driverCPU()
 	prm := defaultApproxParams(n, k)
+	for name, v := range map[string]*int{
+		"TREES": &prm.trees, "LEAF": &prm.leafSize, "NEW": &prm.maxCand, "OLD": &prm.maxOld, "ROUNDS": &prm.maxRounds,
+	} {
+		if e, err := strconv.Atoi(os.Getenv("TSNEMAP_KNN_" + name)); err == nil {
+			*v = e
+		}
+	}
+	if e, err := strconv.ParseFloat(os.Getenv("TSNEMAP_KNN_DELTA"), 64); err == nil {
+		prm.delta = e
+	}
+	t.Logf("params: trees %d, leaf %d, new %d, old %d, rounds ≤ %d, delta %g",
+		prm.trees, prm.leafSize, prm.maxCand, prm.maxOld, prm.maxRounds, prm.delta)
 	prm.stats = &approxStats{probe: func(stage string, nbrs func(i int) []int32) {
 		// The probe's own time is small (queries × k lookups).
 		t.Logf("%-9s recall %.4f at %.1fs wall, %.1f CPU s", stage, driverRecall(truth, nbrs),
