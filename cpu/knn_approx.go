@@ -484,11 +484,11 @@ func (s *nnDescent) localJoin(nw, old []int32, bk [][]nnUpdate, shift uint, sc *
 						continue
 					}
 					dd := sc.out[i*nr+j]
-					if mk&(1<<j) != 0 {
+					if mk&(1<<j) != 0 && !s.g.has(p, q) {
 						o := p >> shift
 						bk[o] = append(bk[o], nnUpdate{p, q, dd})
 					}
-					if cm&(1<<j) != 0 {
+					if cm&(1<<j) != 0 && !s.g.has(q, p) {
 						o := q >> shift
 						bk[o] = append(bk[o], nnUpdate{q, p, dd})
 					}
@@ -648,6 +648,19 @@ func (h *nnHeap) accepts(p int, d float32, q int32) bool {
 	}
 	r := p * h.k
 	return nnWorse(h.dist[r], h.idx[r], d, q)
+}
+
+// has reports whether q is in p's list. A pair close enough to improve a
+// list is usually found by many of the points it shares as neighbours, so
+// the local joins drop the pairs already listed before queueing them: the
+// exchange then carries mostly real improvements.
+func (h *nnHeap) has(p, q int32) bool {
+	w, bit := nnSigBit(q)
+	if h.sig[p][w]&bit == 0 {
+		return false
+	}
+	base := int(p) * h.k
+	return nnContains(h.idx[base:base+int(h.size[p])], q)
 }
 
 // push offers q to p's list and reports whether the list changed.
