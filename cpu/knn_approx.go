@@ -405,7 +405,7 @@ func (s *nnDescent) descend(ctx context.Context, order, inv []int32) error {
 			total += c
 		}
 		s.updates = append(s.updates, total)
-		s.probe(fmt.Sprint("round ", round+1), order, inv)
+		s.probe(fmt.Sprintf("round %d: %d updates (%.4f·n·k)", round+1, total, float64(total)/(float64(n)*float64(s.k))), order, inv)
 		if float64(total) <= s.prm.delta*float64(n)*float64(s.k) {
 			break
 		}

@@ -56,7 +56,7 @@ func TestApproxNeighborsDriver(t *testing.T) {
 		prm.trees, prm.leafSize, prm.maxCand, prm.maxOld, prm.maxRounds, prm.delta)
 	prm.stats = &approxStats{probe: func(stage string, nbrs func(i int) []int32) {
 		// The probe's own time is small (queries × k lookups).
-		t.Logf("%-9s recall %.4f at %.1fs wall, %.1f CPU s", stage, driverRecall(truth, nbrs),
+		t.Logf("%s: recall %.4f at %.1fs wall, %.1f CPU s", stage, driverRecall(truth, nbrs),
 			time.Since(start).Seconds(), driverCPU()-cpu0)
 	}}
 	nb, err := approxNeighborsWith(context.Background(), New(runtime.GOMAXPROCS(0)), x, n, d, k, 1, prm)
