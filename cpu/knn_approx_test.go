@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tsnemap/tsnemap/embed"
+	"github.com/tsnemap/tsnemap/internal/synth"
 	"github.com/tsnemap/tsnemap/internal/testkit"
 )
 
@@ -423,6 +424,38 @@ func TestApproxNeighborsOneLeafIsExact(t *testing.T) {
 					t.Errorf("neighbours differ from the exact search's")
 				}
 			})
+		}
+	}
+}
+
+// On the shape of `tsnemap bench`'s synthetic case (synth.Clusters: ten
+// unit Gaussians in 50 dimensions, k = 90, which is hard for trees since
+// each cluster fills all 50 dimensions) the search must keep recall ≥ 0.95
+// at a moderate size, on one and two threads with the same result.
+func TestApproxNeighborsRecallBenchClusters(t *testing.T) {
+	if testing.Short() || testkit.Race {
+		t.Skip("long; runs without -short and -race")
+	}
+	n, d, k := 30000, 50, 90
+	x, _ := synth.Clusters(n, d, 10, 8, 1)
+	var first *embed.Neighbors
+	for _, threads := range []int{2, 1} {
+		nb, err := approxNeighbors(context.Background(), New(threads), x, n, d, k, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first != nil {
+			if !slices.Equal(nb.Index, first.Index) || !slices.Equal(nb.Dist2, first.Dist2) {
+				t.Errorf("threads=%d differs from threads=2", threads)
+			}
+			continue
+		}
+		first = nb
+		checkApproxNeighbors(t, x, n, d, k, nb)
+		r := approxRecall(x, n, d, nb, 200)
+		t.Logf("recall %.4f", r)
+		if r < 0.95 {
+			t.Errorf("recall %.4f, want ≥ 0.95", r)
 		}
 	}
 }
