@@ -229,7 +229,7 @@ func (s *nnDescent) seedFromForest(ctx context.Context, forest []rpTree, order, 
 					pts = append(pts, inv[o])
 				}
 				members[c] = pts
-				if scratch[c] == nil || len(scratch[c].na) < len(pts) {
+				if scratch[c] == nil || !scratch[c].fits(len(pts), len(pts)) {
 					scratch[c] = newJoinScratch(s.d, len(pts), 0)
 				}
 				s.leafJoin(pts, scratch[c])
@@ -440,6 +440,12 @@ type joinScratch struct {
 	pts          []int32   // new then old candidates
 	out          [mr * nr]float32
 	masks, cmask [mr]uint32
+}
+
+// fits reports whether the buffers hold a join of m1 query rows against m
+// candidates.
+func (sc *joinScratch) fits(m1, m int) bool {
+	return (m1+mr-1)/mr*mr <= len(sc.na) && (m+nr-1)/nr*nr <= len(sc.nb)
 }
 
 func newJoinScratch(d, maxNew, maxOld int) *joinScratch {
