@@ -33,7 +33,7 @@ type approxStats struct {
 	trees, seeding, descent time.Duration
 	updates                 []int // list entries changed in each round
 	// probe, when set, is called after seeding ("seed") and after each
-	// round ("round N") with the current list of a point: nbrs(i) returns
+	// round ("round N: …") with the current lists: nbrs(i) returns
 	// the neighbours of original row i, in original numbering, unsorted.
 	probe func(stage string, nbrs func(i int) []int32)
 }
@@ -79,7 +79,7 @@ func defaultApproxParams(n, k int) approxParams {
 // the pairs that pass either list's bound), the blocking of the exact
 // search; so the leaves can be large (a few thousand points) and the seed
 // good, which saves the rounds that cost most. The final lists are measured
-// again as Σ(a−b)² on the input, as in the exact search.
+// again as Σ(a−b)² in float64, as in the exact search.
 //
 // The result depends only on x, k, seed and the thread count: sampling uses
 // a hash of (seed, round, pair) rather than a shared generator, and updates
