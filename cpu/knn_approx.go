@@ -51,13 +51,14 @@ func defaultApproxParams(n, k int) approxParams {
 		// 160 CPU s (mostly list insertions) for recall 0.55; larger
 		// leaves there were not measured.
 		leafSize: min(max(k+1, 64, n/64), 4096),
-		// More new than old candidates. Fewer would do at 250,000 points
-		// (30 new and 20 old: recall 0.980 in 70 CPU s, against 0.991 in
-		// about 88 for 50 and 30), but at 1,000,000 they stall: 30/20
-		// reach 0.760 after two rounds and 0.900 after six, 50/30 0.891
-		// after two.
-		maxCand: min(n-1, 50),
-		maxOld:  min(n-1, 30),
+		// More new than old candidates, and more than before: from a
+		// good seed few rounds are needed, and more candidates lift the
+		// level they stall at. Bench clusters, idle 2 cores: 250,000
+		// points 64/40 reach recall 0.994 in 50 CPU s (50/30: 0.991 in
+		// 51); 1,000,000 points 64/40 0.965 in 395 CPU s, 50/30 0.946
+		// in 406, 30/20 0.900 after six rounds.
+		maxCand: min(n-1, 64),
+		maxOld:  min(n-1, 40),
 		// A round changes about as many list entries as it gains in
 		// recall (measured at 250,000 points: 0.023·n·k entries changed
 		// for +0.021, 0.0082 for +0.0078, 0.0025 for +0.0025), so the
