@@ -48,7 +48,7 @@ func defaultApproxParams(n, k int) approxParams {
 		// 1,024 reach 0.49 and leaves of 90 scanned pair by pair 0.11.
 		// Leaves scale with n (n/64 keeps the same share of a cluster) up
 		// to 4,096: at 1,000,000 points eight such trees already take
-		// 160 CPU s (mostly list insertions) for recall 0.55; larger
+		// 115–160 CPU s (mostly list insertions) for recall 0.55; larger
 		// leaves there were not measured.
 		leafSize: min(max(k+1, 64, n/64), 4096),
 		// More new than old candidates, and more than before: from a
