@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/bits"
+	"slices"
 	"time"
 
 	"github.com/tsnemap/tsnemap/embed"
@@ -23,24 +25,45 @@ type approxParams struct {
 	minWorkK  int // smallest list kept during the search
 
 	stats *approxStats // filled in when set, for tests and tuning
+	kern  *tileKernels // the micro-kernels; nil means defaultKernels
 }
 
 // approxStats describes how a search went.
 type approxStats struct {
 	trees, seeding, descent time.Duration
 	updates                 []int // list entries changed in each round
+	// probe, when set, is called after seeding ("seed") and after each
+	// round ("round N: …") with the current lists: nbrs(i) returns
+	// the neighbours of original row i, in original numbering, unsorted.
+	probe func(stage string, nbrs func(i int) []int32)
 }
 
 func defaultApproxParams(n, k int) approxParams {
 	return approxParams{
-		trees:    8,
-		leafSize: max(k+1, 64),
-		// More new than old candidates: at 200k clustered points,
-		// 50 new and 30 old reach recall 0.98 in 6 rounds where 30 and
-		// 30 stop at 0.97 after 9, for about the same work.
-		maxCand:   min(n-1, 50),
-		maxOld:    min(n-1, 30),
-		delta:     0.001,
+		trees: 8,
+		// Large leaves, searched exhaustively in tiles of the dense
+		// kernel, give a far better start than small ones: on the bench's
+		// clusters (250,000 × 50, k = 90) eight trees of 4,096-point
+		// leaves reach recall 0.85 before any descent, where leaves of
+		// 1,024 reach 0.49 and leaves of 90 scanned pair by pair 0.11.
+		// Leaves scale with n (n/64 keeps the same share of a cluster) up
+		// to 4,096: at 1,000,000 points eight such trees already take
+		// 115–160 CPU s (mostly list insertions) for recall 0.55; larger
+		// leaves there were not measured.
+		leafSize: min(max(k+1, 64, n/64), 4096),
+		// More new than old candidates, and more than before: from a
+		// good seed few rounds are needed, and more candidates lift the
+		// level they stall at. Bench clusters, idle 2 cores: 250,000
+		// points 64/40 reach recall 0.994 in 50 CPU s (50/30: 0.991 in
+		// 51); 1,000,000 points 64/40 0.965 in 395 CPU s, 50/30 0.946
+		// in 406, 30/20 0.900 after six rounds.
+		maxCand: min(n-1, 64),
+		maxOld:  min(n-1, 40),
+		// A round changes about as many list entries as it gains in
+		// recall (measured at 250,000 points: 0.023·n·k entries changed
+		// for +0.021, 0.0082 for +0.0078, 0.0025 for +0.0025), so the
+		// search stops once a round gains less than about one percent.
+		delta:     0.01,
 		maxRounds: 12,
 		block:     1 << 13,
 		minWorkK:  40,
@@ -55,6 +78,13 @@ func defaultApproxParams(n, k int) approxParams {
 // sampled neighbours and reverse neighbours ("local join") and keeps the
 // improvements, and only pairs with at least one new member are compared.
 //
+// Both the leaves and the local joins are searched exhaustively in tiles of
+// the dense micro-kernel (‖a‖²+‖b‖²−2a·b on centred data, with masks for
+// the pairs that pass either list's bound), the blocking of the exact
+// search; so the leaves can be large (a few thousand points) and the seed
+// good, which saves the rounds that cost most. The final lists are measured
+// again as Σ(a−b)² in float64, as in the exact search.
+//
 // The result depends only on x, k, seed and the thread count: sampling uses
 // a hash of (seed, round, pair) rather than a shared generator, and updates
 // found in parallel are applied per owner in chunk order.
@@ -64,7 +94,7 @@ func approxNeighbors(ctx context.Context, b *Backend, x []float32, n, d, k int, 
 
 func approxNeighborsWith(ctx context.Context, b *Backend, x []float32, n, d, k int, seed int64, prm approxParams) (*embed.Neighbors, error) {
 	switch {
-	case n < 2 || n >= math.MaxInt32: // indices and the p+1 stamps are int32
+	case n < 2 || n >= math.MaxInt32: // indices are int32
 		return nil, fmt.Errorf("cpu: approximate neighbours of %d points: %w: need 2 ≤ n < %d", n, embed.ErrInvalidInput, math.MaxInt32)
 	case d < 1:
 		return nil, fmt.Errorf("cpu: approximate neighbours in %d dimensions: %w", d, embed.ErrInvalidInput)
@@ -85,9 +115,12 @@ func approxNeighborsWith(ctx context.Context, b *Backend, x []float32, n, d, k i
 	kw := max(k, min(n-1, prm.minWorkK))
 	prm.trees = max(prm.trees, 1) // the first tree also orders the points
 	s := &nnDescent{
-		b: b, x: x, n: n, d: d, k: kw, prm: prm,
+		b: b, x: x, n: n, d: d, k: kw, prm: prm, kern: defaultKernels(),
 		seed: nnMix64(uint64(seed) ^ 0x6a09e667f3bcc909),
 		g:    newNNHeap(n, kw),
+	}
+	if prm.kern != nil {
+		s.kern = *prm.kern
 	}
 	t0 := time.Now()
 	forest, err := buildForest(ctx, b, x, n, d, prm.trees, prm.leafSize, seed)
@@ -102,11 +135,23 @@ func approxNeighborsWith(ctx context.Context, b *Backend, x []float32, n, d, k i
 	for p, o := range order {
 		inv[o] = int32(p)
 	}
+	// The copy is centred, and its squared norms kept, for the local joins'
+	// dot-product form ‖a‖²+‖b‖²−2a·b, which loses less to cancellation
+	// when the norms are small.
+	mu := columnMean(x, n, d)
 	s.x = make([]float32, n*d)
+	s.norm = make([]float32, n)
 	if err := b.parallelFor(ctx, n, 4096, func(_, lo, hi int) {
 		for p := lo; p < hi; p++ {
 			o := int(order[p])
-			copy(s.x[p*d:(p+1)*d], x[o*d:(o+1)*d])
+			row := s.x[p*d : (p+1)*d]
+			var sum float64
+			for t, v := range x[o*d : (o+1)*d] {
+				c := v - mu[t]
+				row[t] = c
+				sum += float64(c) * float64(c)
+			}
+			s.norm[p] = float32(sum)
 		}
 	}); err != nil {
 		return nil, fmt.Errorf("cpu: approximate neighbours: %w", err)
@@ -115,45 +160,50 @@ func approxNeighborsWith(ctx context.Context, b *Backend, x []float32, n, d, k i
 	if err := s.seedFromForest(ctx, forest, order, inv); err != nil {
 		return nil, fmt.Errorf("cpu: approximate neighbours: seeding: %w", err)
 	}
-	forest, inv = nil, nil
+	forest = nil
+	s.probe("seed", order, inv)
 	t2 := time.Now()
-	if err := s.descend(ctx); err != nil {
+	if err := s.descend(ctx, order, inv); err != nil {
 		return nil, fmt.Errorf("cpu: approximate neighbours: descent: %w", err)
 	}
 	if st := prm.stats; st != nil {
 		st.trees, st.seeding, st.descent = t1.Sub(t0), t2.Sub(t1), time.Since(t2)
 		st.updates = s.updates
 	}
-	s.x = nil
 	idx := make([]int32, n*k)
 	dist := make([]float32, n*k)
+	// The lists mix distances of two formulas; each is measured again as
+	// Σ(a−b)² in float64 (as the exact search's finishRow does), on the
+	// renumbered copy, where a point's neighbours sit near it in memory
+	// (on the input they are scattered: twice the time at 250,000
+	// points), and the list is sorted by (distance, original index).
 	if err := b.parallelFor(ctx, n, 1024, func(_, lo, hi int) {
+		keys := make([]uint64, kw)
 		for p := lo; p < hi; p++ {
-			s.g.sortRow(p)
-			o := int(order[p])
-			ri, rd := idx[o*k:(o+1)*k], dist[o*k:(o+1)*k]
-			for j := range k {
-				ri[j] = order[s.g.idx[p*kw+j]]
-				rd[j] = s.g.dist[p*kw+j]
+			xp := s.row(int32(p))
+			for j, q := range s.g.idx[p*kw : (p+1)*kw] {
+				keys[j] = neighborKey(nnSqDist64(xp, s.row(q)), int(order[q]))
 			}
-			// Renumbering back can reorder ties; restore index order
-			// within equal distances (runs are short, so insertion).
-			for j := 1; j < k; j++ {
-				for t := j; t > 0 && rd[t] == rd[t-1] && ri[t] < ri[t-1]; t-- {
-					ri[t], ri[t-1] = ri[t-1], ri[t]
-				}
+			slices.Sort(keys)
+			o := int(order[p])
+			for j, key := range keys[:k] {
+				dist[o*k+j] = math.Float32frombits(uint32(key >> 32))
+				idx[o*k+j] = int32(uint32(key))
 			}
 		}
 	}); err != nil {
 		return nil, fmt.Errorf("cpu: approximate neighbours: %w", err)
 	}
+	s.x = nil
 	return &embed.Neighbors{N: n, K: k, Index: idx, Dist2: dist, Method: embed.NeighborsApprox}, nil
 }
 
 // nnDescent is the state of one approximate search.
 type nnDescent struct {
 	b       *Backend
-	x       []float32
+	x       []float32 // centred, in search order
+	norm    []float32 // ‖x_p‖²
+	kern    tileKernels
 	n, d, k int
 	prm     approxParams
 	seed    uint64
@@ -167,60 +217,137 @@ func (s *nnDescent) row(i int32) []float32 {
 }
 
 // seedFromForest fills each point's list with the nearest of the points that
-// share a leaf with it in any tree, then tops up short lists at random. Each
-// point writes only its own list, so this needs no exchange.
+// share a leaf with it in any tree, then tops up short lists at random. The
+// trees are taken one after the other and the leaves of a tree in parallel:
+// a leaf's points belong to it alone, so its task writes their lists
+// without locks, and each list sees its offers in the same order whatever
+// the thread count. Within a leaf the distances come in tiles of the dense
+// kernel, as in the local joins, so large leaves cost little.
 func (s *nnDescent) seedFromForest(ctx context.Context, forest []rpTree, order, inv []int32) error {
-	const grain = 256
-	nc := len(s.b.chunks(s.n, grain))
-	// stamp[c][q] == p+1 marks q as already tried for p in chunk c.
-	stamps := make([][]int32, nc)
-	return s.b.parallelFor(ctx, s.n, grain, func(c, lo, hi int) {
-		if stamps[c] == nil {
-			stamps[c] = make([]int32, s.n)
-		}
-		stamp := stamps[c]
-		for p := lo; p < hi; p++ {
-			if (p-lo)%64 == 0 && ctx.Err() != nil {
-				return
-			}
-			mark := int32(p + 1)
-			stamp[p] = mark
-			xp := s.row(int32(p))
-			for t := range forest {
-				for _, qo := range forest[t].leaf(order[p]) {
-					q := inv[qo]
-					if stamp[q] == mark {
-						continue
-					}
-					stamp[q] = mark
-					if d, ok := nnSqDistBelow(xp, s.row(q), s.g.bound[p]); ok {
-						s.g.push(p, d, q, true)
-					}
+	nc := len(s.b.chunks(s.n, 1))
+	scratch := make([]*joinScratch, nc)
+	members := make([][]int32, nc)
+	for t := range forest {
+		tr := &forest[t]
+		leaves := len(tr.leafStart) - 1
+		err := s.b.parallelFor(ctx, leaves, 1, func(c, lo, hi int) {
+			for l := lo; l < hi; l++ {
+				if ctx.Err() != nil {
+					return
 				}
+				pts := members[c][:0]
+				for _, o := range tr.perm[tr.leafStart[l]:tr.leafStart[l+1]] {
+					pts = append(pts, inv[o])
+				}
+				members[c] = pts
+				if scratch[c] == nil || !scratch[c].fits(len(pts), len(pts)) {
+					scratch[c] = newJoinScratch(s.d, len(pts), 0)
+				}
+				s.leafJoin(pts, scratch[c])
 			}
-			s.fillRandom(p, stamp)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return s.b.parallelFor(ctx, s.n, 1024, func(_, lo, hi int) {
+		for p := lo; p < hi; p++ {
+			s.fillRandom(p)
 		}
 	})
 }
 
+// leafJoin offers every pair of pts to both lists, pushing directly: the
+// caller owns the lists of pts. Thresholds are refreshed per panel, so the
+// masks drop most pairs once the lists are full.
+func (s *nnDescent) leafJoin(pts []int32, sc *joinScratch) {
+	m := len(pts)
+	if m < 2 {
+		return
+	}
+	d := s.d
+	rowsA := (m + mr - 1) / mr * mr
+	rowsB := (m + nr - 1) / nr * nr
+	s.packJoin(pts, rowsA, mr, -2, sc.ap, sc.na, sc.thr)
+	s.packJoin(pts, rowsB, nr, 1, sc.bp, sc.nb, sc.cthr)
+	bound := s.g.bound
+	for i0 := 0; i0 < rowsA; i0 += mr {
+		a := sc.ap[i0*d : (i0+mr)*d]
+		na := (*[mr]float32)(sc.na[i0 : i0+mr])
+		thr := (*[mr]float32)(sc.thr[i0 : i0+mr])
+		for j0 := (i0 / nr) * nr; j0 < rowsB; j0 += nr {
+			for i := range mr {
+				if i0+i < m {
+					thr[i] = min(bound[pts[i0+i]], math.MaxFloat32)
+				}
+			}
+			cthr := (*[nr]float32)(sc.cthr[j0 : j0+nr])
+			for j := range nr {
+				if j0+j < m {
+					cthr[j] = min(bound[pts[j0+j]], math.MaxFloat32)
+				}
+			}
+			s.kern.dist(d, a, sc.bp[j0*d:(j0+nr)*d], (*[nr]float32)(sc.nb[j0:j0+nr]), na, thr,
+				cthr, &sc.out, &sc.masks, &sc.cmask)
+			for i := range mr {
+				r := i0 + i
+				mk, cm := sc.masks[i], sc.cmask[i]
+				if mk|cm == 0 || r >= m {
+					continue
+				}
+				if lim := r + 1 - j0; lim >= nr {
+					continue
+				} else if lim > 0 {
+					mk &^= 1<<lim - 1
+					cm &^= 1<<lim - 1
+				}
+				p := pts[r]
+				for all := mk | cm; all != 0; all &= all - 1 {
+					j := bits.TrailingZeros32(all)
+					q := pts[j0+j]
+					dd := sc.out[i*nr+j]
+					if mk&(1<<j) != 0 {
+						s.g.push(int(p), dd, q, true)
+					}
+					if cm&(1<<j) != 0 {
+						s.g.push(int(q), dd, p, true)
+					}
+				}
+			}
+		}
+	}
+}
+
+// probe hands the current lists to prm.stats.probe, if set.
+func (s *nnDescent) probe(stage string, order, inv []int32) {
+	if s.prm.stats == nil || s.prm.stats.probe == nil {
+		return
+	}
+	s.prm.stats.probe(stage, func(i int) []int32 {
+		p := int(inv[i])
+		row := s.g.idx[p*s.k : p*s.k+int(s.g.size[p])]
+		out := make([]int32, len(row))
+		for j, q := range row {
+			out[j] = order[q]
+		}
+		return out
+	})
+}
+
 // fillRandom tops up a list that the leaves left short with random points.
-func (s *nnDescent) fillRandom(p int, stamp []int32) {
-	mark := int32(p + 1)
+func (s *nnDescent) fillRandom(p int) {
 	xp := s.row(int32(p))
 	h := s.seed ^ uint64(p)*0xbf58476d1ce4e5b9
 	for try := 0; int(s.g.size[p]) < s.k && try < 4*s.k; try++ {
 		h = nnMix64(h)
 		q := int32(h % uint64(s.n))
-		if stamp[q] == mark {
-			continue
+		if int(q) != p && !nnContains(s.g.idx[p*s.k:p*s.k+int(s.g.size[p])], q) {
+			s.g.push(p, nnSqDist(xp, s.row(q)), q, true)
 		}
-		stamp[q] = mark
-		s.g.push(p, nnSqDist(xp, s.row(q)), q, true)
 	}
 	// Only when k is close to n do random draws keep missing; then walk.
 	for q := int32(0); int(s.g.size[p]) < s.k; q++ {
-		if stamp[q] != mark {
-			stamp[q] = mark
+		if int(q) != p && !nnContains(s.g.idx[p*s.k:p*s.k+int(s.g.size[p])], q) {
 			s.g.push(p, nnSqDist(xp, s.row(q)), q, true)
 		}
 	}
@@ -233,7 +360,7 @@ type nnUpdate struct {
 }
 
 // descend runs NN-descent rounds until few lists change.
-func (s *nnDescent) descend(ctx context.Context) error {
+func (s *nnDescent) descend(ctx context.Context, order, inv []int32) error {
 	n := s.n
 	newC := newCandHeap(n, max(s.prm.maxCand, 1))
 	oldC := newCandHeap(n, max(s.prm.maxOld, 1))
@@ -249,8 +376,10 @@ func (s *nnDescent) descend(ctx context.Context) error {
 	const grain = 64
 	nc := len(s.b.chunks(min(block, n), grain))
 	buckets := make([][][]nnUpdate, nc)
+	scratch := make([]*joinScratch, nc)
 	for c := range buckets {
 		buckets[c] = make([][]nnUpdate, parts)
+		scratch[c] = newJoinScratch(s.d, s.prm.maxCand, s.prm.maxOld)
 	}
 	changed := make([]int, parts)
 
@@ -275,7 +404,7 @@ func (s *nnDescent) descend(ctx context.Context) error {
 					if (v-b0-lo)%16 == 0 && ctx.Err() != nil {
 						return
 					}
-					s.localJoin(newC.row(v), oldC.row(v), bk, shift)
+					s.localJoin(newC.row(v), oldC.row(v), bk, shift, scratch[c])
 				}
 			})
 			if err != nil {
@@ -306,6 +435,7 @@ func (s *nnDescent) descend(ctx context.Context) error {
 			total += c
 		}
 		s.updates = append(s.updates, total)
+		s.probe(fmt.Sprintf("round %d: %d updates (%.4f·n·k)", round+1, total, float64(total)/(float64(n)*float64(s.k))), order, inv)
 		if float64(total) <= s.prm.delta*float64(n)*float64(s.k) {
 			break
 		}
@@ -313,26 +443,119 @@ func (s *nnDescent) descend(ctx context.Context) error {
 	return nil
 }
 
+// joinScratch is one chunk's buffers for the tiled local join.
+type joinScratch struct {
+	ap, bp       []float32 // new candidates as query panels (×−2), all as candidate panels
+	na, nb       []float32 // squared norms, +Inf on padding
+	thr, cthr    []float32 // list bounds, −Inf on padding
+	pts          []int32   // new then old candidates
+	out          [mr * nr]float32
+	masks, cmask [mr]uint32
+}
+
+// fits reports whether the buffers hold a join of m1 query rows against m
+// candidates.
+func (sc *joinScratch) fits(m1, m int) bool {
+	return (m1+mr-1)/mr*mr <= len(sc.na) && (m+nr-1)/nr*nr <= len(sc.nb)
+}
+
+func newJoinScratch(d, maxNew, maxOld int) *joinScratch {
+	rowsA := (max(maxNew, 1) + mr - 1) / mr * mr
+	rowsB := (max(maxNew, 1) + max(maxOld, 1) + nr - 1) / nr * nr
+	return &joinScratch{
+		ap: make([]float32, rowsA*d), bp: make([]float32, rowsB*d),
+		na: make([]float32, rowsA), thr: make([]float32, rowsA),
+		nb: make([]float32, rowsB), cthr: make([]float32, rowsB),
+		pts: make([]int32, 0, rowsB),
+	}
+}
+
 // localJoin compares every pair of new candidates and every new candidate
 // with every old one, and proposes each pair that would improve either list.
-func (s *nnDescent) localJoin(nw, old []int32, bk [][]nnUpdate, shift uint) {
-	bound := s.g.bound
-	for i, p := range nw {
-		xp := s.row(p)
-		bp := bound[p]
-		for _, q := range nw[i+1:] {
-			if d, ok := nnSqDistBelow(xp, s.row(q), max(bp, bound[q])); ok {
-				s.propose(p, q, d, bk, shift)
+// The distances come in tiles of the dense micro-kernel (the new candidates
+// against all), on the centred data as ‖a‖²+‖b‖²−2a·b, and the kernel's
+// masks flag the few pairs that pass the bound of either list; tiles wholly
+// below the diagonal of the new×new block are skipped.
+func (s *nnDescent) localJoin(nw, old []int32, bk [][]nnUpdate, shift uint, sc *joinScratch) {
+	m1 := len(nw)
+	if m1 == 0 {
+		return
+	}
+	sc.pts = append(append(sc.pts[:0], nw...), old...)
+	m := len(sc.pts)
+	d := s.d
+	rowsA := (m1 + mr - 1) / mr * mr
+	rowsB := (m + nr - 1) / nr * nr
+	s.packJoin(sc.pts[:m1], rowsA, mr, -2, sc.ap, sc.na, sc.thr)
+	s.packJoin(sc.pts, rowsB, nr, 1, sc.bp, sc.nb, sc.cthr)
+	for i0 := 0; i0 < rowsA; i0 += mr {
+		a := sc.ap[i0*d : (i0+mr)*d]
+		na := (*[mr]float32)(sc.na[i0 : i0+mr])
+		thr := (*[mr]float32)(sc.thr[i0 : i0+mr])
+		for j0 := (i0 / nr) * nr; j0 < rowsB; j0 += nr {
+			s.kern.dist(d, a, sc.bp[j0*d:(j0+nr)*d], (*[nr]float32)(sc.nb[j0:j0+nr]), na, thr,
+				(*[nr]float32)(sc.cthr[j0:j0+nr]), &sc.out, &sc.masks, &sc.cmask)
+			for i := range mr {
+				mk, cm := sc.masks[i], sc.cmask[i]
+				r := i0 + i
+				if mk|cm == 0 || r >= m1 {
+					continue
+				}
+				if j0 < m1 {
+					// New×new: only columns after the row, once per pair.
+					lim := r + 1 - j0
+					if lim >= nr {
+						continue
+					}
+					if lim > 0 {
+						mk &^= 1<<lim - 1
+						cm &^= 1<<lim - 1
+					}
+				}
+				p := sc.pts[r]
+				for all := mk | cm; all != 0; all &= all - 1 {
+					j := bits.TrailingZeros32(all)
+					q := sc.pts[j0+j]
+					if q == p {
+						continue
+					}
+					dd := sc.out[i*nr+j]
+					if mk&(1<<j) != 0 && !s.g.has(p, q) {
+						o := p >> shift
+						bk[o] = append(bk[o], nnUpdate{p, q, dd})
+					}
+					if cm&(1<<j) != 0 && !s.g.has(q, p) {
+						o := q >> shift
+						bk[o] = append(bk[o], nnUpdate{q, p, dd})
+					}
+				}
 			}
 		}
-		for _, q := range old {
-			if q == p {
-				continue
-			}
-			if d, ok := nnSqDistBelow(xp, s.row(q), max(bp, bound[q])); ok {
-				s.propose(p, q, d, bk, shift)
-			}
+	}
+}
+
+// packJoin packs the rows of pts into panels of w rows (dst[panel·d·w +
+// t·w + i] = scale·x[t]), with their norms and list bounds, and pads to
+// rows with zeros, +Inf norms and −Inf bounds so that padding never passes.
+func (s *nnDescent) packJoin(pts []int32, rows, w int, scale float32, dst, norm, thr []float32) {
+	d := s.d
+	for i, p := range pts {
+		panel := dst[(i/w)*d*w+i%w:]
+		for t, v := range s.row(p) {
+			panel[t*w] = scale * v
 		}
+		norm[i] = s.norm[p]
+		// Not +Inf: the kernel's tests are ≤ and an overflowing distance
+		// must fail them.
+		thr[i] = min(s.g.bound[p], math.MaxFloat32)
+	}
+	for i := len(pts); i < rows; i++ {
+		panel := dst[(i/w)*d*w+i%w:]
+		for t := range d {
+			panel[t*w] = 0
+		}
+		norm[i] = float32(math.Inf(1))
+		thr[i] = float32(math.Inf(-1))
 	}
 }
 
@@ -463,6 +686,19 @@ func (h *nnHeap) accepts(p int, d float32, q int32) bool {
 	return nnWorse(h.dist[r], h.idx[r], d, q)
 }
 
+// has reports whether q is in p's list. A pair close enough to improve a
+// list is usually found by many of the points it shares as neighbours, so
+// the local joins drop the pairs already listed before queueing them: the
+// exchange then carries mostly real improvements.
+func (h *nnHeap) has(p, q int32) bool {
+	w, bit := nnSigBit(q)
+	if h.sig[p][w]&bit == 0 {
+		return false
+	}
+	base := int(p) * h.k
+	return nnContains(h.idx[base:base+int(h.size[p])], q)
+}
+
 // push offers q to p's list and reports whether the list changed.
 func (h *nnHeap) push(p int, d float32, q int32, fresh bool) bool {
 	if int(q) == p || !h.accepts(p, d, q) {
@@ -533,34 +769,6 @@ func (h *nnHeap) resign(p int) {
 	h.sig[p] = sg
 }
 
-// sortRow turns p's heap into ascending (distance, index) order.
-func (h *nnHeap) sortRow(p int) {
-	base := p * h.k
-	idx := h.idx[base : base+h.k]
-	dist := h.dist[base : base+h.k]
-	for end := h.k - 1; end > 0; end-- {
-		idx[0], idx[end] = idx[end], idx[0]
-		dist[0], dist[end] = dist[end], dist[0]
-		// Sift the new root down within [0, end).
-		i := 0
-		for {
-			l := 2*i + 1
-			if l >= end {
-				break
-			}
-			if r := l + 1; r < end && nnWorse(dist[r], idx[r], dist[l], idx[l]) {
-				l = r
-			}
-			if !nnWorse(dist[l], idx[l], dist[i], idx[i]) {
-				break
-			}
-			idx[i], idx[l] = idx[l], idx[i]
-			dist[i], dist[l] = dist[l], dist[i]
-			i = l
-		}
-	}
-}
-
 // candHeap holds up to c candidates per point as a max-heap on (priority,
 // index), keeping the c of lowest priority.
 type candHeap struct {
@@ -621,6 +829,21 @@ func (h *candHeap) push(v int, pr uint32, u int32) {
 		}
 	}
 	idx[i], pri[i] = u, pr
+}
+
+// columnMean is the mean of the rows of x (n×d), summed in float64.
+func columnMean(x []float32, n, d int) []float32 {
+	sum := make([]float64, d)
+	for i := range n {
+		for t, v := range x[i*d : i*d+d] {
+			sum[t] += float64(v)
+		}
+	}
+	mu := make([]float32, d)
+	for t := range sum {
+		mu[t] = float32(sum[t] / float64(n))
+	}
+	return mu
 }
 
 // nnMix64 is the finaliser of Steele, Lea & Flood's SplitMix64, used as a
@@ -686,6 +909,24 @@ func nnSqDistBelow(a, b []float32, limit float32) (d float32, ok bool) {
 	}
 	d = (s0 + s1) + (s2 + s3)
 	return d, d <= limit
+}
+
+// nnSqDist64 is the squared distance summed in float64, rounded once.
+func nnSqDist64(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1 float64
+	i := 0
+	for ; i+1 < len(a); i += 2 {
+		u := float64(a[i]) - float64(b[i])
+		w := float64(a[i+1]) - float64(b[i+1])
+		s0 += u * u
+		s1 += w * w
+	}
+	if i < len(a) {
+		u := float64(a[i]) - float64(b[i])
+		s0 += u * u
+	}
+	return float32(s0 + s1)
 }
 
 // nnContains reports whether q is in list.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tsnemap/tsnemap/embed"
+	"github.com/tsnemap/tsnemap/internal/synth"
 	"github.com/tsnemap/tsnemap/internal/testkit"
 )
 
@@ -389,5 +390,72 @@ func BenchmarkKNNApprox(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(approxRecall(x, n, d, nb, 200), "recall")
 		})
+	}
+}
+
+// With one tree whose single leaf holds every point and no descent, the
+// seeding compares all pairs, so the approximate search must return the
+// exact neighbours: a check of the tiled leaf join (diagonal tiles, masks,
+// padding) on both kernels, against the exact search.
+func TestApproxNeighborsOneLeafIsExact(t *testing.T) {
+	kernels := []struct {
+		name string
+		kern tileKernels
+	}{{"default", defaultKernels()}, {"portable", portableKernels()}}
+	cases := []struct{ n, d, k int }{{97, 7, 5}, {300, 50, 90}, {451, 13, 40}}
+	for _, kc := range kernels {
+		for _, c := range cases {
+			t.Run(fmt.Sprintf("%s/n%d-d%d-k%d", kc.name, c.n, c.d, c.k), func(t *testing.T) {
+				x := approxUniform(c.n, c.d, uint64(c.n))
+				b := New(2)
+				prm := defaultApproxParams(c.n, c.k)
+				prm.trees, prm.leafSize, prm.maxRounds, prm.minWorkK = 1, c.n, 0, 0
+				prm.kern = &kc.kern
+				got, err := approxNeighborsWith(context.Background(), b, x, c.n, c.d, c.k, 3, prm)
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkApproxNeighbors(t, x, c.n, c.d, c.k, got)
+				want, err := exactNeighbors(context.Background(), b, kc.kern, x, c.n, c.d, c.k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(got.Index, want.Index) {
+					t.Errorf("neighbours differ from the exact search's")
+				}
+			})
+		}
+	}
+}
+
+// On the shape of `tsnemap bench`'s synthetic case (synth.Clusters: ten
+// unit Gaussians in 50 dimensions, k = 90, which is hard for trees since
+// each cluster fills all 50 dimensions) the search must keep recall ≥ 0.95
+// at a moderate size, on one and two threads with the same result.
+func TestApproxNeighborsRecallBenchClusters(t *testing.T) {
+	if testing.Short() || testkit.Race {
+		t.Skip("long; runs without -short and -race")
+	}
+	n, d, k := 30000, 50, 90
+	x, _ := synth.Clusters(n, d, 10, 8, 1)
+	var first *embed.Neighbors
+	for _, threads := range []int{2, 1} {
+		nb, err := approxNeighbors(context.Background(), New(threads), x, n, d, k, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first != nil {
+			if !slices.Equal(nb.Index, first.Index) || !slices.Equal(nb.Dist2, first.Dist2) {
+				t.Errorf("threads=%d differs from threads=2", threads)
+			}
+			continue
+		}
+		first = nb
+		checkApproxNeighbors(t, x, n, d, k, nb)
+		r := approxRecall(x, n, d, nb, 200)
+		t.Logf("recall %.4f", r)
+		if r < 0.95 {
+			t.Errorf("recall %.4f, want ≥ 0.95", r)
+		}
 	}
 }
