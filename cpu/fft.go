@@ -75,6 +75,7 @@ type fftRepulsion struct {
 
 	rowFFT, colFFT *fftPlan
 	bufs           [][]complex128 // one per chunk
+	works          [][]complex128 // one per chunk: the transforms' scratch
 	part           []float64
 }
 
@@ -130,6 +131,7 @@ func newFFTRepulsion(b *Backend, n int, h float64, p, maxSide int) *fftRepulsion
 		wts:     make([]float64, 2*p*n),
 		order:   make([]int32, n),
 		bufs:    make([][]complex128, nc),
+		works:   make([][]complex128, nc),
 		part:    make([]float64, nc),
 	}
 	return f
@@ -174,7 +176,7 @@ func (f *fftRepulsion) geometry(y []float32) error {
 	f.x0 = (lox+hix)/2 - float64(f.nbx)*bw/2
 	f.y0 = (loy+hiy)/2 - float64(f.nby)*bw/2
 	f.cx, f.cy = (lox+hix)/2, (loy+hiy)/2
-	f.px, f.py = nextPow2(2*f.mx), nextPow2(2*f.my)
+	f.px, f.py = fftSize(2*f.mx), fftSize(2*f.my)
 	if f.px*f.py > fftMaxGrid {
 		return fmt.Errorf("cpu: fft repulsion: embedding extent %g × %g needs a %d×%d grid", hix-lox, hiy-loy, f.px, f.py)
 	}
@@ -191,6 +193,7 @@ func (f *fftRepulsion) geometry(y []float32) error {
 	}
 	for c := range f.bufs {
 		f.bufs[c] = growComplex(f.bufs[c], max(f.px, fftColBlock*f.py))
+		f.works[c] = growComplex(f.works[c], max(f.px, f.py))
 	}
 	return nil
 }
@@ -235,7 +238,7 @@ func (f *fftRepulsion) kernelTransform(ctx context.Context) error {
 				w := 1 / (1 + (dx*dx+dy*dy)*h2)
 				buf[gx] = complex(w*w, 0)
 			}
-			f.rowFFT.forward(buf)
+			f.rowFFT.forward(buf, f.works[c])
 			for gx := range hx {
 				k[gx*hy+gy] = real(buf[gx])
 			}
@@ -252,7 +255,7 @@ func (f *fftRepulsion) kernelTransform(ctx context.Context) error {
 			for gy := range py {
 				buf[gy] = complex(col[min(gy, py-gy)], 0)
 			}
-			f.colFFT.forward(buf)
+			f.colFFT.forward(buf, f.works[c])
 			for gy := range hy {
 				col[gy] = real(buf[gy])
 			}
@@ -417,13 +420,13 @@ func (f *fftRepulsion) convolve(ctx context.Context) error {
 	my, px := f.my, f.px
 	// Forward row transforms of the my charge rows, in place (the padding
 	// rows are zero and are never stored).
-	err := f.b.parallelFor(ctx, 2*my, 4, func(_, lo, hi int) {
+	err := f.b.parallelFor(ctx, 2*my, 4, func(c, lo, hi int) {
 		for r := lo; r < hi; r++ {
 			g, gy := f.ga, r
 			if r >= my {
 				g, gy = f.gb, r-my
 			}
-			f.rowFFT.forward(g[gy*px : (gy+1)*px])
+			f.rowFFT.forward(g[gy*px:(gy+1)*px], f.works[c])
 		}
 	})
 	if err != nil {
@@ -436,20 +439,20 @@ func (f *fftRepulsion) convolve(ctx context.Context) error {
 			if t >= nblk {
 				g, blk = f.gb, t-nblk
 			}
-			f.convolveColumns(g, blk*fftColBlock, f.bufs[c])
+			f.convolveColumns(g, blk*fftColBlock, f.bufs[c], f.works[c])
 		}
 	})
 	if err != nil {
 		return err
 	}
 	// Inverse row transforms.
-	return f.b.parallelFor(ctx, 2*my, 4, func(_, lo, hi int) {
+	return f.b.parallelFor(ctx, 2*my, 4, func(c, lo, hi int) {
 		for r := lo; r < hi; r++ {
 			g, gy := f.ga, r
 			if r >= my {
 				g, gy = f.gb, r-my
 			}
-			f.rowFFT.inverse(g[gy*px : (gy+1)*px])
+			f.rowFFT.inverse(g[gy*px:(gy+1)*px], f.works[c])
 		}
 	})
 }
@@ -458,7 +461,7 @@ func (f *fftRepulsion) convolve(ctx context.Context) error {
 // buf (zero-padded to py), transforms each, multiplies it by the kernel's
 // transform (and the 1/(px·py) of the inverse), transforms back and
 // scatters the my rows back into g.
-func (f *fftRepulsion) convolveColumns(g []complex128, g0 int, buf []complex128) {
+func (f *fftRepulsion) convolveColumns(g []complex128, g0 int, buf, work []complex128) {
 	my, px, py := f.my, f.px, f.py
 	hy := py/2 + 1
 	w := min(fftColBlock, px-g0)
@@ -473,7 +476,7 @@ func (f *fftRepulsion) convolveColumns(g []complex128, g0 int, buf []complex128)
 	norm := 1 / float64(px*py)
 	for j := range w {
 		col := buf[j*py : (j+1)*py]
-		f.colFFT.forward(col)
+		f.colFFT.forward(col, work)
 		gx := g0 + j
 		kx := min(gx, px-gx)
 		k := f.kernel[kx*hy : (kx+1)*hy]
@@ -483,7 +486,7 @@ func (f *fftRepulsion) convolveColumns(g []complex128, g0 int, buf []complex128)
 		for gy := hy; gy < py; gy++ {
 			col[gy] *= complex(k[py-gy]*norm, 0)
 		}
-		f.colFFT.inverse(col)
+		f.colFFT.inverse(col, work)
 	}
 	for gy := range my {
 		row := g[gy*px+g0 : gy*px+g0+w]

@@ -231,8 +231,8 @@ func (h *hybridRepulsion) pick(y []float32) embed.Repulsion {
 	if !(ex < 1e6 && ey < 1e6) {
 		return embed.RepulsionBarnesHut
 	}
-	px := nextPow2(2 * (int(ex/bw) + 1) * f.p)
-	py := nextPow2(2 * (int(ey/bw) + 1) * f.p)
+	px := fftSize(2 * (int(ex/bw) + 1) * f.p)
+	py := fftSize(2 * (int(ey/bw) + 1) * f.p)
 	if px*py <= hybridFFTGrid*f.n {
 		return embed.RepulsionFFT
 	}
