@@ -62,7 +62,8 @@ type fftRepulsion struct {
 	x0, y0   float64
 	cx, cy   float64
 
-	box      []int32   // per point: box index (row·nbx + col)
+	box      []int32   // per point: box column, box row
+	lagInv   []float64 // lagrangeInv(p)
 	wts      []float64 // per point: p x-weights then p y-weights
 	order    []int32   // points by box row
 	rowStart []int32
@@ -127,7 +128,8 @@ func newFFTRepulsion(b *Backend, n int, h float64, p, maxSide int) *fftRepulsion
 		h:       h,
 		p:       p,
 		maxSide: maxSide,
-		box:     make([]int32, n),
+		box:     make([]int32, 2*n),
+		lagInv:  lagrangeInv(p),
 		wts:     make([]float64, 2*p*n),
 		order:   make([]int32, n),
 		bufs:    make([][]complex128, nc),
@@ -269,19 +271,40 @@ func (f *fftRepulsion) kernelTransform(ctx context.Context) error {
 }
 
 // lagrange writes the p Lagrange basis polynomials through the nodes
-// k + 0.5 (k < p) evaluated at u into w.
-func lagrange(u float64, w []float64) {
+// k + 0.5 (k < p) evaluated at u into w; inv[k] is 1/Π_{l≠k}(k − l)
+// (lagrangeInv), so there is no division per point.
+func lagrange(u float64, w, inv []float64) {
 	p := len(w)
+	if p == 3 {
+		d0, d1, d2 := u-0.5, u-1.5, u-2.5
+		w[0], w[1], w[2] = d1*d2*inv[0], d0*d2*inv[1], d0*d1*inv[2]
+		return
+	}
 	for k := range p {
-		num, den := 1.0, 1.0
+		num := inv[k]
 		for l := range p {
 			if l != k {
 				num *= u - float64(l) - 0.5
+			}
+		}
+		w[k] = num
+	}
+}
+
+// lagrangeInv is the inverse denominators of the p Lagrange basis
+// polynomials on the nodes k + 0.5.
+func lagrangeInv(p int) []float64 {
+	inv := make([]float64, p)
+	for k := range p {
+		den := 1.0
+		for l := range p {
+			if l != k {
 				den *= float64(k - l)
 			}
 		}
-		w[k] = num / den
+		inv[k] = 1 / den
 	}
+	return inv
 }
 
 func (f *fftRepulsion) repulse(ctx context.Context, y []float32, rep []float64) (float64, error) {
@@ -314,10 +337,10 @@ func (f *fftRepulsion) assign(ctx context.Context, y []float32) error {
 			uy := (float64(y[2*i+1]) - f.y0) * invh
 			bx := min(int(ux)/p, f.nbx-1)
 			by := min(int(uy)/p, nby-1)
-			f.box[i] = int32(by*f.nbx + bx)
+			f.box[2*i], f.box[2*i+1] = int32(bx), int32(by)
 			w := f.wts[2*p*i : 2*p*(i+1)]
-			lagrange(ux-float64(bx*p), w[:p])
-			lagrange(uy-float64(by*p), w[p:])
+			lagrange(ux-float64(bx*p), w[:p], f.lagInv)
+			lagrange(uy-float64(by*p), w[p:], f.lagInv)
 		}
 	})
 	if err != nil {
@@ -325,14 +348,14 @@ func (f *fftRepulsion) assign(ctx context.Context, y []float32) error {
 	}
 	rs := f.rowStart
 	clear(rs)
-	for _, bi := range f.box {
-		rs[int(bi)/f.nbx+1]++
+	for i := range f.n {
+		rs[f.box[2*i+1]+1]++
 	}
 	for r := 1; r <= nby; r++ {
 		rs[r] += rs[r-1]
 	}
-	for i, bi := range f.box {
-		r := int(bi) / f.nbx
+	for i := range f.n {
+		r := f.box[2*i+1]
 		f.order[rs[r]] = int32(i)
 		rs[r]++
 	}
@@ -344,7 +367,9 @@ func (f *fftRepulsion) assign(ctx context.Context, y []float32) error {
 }
 
 // spread puts the charges on the grid; a chunk of box rows owns its p grid
-// rows each, padding columns included (they are cleared here).
+// rows each, padding columns included (they are cleared here). A point's
+// charges at a node are its weight s times (1 + i·x, y + i·‖y‖²), written
+// out in real arithmetic.
 func (f *fftRepulsion) spread(ctx context.Context, y []float32) error {
 	p, px, rs := f.p, f.px, f.rowStart
 	return f.b.parallelFor(ctx, f.nby, 1, func(_, lo, hi int) {
@@ -353,18 +378,17 @@ func (f *fftRepulsion) spread(ctx context.Context, y []float32) error {
 		for _, i := range f.order[rs[lo]:rs[hi]] {
 			x := float64(y[2*i]) - f.cx
 			v := float64(y[2*i+1]) - f.cy
-			qa := complex(1, x)
-			qb := complex(v, x*x+v*v)
-			bi := int(f.box[i])
-			bx, by := bi%f.nbx, bi/f.nbx
+			r2 := x*x + v*v
+			bx, by := int(f.box[2*i]), int(f.box[2*i+1])
 			w := f.wts[2*p*int(i) : 2*p*(int(i)+1)]
-			for a := range p {
+			wx := w[:p]
+			for a, wy := range w[p:] {
 				row := (by*p+a)*px + bx*p
-				wy := w[p+a]
-				for c := range p {
-					s := complex(wy*w[c], 0)
-					f.ga[row+c] += s * qa
-					f.gb[row+c] += s * qb
+				ra, rb := f.ga[row:row+p], f.gb[row:row+p]
+				for c, wc := range wx {
+					s := wy * wc
+					ra[c] += complex(s, s*x)
+					rb[c] += complex(s*v, s*r2)
 				}
 			}
 		}
@@ -378,23 +402,25 @@ func (f *fftRepulsion) interpolate(ctx context.Context, y []float32, rep []float
 	err := f.b.parallelFor(ctx, f.n, 1024, func(c, lo, hi int) {
 		z := 0.0
 		for i := lo; i < hi; i++ {
-			bi := int(f.box[i])
-			bx, by := bi%f.nbx, bi/f.nbx
+			bx, by := int(f.box[2*i]), int(f.box[2*i+1])
 			w := f.wts[2*p*i : 2*p*(i+1)]
-			var pa, pb complex128
-			for a := range p {
+			wx := w[:p]
+			var phi0, phi1, phi2, phi3 float64
+			for a, wy := range w[p:] {
 				row := (by*p+a)*px + bx*p
-				var ra, rb complex128
-				for c := range p {
-					s := complex(w[c], 0)
-					ra += s * f.ga[row+c]
-					rb += s * f.gb[row+c]
+				ga, gb := f.ga[row:row+p], f.gb[row:row+p]
+				var r0, r1, r2, r3 float64
+				for c, wc := range wx {
+					r0 += wc * real(ga[c])
+					r1 += wc * imag(ga[c])
+					r2 += wc * real(gb[c])
+					r3 += wc * imag(gb[c])
 				}
-				s := complex(w[p+a], 0)
-				pa += s * ra
-				pb += s * rb
+				phi0 += wy * r0
+				phi1 += wy * r1
+				phi2 += wy * r2
+				phi3 += wy * r3
 			}
-			phi0, phi1, phi2, phi3 := real(pa), imag(pa), real(pb), imag(pb)
 			x := float64(y[2*i]) - f.cx
 			v := float64(y[2*i+1]) - f.cy
 			if rep != nil {

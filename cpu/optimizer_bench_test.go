@@ -172,7 +172,7 @@ func BenchmarkRun(b *testing.B) {
 // padded grid in nodes per point.
 func BenchmarkRepulsionGrid(b *testing.B) {
 	for _, n := range []int{70000, 250000, 1000000} {
-		for _, r := range []float64{3, 10, 20, 60} {
+		for _, r := range []float64{3, 10, 20, 30, 40, 60} {
 			y := blobLayout(n, r)
 			rep := make([]float64, 2*n)
 			be := New(0)
