@@ -96,32 +96,38 @@ func fftSize(n int) int {
 
 // forward replaces x by its unnormalised DFT, Σ_t x_t e^{−2πikt/n}; work
 // is scratch of at least n values.
-func (p *fftPlan) forward(x, work []complex128) { p.transform(x, work, false) }
+func (p *fftPlan) forward(x, work []complex128) { p.transform(x, work, 1, false) }
 
 // inverse replaces x by Σ_k x_k e^{+2πikt/n} (unnormalised).
-func (p *fftPlan) inverse(x, work []complex128) { p.transform(x, work, true) }
+func (p *fftPlan) inverse(x, work []complex128) { p.transform(x, work, 1, true) }
 
-func (p *fftPlan) transform(x, work []complex128, inv bool) {
-	n := p.n
-	src, dst := x[:n], work[:n]
+// transform runs batch transforms at once on x, n rows of batch values
+// (transform j is x[j], x[batch+j], …): Stockham's stride starts at batch
+// instead of 1, so the innermost loop of every pass runs over the batch
+// and the first passes no longer run loops of one. work holds n·batch
+// values.
+func (p *fftPlan) transform(x, work []complex128, batch int, inv bool) {
+	nb := p.n * batch
+	src, dst := x[:nb], work[:nb]
 	for i := range p.stages {
 		st := &p.stages[i]
 		tw := st.fw
 		if inv {
 			tw = st.iw
 		}
+		s := st.s * batch
 		switch st.r {
 		case 4:
-			st.radix4(src, dst, tw, inv)
+			radix4(src, dst, tw, st.m, s, inv)
 		case 2:
-			st.radix2(src, dst, tw)
+			radix2(src, dst, tw, st.m, s)
 		default:
-			st.radix3(src, dst, tw, inv)
+			radix3(src, dst, tw, st.m, s, inv)
 		}
 		src, dst = dst, src
 	}
 	if len(p.stages)%2 == 1 {
-		copy(x[:n], src)
+		copy(x[:nb], src)
 	}
 }
 
@@ -129,8 +135,7 @@ func (p *fftPlan) transform(x, work []complex128, inv bool) {
 // to y[q + s·(r·p + u)] = w^{p·u} Σ_t a_t ω_r^{t·u}, with w = e^{∓2πi/(r·m)}
 // and ω_r = e^{∓2πi/r}.
 
-func (st *fftStage) radix4(x, y, tw []complex128, inv bool) {
-	m, s := st.m, st.s
+func radix4(x, y, tw []complex128, m, s int, inv bool) {
 	for p := range m {
 		w1, w2, w3 := complex(1, 0), complex(1, 0), complex(1, 0)
 		if p > 0 {
@@ -166,8 +171,7 @@ func (st *fftStage) radix4(x, y, tw []complex128, inv bool) {
 	}
 }
 
-func (st *fftStage) radix2(x, y, tw []complex128) {
-	m, s := st.m, st.s
+func radix2(x, y, tw []complex128, m, s int) {
 	for p := range m {
 		w := complex(1, 0)
 		if p > 0 {
@@ -188,8 +192,7 @@ func (st *fftStage) radix2(x, y, tw []complex128) {
 // sin(π/3): ω_3 = −1/2 ∓ i·sin(π/3).
 const sinPi3 = 0.86602540378443864676
 
-func (st *fftStage) radix3(x, y, tw []complex128, inv bool) {
-	m, s := st.m, st.s
+func radix3(x, y, tw []complex128, m, s int, inv bool) {
 	c := -sinPi3
 	if inv {
 		c = sinPi3

@@ -64,3 +64,33 @@ func TestFFTSize(t *testing.T) {
 		}
 	}
 }
+
+// A batched transform must equal the transforms of its columns one by one.
+func TestFFTPlanBatch(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{4, 6, 24, 96} {
+		for _, batch := range []int{1, 3, 8} {
+			p := newFFTPlan(n)
+			x := make([]complex128, n*batch)
+			for i := range x {
+				x[i] = complex(rng.NormFloat64(), rng.NormFloat64())
+			}
+			for _, inv := range []bool{false, true} {
+				got := append([]complex128(nil), x...)
+				p.transform(got, make([]complex128, n*batch), batch, inv)
+				col := make([]complex128, n)
+				for j := range batch {
+					for k := range n {
+						col[k] = x[k*batch+j]
+					}
+					p.transform(col, make([]complex128, n), 1, inv)
+					for k := range n {
+						if cmplx.Abs(got[k*batch+j]-col[k]) > 1e-12*float64(n) {
+							t.Fatalf("n %d batch %d inverse %v: transform %d coefficient %d = %v, alone %v", n, batch, inv, j, k, got[k*batch+j], col[k])
+						}
+					}
+				}
+			}
+		}
+	}
+}
