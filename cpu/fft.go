@@ -174,15 +174,36 @@ func (f *fftRepulsion) spacing(extent float64) float64 {
 	return hs
 }
 
-// geometry lays the grid over y and resizes the buffers when it grew.
-func (f *fftRepulsion) geometry(y []float32) error {
-	lox, hix := math.Inf(1), math.Inf(-1)
-	loy, hiy := math.Inf(1), math.Inf(-1)
-	for i := range f.n {
+// bounds is the bounding box of the n 2-D points y.
+func bounds(y []float32, n int) (lox, hix, loy, hiy float64) {
+	lox, hix = math.Inf(1), math.Inf(-1)
+	loy, hiy = math.Inf(1), math.Inf(-1)
+	for i := range n {
 		x, v := float64(y[2*i]), float64(y[2*i+1])
 		lox, hix = min(lox, x), max(hix, x)
 		loy, hiy = min(loy, v), max(hiy, v)
 	}
+	return lox, hix, loy, hiy
+}
+
+// paddedNodes is the size of the padded transform (px·py) that geometry
+// would lay over y, spacing bound included; ok is false for a layout
+// geometry would reject as not finite.
+func (f *fftRepulsion) paddedNodes(y []float32) (nodes int, ok bool) {
+	lox, hix, loy, hiy := bounds(y, f.n)
+	ex, ey := hix-lox, hiy-loy
+	if !(ex < 1e6 && ey < 1e6) {
+		return 0, false
+	}
+	bw := f.spacing(max(ex, ey)) * float64(f.p)
+	px := fftSize(2 * (int(ex/bw) + 1) * f.p)
+	py := fftSize(2 * (int(ey/bw) + 1) * f.p)
+	return px * py, true
+}
+
+// geometry lays the grid over y and resizes the buffers when it grew.
+func (f *fftRepulsion) geometry(y []float32) error {
+	lox, hix, loy, hiy := bounds(y, f.n)
 	if !(hix-lox < 1e6 && hiy-loy < 1e6) {
 		return fmt.Errorf("cpu: fft repulsion: embedding extent %g × %g is not finite or too large", hix-lox, hiy-loy)
 	}
@@ -535,21 +556,55 @@ func (f *fftRepulsion) convolveColumns(g []complex128, g0 int, buf, work []compl
 	}
 }
 
-// fftZ estimates Z for KL with a finer FFT grid of its own.
-type fftZ struct {
-	f *fftRepulsion
+// klZ2 estimates Z for KL in 2-D above klExactMax: the FFT interpolation
+// (spacing fftKLSpacing, p = fftKLOrder; Step's own object when it has
+// one) while its padded grid has at most klFFTGrid·N nodes, Barnes-Hut at
+// θ = bhKLTheta on a tree of its own (made on first use) beyond.
+type klZ2 struct {
+	b   *Backend
+	n   int
+	fft *fftRepulsion
+	bh  *bhTree
 }
 
-func (e *fftZ) z(ctx context.Context, y []float32) (float64, error) {
-	return e.f.repulse(ctx, y, nil)
+// klFFTGrid: KL's Z comes from the FFT while its padded grid has at most
+// klFFTGrid·N nodes. One Z, CPU ms (BenchmarkRepulsionGrid's blobs,
+// shared machine at load ~17; FFT at spacing 0.2 against Barnes-Hut at
+// θ = 0.2):
+//
+//	N        nodes/N  FFT   BH θ=0.2
+//	70,000   1.3      17    70
+//	70,000   5.3      30    65
+//	70,000   57       336   72–88   (extent ~300, Fashion-MNIST's; grid at its bound)
+//	250,000  1.5      60    287
+//	250,000  6.0      149   320
+//	250,000  13       385   331
+//
+// Both meet KL's accuracy (TestKLApproximateZ); the FFT, bounded at
+// fftMaxSide nodes a side, had cost a spread 70,000-point run ~20 × 0.3
+// CPU s in KL alone.
+const klFFTGrid = 10
+
+func (e *klZ2) z(ctx context.Context, y []float32) (float64, error) {
+	if nodes, ok := e.fft.paddedNodes(y); ok && nodes <= klFFTGrid*e.n {
+		return e.fft.repulse(ctx, y, nil)
+	}
+	if e.bh == nil {
+		e.bh = newBHTree(e.b, e.n, 2, bhKLTheta)
+	}
+	if err := e.bh.build(ctx, y); err != nil {
+		return 0, err
+	}
+	return e.bh.walkAll(ctx, nil)
 }
 
 // KL's Z above klExactMax: in 2-D the FFT interpolation with spacing 0.2 and
-// p = 3, in 3-D Barnes-Hut with θ = 0.2 (both fixed, whatever the method of
-// Step). Measured by TestKLApproximateZ and TestFFTAccuracy on compact and
-// spread layouts: relative error of Z ≤ 1e-4 in 2-D (KL within 1e-4
-// absolute) and KL within 3e-4 absolute, 5e-5 relative, in 3-D. The stated
-// and tested accuracy is 1e-4 relative on KL.
+// p = 3 on compact layouts and Barnes-Hut with θ = 0.2 on spread ones
+// (klZ2), in 3-D Barnes-Hut with θ = 0.2 (whatever the method of Step).
+// Measured by TestKLApproximateZ and TestFFTAccuracy on compact and
+// spread layouts: relative error of Z ≤ 1e-4 in 2-D by the FFT (KL within
+// 1e-4 absolute) and KL within 3e-4 absolute, 5e-5 relative, by
+// Barnes-Hut. The stated and tested accuracy is 1e-4 relative on KL.
 const (
 	fftKLOrder   = 3
 	fftKLSpacing = 0.2
@@ -565,9 +620,9 @@ func newKLZ(b *Backend, n, dims int, step *fftRepulsion) zEstimator {
 	case n <= klExactMax:
 		return &exactZ{b: b, n: n, dims: dims}
 	case dims == 2 && step != nil && step.h == fftKLSpacing && step.p == fftKLOrder && step.maxSide == fftMaxSide(n):
-		return &fftZ{f: step}
+		return &klZ2{b: b, n: n, fft: step}
 	case dims == 2:
-		return &fftZ{f: newFFTRepulsion(b, n, fftKLSpacing, fftKLOrder, fftMaxSide(n))}
+		return &klZ2{b: b, n: n, fft: newFFTRepulsion(b, n, fftKLSpacing, fftKLOrder, fftMaxSide(n))}
 	default:
 		return &bhZ{t: newBHTree(b, n, dims, bhKLTheta)}
 	}
