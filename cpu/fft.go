@@ -65,9 +65,8 @@ type fftRepulsion struct {
 	x0, y0   float64
 	cx, cy   float64
 
-	box      []int32   // per point: box column, box row
+	boxRow   []int32   // per point: the row of its box
 	lagInv   []float64 // lagrangeInv(p)
-	wts      []float64 // per point: p x-weights then p y-weights
 	order    []int32   // points by box row
 	rowStart []int32
 	// ga, gb: my rows of px values: the node charges (zero beyond mx),
@@ -138,6 +137,9 @@ const fftSpacingStep = 1.0905077326652577
 const fftColBlock = 8
 
 func newFFTRepulsion(b *Backend, n int, h float64, p, maxSide int) *fftRepulsion {
+	if p < 1 || p > fftMaxOrder {
+		panic("cpu: fft repulsion: nodes per box side out of range")
+	}
 	nc := 4 * max(b.threads, 1)
 	f := &fftRepulsion{
 		b:       b,
@@ -145,9 +147,8 @@ func newFFTRepulsion(b *Backend, n int, h float64, p, maxSide int) *fftRepulsion
 		h:       h,
 		p:       p,
 		maxSide: maxSide,
-		box:     make([]int32, 2*n),
+		boxRow:  make([]int32, n),
 		lagInv:  lagrangeInv(p),
-		wts:     make([]float64, 2*p*n),
 		order:   make([]int32, n),
 		bufs:    make([][]complex128, nc),
 		works:   make([][]complex128, nc),
@@ -364,21 +365,34 @@ func (f *fftRepulsion) repulse(ctx context.Context, y []float32, rep []float64) 
 	return f.interpolate(ctx, y, rep)
 }
 
-// assign finds each point's box and interpolation weights and buckets the
-// points by box row (counting sort, stable).
+// fftMaxOrder is the most interpolation nodes per box side (the weights
+// of a point live on the stack).
+const fftMaxOrder = 8
+
+// weights finds the box of point i and writes its p x-weights then p
+// y-weights into w. Spreading and interpolation recompute them rather than
+// store 2p values per point: a few multiplications cost less than reading
+// them back from memory (48 MB at 1,000,000 points, read twice per pass).
+func (f *fftRepulsion) weights(y []float32, i int, w []float64) (bx, by int) {
+	p := f.p
+	invh := 1 / f.hs
+	ux := (float64(y[2*i]) - f.x0) * invh
+	uy := (float64(y[2*i+1]) - f.y0) * invh
+	bx = min(int(ux)/p, f.nbx-1)
+	by = min(int(uy)/p, f.nby-1)
+	lagrange(ux-float64(bx*p), w[:p], f.lagInv)
+	lagrange(uy-float64(by*p), w[p:2*p], f.lagInv)
+	return bx, by
+}
+
+// assign buckets the points by box row (counting sort, stable).
 func (f *fftRepulsion) assign(ctx context.Context, y []float32) error {
 	p, nby := f.p, f.nby
 	err := f.b.parallelFor(ctx, f.n, 1024, func(_, lo, hi int) {
 		invh := 1 / f.hs
 		for i := lo; i < hi; i++ {
-			ux := (float64(y[2*i]) - f.x0) * invh
 			uy := (float64(y[2*i+1]) - f.y0) * invh
-			bx := min(int(ux)/p, f.nbx-1)
-			by := min(int(uy)/p, nby-1)
-			f.box[2*i], f.box[2*i+1] = int32(bx), int32(by)
-			w := f.wts[2*p*i : 2*p*(i+1)]
-			lagrange(ux-float64(bx*p), w[:p], f.lagInv)
-			lagrange(uy-float64(by*p), w[p:], f.lagInv)
+			f.boxRow[i] = int32(min(int(uy)/p, nby-1))
 		}
 	})
 	if err != nil {
@@ -386,14 +400,13 @@ func (f *fftRepulsion) assign(ctx context.Context, y []float32) error {
 	}
 	rs := f.rowStart
 	clear(rs)
-	for i := range f.n {
-		rs[f.box[2*i+1]+1]++
+	for _, r := range f.boxRow {
+		rs[r+1]++
 	}
 	for r := 1; r <= nby; r++ {
 		rs[r] += rs[r-1]
 	}
-	for i := range f.n {
-		r := f.box[2*i+1]
+	for i, r := range f.boxRow {
 		f.order[rs[r]] = int32(i)
 		rs[r]++
 	}
@@ -413,14 +426,14 @@ func (f *fftRepulsion) spread(ctx context.Context, y []float32) error {
 	return f.b.parallelFor(ctx, f.nby, 1, func(_, lo, hi int) {
 		clear(f.ga[lo*p*px : hi*p*px])
 		clear(f.gb[lo*p*px : hi*p*px])
+		var wbuf [2 * fftMaxOrder]float64
 		for _, i := range f.order[rs[lo]:rs[hi]] {
+			bx, by := f.weights(y, int(i), wbuf[:])
 			x := float64(y[2*i]) - f.cx
 			v := float64(y[2*i+1]) - f.cy
 			r2 := x*x + v*v
-			bx, by := int(f.box[2*i]), int(f.box[2*i+1])
-			w := f.wts[2*p*int(i) : 2*p*(int(i)+1)]
-			wx := w[:p]
-			for a, wy := range w[p:] {
+			wx := wbuf[:p]
+			for a, wy := range wbuf[p : 2*p] {
 				row := (by*p+a)*px + bx*p
 				ra, rb := f.ga[row:row+p], f.gb[row:row+p]
 				for c, wc := range wx {
@@ -439,12 +452,12 @@ func (f *fftRepulsion) interpolate(ctx context.Context, y []float32, rep []float
 	p, px := f.p, f.px
 	err := f.b.parallelFor(ctx, f.n, 1024, func(c, lo, hi int) {
 		z := 0.0
+		var wbuf [2 * fftMaxOrder]float64
 		for i := lo; i < hi; i++ {
-			bx, by := int(f.box[2*i]), int(f.box[2*i+1])
-			w := f.wts[2*p*i : 2*p*(i+1)]
-			wx := w[:p]
+			bx, by := f.weights(y, i, wbuf[:])
+			wx := wbuf[:p]
 			var phi0, phi1, phi2, phi3 float64
-			for a, wy := range w[p:] {
+			for a, wy := range wbuf[p : 2*p] {
 				row := (by*p+a)*px + bx*p
 				ga, gb := f.ga[row:row+p], f.gb[row:row+p]
 				var r0, r1, r2, r3 float64
