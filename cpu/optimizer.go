@@ -200,36 +200,38 @@ type hybridRepulsion struct {
 // Measured with BenchmarkRepulsionGrid (one pass, θ = 0.5 against spacing
 // 0.2, p = 3; ten Gaussian blobs of radius r), CPU ms per pass (user+sys,
 // both threads; the shared machine was at load 15–23, so wall times were
-// 2–5× these and CPU times themselves are inflated by the contention by up
-// to ~1.5×; best of 2 runs of 3 passes). "before": power-of-two grids, the
-// radix-2 transform; "after": 2^a·3^b grids, the Stockham transform,
-// division-free per-point work:
+// 2–5× these and CPU times themselves varied by up to ~1.5× between runs:
+// ranges over 2–4 runs). "before": power-of-two grids, the radix-2
+// transform, weights stored per point; "after": 2^a·3^b grids, the
+// Stockham transform, weights recomputed without divisions:
 //
-//	N          r    nodes/N before→after   BH     FFT before   FFT after
-//	70,000     3    0.23 → 0.13            23     13          6.4–7.8
-//	70,000     10   3.7 → 1.3              25     33          12–17
-//	70,000     20   15 → 5.3               25     84          31–34
-//	70,000     30   15 → 12                23     104         67–70
-//	250,000    3    0.066 → 0.041          87–111 59          64
-//	250,000    20   4.2 → 1.5              86–120 172         106
-//	250,000    30   4.2 → 3.4              88     196         117
-//	250,000    40   17 → 6.0               90     469         205
-//	250,000    60   17 → 13                88–108 617         366
-//	1,000,000  3    0.016 → 0.010          427–540 241        160
-//	1,000,000  20   1.0 → 0.50             417–439 445        306
-//	1,000,000  30   1.0 → 1.0              540    494         271
-//	1,000,000  40   4.2 → 1.9              434    800         311
-//	1,000,000  60   4.2 → 4.0              419–446 1005       674
+//	N          r    nodes/N before→after   BH       FFT before   FFT after
+//	70,000     3    0.23 → 0.13            23       13–14        10
+//	70,000     10   3.7 → 1.3              25–29    33           11–12
+//	70,000     20   15 → 5.3               22–26    84           27–43
+//	70,000     30   15 → 12                23–26    104          58–82
+//	250,000    3    0.066 → 0.041          87–111   59–93        23–28
+//	250,000    20   4.2 → 1.5              86–120   172–198      53–74
+//	250,000    30   4.2 → 3.4              88–90    196–228      83–124
+//	250,000    40   17 → 6.0               90–99    469–523      152–155
+//	250,000    60   17 → 13                88–108   617–641      366–470
+//	1,000,000  3    0.016 → 0.010          427–540  241–265      84–118
+//	1,000,000  20   1.0 → 0.50             410–439  445–500      242–298
+//	1,000,000  30   1.0 → 1.0              418–608  494–609      292–373
+//	1,000,000  40   4.2 → 1.9              419–529  800–914      361–400
+//	1,000,000  60   4.2 → 4.0              419–446  1005–1134    674–804
 //
-// The FFT wins up to ~2–3 padded nodes per point at every N (by ~1.3–1.5×
-// at 1.3–1.9) and loses beyond (1.3× at 3.4, 4× at 13): the switch stays at
-// 2 nodes per point. Spread layouts stay with Barnes-Hut, because the
-// spacing cannot grow with the extent without losing the near field's
-// accuracy (fft.go): 2 padded nodes per point at 70,000 points is ~187
-// nodes a side, a spacing of ~0.45 at the synthetic clusters' final extent
-// (~85) and ~1.6 at Fashion-MNIST's (~300), force errors of 3 % to over
-// 50 % against Barnes-Hut's 0.5–0.9 % (FIt-SNE's fixed 1/3 has 1.6 %).
-const hybridFFTGrid = 2
+// The FFT now wins up to ~3 padded nodes per point at every N (by 2–4× at
+// 0.1–1.5, ~1.2–1.5× at 1–2 at 1,000,000 points), is about even with
+// Barnes-Hut at 3.4 (250,000) and loses beyond (1.2–1.3× at 5.3, 2.5× at
+// 12, 4× at 13): the switch moved from 2 to 3 nodes per point. Spread
+// layouts stay with Barnes-Hut, because the spacing cannot grow with the
+// extent without losing the near field's accuracy (fft.go): 3 padded nodes
+// per point at 70,000 points is ~230 nodes a side, a spacing of ~0.37 at
+// the synthetic clusters' final extent (~85) and ~1.3 at Fashion-MNIST's
+// (~300): force errors of ~2 % to over 50 %, against Barnes-Hut's
+// 0.5–0.9 % (FIt-SNE's fixed spacing of 1/3 has 1.6 %).
+const hybridFFTGrid = 3
 
 func (h *hybridRepulsion) pick(y []float32) embed.Repulsion {
 	lox, hix := float32(math.Inf(1)), float32(math.Inf(-1))
