@@ -13,8 +13,8 @@
 // portable Go version with the same contract (kernel_go.go), used on CPUs
 // without AVX2/FMA and on other architectures (kernel_other.go) and checked
 // against the assembly by the tests. Everything else — the FFT (our own
-// radix-2 transform, fft_radix2.go), the trees, NN-descent, the update — is
-// plain Go.
+// Stockham radix-4/2/3 transform, fft_plan.go), the trees, NN-descent, the
+// update — is plain Go.
 //
 // # Why not gonum or cgo
 //
@@ -27,7 +27,8 @@
 // the Barnes-Hut groups evaluate the kernel and its sums in one sweep.
 // gonum's FFTPACK port was measured in the FFT repulsion and was several
 // times slower on the grid sizes used than the radix-2 loop that replaced
-// it (fft_radix2.go). A BLAS or FFTW through cgo would make the default
+// it, itself replaced by a Stockham radix-4/2/3 transform (fft_plan.go)
+// so that grids pad to 2^a·3^b. A BLAS or FFTW through cgo would make the default
 // build need a C toolchain and the library on every host; the service must
 // build with plain `go build` and run anywhere, with the GPU as an option
 // (package gpu, which binds the CUDA driver itself). The tiles reach 47–105

@@ -31,8 +31,11 @@ import (
 //     extent, at least min_num_intervals boxes; Linderman et al. 2019,
 //     Poličar, Stražar & Zupan 2024, "openTSNE", JMLR 25); we bound the
 //     grid from above, and the spacing stays h wherever the grid allows.
-//   - The padded FFT size is a power of two (our own radix-2 transform,
-//     fft_radix2.go).
+//   - The padded FFT size is the smallest even 2^a·3^b ≥ 2·nodes (our own
+//     Stockham radix-4/2/3 transform, fft_plan.go): on average ~1.2×
+//     the nodes a side rather than the ~1.45× of the next power of two, so
+//     ~0.7× the padded nodes (0.36× for a 258×294-node grid: 576×648
+//     instead of 1024²).
 //   - The kernel is real and even, so its transform is real and even: only
 //     its quarter (px/2+1)×(py/2+1) is computed and kept. The four real
 //     charge grids are packed into two complex ones (1 + i·y1, y2 + i·‖y‖²),
@@ -62,8 +65,8 @@ type fftRepulsion struct {
 	x0, y0   float64
 	cx, cy   float64
 
-	box      []int32   // per point: box index (row·nbx + col)
-	wts      []float64 // per point: p x-weights then p y-weights
+	boxRow   []int32   // per point: the row of its box
+	lagInv   []float64 // lagrangeInv(p)
 	order    []int32   // points by box row
 	rowStart []int32
 	// ga, gb: my rows of px values: the node charges (zero beyond mx),
@@ -75,6 +78,7 @@ type fftRepulsion struct {
 
 	rowFFT, colFFT *fftPlan
 	bufs           [][]complex128 // one per chunk
+	works          [][]complex128 // one per chunk: the transforms' scratch
 	part           []float64
 }
 
@@ -94,6 +98,19 @@ type fftRepulsion struct {
 // At spacing 1/3 the bias is systematic (short-range repulsion too weak) and
 // 1000-step runs ended 6 % above the exact method's KL; at 0.2 they end
 // within 2 % (TestMethodsAgree), so Step uses 0.2 with p = 3.
+//
+// More nodes per box do not buy a coarser grid: the kernel has poles at
+// d = ±i, so polynomial interpolation over boxes wider than ~1 diverges
+// (Runge's phenomenon). Same 2,000 points, radius 30, force / Z error:
+//
+//	spacing p  force   Z        spacing p  force   Z
+//	0.2     3  0.32 %  1e-4     0.35    5  2.0 %   3e-3
+//	0.25    4  0.38 %  6e-4     0.4     5  4.8 %   9e-3
+//	0.3     4  0.72 %  8e-4     0.4     6  12 %    7e-3
+//	0.3     5  0.90 %  1.3e-3   0.5     6  76 %    7e-3
+//
+// So the grid's node count is set by the spacing the near field needs,
+// ~(extent/0.2)², whatever p.
 const (
 	fftStepOrder   = 3
 	fftStepSpacing = 0.2
@@ -114,11 +131,15 @@ func fftMaxSide(n int) int {
 // 2^(1/8).
 const fftSpacingStep = 1.0905077326652577
 
-// fftColBlock is how many grid columns a column pass gathers at once: a few
-// adjacent values of each row share a cache line.
-const fftColBlock = 4
+// fftColBlock is how many grid columns a column pass transforms at once
+// (as one batch, fftPlan.transform): 8 complex values are two cache lines
+// of each row, and py rows of them stay in the per-core cache.
+const fftColBlock = 8
 
 func newFFTRepulsion(b *Backend, n int, h float64, p, maxSide int) *fftRepulsion {
+	if p < 1 || p > fftMaxOrder {
+		panic("cpu: fft repulsion: nodes per box side out of range")
+	}
 	nc := 4 * max(b.threads, 1)
 	f := &fftRepulsion{
 		b:       b,
@@ -126,10 +147,11 @@ func newFFTRepulsion(b *Backend, n int, h float64, p, maxSide int) *fftRepulsion
 		h:       h,
 		p:       p,
 		maxSide: maxSide,
-		box:     make([]int32, n),
-		wts:     make([]float64, 2*p*n),
+		boxRow:  make([]int32, n),
+		lagInv:  lagrangeInv(p),
 		order:   make([]int32, n),
 		bufs:    make([][]complex128, nc),
+		works:   make([][]complex128, nc),
 		part:    make([]float64, nc),
 	}
 	return f
@@ -153,15 +175,36 @@ func (f *fftRepulsion) spacing(extent float64) float64 {
 	return hs
 }
 
-// geometry lays the grid over y and resizes the buffers when it grew.
-func (f *fftRepulsion) geometry(y []float32) error {
-	lox, hix := math.Inf(1), math.Inf(-1)
-	loy, hiy := math.Inf(1), math.Inf(-1)
-	for i := range f.n {
+// bounds is the bounding box of the n 2-D points y.
+func bounds(y []float32, n int) (lox, hix, loy, hiy float64) {
+	lox, hix = math.Inf(1), math.Inf(-1)
+	loy, hiy = math.Inf(1), math.Inf(-1)
+	for i := range n {
 		x, v := float64(y[2*i]), float64(y[2*i+1])
 		lox, hix = min(lox, x), max(hix, x)
 		loy, hiy = min(loy, v), max(hiy, v)
 	}
+	return lox, hix, loy, hiy
+}
+
+// paddedNodes is the size of the padded transform (px·py) that geometry
+// would lay over y, spacing bound included; ok is false for a layout
+// geometry would reject as not finite.
+func (f *fftRepulsion) paddedNodes(y []float32) (nodes int, ok bool) {
+	lox, hix, loy, hiy := bounds(y, f.n)
+	ex, ey := hix-lox, hiy-loy
+	if !(ex < 1e6 && ey < 1e6) {
+		return 0, false
+	}
+	bw := f.spacing(max(ex, ey)) * float64(f.p)
+	px := fftSize(2 * (int(ex/bw) + 1) * f.p)
+	py := fftSize(2 * (int(ey/bw) + 1) * f.p)
+	return px * py, true
+}
+
+// geometry lays the grid over y and resizes the buffers when it grew.
+func (f *fftRepulsion) geometry(y []float32) error {
+	lox, hix, loy, hiy := bounds(y, f.n)
 	if !(hix-lox < 1e6 && hiy-loy < 1e6) {
 		return fmt.Errorf("cpu: fft repulsion: embedding extent %g × %g is not finite or too large", hix-lox, hiy-loy)
 	}
@@ -174,7 +217,7 @@ func (f *fftRepulsion) geometry(y []float32) error {
 	f.x0 = (lox+hix)/2 - float64(f.nbx)*bw/2
 	f.y0 = (loy+hiy)/2 - float64(f.nby)*bw/2
 	f.cx, f.cy = (lox+hix)/2, (loy+hiy)/2
-	f.px, f.py = nextPow2(2*f.mx), nextPow2(2*f.my)
+	f.px, f.py = fftSize(2*f.mx), fftSize(2*f.my)
 	if f.px*f.py > fftMaxGrid {
 		return fmt.Errorf("cpu: fft repulsion: embedding extent %g × %g needs a %d×%d grid", hix-lox, hiy-loy, f.px, f.py)
 	}
@@ -191,6 +234,7 @@ func (f *fftRepulsion) geometry(y []float32) error {
 	}
 	for c := range f.bufs {
 		f.bufs[c] = growComplex(f.bufs[c], max(f.px, fftColBlock*f.py))
+		f.works[c] = growComplex(f.works[c], max(f.px, fftColBlock*f.py))
 	}
 	return nil
 }
@@ -235,7 +279,7 @@ func (f *fftRepulsion) kernelTransform(ctx context.Context) error {
 				w := 1 / (1 + (dx*dx+dy*dy)*h2)
 				buf[gx] = complex(w*w, 0)
 			}
-			f.rowFFT.forward(buf)
+			f.rowFFT.forward(buf, f.works[c])
 			for gx := range hx {
 				k[gx*hy+gy] = real(buf[gx])
 			}
@@ -252,7 +296,7 @@ func (f *fftRepulsion) kernelTransform(ctx context.Context) error {
 			for gy := range py {
 				buf[gy] = complex(col[min(gy, py-gy)], 0)
 			}
-			f.colFFT.forward(buf)
+			f.colFFT.forward(buf, f.works[c])
 			for gy := range hy {
 				col[gy] = real(buf[gy])
 			}
@@ -266,19 +310,40 @@ func (f *fftRepulsion) kernelTransform(ctx context.Context) error {
 }
 
 // lagrange writes the p Lagrange basis polynomials through the nodes
-// k + 0.5 (k < p) evaluated at u into w.
-func lagrange(u float64, w []float64) {
+// k + 0.5 (k < p) evaluated at u into w; inv[k] is 1/Π_{l≠k}(k − l)
+// (lagrangeInv), so there is no division per point.
+func lagrange(u float64, w, inv []float64) {
 	p := len(w)
+	if p == 3 {
+		d0, d1, d2 := u-0.5, u-1.5, u-2.5
+		w[0], w[1], w[2] = d1*d2*inv[0], d0*d2*inv[1], d0*d1*inv[2]
+		return
+	}
 	for k := range p {
-		num, den := 1.0, 1.0
+		num := inv[k]
 		for l := range p {
 			if l != k {
 				num *= u - float64(l) - 0.5
+			}
+		}
+		w[k] = num
+	}
+}
+
+// lagrangeInv is the inverse denominators of the p Lagrange basis
+// polynomials on the nodes k + 0.5.
+func lagrangeInv(p int) []float64 {
+	inv := make([]float64, p)
+	for k := range p {
+		den := 1.0
+		for l := range p {
+			if l != k {
 				den *= float64(k - l)
 			}
 		}
-		w[k] = num / den
+		inv[k] = 1 / den
 	}
+	return inv
 }
 
 func (f *fftRepulsion) repulse(ctx context.Context, y []float32, rep []float64) (float64, error) {
@@ -300,21 +365,34 @@ func (f *fftRepulsion) repulse(ctx context.Context, y []float32, rep []float64) 
 	return f.interpolate(ctx, y, rep)
 }
 
-// assign finds each point's box and interpolation weights and buckets the
-// points by box row (counting sort, stable).
+// fftMaxOrder is the most interpolation nodes per box side (the weights
+// of a point live on the stack).
+const fftMaxOrder = 8
+
+// weights finds the box of point i and writes its p x-weights then p
+// y-weights into w. Spreading and interpolation recompute them rather than
+// store 2p values per point: a few multiplications cost less than reading
+// them back from memory (48 MB at 1,000,000 points, read twice per pass).
+func (f *fftRepulsion) weights(y []float32, i int, w []float64) (bx, by int) {
+	p := f.p
+	invh := 1 / f.hs
+	ux := (float64(y[2*i]) - f.x0) * invh
+	uy := (float64(y[2*i+1]) - f.y0) * invh
+	bx = min(int(ux)/p, f.nbx-1)
+	by = min(int(uy)/p, f.nby-1)
+	lagrange(ux-float64(bx*p), w[:p], f.lagInv)
+	lagrange(uy-float64(by*p), w[p:2*p], f.lagInv)
+	return bx, by
+}
+
+// assign buckets the points by box row (counting sort, stable).
 func (f *fftRepulsion) assign(ctx context.Context, y []float32) error {
 	p, nby := f.p, f.nby
 	err := f.b.parallelFor(ctx, f.n, 1024, func(_, lo, hi int) {
 		invh := 1 / f.hs
 		for i := lo; i < hi; i++ {
-			ux := (float64(y[2*i]) - f.x0) * invh
 			uy := (float64(y[2*i+1]) - f.y0) * invh
-			bx := min(int(ux)/p, f.nbx-1)
-			by := min(int(uy)/p, nby-1)
-			f.box[i] = int32(by*f.nbx + bx)
-			w := f.wts[2*p*i : 2*p*(i+1)]
-			lagrange(ux-float64(bx*p), w[:p])
-			lagrange(uy-float64(by*p), w[p:])
+			f.boxRow[i] = int32(min(int(uy)/p, nby-1))
 		}
 	})
 	if err != nil {
@@ -322,14 +400,13 @@ func (f *fftRepulsion) assign(ctx context.Context, y []float32) error {
 	}
 	rs := f.rowStart
 	clear(rs)
-	for _, bi := range f.box {
-		rs[int(bi)/f.nbx+1]++
+	for _, r := range f.boxRow {
+		rs[r+1]++
 	}
 	for r := 1; r <= nby; r++ {
 		rs[r] += rs[r-1]
 	}
-	for i, bi := range f.box {
-		r := int(bi) / f.nbx
+	for i, r := range f.boxRow {
 		f.order[rs[r]] = int32(i)
 		rs[r]++
 	}
@@ -341,27 +418,28 @@ func (f *fftRepulsion) assign(ctx context.Context, y []float32) error {
 }
 
 // spread puts the charges on the grid; a chunk of box rows owns its p grid
-// rows each, padding columns included (they are cleared here).
+// rows each, padding columns included (they are cleared here). A point's
+// charges at a node are its weight s times (1 + i·x, y + i·‖y‖²), written
+// out in real arithmetic.
 func (f *fftRepulsion) spread(ctx context.Context, y []float32) error {
 	p, px, rs := f.p, f.px, f.rowStart
 	return f.b.parallelFor(ctx, f.nby, 1, func(_, lo, hi int) {
 		clear(f.ga[lo*p*px : hi*p*px])
 		clear(f.gb[lo*p*px : hi*p*px])
+		var wbuf [2 * fftMaxOrder]float64
 		for _, i := range f.order[rs[lo]:rs[hi]] {
+			bx, by := f.weights(y, int(i), wbuf[:])
 			x := float64(y[2*i]) - f.cx
 			v := float64(y[2*i+1]) - f.cy
-			qa := complex(1, x)
-			qb := complex(v, x*x+v*v)
-			bi := int(f.box[i])
-			bx, by := bi%f.nbx, bi/f.nbx
-			w := f.wts[2*p*int(i) : 2*p*(int(i)+1)]
-			for a := range p {
+			r2 := x*x + v*v
+			wx := wbuf[:p]
+			for a, wy := range wbuf[p : 2*p] {
 				row := (by*p+a)*px + bx*p
-				wy := w[p+a]
-				for c := range p {
-					s := complex(wy*w[c], 0)
-					f.ga[row+c] += s * qa
-					f.gb[row+c] += s * qb
+				ra, rb := f.ga[row:row+p], f.gb[row:row+p]
+				for c, wc := range wx {
+					s := wy * wc
+					ra[c] += complex(s, s*x)
+					rb[c] += complex(s*v, s*r2)
 				}
 			}
 		}
@@ -374,24 +452,26 @@ func (f *fftRepulsion) interpolate(ctx context.Context, y []float32, rep []float
 	p, px := f.p, f.px
 	err := f.b.parallelFor(ctx, f.n, 1024, func(c, lo, hi int) {
 		z := 0.0
+		var wbuf [2 * fftMaxOrder]float64
 		for i := lo; i < hi; i++ {
-			bi := int(f.box[i])
-			bx, by := bi%f.nbx, bi/f.nbx
-			w := f.wts[2*p*i : 2*p*(i+1)]
-			var pa, pb complex128
-			for a := range p {
+			bx, by := f.weights(y, i, wbuf[:])
+			wx := wbuf[:p]
+			var phi0, phi1, phi2, phi3 float64
+			for a, wy := range wbuf[p : 2*p] {
 				row := (by*p+a)*px + bx*p
-				var ra, rb complex128
-				for c := range p {
-					s := complex(w[c], 0)
-					ra += s * f.ga[row+c]
-					rb += s * f.gb[row+c]
+				ga, gb := f.ga[row:row+p], f.gb[row:row+p]
+				var r0, r1, r2, r3 float64
+				for c, wc := range wx {
+					r0 += wc * real(ga[c])
+					r1 += wc * imag(ga[c])
+					r2 += wc * real(gb[c])
+					r3 += wc * imag(gb[c])
 				}
-				s := complex(w[p+a], 0)
-				pa += s * ra
-				pb += s * rb
+				phi0 += wy * r0
+				phi1 += wy * r1
+				phi2 += wy * r2
+				phi3 += wy * r3
 			}
-			phi0, phi1, phi2, phi3 := real(pa), imag(pa), real(pb), imag(pb)
 			x := float64(y[2*i]) - f.cx
 			v := float64(y[2*i+1]) - f.cy
 			if rep != nil {
@@ -417,13 +497,13 @@ func (f *fftRepulsion) convolve(ctx context.Context) error {
 	my, px := f.my, f.px
 	// Forward row transforms of the my charge rows, in place (the padding
 	// rows are zero and are never stored).
-	err := f.b.parallelFor(ctx, 2*my, 4, func(_, lo, hi int) {
+	err := f.b.parallelFor(ctx, 2*my, 4, func(c, lo, hi int) {
 		for r := lo; r < hi; r++ {
 			g, gy := f.ga, r
 			if r >= my {
 				g, gy = f.gb, r-my
 			}
-			f.rowFFT.forward(g[gy*px : (gy+1)*px])
+			f.rowFFT.forward(g[gy*px:(gy+1)*px], f.works[c])
 		}
 	})
 	if err != nil {
@@ -436,78 +516,108 @@ func (f *fftRepulsion) convolve(ctx context.Context) error {
 			if t >= nblk {
 				g, blk = f.gb, t-nblk
 			}
-			f.convolveColumns(g, blk*fftColBlock, f.bufs[c])
+			f.convolveColumns(g, blk*fftColBlock, f.bufs[c], f.works[c])
 		}
 	})
 	if err != nil {
 		return err
 	}
 	// Inverse row transforms.
-	return f.b.parallelFor(ctx, 2*my, 4, func(_, lo, hi int) {
+	return f.b.parallelFor(ctx, 2*my, 4, func(c, lo, hi int) {
 		for r := lo; r < hi; r++ {
 			g, gy := f.ga, r
 			if r >= my {
 				g, gy = f.gb, r-my
 			}
-			f.rowFFT.inverse(g[gy*px : (gy+1)*px])
+			f.rowFFT.inverse(g[gy*px:(gy+1)*px], f.works[c])
 		}
 	})
 }
 
-// convolveColumns gathers up to fftColBlock columns of g from g0 on into
-// buf (zero-padded to py), transforms each, multiplies it by the kernel's
-// transform (and the 1/(px·py) of the inverse), transforms back and
-// scatters the my rows back into g.
-func (f *fftRepulsion) convolveColumns(g []complex128, g0 int, buf []complex128) {
+// convolveColumns copies up to fftColBlock columns of g from g0 on into
+// buf as py rows of w values (zero-padded from row my), transforms them
+// together, multiplies them by the kernel's transform (and the 1/(px·py)
+// of the inverse), transforms back and copies the my rows back into g.
+func (f *fftRepulsion) convolveColumns(g []complex128, g0 int, buf, work []complex128) {
 	my, px, py := f.my, f.px, f.py
 	hy := py/2 + 1
 	w := min(fftColBlock, px-g0)
-	for j := range w {
-		clear(buf[j*py+my : (j+1)*py])
-	}
+	buf = buf[:py*w]
 	for gy := range my {
-		for j, v := range g[gy*px+g0 : gy*px+g0+w] {
-			buf[j*py+gy] = v
-		}
+		copy(buf[gy*w:(gy+1)*w], g[gy*px+g0:gy*px+g0+w])
 	}
+	clear(buf[my*w:])
+	f.colFFT.transform(buf, work, w, false)
 	norm := 1 / float64(px*py)
+	var ks [fftColBlock][]float64
 	for j := range w {
-		col := buf[j*py : (j+1)*py]
-		f.colFFT.forward(col)
 		gx := g0 + j
 		kx := min(gx, px-gx)
-		k := f.kernel[kx*hy : (kx+1)*hy]
-		for gy := range hy {
-			col[gy] *= complex(k[gy]*norm, 0)
-		}
-		for gy := hy; gy < py; gy++ {
-			col[gy] *= complex(k[py-gy]*norm, 0)
-		}
-		f.colFFT.inverse(col)
+		ks[j] = f.kernel[kx*hy : (kx+1)*hy]
 	}
-	for gy := range my {
-		row := g[gy*px+g0 : gy*px+g0+w]
+	for gy := range py {
+		ky := min(gy, py-gy)
+		row := buf[gy*w : (gy+1)*w]
 		for j := range row {
-			row[j] = buf[j*py+gy]
+			kv := ks[j][ky] * norm
+			row[j] = complex(real(row[j])*kv, imag(row[j])*kv)
 		}
+	}
+	f.colFFT.transform(buf, work, w, true)
+	for gy := range my {
+		copy(g[gy*px+g0:gy*px+g0+w], buf[gy*w:(gy+1)*w])
 	}
 }
 
-// fftZ estimates Z for KL with a finer FFT grid of its own.
-type fftZ struct {
-	f *fftRepulsion
+// klZ2 estimates Z for KL in 2-D above klExactMax: the FFT interpolation
+// (spacing fftKLSpacing, p = fftKLOrder; Step's own object when it has
+// one) while its padded grid has at most klFFTGrid·N nodes, Barnes-Hut at
+// θ = bhKLTheta on a tree of its own (made on first use) beyond.
+type klZ2 struct {
+	b   *Backend
+	n   int
+	fft *fftRepulsion
+	bh  *bhTree
 }
 
-func (e *fftZ) z(ctx context.Context, y []float32) (float64, error) {
-	return e.f.repulse(ctx, y, nil)
+// klFFTGrid: KL's Z comes from the FFT while its padded grid has at most
+// klFFTGrid·N nodes. One Z, CPU ms (BenchmarkRepulsionGrid's blobs,
+// shared machine at load ~17; FFT at spacing 0.2 against Barnes-Hut at
+// θ = 0.2):
+//
+//	N        nodes/N  FFT   BH θ=0.2
+//	70,000   1.3      17    70
+//	70,000   5.3      30    65
+//	70,000   57       336   72–88   (extent ~300, Fashion-MNIST's; grid at its bound)
+//	250,000  1.5      60    287
+//	250,000  6.0      149   320
+//	250,000  13       385   331
+//
+// Both meet KL's accuracy (TestKLApproximateZ); the FFT, bounded at
+// fftMaxSide nodes a side, had cost a spread 70,000-point run ~20 × 0.3
+// CPU s in KL alone.
+const klFFTGrid = 10
+
+func (e *klZ2) z(ctx context.Context, y []float32) (float64, error) {
+	if nodes, ok := e.fft.paddedNodes(y); ok && nodes <= klFFTGrid*e.n {
+		return e.fft.repulse(ctx, y, nil)
+	}
+	if e.bh == nil {
+		e.bh = newBHTree(e.b, e.n, 2, bhKLTheta)
+	}
+	if err := e.bh.build(ctx, y); err != nil {
+		return 0, err
+	}
+	return e.bh.walkAll(ctx, nil)
 }
 
 // KL's Z above klExactMax: in 2-D the FFT interpolation with spacing 0.2 and
-// p = 3, in 3-D Barnes-Hut with θ = 0.2 (both fixed, whatever the method of
-// Step). Measured by TestKLApproximateZ and TestFFTAccuracy on compact and
-// spread layouts: relative error of Z ≤ 1e-4 in 2-D (KL within 1e-4
-// absolute) and KL within 3e-4 absolute, 5e-5 relative, in 3-D. The stated
-// and tested accuracy is 1e-4 relative on KL.
+// p = 3 on compact layouts and Barnes-Hut with θ = 0.2 on spread ones
+// (klZ2), in 3-D Barnes-Hut with θ = 0.2 (whatever the method of Step).
+// Measured by TestKLApproximateZ and TestFFTAccuracy on compact and
+// spread layouts: relative error of Z ≤ 1e-4 in 2-D by the FFT (KL within
+// 1e-4 absolute) and KL within 3e-4 absolute, 5e-5 relative, by
+// Barnes-Hut. The stated and tested accuracy is 1e-4 relative on KL.
 const (
 	fftKLOrder   = 3
 	fftKLSpacing = 0.2
@@ -523,9 +633,9 @@ func newKLZ(b *Backend, n, dims int, step *fftRepulsion) zEstimator {
 	case n <= klExactMax:
 		return &exactZ{b: b, n: n, dims: dims}
 	case dims == 2 && step != nil && step.h == fftKLSpacing && step.p == fftKLOrder && step.maxSide == fftMaxSide(n):
-		return &fftZ{f: step}
+		return &klZ2{b: b, n: n, fft: step}
 	case dims == 2:
-		return &fftZ{f: newFFTRepulsion(b, n, fftKLSpacing, fftKLOrder, fftMaxSide(n))}
+		return &klZ2{b: b, n: n, fft: newFFTRepulsion(b, n, fftKLSpacing, fftKLOrder, fftMaxSide(n))}
 	default:
 		return &bhZ{t: newBHTree(b, n, dims, bhKLTheta)}
 	}

@@ -69,7 +69,7 @@ type zEstimator interface {
 // costs O(extent²) for its grid and little per point, Barnes-Hut the
 // reverse, so FFT wins on compact layouts (the exaggeration phase) and loses
 // on spread ones. BenchmarkStep, 2-D, early (extent ~5) / late (extent ~45
-// at 10,000, ~85 at 70,000), wall ms, radix-2 FFT:
+// at 10,000, ~85 at 70,000), wall ms, the earlier radix-2 FFT:
 //
 //	N        BH early  BH late  FFT early  FFT late
 //	10,000   13.5      13.2     7.5        24
@@ -197,26 +197,41 @@ type hybridRepulsion struct {
 // the spacing of fftStepSpacing) has at most hybridFFTGrid·N nodes, else
 // Barnes-Hut. The FFT costs O(grid), its grid grows with the square of the
 // layout's extent at fixed spacing, and Barnes-Hut costs O(N log N).
-// Measured (one repulsion pass, θ = 0.5 against spacing 0.2, p = 3; ten
-// Gaussian blobs; best of 3, wall s on the shared 2-core machine under load
-// 4–5; BenchmarkRepulsionGrid):
+// Measured with BenchmarkRepulsionGrid (one pass, θ = 0.5 against spacing
+// 0.2, p = 3; ten Gaussian blobs of radius r), CPU ms per pass (user+sys,
+// both threads; the shared machine was at load 15–23, so wall times were
+// 2–5× these and CPU times themselves varied by up to ~1.5× between runs:
+// ranges over 2–4 runs). "before": power-of-two grids, the radix-2
+// transform, weights stored per point; "after": 2^a·3^b grids, the
+// Stockham transform, weights recomputed without divisions:
 //
-//	N        grid (padded)   nodes/N   BH      FFT
-//	70,000   512²            3.7       0.022   0.020
-//	70,000   1024²           15        0.047   0.199
-//	70,000   2048²           60        0.046   0.72
-//	250,000  256²            0.26      0.079   0.053
-//	250,000  512²            1.0       0.076   0.078
-//	250,000  1024²           4.2       0.103   0.151
-//	250,000  2048²           17        0.112   0.514
-//	1,000,000 1024²          1.0       0.531   0.346
-//	1,000,000 2048²          4.2       0.492   0.956
+//	N          r    nodes/N before→after   BH       FFT before   FFT after
+//	70,000     3    0.23 → 0.13            23       13–14        10
+//	70,000     10   3.7 → 1.3              25–29    33           11–12
+//	70,000     20   15 → 5.3               22–26    84           27–43
+//	70,000     30   15 → 12                23–26    104          58–82
+//	250,000    3    0.066 → 0.041          87–111   59–93        23–28
+//	250,000    20   4.2 → 1.5              86–120   172–198      53–74
+//	250,000    30   4.2 → 3.4              88–90    196–228      83–124
+//	250,000    40   17 → 6.0               90–99    469–523      152–155
+//	250,000    60   17 → 13                88–108   617–641      366–470
+//	1,000,000  3    0.016 → 0.010          427–540  241–265      84–118
+//	1,000,000  20   1.0 → 0.50             410–439  445–500      242–298
+//	1,000,000  30   1.0 → 1.0              418–608  494–609      292–373
+//	1,000,000  40   4.2 → 1.9              419–529  800–914      361–400
+//	1,000,000  60   4.2 → 4.0              419–446  1005–1134    674–804
 //
-// So the FFT wins while its grid has up to ~1–4 nodes per point and loses
-// by 3–15× on spread layouts at every N up to 10⁶ (a whole Fashion-MNIST
-// run with FFT only: 235 CPU s against 56 with auto, KL 2.5088 against
-// 2.5021). The switch is at 2 nodes per point.
-const hybridFFTGrid = 2
+// The FFT now wins up to ~3 padded nodes per point at every N (by 2–4× at
+// 0.1–1.5, ~1.2–1.5× at 1–2 at 1,000,000 points), is about even with
+// Barnes-Hut at 3.4 (250,000) and loses beyond (1.2–1.3× at 5.3, 2.5× at
+// 12, 4× at 13): the switch moved from 2 to 3 nodes per point. Spread
+// layouts stay with Barnes-Hut, because the spacing cannot grow with the
+// extent without losing the near field's accuracy (fft.go): 3 padded nodes
+// per point at 70,000 points is ~230 nodes a side, a spacing of ~0.37 at
+// the synthetic clusters' final extent (~85) and ~1.3 at Fashion-MNIST's
+// (~300): force errors of ~2 % to over 50 %, against Barnes-Hut's
+// 0.5–0.9 % (FIt-SNE's fixed spacing of 1/3 has 1.6 %).
+const hybridFFTGrid = 3
 
 func (h *hybridRepulsion) pick(y []float32) embed.Repulsion {
 	lox, hix := float32(math.Inf(1)), float32(math.Inf(-1))
@@ -231,8 +246,8 @@ func (h *hybridRepulsion) pick(y []float32) embed.Repulsion {
 	if !(ex < 1e6 && ey < 1e6) {
 		return embed.RepulsionBarnesHut
 	}
-	px := nextPow2(2 * (int(ex/bw) + 1) * f.p)
-	py := nextPow2(2 * (int(ey/bw) + 1) * f.p)
+	px := fftSize(2 * (int(ex/bw) + 1) * f.p)
+	py := fftSize(2 * (int(ey/bw) + 1) * f.p)
 	if px*py <= hybridFFTGrid*f.n {
 		return embed.RepulsionFFT
 	}
