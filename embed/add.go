@@ -177,7 +177,8 @@ func project(ctx context.Context, be Backend, b *Basis, data Data) ([]float32, e
 		}
 	}
 	out := make([]float32, data.N*b.K)
-	if err := passes{be: be, block: blockRows(data.D)}.mulRight(ctx, data, b.Mean, b.Axes, b.K, out); err != nil {
+	ps := passes{be: be, block: blockRows(data.D)}
+	if err := ps.mulRight(ctx, data, b.Mean, b.Axes, b.K, out); err != nil {
 		return nil, fmt.Errorf("project new rows: %w", err)
 	}
 	return out, nil
