@@ -31,6 +31,37 @@ func calibrate(ctx context.Context, nb *Neighbors, perplexity float64, threads i
 	return cond, beta, err
 }
 
+// calibrateShares is calibrate for Run, without the N×K float64
+// conditional probabilities (720 MB at a million points): each row's
+// p_{j|i} is found in a per-goroutine buffer and stored over the row's
+// squared distances as its share of P, float32(p_{j|i}/2N), the value
+// symmetrize adds. nb.Dist2 holds those shares afterwards.
+func calibrateShares(ctx context.Context, nb *Neighbors, perplexity float64, threads int) error {
+	n, k := nb.N, nb.K
+	target := math.Log(perplexity)
+	norm := 1 / (2 * float64(n))
+	return parallelRows(ctx, n, threads, func(lo, hi int) {
+		p := make([]float64, k)
+		for i := lo; i < hi; i++ {
+			d := nb.Dist2[i*k : (i+1)*k]
+			calibrateRow(d, target, p)
+			for j, v := range p {
+				d[j] = float32(v * norm)
+			}
+		}
+	})
+}
+
+// sharesOf stores each conditional probability's share of P,
+// float32(p_{j|i}/2N), into dst (len(cond) values) and returns dst.
+func sharesOf(cond []float64, n int, dst []float32) []float32 {
+	norm := 1 / (2 * float64(n))
+	for e, v := range cond {
+		dst[e] = float32(v * norm)
+	}
+	return dst
+}
+
 // calibrateRow solves H(β) = target for one row of squared distances d
 // (ascending) and writes the normalised probabilities into p. With
 // distances shifted by their minimum (which cancels in the normalisation),
@@ -108,15 +139,21 @@ func calibrateRow(d []float32, target float64, p []float64) float64 {
 
 // symmetrize returns P = (P_cond + P_condᵀ) / 2N as CSR, rows sorted by
 // column and duplicate entries merged. Values are float32 (see CSR).
-//
-// Memory: P's pattern is found first, as column indices only (the K own
-// neighbours of each row plus every j that lists it, sorted and merged in
-// place), and copied into P at its exact size; the values are then added
-// into P directly. So nothing but P and one int32 index of 2·N·K entries
-// is held besides the neighbours and the conditional probabilities (the
-// previous version also held a float64 value for each of the 2·N·K
-// entries: 150 MB more at 70,000 points).
 func symmetrize(ctx context.Context, nb *Neighbors, cond []float64, threads int) (*CSR, error) {
+	return symmetrizeShares(ctx, nb, sharesOf(cond, nb.N, make([]float32, len(cond))), threads)
+}
+
+// symmetrizeShares is symmetrize from each edge's share of P,
+// float32(p_{j|i}/2N) (N×K in the order of nb; see calibrateShares).
+//
+// Memory: P's pattern is found first, as column indices only, from the
+// K own neighbours of each row and the list of rows that list it (N·K
+// int32), and written into P at its exact size; the values are then added
+// into P directly. So nothing but P and one int32 index of N·K entries is
+// held besides the neighbours and the shares (the previous version held an
+// index of 2·N·K entries and the float64 conditional probabilities: 1.1 GB
+// more at a million points).
+func symmetrizeShares(ctx context.Context, nb *Neighbors, shares []float32, threads int) (*CSR, error) {
 	n, k := nb.N, nb.K
 	if n*k*2 > math.MaxInt32 {
 		return nil, fmt.Errorf("affinities: %d×%d neighbours exceed the sparse matrix's 32-bit index", n, k)
@@ -130,7 +167,6 @@ func symmetrize(ctx context.Context, nb *Neighbors, cond []float64, threads int)
 	// lands in its rows, in the order of i, so the sums do not depend on
 	// the thread count.
 	p.Val = make([]float32, len(p.Col))
-	norm := 1 / (2 * float64(n))
 	if threads <= 0 {
 		threads = runtime.GOMAXPROCS(0)
 	}
@@ -146,7 +182,7 @@ func symmetrize(ctx context.Context, nb *Neighbors, cond []float64, threads int)
 					return
 				}
 				for t, j := range nb.Index[int(i)*k : (int(i)+1)*k] {
-					v := float32(cond[int(i)*k+t] * norm)
+					v := shares[int(i)*k+t]
 					if i >= lo && i < hi {
 						p.Val[p.find(i, j)] += v
 					}
@@ -173,25 +209,23 @@ func (m *CSR) find(i, j int32) int32 {
 
 // symmetricPattern returns P's rows and columns (Val nil): row i holds its
 // own K neighbours and every j that lists i, sorted, without duplicates.
+// The rows that list each j are gathered first (ascending, N·K int32 in
+// all); each row is then the merge of its sorted own neighbours with them,
+// done twice: once to count, once to write into P's exact-size columns.
 func symmetricPattern(ctx context.Context, nb *Neighbors, threads int) (*CSR, error) {
 	n, k := nb.N, nb.K
-	count := make([]int32, n+1)
-	for i := range n {
-		count[i+1] += int32(k)
-		for _, j := range nb.Index[i*k : (i+1)*k] {
-			count[j+1]++
-		}
+	revPtr := make([]int32, n+1)
+	for _, j := range nb.Index {
+		revPtr[j+1]++
 	}
 	for i := range n {
-		count[i+1] += count[i]
+		revPtr[i+1] += revPtr[i]
 	}
-	fill := slices.Clone(count[:n])
-	col := make([]int32, count[n])
+	fill := slices.Clone(revPtr[:n])
+	rev := make([]int32, revPtr[n])
 	for i := range n {
 		for _, j := range nb.Index[i*k : (i+1)*k] {
-			col[fill[i]] = j
-			fill[i]++
-			col[fill[j]] = int32(i)
+			rev[fill[j]] = int32(i)
 			fill[j]++
 		}
 		if i%4096 == 0 {
@@ -201,24 +235,52 @@ func symmetricPattern(ctx context.Context, nb *Neighbors, threads int) (*CSR, er
 		}
 	}
 	fill = nil
-	rowLen := make([]int32, n)
+	// row merges the sorted own neighbours of i with those listing it into
+	// dst (nil: count only) and returns the row's length.
+	row := func(i int, own []int32, dst []int32) int32 {
+		own = append(own[:0], nb.Index[i*k:(i+1)*k]...)
+		slices.Sort(own)
+		in := rev[revPtr[i]:revPtr[i+1]]
+		var m int32
+		for len(own) > 0 || len(in) > 0 {
+			var c int32
+			switch {
+			case len(in) == 0 || (len(own) > 0 && own[0] < in[0]):
+				c, own = own[0], own[1:]
+			case len(own) == 0 || in[0] < own[0]:
+				c, in = in[0], in[1:]
+			default: // listed both ways: one entry
+				c, own, in = own[0], own[1:], in[1:]
+			}
+			if dst != nil {
+				dst[m] = c
+			}
+			m++
+		}
+		return m
+	}
+	p := &CSR{N: n, RowPtr: make([]int32, n+1)}
 	err := parallelRows(ctx, n, threads, func(lo, hi int) {
+		own := make([]int32, k)
 		for i := lo; i < hi; i++ {
-			r := col[count[i]:count[i+1]]
-			slices.Sort(r)
-			rowLen[i] = int32(len(slices.Compact(r)))
+			p.RowPtr[i+1] = row(i, own, nil)
 		}
 	})
 	if err != nil {
 		return nil, err
 	}
-	p := &CSR{N: n, RowPtr: make([]int32, n+1)}
 	for i := range n {
-		p.RowPtr[i+1] = p.RowPtr[i] + rowLen[i]
+		p.RowPtr[i+1] += p.RowPtr[i]
 	}
 	p.Col = make([]int32, p.RowPtr[n])
-	for i := range n {
-		copy(p.Col[p.RowPtr[i]:p.RowPtr[i+1]], col[count[i]:count[i]+rowLen[i]])
+	err = parallelRows(ctx, n, threads, func(lo, hi int) {
+		own := make([]int32, k)
+		for i := lo; i < hi; i++ {
+			row(i, own, p.Col[p.RowPtr[i]:p.RowPtr[i+1]])
+		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	return p, nil
 }

@@ -144,3 +144,31 @@ func TestAffinitiesCancel(t *testing.T) {
 		t.Errorf("calibrate: got %v, want context.Canceled", err)
 	}
 }
+
+// Run's path (shares stored over the distances, no float64 conditional
+// probabilities kept) gives the same P, bit for bit, as calibrate then
+// symmetrize, whatever the thread count.
+func TestCalibrateSharesGivesTheSameP(t *testing.T) {
+	tests := []struct{ n, k, threads int }{{500, 20, 2}, {300, 7, 1}, {50, 49, 3}}
+	for _, tc := range tests {
+		nb := randomNeighbors(tc.n, tc.k, 11)
+		cond, _, err := calibrate(context.Background(), nb, 5, tc.threads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := symmetrize(context.Background(), nb, cond, tc.threads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := calibrateShares(context.Background(), nb, 5, tc.threads); err != nil {
+			t.Fatal(err)
+		}
+		got, err := symmetrizeShares(context.Background(), nb, nb.Dist2, tc.threads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got.RowPtr, want.RowPtr) || !slices.Equal(got.Col, want.Col) || !slices.Equal(got.Val, want.Val) {
+			t.Errorf("N=%d K=%d threads %d: P differs", tc.n, tc.k, tc.threads)
+		}
+	}
+}

@@ -8,14 +8,21 @@ import (
 )
 
 // Data is the input of a run: N rows of D values, row-major, held either as
-// uint8 (the loader's pixels) or as float32 (features computed elsewhere).
-// Exactly one of U8 and F32 is set. Pixels stay uint8 until PCA reads them in
-// blocks, so 100,000 images of 100×100 RGB cost 3 GB, not 12 GB.
+// uint8 (the loader's pixels) or as float32 (features computed elsewhere),
+// or as uint8 rows read from a RowSource (pixels spooled to disk). Exactly
+// one of U8, F32 and Rows is set. Pixels stay uint8 until PCA reads them in
+// blocks, so 100,000 images of 100×100 RGB cost 3 GB, not 12 GB, in
+// memory, and only a block of 64 MB from a RowSource.
 type Data struct {
 	N, D int
 	U8   []uint8
 	F32  []float32
+	Rows RowSource
 }
+
+// Pixels reports whether the rows are uint8 (in memory or from a
+// RowSource).
+func (d Data) Pixels() bool { return d.U8 != nil || d.Rows != nil }
 
 // Neighbors lists, for each of N points, its K nearest other points in
 // ascending order of squared Euclidean distance. Row i occupies
@@ -61,6 +68,9 @@ type StepParams struct {
 type Backend interface {
 	// Name describes the backend for logs and jobs, e.g. "cpu (2 threads)".
 	Name() string
+
+	// The three PCA products get x with U8 or F32 set, never Rows: a run
+	// reads a RowSource in blocks and hands the backend one block at a time.
 
 	// ColumnMeans writes the mean of each of the D columns of x into dst.
 	ColumnMeans(ctx context.Context, x Data, dst []float64) error

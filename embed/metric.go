@@ -1,6 +1,7 @@
 package embed
 
 import (
+	"context"
 	"fmt"
 	"math"
 )
@@ -29,33 +30,53 @@ const (
 // neighbour searches). PCA then centres and rotates the unit vectors, which
 // keeps their distances. A row of zeros has no direction: the error wraps
 // ErrInvalidInput and names it.
-func UnitRows(data Data) (Data, error) {
+func UnitRows(ctx context.Context, data Data) (Data, error) {
 	if err := data.Validate(); err != nil {
 		return Data{}, err
 	}
 	out := Data{N: data.N, D: data.D, F32: make([]float32, data.N*data.D)}
+	if data.Rows != nil {
+		// the rows are read block by block; the result is in memory, as
+		// for any input (N×D float32)
+		err := eachBlock(ctx, data, blockRows(data.D), func(lo int, blk Data) error {
+			return unitRows(blk, out.F32[lo*data.D:(lo+blk.N)*data.D], lo)
+		})
+		if err != nil {
+			return Data{}, err
+		}
+		return out, nil
+	}
+	if err := unitRows(data, out.F32, 0); err != nil {
+		return Data{}, err
+	}
+	return out, nil
+}
+
+// unitRows writes the rows of data (U8 or F32), scaled to unit length, into
+// dst; first is the number of the first row, for the error.
+func unitRows(data Data, dst []float32, first int) error {
 	for i := range data.N {
-		dst := out.F32[i*data.D : (i+1)*data.D]
+		row := dst[i*data.D : (i+1)*data.D]
 		var sq float64
 		if data.U8 != nil {
 			for j, v := range data.U8[i*data.D : (i+1)*data.D] {
-				dst[j] = float32(v)
+				row[j] = float32(v)
 				sq += float64(v) * float64(v)
 			}
 		} else {
 			for j, v := range data.F32[i*data.D : (i+1)*data.D] {
-				dst[j] = v
+				row[j] = v
 				sq += float64(v) * float64(v)
 			}
 		}
 		if !(sq > 0) || math.IsInf(sq, 0) {
-			return Data{}, &FieldError{Field: "data", Err: ErrInvalidInput,
-				Message: fmt.Sprintf("row %d has length %v; the cosine metric needs every row to be a finite non-zero vector", i, math.Sqrt(sq))}
+			return &FieldError{Field: "data", Err: ErrInvalidInput,
+				Message: fmt.Sprintf("row %d has length %v; the cosine metric needs every row to be a finite non-zero vector", first+i, math.Sqrt(sq))}
 		}
 		inv := 1 / math.Sqrt(sq)
-		for j, v := range dst {
-			dst[j] = float32(float64(v) * inv)
+		for j, v := range row {
+			row[j] = float32(float64(v) * inv)
 		}
 	}
-	return out, nil
+	return nil
 }

@@ -23,7 +23,7 @@ func TestUnitRows(t *testing.T) {
 		{"uint8", embed.Data{N: 2, D: 3, U8: []uint8{0, 255, 0, 1, 2, 2}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			u, err := embed.UnitRows(tc.data)
+			u, err := embed.UnitRows(context.Background(), tc.data)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -43,7 +43,7 @@ func TestUnitRows(t *testing.T) {
 			}
 		})
 	}
-	_, err := embed.UnitRows(embed.Data{N: 2, D: 2, F32: []float32{1, 0, 0, 0}})
+	_, err := embed.UnitRows(context.Background(), embed.Data{N: 2, D: 2, F32: []float32{1, 0, 0, 0}})
 	if !errors.Is(err, embed.ErrInvalidInput) || !strings.Contains(err.Error(), "row 1") {
 		t.Errorf("zero row: %v, want ErrInvalidInput naming row 1", err)
 	}
@@ -78,7 +78,7 @@ func TestCosineIsEuclideanOfUnitRows(t *testing.T) {
 	opts.Iterations, opts.Seed = 300, 5
 	be := cpu.New(2)
 	ctx := context.Background()
-	unit, err := embed.UnitRows(data)
+	unit, err := embed.UnitRows(context.Background(), data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestCosineIsEuclideanOfUnitRows(t *testing.T) {
 			scaled.F32[i*data.D+j] *= s
 		}
 	}
-	us, err := embed.UnitRows(scaled)
+	us, err := embed.UnitRows(context.Background(), scaled)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -210,8 +210,8 @@ func (d Data) Validate() error {
 		return inErr("rows", "the input has no rows")
 	case d.D < 1:
 		return inErr("columns", "the input has no columns")
-	case (d.U8 == nil) == (d.F32 == nil):
-		return inErr("data", "exactly one of U8 and F32 must be set")
+	case b2i(d.U8 != nil)+b2i(d.F32 != nil)+b2i(d.Rows != nil) != 1:
+		return inErr("data", "exactly one of U8, F32 and Rows must be set")
 	case d.U8 != nil && len(d.U8) != d.N*d.D:
 		return inErr("data", "has %d values, want N×D = %d×%d = %d", len(d.U8), d.N, d.D, d.N*d.D)
 	case d.F32 != nil && len(d.F32) != d.N*d.D:
@@ -223,4 +223,11 @@ func (d Data) Validate() error {
 		}
 	}
 	return nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -39,14 +39,22 @@ type PCA struct {
 // principalComponents computes the k leading principal component scores
 // of the centred data by randomized SVD (Halko, Martinsson & Tropp 2011).
 // The data are read only through the backend's block products, so uint8
-// pixels are never expanded to floats as a whole.
+// pixels are never expanded to floats as a whole; rows from a RowSource
+// are read a block at a time in each of the passes (rows.go).
 func principalComponents(ctx context.Context, be Backend, x Data, k int, seed int64) (*PCA, error) {
+	return principalComponentsIn(ctx, passes{be: be, block: blockRows(x.D)}, x, k, seed)
+}
+
+// principalComponentsIn is principalComponents with the passes' block size
+// for a RowSource given (tests use small blocks).
+func principalComponentsIn(ctx context.Context, ps passes, x Data, k int, seed int64) (*PCA, error) {
+	be := ps.be
 	n, d := x.N, x.D
 	if k < 1 || k > min(n, d) {
 		return nil, fmt.Errorf("pca: %d components of a %d×%d matrix", k, n, d)
 	}
 	l := min(k+pcaOversample, d, n)
-	if h, ok := be.(DataHolder); ok {
+	if h, ok := be.(DataHolder); ok && x.Rows == nil {
 		if release, err := h.Hold(ctx, x); err == nil {
 			defer release()
 		} else if ctx.Err() != nil {
@@ -55,7 +63,7 @@ func principalComponents(ctx context.Context, be Backend, x Data, k int, seed in
 	}
 
 	means := make([]float64, d)
-	if err := be.ColumnMeans(ctx, x, means); err != nil {
+	if err := ps.columnMeans(ctx, x, means); err != nil {
 		return nil, fmt.Errorf("pca: column means: %w", err)
 	}
 	mean32 := make([]float32, d)
@@ -71,7 +79,7 @@ func principalComponents(ctx context.Context, be Backend, x Data, k int, seed in
 
 	ny := make([]float32, n*l) // N×l products
 	dz := make([]float32, d*l) // D×l products
-	if err := be.MulRight(ctx, x, mean32, omega, l, ny); err != nil {
+	if err := ps.mulRight(ctx, x, mean32, omega, l, ny); err != nil {
 		return nil, fmt.Errorf("pca: sample range: %w", err)
 	}
 	q := orthonormalize(ny, n, l)
@@ -83,11 +91,11 @@ func principalComponents(ctx context.Context, be Backend, x Data, k int, seed in
 	}
 	for range iters {
 		toFloat32(dz, nil)
-		if err := be.MulTransLeft(ctx, x, mean32, toFloat32(ny, q), l, dz); err != nil {
+		if err := ps.mulTransLeft(ctx, x, mean32, toFloat32(ny, q), l, dz); err != nil {
 			return nil, fmt.Errorf("pca: power iteration: %w", err)
 		}
 		qz := orthonormalize(dz, d, l)
-		if err := be.MulRight(ctx, x, mean32, toFloat32(dz, qz), l, ny); err != nil {
+		if err := ps.mulRight(ctx, x, mean32, toFloat32(dz, qz), l, ny); err != nil {
 			return nil, fmt.Errorf("pca: power iteration: %w", err)
 		}
 		q = orthonormalize(ny, n, l)
@@ -96,7 +104,7 @@ func principalComponents(ctx context.Context, be Backend, x Data, k int, seed in
 	// principal axes V and scores Xc·V = Q·U·Σ. U and Σ² are the eigen
 	// decomposition of B·Bᵀ = ZᵀZ, an l×l matrix: no pass over X is needed
 	// for the scores.
-	if err := be.MulTransLeft(ctx, x, mean32, toFloat32(ny, q), l, dz); err != nil {
+	if err := ps.mulTransLeft(ctx, x, mean32, toFloat32(ny, q), l, dz); err != nil {
 		return nil, fmt.Errorf("pca: project: %w", err)
 	}
 	z := mat.NewDense(d, l, nil)

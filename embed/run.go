@@ -89,7 +89,7 @@ func Run(ctx context.Context, be Backend, data Data, opts Options, obs *Observer
 	}
 	if opts.Metric == MetricCosine {
 		var err error
-		if data, err = UnitRows(data); err != nil {
+		if data, err = UnitRows(ctx, data); err != nil {
 			return nil, err
 		}
 	}
@@ -150,16 +150,19 @@ func Run(ctx context.Context, be Backend, data Data, opts Options, obs *Observer
 	if th, ok := be.(interface{ Threads() int }); ok {
 		threads = th.Threads()
 	}
-	var cond []float64
+	// The squared distances are replaced by each edge's share of P: the
+	// float64 conditional probabilities are never held for all N·K edges
+	// on the host's path.
 	if ab, ok := be.(AffinityBackend); ok {
-		cond, err = ab.Calibrate(ctx, nb, opts.Perplexity)
+		cond, err := ab.Calibrate(ctx, nb, opts.Perplexity)
 		if err != nil {
 			return nil, fmt.Errorf("affinities: %w", err)
 		}
-	} else if cond, _, err = calibrate(ctx, nb, opts.Perplexity, threads); err != nil {
+		sharesOf(cond, n, nb.Dist2)
+	} else if err = calibrateShares(ctx, nb, opts.Perplexity, threads); err != nil {
 		return nil, err
 	}
-	p, err := symmetrize(ctx, nb, cond, threads)
+	p, err := symmetrizeShares(ctx, nb, nb.Dist2, threads)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/tsnemap/tsnemap/cpu"
 	"github.com/tsnemap/tsnemap/embed"
 	"github.com/tsnemap/tsnemap/gpu"
+	"github.com/tsnemap/tsnemap/internal/rowspool"
 	"github.com/tsnemap/tsnemap/internal/synth"
 )
 
@@ -51,11 +52,13 @@ func parseCase(s string) (benchCase, error) {
 }
 
 // data makes the case's data: images are square when D/3 is a square,
-// else one pixel high.
-func (c benchCase) data(seed uint64) (embed.Data, []int) {
+// else one pixel high. Pixels of more than spoolAbove bytes (negative:
+// never) are made a block at a time into a temporary file in spoolDir, as
+// the service spools what it loads; close removes it.
+func (c benchCase) data(ctx context.Context, seed uint64, spoolAbove int64, spoolDir string) (_ embed.Data, labels []int, close func(), _ error) {
 	if !c.Pixels {
 		x, labels := synth.Clusters(c.N, c.D, 10, 8, seed)
-		return embed.Data{N: c.N, D: c.D, F32: x}, labels
+		return embed.Data{N: c.N, D: c.D, F32: x}, labels, func() {}, nil
 	}
 	px := c.D / 3
 	w, h := px, 1
@@ -64,8 +67,46 @@ func (c benchCase) data(seed uint64) (embed.Data, []int) {
 			w, h = s, s
 		}
 	}
-	pix, labels := synth.Images(c.N, w, h, 10, seed)
-	return embed.Data{N: c.N, D: c.D, U8: pix}, labels
+	if spoolAbove < 0 || int64(c.N)*int64(c.D) <= spoolAbove {
+		pix, labels := synth.Images(c.N, w, h, 10, seed)
+		return embed.Data{N: c.N, D: c.D, U8: pix}, labels, func() {}, nil
+	}
+	f, labels, err := spoolImages(ctx, synth.NewImageSet(w, h, 10, seed), c.N, c.D, spoolDir)
+	if err != nil {
+		return embed.Data{}, nil, nil, err
+	}
+	return embed.Data{N: c.N, D: c.D, Rows: f}, labels, func() { f.Close() }, nil
+}
+
+// spoolImages writes n images of d bytes from g to a new spool in dir,
+// 64 MB at a time; on an error nothing is left behind.
+func spoolImages(ctx context.Context, g *synth.ImageSet, n, d int, dir string) (_ *rowspool.File, labels []int, err error) {
+	f, err := rowspool.Create(dir, d)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
+	labels = make([]int, n)
+	rows := min(n, max(1, (64<<20)/d))
+	buf := make([]uint8, rows*d)
+	for lo := 0; lo < n; lo += rows {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		hi := min(n, lo+rows)
+		g.Fill(lo, hi, buf[:(hi-lo)*d], labels[lo:hi])
+		if err := f.Append(buf[:(hi-lo)*d]); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := f.Finish(); err != nil {
+		return nil, nil, err
+	}
+	return f, labels, nil
 }
 
 // benchRecord is one case's figures; a child process prints it as JSON.
@@ -93,7 +134,15 @@ type benchRecord struct {
 type benchInput struct {
 	path, labels string
 	recall       int // queries for the recall of an approximate search
+	// Synthetic pixels of more than spoolAbove bytes (negative: never)
+	// are spooled to a temporary file in spoolDir ("": the system's).
+	spoolAbove int64
+	spoolDir   string
 }
+
+// defaultSpoolAbove is where the bench starts to spool pixels: 1 GiB
+// (35,000 images of 100×100 RGB).
+const defaultSpoolAbove = 1 << 30
 
 const defaultCases = "2000x50,10000x50,70000x50,10000x30000u8"
 
@@ -120,6 +169,8 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&in.path, "input", "", "time this matrix file (.npy, .tsv, .csv) instead of synthetic cases")
 	fs.StringVar(&in.labels, "labels", "", "with --input: a file of one integer label per row, for the 10-NN accuracy")
 	fs.IntVar(&in.recall, "recall-queries", 1000, "queries (at most) for the recall of an approximate neighbour search; 0 skips it")
+	fs.Int64Var(&in.spoolAbove, "spool-above", defaultSpoolAbove, "synthetic pixels of more bytes than this are made into a temporary file and read from it in blocks (-1: never)")
+	fs.StringVar(&in.spoolDir, "spool-dir", "", "directory of that temporary file (default: the system's temporary directory)")
 	child := fs.String("child", "", "")
 	opts := optionFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -241,12 +292,17 @@ func optFigure(v *float64) string {
 }
 
 // load makes the case's data and labels: the --input file (labels nil
-// without --labels), or the synthetic case.
-func (in benchInput) load(c benchCase) (embed.Data, []int, error) {
+// without --labels), or the synthetic case; close releases them.
+func (in benchInput) load(ctx context.Context, c benchCase) (embed.Data, []int, func(), error) {
 	if in.path == "" {
-		data, labels := c.data(1)
-		return data, labels, nil
+		return c.data(ctx, 1, in.spoolAbove, in.spoolDir)
 	}
+	data, labels, err := in.read()
+	return data, labels, func() {}, err
+}
+
+// read reads the --input file and its --labels.
+func (in benchInput) read() (embed.Data, []int, error) {
 	f, err := os.Open(in.path)
 	if err != nil {
 		return embed.Data{}, nil, fmt.Errorf("--input: %w", err)
@@ -294,10 +350,11 @@ func readLabels(path string, n int) ([]int, error) {
 }
 
 func benchOne(ctx context.Context, c benchCase, in benchInput, opts embed.Options, threads int, backend string, stderr io.Writer) (benchRecord, error) {
-	data, labels, err := in.load(c)
+	data, labels, closeData, err := in.load(ctx, c)
 	if err != nil {
 		return benchRecord{}, err
 	}
+	defer closeData()
 	var be embed.Backend = cpu.New(threads)
 	if backend == "gpu" {
 		g, err := gpu.New(ctx)
@@ -305,7 +362,7 @@ func benchOne(ctx context.Context, c benchCase, in benchInput, opts embed.Option
 			return benchRecord{}, fmt.Errorf("--backend gpu: %w", err)
 		}
 		defer g.Close()
-		if err := g.FitsRun(data.N, data.D, data.U8 != nil, opts); err != nil {
+		if err := g.FitsRun(data.N, data.D, data.Pixels(), opts); err != nil {
 			return benchRecord{}, err
 		}
 		be = g

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -83,5 +85,55 @@ func TestBenchInput(t *testing.T) {
 		if err == nil || !strings.Contains(string(out), c.want) {
 			t.Errorf("bench %v: err %v, output %q; want an error naming %q", c.args, err, out, c.want)
 		}
+	}
+}
+
+// A pixel case above --spool-above is made into a temporary file and read
+// from it: the same figures as in memory, nothing left in --spool-dir, and
+// an unusable --spool-dir is an error that names it.
+func TestBenchSpooledPixels(t *testing.T) {
+	bin := tsnemapBinary(t)
+	dir := t.TempDir()
+	run := func(args ...string) (benchRecord, error) {
+		cmd := exec.Command(bin, append([]string{"bench", "--cases", "300x192u8", "--iterations", "100", "--perplexity", "10", "--json"}, args...)...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Run(); err != nil {
+			return benchRecord{}, fmt.Errorf("%v: %s", err, errb.String())
+		}
+		var rec benchRecord
+		err := json.Unmarshal(out.Bytes(), &rec)
+		return rec, err
+	}
+	mem, err := run("--spool-above", "-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spooled, err := run("--spool-above", "0", "--spool-dir", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spooled.KL != mem.KL || *spooled.Accuracy != *mem.Accuracy {
+		t.Errorf("spooled KL %v accuracy %v, in memory %v %v", spooled.KL, *spooled.Accuracy, mem.KL, *mem.Accuracy)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("the spool directory holds %v after the run", left)
+	}
+	missing := filepath.Join(dir, "missing")
+	if _, err := run("--spool-above", "0", "--spool-dir", missing); err == nil || !strings.Contains(err.Error(), missing) {
+		t.Errorf("missing --spool-dir: %v, want an error naming %s", err, missing)
+	}
+}
+
+// Cancelled while spooling, nothing is left behind.
+func TestSpoolImagesCancelled(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := spoolImages(ctx, synth.NewImageSet(4, 4, 3, 1), 100, 48, dir); !errors.Is(err, context.Canceled) {
+		t.Errorf("spoolImages: %v, want context.Canceled", err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("the spool directory holds %v", left)
 	}
 }

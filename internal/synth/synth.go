@@ -35,8 +35,28 @@ func Clusters(n, d, c int, sep float64, seed uint64) (x []float32, labels []int)
 // class's picture shifted by a few pixels, with noise. Like photographs,
 // neighbouring pixels are strongly correlated, so the spectrum decays.
 func Images(n, w, h, c int, seed uint64) (pix []uint8, labels []int) {
+	g := NewImageSet(w, h, c, seed)
+	d := w * h * 3
+	pix = make([]uint8, n*d)
+	labels = make([]int, n)
+	g.Fill(0, n, pix, labels)
+	return pix, labels
+}
+
+// ImageSet makes the rows of Images one block at a time, for callers that
+// spool them instead of holding all N: rows lo…hi of Images(n, …) are
+// Fill(lo, hi, …)'s, whatever n and the blocks.
+type ImageSet struct {
+	w, h, c int
+	seed    uint64
+	protos  [][]blob
+}
+
+type blob struct{ x, y, r, cr, cg, cb float64 }
+
+// NewImageSet draws the c classes' prototypes of w×h images.
+func NewImageSet(w, h, c int, seed uint64) *ImageSet {
 	rng := rand.New(rand.NewPCG(seed, 0x1a6e))
-	type blob struct{ x, y, r, cr, cg, cb float64 }
 	protos := make([][]blob, c)
 	for k := range protos {
 		for range 6 {
@@ -47,9 +67,13 @@ func Images(n, w, h, c int, seed uint64) (pix []uint8, labels []int) {
 			})
 		}
 	}
-	d := w * h * 3
-	pix = make([]uint8, n*d)
-	labels = make([]int, n)
+	return &ImageSet{w: w, h: h, c: c, seed: seed, protos: protos}
+}
+
+// Fill writes rows [lo, hi) into pix ((hi−lo)·w·h·3 values) and their
+// labels into labels (hi−lo values).
+func (g *ImageSet) Fill(lo, hi int, pix []uint8, labels []int) {
+	d := g.w * g.h * 3
 	// Rows are independent (each has its own generator), so they are made
 	// in parallel and the result does not depend on the thread count.
 	var wg sync.WaitGroup
@@ -58,33 +82,37 @@ func Images(n, w, h, c int, seed uint64) (pix []uint8, labels []int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := t; i < n; i += workers {
-				rr := rand.New(rand.NewPCG(seed, uint64(i)))
-				k := i % c
-				labels[i] = k
-				dx, dy := rr.NormFloat64()*2, rr.NormFloat64()*2
-				row := pix[i*d : (i+1)*d]
-				for y := range h {
-					for x := range w {
-						r, g, b := 128.0, 128.0, 128.0
-						for _, bl := range protos[k] {
-							ex, ey := float64(x)-bl.x-dx, float64(y)-bl.y-dy
-							f := math.Exp(-(ex*ex + ey*ey) / (2 * bl.r * bl.r))
-							r += f * bl.cr
-							g += f * bl.cg
-							b += f * bl.cb
-						}
-						o := (y*w + x) * 3
-						row[o] = clamp(r + rr.NormFloat64()*8)
-						row[o+1] = clamp(g + rr.NormFloat64()*8)
-						row[o+2] = clamp(b + rr.NormFloat64()*8)
-					}
-				}
+			for i := lo + t; i < hi; i += workers {
+				labels[i-lo] = i % g.c
+				g.row(i, pix[(i-lo)*d:(i-lo+1)*d])
 			}
 		}()
 	}
 	wg.Wait()
-	return pix, labels
+}
+
+// row makes image i.
+func (g *ImageSet) row(i int, row []uint8) {
+	w, h := g.w, g.h
+	rr := rand.New(rand.NewPCG(g.seed, uint64(i)))
+	k := i % g.c
+	dx, dy := rr.NormFloat64()*2, rr.NormFloat64()*2
+	for y := range h {
+		for x := range w {
+			r, gr, b := 128.0, 128.0, 128.0
+			for _, bl := range g.protos[k] {
+				ex, ey := float64(x)-bl.x-dx, float64(y)-bl.y-dy
+				f := math.Exp(-(ex*ex + ey*ey) / (2 * bl.r * bl.r))
+				r += f * bl.cr
+				gr += f * bl.cg
+				b += f * bl.cb
+			}
+			o := (y*w + x) * 3
+			row[o] = clamp(r + rr.NormFloat64()*8)
+			row[o+1] = clamp(gr + rr.NormFloat64()*8)
+			row[o+2] = clamp(b + rr.NormFloat64()*8)
+		}
+	}
 }
 
 func clamp(v float64) uint8 {
