@@ -8,6 +8,8 @@
 // 3.6 million pixel copies, tens of milliseconds. A colour change, a search
 // or a filter redraws only this picture; panning moves it as before.
 
+import { DIM } from './explore.js';
+
 const WHITE = 0xffffffff;
 const GREY = 0xff94847a; // #7a8494, a row without a thumbnail
 const MARK = 0xff00a5f0; // #f0a500, a selected row
@@ -21,6 +23,23 @@ const MARK = 0xff00a5f0; // #f0a500, a selected row
 export const SPRITE_BUDGET = 24 << 20;
 /** Largest side (device px) drawn this way; above it thumbnails are few and big. */
 export const MAX_SPRITE = 96;
+/**
+ * Zoomed in past the sides SPRITE_BUDGET allows (100,000 thumbnails above
+ * 7 px), thumbnails are drawn from one "source" set of sprites, the atlas
+ * scaled down to the largest side that fits this (100,000: 11 px of the
+ * atlas's 16; 10,000: the whole 32 px), enlarged or reduced to the side
+ * drawn as they are copied (nearest pixel). Made once per atlas, the first
+ * time it is needed, and its dimmed copy (as much again) while the page is
+ * idle after that.
+ */
+export const SOURCE_BUDGET = 48 << 20;
+/**
+ * Most pixels a picture drawn from the source sprites may copy (thumbnails
+ * near it times their area): about 60 ms of copying on the 2-core VM. Past
+ * it, zoomed in over a dense part, thumbnails are big and few enough in
+ * view for the GPU or drawImage.
+ */
+export const MAX_SOURCE_PIXELS = 24e6;
 
 /**
  * The atlas's thumbnails scaled to S × S device pixels: per sheet, the
@@ -52,6 +71,7 @@ export class Sprites {
       this.data.push(new Uint32Array(g.getImageData(0, 0, W, H).data.buffer));
       this.width.push(W);
     }
+    this.fades = new Map(); // fade → the sprites blended towards white
     const m = a.sheetOf.length;
     this.off = new Int32Array(m);
     for (let k = 0; k < m; k++) {
@@ -59,6 +79,56 @@ export class Sprites {
       this.off[k] = Math.round((a.syOf[k] * S) / a.cell) * w + Math.round((a.sxOf[k] * S) / a.cell);
     }
   }
+}
+
+/**
+ * The sprites of a dimmed row (fade f < 255): blended towards white once,
+ * so that drawing one is a copy as for the others (blending each pixel as
+ * it is drawn made a search's redraw several times slower), and the same
+ * look as WebGL's, which mixes a dimmed thumbnail with white, not with
+ * what lies under it. Made at most once per fade value.
+ */
+Sprites.prototype.faded = function faded(f) {
+  let d = this.fades.get(f);
+  if (!d) {
+    const a = f + (f >> 7);
+    d = this.data.map((src) => fadeInto(new Uint32Array(src.length), src, a, 0, src.length));
+    this.fades.set(f, d);
+  }
+  return d;
+};
+
+/**
+ * Makes the dimmed copy of fade f a slice at a time while the page is
+ * idle (a slice is a few milliseconds, so a frame that is due is not held
+ * up), unless it is already there.
+ */
+Sprites.prototype.fadeWhenIdle = function fadeWhenIdle(f) {
+  if (this.fades.has(f) || this.fading) return;
+  const a = f + (f >> 7);
+  const out = this.data.map((src) => new Uint32Array(src.length));
+  let sheet = 0, at = 0;
+  this.fading = true;
+  const step = (deadline) => {
+    // At least one slice (256k pixels, a millisecond or two) a call, more while idle time lasts.
+    while (sheet < out.length) {
+      const src = this.data[sheet], end = Math.min(src.length, at + (1 << 18));
+      fadeInto(out[sheet], src, a, at, end);
+      at = end;
+      if (at === src.length) { sheet++; at = 0; }
+      if (!deadline || deadline.didTimeout || deadline.timeRemaining() <= 2) break;
+    }
+    if (sheet < out.length) { idle(step); return; }
+    this.fading = false;
+    if (!this.fades.has(f)) this.fades.set(f, out);
+  };
+  idle(step);
+};
+
+/** out[i] = src[i] blended towards white by a / 256, for i in [from, to). */
+function fadeInto(out, src, a, from, to) {
+  for (let i = from; i < to; i++) out[i] = mix(WHITE, src[i], a);
+  return out;
 }
 
 /**
@@ -96,30 +166,52 @@ class Picture {
   }
 }
 
-/** Fills the rectangle (x, y, w, h), clipped to the picture. */
+/** Fills the rectangle (x, y, w, h), clipped to the picture; dimmed (f < 255) towards white. */
 function fillRect(p, x, y, w, h, col, f) {
   const x0 = Math.max(0, x), y0 = Math.max(0, y), x1 = Math.min(p.W, x + w), y1 = Math.min(p.H, y + h);
   if (x0 >= x1 || y0 >= y1) return;
-  const px = p.px, n = x1 - x0, a = f + (f >> 7);
+  if (f < 255) col = mix(WHITE, col, f + (f >> 7));
+  const px = p.px, n = x1 - x0;
   for (let j = y0; j < y1; j++) {
     let o = p.row(j) + x0;
     const end = o + n;
-    if (f >= 255) for (; o < end; o++) px[o] = col;
-    else for (; o < end; o++) px[o] = mix(px[o], col, a);
+    for (; o < end; o++) px[o] = col;
   }
 }
 
 /** Copies the S × S sprite at src[off] (row length sw) to (x, y), clipped. */
-function blit(p, x, y, S, src, off, sw, f) {
+function blit(p, x, y, S, src, off, sw) {
   const i0 = Math.max(0, -x), j0 = Math.max(0, -y), i1 = Math.min(S, p.W - x), j1 = Math.min(S, p.H - y);
   if (i0 >= i1 || j0 >= j1) return;
-  const px = p.px, n = i1 - i0, a = f + (f >> 7);
+  const px = p.px, n = i1 - i0;
   for (let j = j0; j < j1; j++) {
     let o = p.row(y + j) + x + i0, s = off + j * sw + i0;
     const end = o + n;
-    if (f >= 255) for (; o < end; o++, s++) px[o] = src[s];
-    else for (; o < end; o++, s++) px[o] = mix(px[o], src[s], a);
+    for (; o < end; o++, s++) px[o] = src[s];
   }
+}
+
+/**
+ * Copies the Q × Q sprite at src[off] (row length sw) to (x, y) as S × S,
+ * clipped: pixel i of a row comes from source pixel idx[i] (nearest), and
+ * dimmed (f < 255) towards white.
+ */
+function blitScaled(p, x, y, S, src, off, sw, idx, f) {
+  const i0 = Math.max(0, -x), j0 = Math.max(0, -y), i1 = Math.min(S, p.W - x), j1 = Math.min(S, p.H - y);
+  if (i0 >= i1 || j0 >= j1) return;
+  const px = p.px, a = f + (f >> 7);
+  for (let j = j0; j < j1; j++) {
+    const o = p.row(y + j) + x, s = off + idx[j] * sw;
+    if (f >= 255) for (let i = i0; i < i1; i++) px[o + i] = src[s + idx[i]];
+    else for (let i = i0; i < i1; i++) px[o + i] = mix(WHITE, src[s + idx[i]], a);
+  }
+}
+
+/** Source pixel of each of S pixels drawn from Q (nearest, centres aligned). */
+function nearest(S, Q) {
+  const idx = new Int32Array(S);
+  for (let i = 0; i < S; i++) idx[i] = Math.min(Q - 1, Math.floor(((i + 0.5) * Q) / S));
+  return idx;
 }
 
 /** A frame lw px wide inside the square (x, y, S). */
@@ -145,7 +237,9 @@ export function composite(m, side, cx, cy, p, dpr, look, sprites) {
   p.clear();
   const W = p.W, H = p.H;
   const a = m.atlas;
-  const S = sprites ? sprites.S : Math.max(1, Math.round(side * dpr));
+  const S = Math.max(1, Math.round(side * dpr));
+  // Sprites of another side (the source set, zoomed in) are scaled as copied.
+  const idx = sprites && sprites.S !== S ? nearest(S, sprites.S) : null;
   const dot = Math.max(1, Math.round(Math.max(2, Math.min(6, side / 3)) * dpr));
   const frame = look.frame ? Math.max(1, Math.round(look.frame * dpr)) : 0;
   const markW = Math.max(1, Math.round(Math.max(look.frame, 3) * dpr));
@@ -163,7 +257,12 @@ export function composite(m, side, cx, cy, p, dpr, look, sprites) {
       const x = Math.round(sx - S / 2), y = Math.round(sy - S / 2);
       if (sprites) {
         const sh = a.sheetOf[c];
-        blit(p, x, y, S, sprites.data[sh], sprites.off[c], sprites.width[sh], f);
+        if (idx) {
+          // Dimmed: the dimmed copy once made (blending as copied is four times slower).
+          const faded = f < 255 ? sprites.fades.get(f) : null;
+          blitScaled(p, x, y, S, (faded || sprites.data)[sh], sprites.off[c], sprites.width[sh], idx, faded ? 255 : f);
+        }
+        else blit(p, x, y, S, (f >= 255 ? sprites.data : sprites.faded(f))[sh], sprites.off[c], sprites.width[sh]);
         thumbs++;
       } else fillRect(p, x, y, S, S, GREY, f);
       if (mark) frameRect(p, x, y, S, markW, MARK, f);
@@ -193,6 +292,7 @@ export class Raster {
   constructor() {
     this.pic = null;
     this.sprites = [];
+    this.source = null; // the source sprites (zoomed in), of this.source.atlas
   }
 
   /**
@@ -201,17 +301,47 @@ export class Raster {
    * of drawing does not fit (the sprites would be too big) or, with
    * noMaking, they are not made yet.
    */
-  spritesFor(m, side, look, noMaking) {
+  spritesFor(m, side, look, noMaking, area) {
     const a = m.atlas;
     if (!a || !a.sheets.length || (look.solid && m.styled && allColoured(m))) return null;
     const S = Math.max(1, Math.round(side * m.dpr));
     if (S > MAX_SPRITE) return undefined;
     let s = this.sprites.find((x) => x.atlas === a && x.S === S);
     if (s) return s;
-    if (noMaking || Sprites.bytes(a, S) > SPRITE_BUDGET) return undefined;
+    if (Sprites.bytes(a, S) > SPRITE_BUDGET) return this.sourceFor(m, S, noMaking, area);
+    if (noMaking) return undefined;
     s = new Sprites(a, S);
     this.sprites = [s, ...this.sprites.filter((x) => x.atlas === a)].slice(0, 2);
+    // The dimmed copies a search needs, made while the page is idle so
+    // that the first search does not pay for them.
+    s.fadeWhenIdle(DIM);
     return s;
+  }
+
+  /** Are thumbnails of `side` CSS px drawn from the source sprites (zoomed in past the exact ones)? */
+  zoomedIn(m, side) {
+    const a = m.atlas;
+    return !!a && Sprites.bytes(a, Math.max(1, Math.round(side * m.dpr))) > SPRITE_BUDGET;
+  }
+
+  /**
+   * The source sprites for drawing thumbnails S device px wide, or
+   * undefined where they do not fit or, drawn here, would copy more than
+   * MAX_SOURCE_PIXELS (area: the part of the map drawn, {cx, cy, w, h} in
+   * CSS px; rows near it are counted).
+   */
+  sourceFor(m, S, noMaking, area) {
+    const a = m.atlas;
+    if (!this.source || this.source.atlas !== a) {
+      if (noMaking) return undefined;
+      let Q = a.cell;
+      while (Q > 1 && Sprites.bytes(a, Q) > SOURCE_BUDGET) Q--;
+      if (Q <= 1) return undefined;
+      const s = this.source = new Sprites(a, Q);
+      s.fadeWhenIdle(DIM);
+    }
+    if (area && rowsNear(m, area, S / m.dpr) * S * S > MAX_SOURCE_PIXELS) return undefined;
+    return this.source;
   }
 
   /**
@@ -237,4 +367,23 @@ function allColoured(m) {
   m.allColouredVersion = m.version;
   m.allColoured = all;
   return all;
+}
+
+/** How many shown rows have a thumbnail of side CSS px reaching into area ({cx, cy, w, h}, CSS px). */
+function rowsNear(m, area, side) {
+  const k = m.view.scale, hw = area.w / 2 / k + side / k, hh = area.h / 2 / k + side / k;
+  const x0 = area.cx - hw, x1 = area.cx + hw, y0 = area.cy - hh, y1 = area.cy + hh;
+  const list = m.drawList(), xs = m.x, ys = m.y;
+  let c = 0;
+  for (let i = 0; i < list.length; i++) {
+    const r = list[i], x = xs[r], y = ys[r];
+    if (x >= x0 && x <= x1 && y >= y0 && y <= y1) c++;
+  }
+  return c;
+}
+
+/** Runs fn when the page is idle (soon, where the browser cannot say). */
+function idle(fn) {
+  if (window.requestIdleCallback) requestIdleCallback(fn, { timeout: 2000 });
+  else setTimeout(fn, 50);
 }
