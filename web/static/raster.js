@@ -145,7 +145,7 @@ function mix(d, s, a) {
  * reads a texture) bottom up; box is the part drawn on since it was last
  * cleared (everything else is white).
  */
-class Picture {
+export class Picture {
   constructor(W, H, flip) {
     this.img = new ImageData(W, H);
     this.px = new Uint32Array(this.img.data.buffer);
@@ -237,9 +237,10 @@ function frameRect(p, x, y, S, lw, col, f) {
  * squares of their colour (look: {frame, solid}), dimmed rows blended
  * towards white, selected rows framed in orange, rows without a thumbnail
  * as small squares. Returns the number of thumbnails copied; p.box is the
- * part drawn on.
+ * part drawn on. cull false draws hidden rows too (for the test that
+ * skipping them changes no pixel).
  */
-export function composite(m, side, cx, cy, p, dpr, look, sprites) {
+export function composite(m, side, cx, cy, p, dpr, look, sprites, cull = true) {
   p.clear();
   const W = p.W, H = p.H;
   const a = m.atlas;
@@ -268,7 +269,7 @@ export function composite(m, side, cx, cy, p, dpr, look, sprites) {
     if (c >= 0) thumbs++;
     const z = c >= 0 ? S : dot;
     const x = Math.round(sx - z / 2), y = Math.round(sy - z / 2);
-    if (cover.hides(x, y, z)) continue;
+    if (cull && cover.hides(x, y, z)) continue;
     cover.add(x, y, z);
     xs[n] = x; ys[n] = y; keep[n] = 1;
   }
