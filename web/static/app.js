@@ -36,6 +36,7 @@ const state = {
   pending: null, // URLSearchParams of a link: colour, search, filters, selection; applied with the first table
   pendingView: null, // and its layout and view, applied once the result's positions are there
   lastUpdateMs: 0, // time the last colour/search/filter change took to apply
+  searchShown: '', // the search the map's styles were last computed for
 };
 const explorer = new Explorer();
 
@@ -78,6 +79,7 @@ window.tsnemap = {
       resultLoaded: !!state.result,
       colourBy: explorer.colour,
       search: explorer.search,
+      searchShown: state.searchShown, // the search the map shows (typing is applied once a frame)
       filters: [...explorer.filters.keys()],
       shown: state.counts.shown,
       matches: state.counts.matches,
@@ -720,7 +722,9 @@ function setTable(t) {
 /** Writes the explorer's state into the map's style arrays and redraws. */
 function restyle() {
   const t0 = performance.now();
+  if (map.before === restyle) map.before = null; // a typed search waiting for the frame: done here
   state.counts = explorer.apply(map.n, map.colour, map.fade, map.shown);
+  state.searchShown = explorer.search;
   map.marked.fill(0);
   for (const r of explorer.selection) if (r < map.n) map.marked[r] = 1;
   map.restyle(!!explorer.colour);
@@ -798,7 +802,10 @@ function fmt(v) {
 }
 
 $('colour-by').addEventListener('change', (e) => { explorer.colour = e.target.value; explorer.hiddenCats.clear(); restyle(); });
-$('search').addEventListener('input', (e) => { explorer.search = e.target.value; restyle(); });
+// Typing is coalesced: each key only notes the text, and the map's next
+// frame applies the latest once (keys that arrive while a frame is being
+// drawn cost nothing), so a burst of keys costs one pass, not one a key.
+$('search').addEventListener('input', (e) => { explorer.search = e.target.value; map.beforeNextFrame(restyle); });
 $('filter-column').addEventListener('change', (e) => {
   const name = e.target.value;
   e.target.value = '';

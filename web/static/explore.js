@@ -9,6 +9,8 @@
 // rest of the categories are "other", in pale grey.
 export const CATEGORY_COLOURS = ['#CC6677', '#332288', '#DDCC77', '#117733', '#88CCEE', '#882255', '#44AA99', '#999933', '#AA4499'];
 export const OTHER_COLOUR = '#BBBBBB';
+/** The fade (of 255) of rows that do not match the search. */
+export const DIM = 40;
 
 // Viridis (van der Walt & Smith, matplotlib), a perceptually uniform ramp
 // readable in grey and by colour-blind readers: nine stops, interpolated.
@@ -210,9 +212,9 @@ export class Explorer {
     for (let r = 0; r < m; r++) {
       if (!shown[r]) continue;
       visible++;
-      if (hit && !hit[r]) fade[r] = 40; else matches++;
+      if (hit && !hit[r]) fade[r] = DIM; else matches++;
     }
-    for (let r = m; r < n; r++) { visible++; if (!q) matches++; else fade[r] = 40; }
+    for (let r = m; r < n; r++) { visible++; if (!q) matches++; else fade[r] = DIM; }
     return { shown: visible, matches };
   }
 

@@ -125,15 +125,27 @@ export class MapView {
    */
   drawList() {
     if (this.listVersion === this.version) return this.list;
-    const dim = [], plain = [], marked = [];
-    for (const r of this.order) {
-      if (!this.shown[r]) continue;
-      (this.marked[r] ? marked : this.fade[r] < 255 ? dim : plain).push(r);
+    // Counted first, then written into one reused Int32Array: at 100,000
+    // rows this is a millisecond and makes no garbage (three growing
+    // arrays and their concatenation took tens on a loaded machine).
+    const order = this.order, shown = this.shown, marked = this.marked, fade = this.fade;
+    let nd = 0, np = 0, nm = 0;
+    for (let k = 0; k < order.length; k++) {
+      const r = order[k];
+      if (!shown[r]) continue;
+      if (marked[r]) nm++; else if (fade[r] < 255) nd++; else np++;
     }
-    const list = dim.length || marked.length ? dim.concat(plain, marked) : plain;
-    this.list = list;
+    if (!this.listBuf || this.listBuf.length < nd + np + nm) this.listBuf = new Int32Array(Math.max(nd + np + nm, this.n));
+    const buf = this.listBuf;
+    let d = 0, p = nd, m = nd + np;
+    for (let k = 0; k < order.length; k++) {
+      const r = order[k];
+      if (!shown[r]) continue;
+      if (marked[r]) buf[m++] = r; else if (fade[r] < 255) buf[d++] = r; else buf[p++] = r;
+    }
+    this.list = buf.subarray(0, nd + np + nm);
     this.listVersion = this.version;
-    return list;
+    return this.list;
   }
 
   /** index: the API's AtlasIndex; sheets: decoded sheets, in order. */
@@ -275,7 +287,25 @@ export class MapView {
 
   request() {
     if (this.frame) return;
-    this.frame = requestAnimationFrame((t) => { this.frame = 0; this.draw(t); });
+    this.frame = requestAnimationFrame((t) => {
+      // Work coalesced into this frame (a search typed on) runs first,
+      // while this.frame still holds: what it asks to redraw is this frame.
+      const before = this.before;
+      this.before = null;
+      before?.();
+      this.frame = 0;
+      this.draw(t);
+    });
+  }
+
+  /**
+   * Runs fn just before the next frame is drawn, once however often it is
+   * asked for in between (the last fn wins): a burst of keystrokes costs
+   * one pass, at the frame that shows it, with no delay added.
+   */
+  beforeNextFrame(fn) {
+    this.before = fn;
+    this.request();
   }
 
   draw() {

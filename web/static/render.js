@@ -85,8 +85,15 @@ void main() {
   o = texture(u_tex, v_uv);
 }`;
 
-/** The margin round the view that a cache covers, in CSS pixels. */
-function cacheMargin(m) { return Math.round(Math.max(m.width, m.height) / 3); }
+/**
+ * The margin round the view that a cache covers, in CSS pixels: a third of
+ * the view, or an eighth when the CPU draws it zoomed in (raster given:
+ * each thumbnail costs many pixels then, and what a change redraws is
+ * mostly the view).
+ */
+function cacheMargin(m, raster, side) {
+  return Math.round(Math.max(m.width, m.height) / (raster && raster.zoomedIn(m, side) ? 8 : 3));
+}
 
 /** The cache's key: what, besides the centre, its picture depends on. */
 function cacheKey(m, side, version) { return [version, m.view.scale, side, m.width, m.height, m.dpr].join('|'); }
@@ -309,7 +316,7 @@ export class GLRenderer {
   build(m, side) {
     const gl = this.gl;
     const c = this.cache;
-    const M = cacheMargin(m);
+    const M = cacheMargin(m, this.software ? this.raster : null, side);
     const vw = m.width + 2 * M, vh = m.height + 2 * M;
     const w = Math.round(vw * m.dpr), h = Math.round(vh * m.dpr);
     const max = gl.getParameter(gl.MAX_TEXTURE_SIZE);
@@ -476,7 +483,7 @@ export class Canvas2DRenderer {
 
   build(m, side) {
     const c = this.cache;
-    const M = cacheMargin(m);
+    const M = cacheMargin(m, this.raster, side);
     const vw = m.width + 2 * M, vh = m.height + 2 * M;
     const w = Math.round(vw * m.dpr), h = Math.round(vh * m.dpr);
     if (!c.canvas || c.canvas.width !== w || c.canvas.height !== h) { c.canvas = new OffscreenCanvas(w, h); c.synced = false; }
@@ -523,7 +530,8 @@ function frameOf(m, side) {
 /** {look, sprites} for drawing on the CPU, or null where the sprites would not fit. */
 function planCPU(raster, m, side, zooming) {
   const look = frameOf(m, side);
-  const sprites = raster.spritesFor(m, side, look, zooming);
+  const M = cacheMargin(m, raster, side);
+  const sprites = raster.spritesFor(m, side, look, zooming, { cx: m.view.cx, cy: m.view.cy, w: m.width + 2 * M, h: m.height + 2 * M });
   return sprites === undefined ? null : { look, sprites };
 }
 
