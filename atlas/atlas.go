@@ -79,9 +79,9 @@ type Source struct {
 	Reader interface {
 		ReadRows(ctx context.Context, lo int, dst []uint8) error
 	}
-	Rows          []int
-	IDs           []string // per image
-	URLs          []string // per image
+	Rows []int
+	IDs  []string // per image
+	URLs []string // per image
 	// TotalRows is the number of rows of the table; rows not in Rows are
 	// listed as missing.
 	TotalRows int
