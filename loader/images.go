@@ -1,10 +1,12 @@
 package loader
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -426,6 +428,9 @@ func (l *Loader) jobNeed(n int, opts ImageOptions) int64 {
 // until other jobs give memory back. release gives the memory back and
 // removes the file.
 func (l *Loader) reserveJob(ctx context.Context, n int, opts ImageOptions) (release func(), _ *rowspool.File, _ error) {
+	if err := l.spoolRoom(n, opts); err != nil {
+		return nil, nil, err
+	}
 	need := l.jobNeed(n, opts)
 	err := l.mem.acquire(ctx, need, l.mem.keepJobs)
 	if errors.Is(err, ErrOverBudget) {
@@ -448,6 +453,30 @@ func (l *Loader) reserveJob(ctx context.Context, n int, opts ImageOptions) (rele
 		// and a failure to close has no one left to tell.
 		_ = spool.Close()
 	}, spool, nil
+}
+
+// spoolRoom fails n images of opts whose pixels go to disk when the spool
+// directory has less room for them than they need, at once rather than
+// when the disk fills up hours into loading. Other jobs may take room too:
+// then a write fails, naming the file.
+func (l *Loader) spoolRoom(n int, opts ImageOptions) error {
+	if !l.spools(n, opts) {
+		return nil
+	}
+	dir := cmp.Or(l.cfg.SpoolDir, os.TempDir())
+	pix := int64(n) * int64(opts.Width) * int64(opts.Height) * 3
+	free, ok := diskFree(dir)
+	if !ok || pix <= free {
+		return nil // a directory that cannot be read fails when the file is created, naming it
+	}
+	// Over the memory budget too, or only the disk's room.
+	over, inMemory := ErrOverBudget, "nor could the %s of memory this server gives one job (three quarters of its memory budget of %s) hold them"
+	if pix+int64(n)*RowOverhead <= l.mem.total-l.mem.keepJobs {
+		over, inMemory = errors.New("over the spool directory's room"), "the %s of memory this server gives one job (three quarters of its memory budget of %s) could, with a higher spool-above"
+	}
+	return fmt.Errorf("%w: %w: %w: %d rows of %d×%d images need about %s for their pixels, kept on disk above %s (spool-above), but %s has %s free; "+inMemory+"; set limit to map fewer rows, or ask for a smaller image_size",
+		ErrDatasetInvalid, ErrTooLarge, over, n, opts.Width, opts.Height, FormatBytes(pix), FormatBytes(l.cfg.SpoolAbove), dir, FormatBytes(free),
+		FormatBytes(l.mem.total-l.mem.keepJobs), FormatBytes(l.mem.total))
 }
 
 // overBudget is the error of n images of opts that can never fit.
@@ -474,6 +503,9 @@ func (l *Loader) CheckImages(n int, opts ImageOptions) error {
 	}
 	if l.jobNeed(n, opts) > l.mem.total-l.mem.keepJobs {
 		return l.overBudget(n, opts)
+	}
+	if err := l.spoolRoom(n, opts); err != nil {
+		return err
 	}
 	return nil
 }

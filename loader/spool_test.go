@@ -188,3 +188,31 @@ func TestReserveImagesSpoolsAppendedImages(t *testing.T) {
 		t.Errorf("spooled %v, rows %v; want the appended pixels and rows read back", im.Spooled(), im.Rows)
 	}
 }
+
+// A job whose pixels go to disk but would not fit there fails at once,
+// naming the directory and the numbers, before anything is allocated.
+func TestSpoolNeedsRoomOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	free, ok := diskFree(dir)
+	if !ok {
+		t.Skip("free disk space unknown here")
+	}
+	// Rows of 512×512 (768 KB each) for twice the free space.
+	n := int(2*free/(512*512*3)) + 1
+	rows := make([]Row, n)
+	for i := range rows {
+		rows[i] = Row{Index: i, ID: "x", ImageURL: "http://h.example/x.jpg"}
+	}
+	l := newTestLoader(t, func(c *Config) { c.SpoolDir, c.MemoryBudget = dir, 1<<50 })
+	_, err := l.LoadImages(ctxT(t), rows, ImageOptions{Width: 512, Height: 512}, nil)
+	if !errors.Is(err, ErrDatasetInvalid) || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "free") {
+		t.Fatalf("got %v, want dataset_invalid naming %s and its free space", err, dir)
+	}
+	if err := l.CheckImages(n, ImageOptions{Width: 512, Height: 512}); !errors.Is(err, ErrDatasetInvalid) {
+		t.Errorf("CheckImages: %v, want the same refusal", err)
+	}
+	if l.MemoryInUse() != 0 || testkit.OpenFilesIn(t, dir) != 0 {
+		t.Errorf("refusal left %d bytes of budget held, %d files open", l.MemoryInUse(), testkit.OpenFilesIn(t, dir))
+	}
+	t.Log(err)
+}
