@@ -68,14 +68,20 @@ type Atlas struct {
 	Sheets [][]byte
 }
 
-// Source is what Build reads: n images of W×H RGB pixels, contiguous, and
-// the row (and its id and image URL) each came from.
+// Source is what Build reads: n images of W×H RGB pixels, contiguous in
+// Pix or read one at a time from Reader, and the row (and its id and image
+// URL) each came from.
 type Source struct {
 	Width, Height int
 	Pix           []uint8
-	Rows          []int
-	IDs           []string // per image
-	URLs          []string // per image
+	// Reader, when Pix is nil, reads images k, k+1, … into dst (pixels
+	// spooled to disk: loader.Images, an embed.RowSource).
+	Reader interface {
+		ReadRows(ctx context.Context, lo int, dst []uint8) error
+	}
+	Rows []int
+	IDs  []string // per image
+	URLs []string // per image
 	// TotalRows is the number of rows of the table; rows not in Rows are
 	// listed as missing.
 	TotalRows int
@@ -99,7 +105,7 @@ func CellSize(n int) int {
 func Build(ctx context.Context, src Source) (*Atlas, error) {
 	n := len(src.Rows)
 	sz := src.Width * src.Height * 3
-	if src.Width <= 0 || src.Height <= 0 || len(src.Pix) != n*sz {
+	if src.Width <= 0 || src.Height <= 0 || (src.Reader == nil || src.Pix != nil) && len(src.Pix) != n*sz {
 		return nil, fmt.Errorf("atlas: %d images of %d×%d need %d bytes, have %d", n, src.Width, src.Height, n*sz, len(src.Pix))
 	}
 	if len(src.IDs) != n || len(src.URLs) != n {
@@ -125,6 +131,7 @@ func Build(ctx context.Context, src Source) (*Atlas, error) {
 	}
 	out := &Atlas{}
 	in := &image.RGBA{Stride: src.Width * 4, Rect: image.Rect(0, 0, src.Width, src.Height), Pix: make([]uint8, src.Width*src.Height*4)}
+	one := make([]uint8, sz) // an image read from src.Reader
 	for first := 0; first < n; first += perSheet {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -137,7 +144,11 @@ func Build(ctx context.Context, src Source) (*Atlas, error) {
 		rows := (count + cols - 1) / cols
 		sheet := image.NewRGBA(image.Rect(0, 0, cols*cell, rows*cell))
 		for k := first; k < first+count; k++ {
-			toRGBA(in, src.Pix[k*sz:(k+1)*sz])
+			rgb, err := src.image(ctx, k, one)
+			if err != nil {
+				return nil, fmt.Errorf("atlas: image %d: %w", k, err)
+			}
+			toRGBA(in, rgb)
 			j := k - first
 			x, y := (j%cols)*cell, (j/cols)*cell
 			draw.ApproxBiLinear.Scale(sheet, image.Rect(x, y, x+cell, y+cell), in, in.Rect, draw.Src, nil)
@@ -155,6 +166,15 @@ func Build(ctx context.Context, src Source) (*Atlas, error) {
 	}
 	out.Index = idx
 	return out, nil
+}
+
+// image returns the pixels of image k: in Pix, or read into buf.
+func (src *Source) image(ctx context.Context, k int, buf []uint8) ([]uint8, error) {
+	sz := len(buf)
+	if src.Pix != nil {
+		return src.Pix[k*sz : (k+1)*sz], nil
+	}
+	return buf, src.Reader.ReadRows(ctx, k, buf)
 }
 
 // toRGBA copies packed RGB pixels into an opaque RGBA image.

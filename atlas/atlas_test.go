@@ -3,10 +3,15 @@ package atlas
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"image"
 	"image/jpeg"
+	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/tsnemap/tsnemap/internal/rowspool"
 )
 
 // solid returns n images of w×h, image k filled with colours[k].
@@ -215,5 +220,41 @@ func BenchmarkRender(b *testing.B) {
 		if _, err := Render(context.Background(), &a.Index, []image.Image{sheet}, points, 1200, 900); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Images read from a spool file (pixels the loader kept on disk) give the
+// same atlas, byte for byte, as the same images in memory; a failed read
+// fails the build, naming the file.
+func TestBuildReadsSpooledImages(t *testing.T) {
+	pix := solid(10, 8, palette)
+	src := Source{Width: 10, Height: 8, Pix: pix, Rows: []int{0, 1, 3, 4, 6}, TotalRows: 7}
+	for _, r := range src.Rows {
+		src.IDs = append(src.IDs, fmt.Sprint("id", r))
+		src.URLs = append(src.URLs, fmt.Sprintf("https://h/%d.png", r))
+	}
+	want, err := Build(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := rowspool.Create(t.TempDir(), 10*8*3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := errors.Join(f.Append(pix), f.Finish()); err != nil {
+		t.Fatal(err)
+	}
+	src.Pix, src.Reader = nil, f
+	got, err := Build(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Error("the atlas of spooled images differs from the one of the same images in memory")
+	}
+	f.Close()
+	if _, err := Build(context.Background(), src); err == nil || !strings.Contains(err.Error(), f.Path()) {
+		t.Errorf("build from a closed spool: %v, want an error naming %s", err, f.Path())
 	}
 }

@@ -37,6 +37,17 @@ type Config struct {
 	// never fit fails at once, naming the numbers; one that fits waits for
 	// others to finish. Default: DefaultMemoryBudget (half the memory).
 	MemoryBudget int64
+	// SpoolAbove: a job whose pixels (rows × width × height × 3 bytes)
+	// are more than this keeps them in a temporary file in SpoolDir
+	// instead of memory (package internal/rowspool: unlinked at once,
+	// written as images decode, read back in blocks), and takes from the
+	// budget only RowOverhead a row and SpoolBlock. Default
+	// DefaultSpoolAbove (1 GiB, about 35,800 images of 100×100); negative:
+	// never.
+	SpoolAbove int64
+	// SpoolDir is the directory of those files; default the system's
+	// temporary directory (os.TempDir).
+	SpoolDir string
 	// MaxFeaturesBytes bounds a features file (features_url), counted
 	// while streaming; default 1 GiB (about 500,000 vectors of 512 float32).
 	MaxFeaturesBytes int64
@@ -99,6 +110,15 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 	return nil
 }
 
+// DefaultSpoolAbove is Config.SpoolAbove's default: pixels of more than
+// 1 GiB go to a temporary file.
+const DefaultSpoolAbove = 1 << 30
+
+// SpoolBlock is what a job whose pixels are spooled takes from the memory
+// budget for them: the engine reads them back a block of 64 MB at a time
+// (embed's rowBlockBytes).
+const SpoolBlock = 64 << 20
+
 const (
 	defaultMaxRows      = 1_000_000
 	defaultMaxColumns   = 1_000
@@ -130,6 +150,9 @@ func (c Config) withDefaults() Config {
 	def64(&c.MaxFeaturesBytes, 1<<30)
 	def64(&c.MaxImageBytes, 50<<20)
 	def64(&c.MaxImagePixels, 100_000_000)
+	if c.SpoolAbove == 0 {
+		c.SpoolAbove = DefaultSpoolAbove
+	}
 	if c.MemoryBudget <= 0 {
 		c.MemoryBudget = DefaultMemoryBudget()
 	}

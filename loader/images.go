@@ -1,13 +1,17 @@
 package loader
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/tsnemap/tsnemap/internal/rowspool"
 )
 
 // ErrInvalidOptions: an option is out of range (the request is wrong, not
@@ -43,7 +47,9 @@ type Failure struct {
 type Images struct {
 	Width, Height int
 	// Pix holds Len() images of Width·Height·3 bytes each (RGB, row-major,
-	// alpha composited on white), contiguous, in row order.
+	// alpha composited on white), contiguous, in row order; nil when they
+	// are spooled to a temporary file (Spooled; the Loader's SpoolAbove).
+	// ReadRows reads them either way.
 	Pix []uint8
 	// Rows[k] is the index, in the rows given to LoadImages, of image k.
 	Rows []int
@@ -51,11 +57,81 @@ type Images struct {
 	Failures []Failure
 
 	release func() // gives the pixels' memory back to the budget, once
+
+	// spool holds the pixels instead of Pix. LoadImages writes image k
+	// at its row's place, Rows[k] (placed: failed rows are holes);
+	// AppendImages writes it at k.
+	spool  *rowspool.File
+	placed bool
+}
+
+// Spooled reports whether the pixels are in a temporary file instead of
+// Pix: read them with ReadRows.
+func (im *Images) Spooled() bool { return im.spool != nil }
+
+// ReadRows copies the pixels of images lo, lo+1, … into dst, a whole
+// number of images: from Pix, or from the spool file with pread. It is an
+// embed.RowSource, safe for concurrent use once loading is done. An error
+// names the file.
+func (im *Images) ReadRows(ctx context.Context, lo int, dst []uint8) error {
+	sz := im.Width * im.Height * 3
+	n := len(dst) / max(sz, 1)
+	if sz == 0 || len(dst)%sz != 0 || lo < 0 || lo+n > im.Len() {
+		return fmt.Errorf("read images: %d bytes at image %d: there are %d images of %d bytes", len(dst), lo, im.Len(), sz)
+	}
+	switch {
+	case im.spool == nil:
+		copy(dst, im.Pix[lo*sz:])
+		return ctx.Err()
+	case !im.placed:
+		return im.spool.ReadRows(ctx, lo, dst)
+	}
+	// Runs of images whose rows follow each other are one read each.
+	for k := lo; k < lo+n; {
+		run := 1
+		for k+run < lo+n && im.Rows[k+run] == im.Rows[k]+run {
+			run++
+		}
+		if err := im.spool.ReadRows(ctx, im.Rows[k], dst[(k-lo)*sz:(k-lo+run)*sz]); err != nil {
+			return err
+		}
+		k += run
+	}
+	return nil
+}
+
+// AppendImages adds images after those held (an Images of ReserveImages,
+// assembled from parts loaded elsewhere): their pixels, contiguous, to Pix
+// or to the spool file, and their rows. Call Finish after the last.
+func (im *Images) AppendImages(pix []uint8, rows []int) error {
+	if sz := im.Width * im.Height * 3; len(pix) != len(rows)*sz {
+		return fmt.Errorf("append images: %d bytes for %d images of %d bytes", len(pix), len(rows), sz)
+	}
+	if im.spool == nil {
+		im.Pix = append(im.Pix, pix...)
+	} else if err := im.spool.Append(pix); err != nil {
+		return fmt.Errorf("append images: %w", err)
+	}
+	im.Rows = append(im.Rows, rows...)
+	return nil
+}
+
+// Finish ends AppendImages: a spool file's writes are flushed, and it is
+// read from then on.
+func (im *Images) Finish() error {
+	if im.spool == nil {
+		return nil
+	}
+	if err := im.spool.Finish(); err != nil {
+		return fmt.Errorf("images: %w", err)
+	}
+	return nil
 }
 
 // Release gives the memory of the images back to the Loader's memory
-// budget. Call it once Pix is no longer used (Pix must not be used after);
-// calling it again does nothing.
+// budget and removes their spool file, if any. Call it once the pixels
+// are no longer used (Pix and ReadRows must not be used after); calling
+// it again does nothing.
 func (im *Images) Release() {
 	if im != nil && im.release != nil {
 		im.release()
@@ -65,7 +141,8 @@ func (im *Images) Release() {
 // Len is the number of loaded images.
 func (im *Images) Len() int { return len(im.Rows) }
 
-// At returns the pixels of loaded image k.
+// At returns the pixels of loaded image k; only when they are not
+// Spooled.
 func (im *Images) At(k int) []uint8 {
 	sz := im.Width * im.Height * 3
 	return im.Pix[k*sz : (k+1)*sz : (k+1)*sz]
@@ -107,7 +184,7 @@ func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, 
 
 	n := len(rows)
 	sz := opts.Width * opts.Height * 3
-	release, err := l.reserveJob(ctx, n, opts)
+	release, spool, err := l.reserveJob(ctx, n, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +194,10 @@ func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, 
 			release()
 		}
 	}()
-	pix := make([]uint8, n*sz)
+	var pix []uint8 // the pixels, unless they are spooled
+	if spool == nil {
+		pix = make([]uint8, n*sz)
+	}
 	reasons := make([]string, n) // "" once loaded; set exactly once per row by one goroutine
 	loaded := make([]bool, n)
 
@@ -236,16 +316,30 @@ func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, 
 	var dec sync.WaitGroup
 	for range l.cfg.DecodeWorkers {
 		dec.Go(func() {
+			var buf []uint8 // one image, written to the spool at its row
+			if spool != nil {
+				buf = make([]uint8, sz)
+			}
 			for j := range jobs {
 				if ctx.Err() != nil {
 					l.mem.release(int64(cap(j.data)))
 					continue // drain so that downloaders never block
 				}
-				err := l.decodeBudgeted(ctx, j.data, opts.Width, opts.Height, pix[j.row*sz:(j.row+1)*sz])
+				dst := buf
+				if spool == nil {
+					dst = pix[j.row*sz : (j.row+1)*sz]
+				}
+				err := l.decodeBudgeted(ctx, j.data, opts.Width, opts.Height, dst)
 				l.mem.release(int64(cap(j.data)))
 				if err != nil {
 					fail(j.row, err.Error())
 					continue
+				}
+				if spool != nil {
+					if err := spool.WriteRowsAt(j.row, dst); err != nil {
+						cancel(err) // the file, not the image: the whole call fails
+						continue
+					}
 				}
 				loaded[j.row] = true
 				cnt.loaded.Add(1)
@@ -264,7 +358,8 @@ func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, 
 	report(true)
 
 	// Compact the loaded images to the front, keeping row order; the copy
-	// never overlaps forwards because k ≤ i.
+	// never overlaps forwards because k ≤ i. Spooled images stay at their
+	// rows' places in the file: ReadRows finds image k at row Rows[k].
 	im := &Images{Width: opts.Width, Height: opts.Height}
 	k := 0
 	for i := range n {
@@ -272,16 +367,22 @@ func (l *Loader) LoadImages(ctx context.Context, rows []Row, opts ImageOptions, 
 			im.Failures = append(im.Failures, failure(rows, i, reasons[i]))
 			continue
 		}
-		if k != i {
+		if k != i && spool == nil {
 			copy(pix[k*sz:(k+1)*sz], pix[i*sz:(i+1)*sz])
 		}
 		im.Rows = append(im.Rows, i)
 		k++
 	}
-	im.Pix = pix[: k*sz : k*sz]
 	if k == 0 {
-		im.Pix = nil
 		return im, fmt.Errorf("%w: all %d images failed (first: %s)", ErrNoImages, n, firstReason(im.Failures))
+	}
+	if spool != nil {
+		if err := spool.Finish(); err != nil {
+			return nil, fmt.Errorf("load images: %w", err)
+		}
+		im.spool, im.placed = spool, true
+	} else {
+		im.Pix = pix[: k*sz : k*sz]
 	}
 	done, im.release = true, sync.OnceFunc(release)
 	return im, nil
@@ -303,30 +404,92 @@ func (l *Loader) fetchLimited(ctx context.Context, host, rawURL string) ([]byte,
 	return l.fetch(ctx, nil, rawURL, l.cfg.MaxImageBytes, "image/*")
 }
 
+// spools reports whether n images of opts keep their pixels in a
+// temporary file: they are more than SpoolAbove bytes.
+func (l *Loader) spools(n int, opts ImageOptions) bool {
+	return l.cfg.SpoolAbove >= 0 && int64(n)*int64(opts.Width)*int64(opts.Height)*3 > l.cfg.SpoolAbove
+}
+
+// jobNeed is the memory n images of opts take from the budget: what the
+// engine holds per row, and their pixels, or only a block of them when
+// they are spooled.
+func (l *Loader) jobNeed(n int, opts ImageOptions) int64 {
+	need := int64(n) * RowOverhead
+	if l.spools(n, opts) {
+		return need + SpoolBlock
+	}
+	return need + int64(n)*int64(opts.Width)*int64(opts.Height)*3
+}
+
 // reserveJob takes a job's memory from the budget before anything is
-// allocated: its pixel array and what the engine holds per row. A job that
-// can never fit fails at once with an error naming the numbers; one that
-// fits waits until other jobs give memory back.
-func (l *Loader) reserveJob(ctx context.Context, n int, opts ImageOptions) (func(), error) {
-	per := int64(opts.Width)*int64(opts.Height)*3 + RowOverhead
-	need := int64(n) * per
+// allocated (jobNeed), and creates the spool file of a job whose pixels
+// are spooled (nil when they are kept in memory). A job that can never
+// fit fails at once with an error naming the numbers; one that fits waits
+// until other jobs give memory back. release gives the memory back and
+// removes the file.
+func (l *Loader) reserveJob(ctx context.Context, n int, opts ImageOptions) (release func(), _ *rowspool.File, _ error) {
+	if err := l.spoolRoom(n, opts); err != nil {
+		return nil, nil, err
+	}
+	need := l.jobNeed(n, opts)
 	err := l.mem.acquire(ctx, need, l.mem.keepJobs)
 	if errors.Is(err, ErrOverBudget) {
-		return nil, l.overBudget(n, opts)
+		return nil, nil, l.overBudget(n, opts)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("load images: wait for memory: %w", err)
+		return nil, nil, fmt.Errorf("load images: wait for memory: %w", err)
 	}
-	return func() { l.mem.release(need) }, nil
+	if !l.spools(n, opts) {
+		return func() { l.mem.release(need) }, nil, nil
+	}
+	spool, err := rowspool.Create(l.cfg.SpoolDir, opts.Width*opts.Height*3)
+	if err != nil {
+		l.mem.release(need)
+		return nil, nil, fmt.Errorf("load images: spool the pixels: %w", err)
+	}
+	return func() {
+		l.mem.release(need)
+		// Unlinked when created (on Linux): closing it frees its space,
+		// and a failure to close has no one left to tell.
+		_ = spool.Close()
+	}, spool, nil
+}
+
+// spoolRoom fails n images of opts whose pixels go to disk when the spool
+// directory has less room for them than they need, at once rather than
+// when the disk fills up hours into loading. Other jobs may take room too:
+// then a write fails, naming the file.
+func (l *Loader) spoolRoom(n int, opts ImageOptions) error {
+	if !l.spools(n, opts) {
+		return nil
+	}
+	dir := cmp.Or(l.cfg.SpoolDir, os.TempDir())
+	pix := int64(n) * int64(opts.Width) * int64(opts.Height) * 3
+	free, ok := diskFree(dir)
+	if !ok || pix <= free {
+		return nil // a directory that cannot be read fails when the file is created, naming it
+	}
+	// Over the memory budget too, or only the disk's room.
+	over, inMemory := ErrOverBudget, "nor could the %s of memory this server gives one job (three quarters of its memory budget of %s) hold them"
+	if pix+int64(n)*RowOverhead <= l.mem.total-l.mem.keepJobs {
+		over, inMemory = errors.New("over the spool directory's room"), "the %s of memory this server gives one job (three quarters of its memory budget of %s) could, with a higher spool-above"
+	}
+	return fmt.Errorf("%w: %w: %w: %d rows of %d×%d images need about %s for their pixels, kept on disk above %s (spool-above), but %s has %s free; "+inMemory+"; set limit to map fewer rows, or ask for a smaller image_size",
+		ErrDatasetInvalid, ErrTooLarge, over, n, opts.Width, opts.Height, FormatBytes(pix), FormatBytes(l.cfg.SpoolAbove), dir, FormatBytes(free),
+		FormatBytes(l.mem.total-l.mem.keepJobs), FormatBytes(l.mem.total))
 }
 
 // overBudget is the error of n images of opts that can never fit.
 func (l *Loader) overBudget(n int, opts ImageOptions) error {
-	per := int64(opts.Width)*int64(opts.Height)*3 + RowOverhead
-	need := int64(n) * per
-	return fmt.Errorf("%w: %w: %w: %d rows of %d×%d images need about %s of memory (%s a row: %d×%d×3 bytes of pixels and %s for the engine), more than the %s this server gives one job (three quarters of its memory budget of %s); set limit to map fewer rows, or ask for a smaller image_size",
-		ErrDatasetInvalid, ErrTooLarge, ErrOverBudget, n, opts.Width, opts.Height, FormatBytes(need), FormatBytes(per),
-		opts.Width, opts.Height, FormatBytes(RowOverhead), FormatBytes(l.mem.total-l.mem.keepJobs), FormatBytes(l.mem.total))
+	need := l.jobNeed(n, opts)
+	what := fmt.Sprintf("%s a row: %d×%d×3 bytes of pixels and %s for the engine", FormatBytes(int64(opts.Width)*int64(opts.Height)*3+RowOverhead),
+		opts.Width, opts.Height, FormatBytes(RowOverhead))
+	if l.spools(n, opts) {
+		what = fmt.Sprintf("%s a row for the engine and %s to read the pixels back from disk", FormatBytes(RowOverhead), FormatBytes(SpoolBlock))
+	}
+	return fmt.Errorf("%w: %w: %w: %d rows of %d×%d images need about %s of memory (%s), more than the %s this server gives one job (three quarters of its memory budget of %s); set limit to map fewer rows, or ask for a smaller image_size",
+		ErrDatasetInvalid, ErrTooLarge, ErrOverBudget, n, opts.Width, opts.Height, FormatBytes(need), what,
+		FormatBytes(l.mem.total-l.mem.keepJobs), FormatBytes(l.mem.total))
 }
 
 // CheckImages fails as LoadImages would at once when n images of opts
@@ -338,8 +501,11 @@ func (l *Loader) CheckImages(n int, opts ImageOptions) error {
 	if err != nil {
 		return err
 	}
-	if int64(n)*(int64(opts.Width)*int64(opts.Height)*3+RowOverhead) > l.mem.total-l.mem.keepJobs {
+	if l.jobNeed(n, opts) > l.mem.total-l.mem.keepJobs {
 		return l.overBudget(n, opts)
+	}
+	if err := l.spoolRoom(n, opts); err != nil {
+		return err
 	}
 	return nil
 }
@@ -353,8 +519,7 @@ func (l *Loader) FitsNow(n int, opts ImageOptions) bool {
 	if err != nil {
 		return false
 	}
-	need := int64(n) * (int64(opts.Width)*int64(opts.Height)*3 + RowOverhead)
-	return l.mem.inUse()+need <= l.mem.total-l.mem.keepJobs
+	return l.mem.inUse()+l.jobNeed(n, opts) <= l.mem.total-l.mem.keepJobs
 }
 
 // MaxURLBytes is the longest image URL fetched; a longer one fails its row.
@@ -461,18 +626,22 @@ func (s *scheduler) done(host string) {
 
 // ReserveImages takes from the memory budget what n images of opts (and
 // the engine's share of their rows) need, as LoadImages does, and returns
-// an empty Images to fill (Pix has room for n images) whose Release gives
-// the memory back. A job whose images were loaded elsewhere (in shards,
-// by other workers) assembles them here.
+// an empty Images to fill with AppendImages, then Finish (Pix has room for
+// n images, or they go to a spool file, as LoadImages would do), whose
+// Release gives the memory back. A job whose images were loaded elsewhere
+// (in shards, by other workers) assembles them here.
 func (l *Loader) ReserveImages(ctx context.Context, n int, opts ImageOptions) (*Images, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	release, err := l.reserveJob(ctx, n, opts)
+	release, spool, err := l.reserveJob(ctx, n, opts)
 	if err != nil {
 		return nil, err
 	}
-	sz := opts.Width * opts.Height * 3
-	return &Images{Width: opts.Width, Height: opts.Height, Pix: make([]uint8, 0, n*sz), Rows: make([]int, 0, n), release: sync.OnceFunc(release)}, nil
+	im := &Images{Width: opts.Width, Height: opts.Height, Rows: make([]int, 0, n), spool: spool, release: sync.OnceFunc(release)}
+	if spool == nil {
+		im.Pix = make([]uint8, 0, n*opts.Width*opts.Height*3)
+	}
+	return im, nil
 }

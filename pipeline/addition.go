@@ -87,7 +87,7 @@ func (p *Pipeline) Grow(ctx context.Context, req jobs.Request, be embed.Backend,
 		return nil, err
 	}
 	defer images.Release()
-	data := embed.Data{N: images.Len(), D: images.Width * images.Height * 3, U8: images.Pix}
+	data := imageData(images)
 	opts := embed.DefaultAddOptions()
 	if th, ok := be.(interface{ Threads() int }); ok {
 		opts.Threads = th.Threads() // the service's --threads
@@ -215,7 +215,7 @@ func addObserver(t *jobs.Tracker) *embed.Observer {
 // size, their rows numbered after the base's. It is nil (and the failure
 // logged) when the new thumbnails cannot be made: the map stands without.
 func mergedThumbnails(ctx context.Context, t *jobs.Tracker, base *atlas.Atlas, baseRows int, fresh *loader.Table, images *loader.Images) *atlas.Atlas {
-	src := atlas.Source{Width: images.Width, Height: images.Height, Pix: images.Pix, TotalRows: len(fresh.Rows),
+	src := atlas.Source{Width: images.Width, Height: images.Height, Pix: images.Pix, Reader: images, TotalRows: len(fresh.Rows),
 		Rows: images.Rows, IDs: make([]string, len(images.Rows)), URLs: make([]string, len(images.Rows))}
 	for k, r := range images.Rows {
 		src.IDs[k], src.URLs[k] = fresh.Rows[r].ID, fresh.Rows[r].ImageURL

@@ -223,7 +223,7 @@ func toJobFailures(fs []loader.Failure) []jobs.Failure {
 func (p *Pipeline) embed(ctx context.Context, job jobs.Job, be embed.Backend, table *loader.Table, images *loader.Images, t *jobs.Tracker) (*embed.Result, error) {
 	req := job.Request
 	opts := Options(req)
-	data := embed.Data{N: images.Len(), D: images.Width * images.Height * 3, U8: images.Pix}
+	data := imageData(images)
 	what := fmt.Sprintf("%d images of %d×%d", data.N, images.Width, images.Height)
 	be, release, err := p.fit(job, be, data, true, what, opts, t)
 	if err != nil {
@@ -244,6 +244,19 @@ func (p *Pipeline) embed(ctx context.Context, job jobs.Job, be embed.Backend, ta
 	}
 	recordKL(t, res.KL)
 	return res, nil
+}
+
+// imageData is the engine's input of images: their pixels in memory, or
+// read back from their spool file a block at a time when the loader kept
+// them on disk (loader.Config.SpoolAbove).
+func imageData(images *loader.Images) embed.Data {
+	d := embed.Data{N: images.Len(), D: images.Width * images.Height * 3}
+	if images.Spooled() {
+		d.Rows = images
+	} else {
+		d.U8 = images.Pix
+	}
+	return d
 }
 
 // recordKL puts the final KL divergence in the job's progress (NaN: none
@@ -347,7 +360,7 @@ func (p *Pipeline) log() *slog.Logger {
 }
 
 func storeThumbnails(ctx context.Context, t *jobs.Tracker, table *loader.Table, images *loader.Images) {
-	src := atlas.Source{Width: images.Width, Height: images.Height, Pix: images.Pix, Rows: images.Rows, TotalRows: len(table.Rows),
+	src := atlas.Source{Width: images.Width, Height: images.Height, Pix: images.Pix, Reader: images, Rows: images.Rows, TotalRows: len(table.Rows),
 		IDs: make([]string, len(images.Rows)), URLs: make([]string, len(images.Rows))}
 	for k, r := range images.Rows {
 		src.IDs[k], src.URLs[k] = table.Rows[r].ID, table.Rows[r].ImageURL

@@ -96,9 +96,15 @@ func newImageServer(t *testing.T, n int, broken map[string]string) *imageServer 
 	return s
 }
 
-func newPipeline(t *testing.T) *Pipeline {
+// newPipeline is a pipeline for the test servers; mods change its
+// loader's configuration.
+func newPipeline(t *testing.T, mods ...func(*loader.Config)) *Pipeline {
 	t.Helper()
-	l, err := loader.New(loader.Config{AllowPrivateNetworks: true, MaxAttempts: 1})
+	cfg := loader.Config{AllowPrivateNetworks: true, MaxAttempts: 1}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	l, err := loader.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,9 +396,12 @@ func TestRunCancelled(t *testing.T) {
 		name  string
 		gated bool       // images never arrive
 		stage jobs.Stage // cancel once this stage is reported
+		spool bool       // the pixels go to a spool file
 	}{
-		{"while loading images", true, jobs.StageLoadingImages},
-		{"while optimizing", false, jobs.StageOptimizing},
+		{"while loading images", true, jobs.StageLoadingImages, false},
+		{"while optimizing", false, jobs.StageOptimizing, false},
+		{"while loading images into a spool", true, jobs.StageLoadingImages, true},
+		{"while optimizing from a spool", false, jobs.StageOptimizing, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -404,7 +413,12 @@ func TestRunCancelled(t *testing.T) {
 			req.Iterations = 100000 // far more than the test waits for
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			p := newPipeline(t)
+			dir := t.TempDir()
+			p := newPipeline(t, func(c *loader.Config) {
+				if c.SpoolAbove, c.SpoolDir = -1, dir; tc.spool {
+					c.SpoolAbove = 1
+				}
+			})
 			var rec recorder
 			done := make(chan error, 1)
 			go func() {
@@ -416,6 +430,9 @@ func TestRunCancelled(t *testing.T) {
 				testkit.Eventually(t, 10*time.Second, func() (bool, string) {
 					return srv.imagesSeen.Load() > 0, "no image asked for yet"
 				})
+				if n := testkit.OpenFilesIn(t, dir); tc.spool && n != 1 {
+					t.Errorf("%d spool files open while loading, want 1", n)
+				}
 			}
 			cancel()
 			if err := <-done; !errors.Is(err, context.Canceled) {
@@ -427,6 +444,9 @@ func TestRunCancelled(t *testing.T) {
 			}, "downloads after cancel")
 			if it := rec.last().Progress.Iteration; it >= req.Iterations {
 				t.Errorf("ran to iteration %d of %d after cancel", it, req.Iterations)
+			}
+			if n := testkit.OpenFilesIn(t, dir); n != 0 {
+				t.Errorf("%d spool files still open after cancel", n)
 			}
 		})
 	}

@@ -60,7 +60,11 @@ func (p *Pipeline) LoadShard(ctx context.Context, req jobs.Request, task jobs.Sh
 	// The pixels outlive the budget's hold: they are stored right after
 	// and dropped, and the worker loads one shard a slot at a time.
 	defer images.Release()
-	out := &jobs.ShardOutput{Width: images.Width, Height: images.Height, Pix: images.Pix, Rows: make([]int, len(images.Rows)), Failures: toJobFailures(images.Failures)}
+	pix, err := shardPixels(ctx, images)
+	if err != nil {
+		return nil, fmt.Errorf("load shard %d: %w", task.Shard, err)
+	}
+	out := &jobs.ShardOutput{Width: images.Width, Height: images.Height, Pix: pix, Rows: make([]int, len(images.Rows)), Failures: toJobFailures(images.Failures)}
 	for k, r := range images.Rows {
 		out.Rows[k] = task.First + r
 	}
@@ -73,10 +77,26 @@ func (p *Pipeline) LoadShard(ctx context.Context, req jobs.Request, task jobs.Sh
 	return out, nil
 }
 
+// shardPixels are the pixels of a shard's images, to store as one object:
+// read back from their spool file when a shard was larger than the
+// loader's SpoolAbove (a --shard-size far above the default). A shard is
+// bounded by its size, so it is read whole.
+func shardPixels(ctx context.Context, images *loader.Images) ([]uint8, error) {
+	if !images.Spooled() {
+		return images.Pix, nil
+	}
+	pix := make([]uint8, images.Len()*images.Width*images.Height*3)
+	if err := images.ReadRows(ctx, 0, pix); err != nil {
+		return nil, err
+	}
+	return pix, nil
+}
+
 // loadShards is loadImages for a large job: its rows are cut into
 // shards that every worker of the cluster loads, and the shards' pixels
-// are then read back in order into one block of uint8 pixels, exactly as
-// loadImages would have made them (the same rows, failures and bytes):
+// are then read back in order into one block of uint8 pixels (or one
+// spool file, above the loader's SpoolAbove), exactly as loadImages
+// would have made them (the same rows, failures and bytes):
 // the embedding that follows cannot tell the difference.
 func (p *Pipeline) loadShards(ctx context.Context, job jobs.Job, table *loader.Table, t *jobs.Tracker) (*loader.Images, error) {
 	req := job.Request
@@ -167,9 +187,13 @@ func (p *Pipeline) assemble(ctx context.Context, images *loader.Images, table *l
 		case len(out.Rows) > 0 && (out.Width != images.Width || out.Height != images.Height):
 			return fmt.Errorf("assemble shards: shard %d has images of %d×%d, want %d×%d", k, out.Width, out.Height, images.Width, images.Height)
 		}
-		images.Pix = append(images.Pix, out.Pix...)
-		images.Rows = append(images.Rows, out.Rows...)
+		if err := images.AppendImages(out.Pix, out.Rows); err != nil {
+			return fmt.Errorf("assemble shards: shard %d: %w", k, err)
+		}
 		failures = append(failures, out.Failures...)
+	}
+	if err := images.Finish(); err != nil {
+		return fmt.Errorf("assemble shards: %w", err)
 	}
 	if n := len(images.Rows) + len(failures); n != len(table.Rows) {
 		return fmt.Errorf("assemble shards: the shards hold %d rows, the table has %d (it changed since they were loaded)", n, len(table.Rows))

@@ -20,9 +20,10 @@ import (
 type cluster struct {
 	emb    *jobs.Embedded
 	stores []*jobs.Store
+	mods   []func(*loader.Config) // of every worker's loader
 }
 
-func startCluster(t *testing.T, n int) *cluster {
+func startCluster(t *testing.T, n int, mods ...func(*loader.Config)) *cluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -31,7 +32,7 @@ func startCluster(t *testing.T, n int) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(emb.Shutdown)
-	c := &cluster{emb: emb}
+	c := &cluster{emb: emb, mods: mods}
 	for k := range n {
 		c.add(t, fmt.Sprintf("w%d", k), false)
 	}
@@ -54,7 +55,7 @@ func (c *cluster) add(t *testing.T, name string, gpu bool) {
 		t.Fatal(err)
 	}
 	c.stores = append(c.stores, st)
-	p := newPipeline(t)
+	p := newPipeline(t, c.mods...)
 	if gpu {
 		p.GPU = cpu.New(1)
 	}

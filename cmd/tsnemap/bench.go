@@ -23,6 +23,7 @@ import (
 	"github.com/tsnemap/tsnemap/gpu"
 	"github.com/tsnemap/tsnemap/internal/rowspool"
 	"github.com/tsnemap/tsnemap/internal/synth"
+	"github.com/tsnemap/tsnemap/loader"
 )
 
 // A benchCase is synthetic data of one shape: N rows of D float32 features
@@ -140,9 +141,9 @@ type benchInput struct {
 	spoolDir   string
 }
 
-// defaultSpoolAbove is where the bench starts to spool pixels: 1 GiB
-// (35,000 images of 100×100 RGB).
-const defaultSpoolAbove = 1 << 30
+// defaultSpoolAbove is where the bench starts to spool pixels: where the
+// service does (1 GiB, 35,000 images of 100×100 RGB).
+const defaultSpoolAbove = loader.DefaultSpoolAbove
 
 const defaultCases = "2000x50,10000x50,70000x50,10000x30000u8"
 

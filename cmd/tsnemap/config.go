@@ -94,6 +94,8 @@ type common struct {
 	allowPrivate  bool
 	maxImages     int
 	memoryBudget  byteSize
+	spoolAbove    byteSize
+	spoolDir      string
 	maxStore      int64
 	shardAbove    int
 	shardSize     int
@@ -132,6 +134,9 @@ func (c *common) register(fs *flag.FlagSet, worker bool) {
 	fs.BoolVar(&c.allowPrivate, "allow-private-networks", false, "let jobs fetch from private, loopback and link-local addresses (trusted networks only)")
 	fs.IntVar(&c.maxImages, "max-images", 1_000_000, "most rows (and images) one job may have; a larger table fails the job")
 	fs.Var(&c.memoryBudget, "memory-budget", "memory the jobs of this process may hold at once (pixels, downloads, decodes), e.g. 8GB; a job that can never fit fails naming the numbers (0: half the machine's or the container's memory)")
+	c.spoolAbove = loader.DefaultSpoolAbove
+	fs.Var(&c.spoolAbove, "spool-above", "a job whose pixels (rows × width × height × 3 bytes) are more than this keeps them in a temporary file in --spool-dir instead of memory, e.g. 512MB (0: never)")
+	fs.StringVar(&c.spoolDir, "spool-dir", "", "directory of those temporary files, which are unlinked as soon as they are created (default: the system's temporary directory, $TMPDIR or /tmp)")
 	fs.IntVar(&c.shardAbove, "shard-above", 20_000, "a job of more rows loads its images in shards that every worker of the cluster takes (a request's shard_size forces it)")
 	fs.IntVar(&c.shardSize, "shard-size", 5_000, "rows of one shard of a large job")
 	fs.IntVar(&c.shardSlots, "shard-concurrency", 1, "shards this process loads at once, of any job (at least 1: a job's own worker always takes its shards too)")
@@ -416,7 +421,11 @@ func (c *common) pipeline(ctx context.Context, log *slog.Logger, extraAllowed []
 		return nil, fmt.Errorf("--shard-concurrency %d: want ≥ 1", c.shardSlots)
 	}
 	cfg := loader.Config{AllowPrivateNetworks: c.allowPrivate, AllowedAddrPorts: extraAllowed, MaxRows: c.maxImages,
-		MemoryBudget: int64(c.memoryBudget), MaxPerHost: c.maxPerHost, HostLimiter: c.hostLimiter}
+		MemoryBudget: int64(c.memoryBudget), MaxPerHost: c.maxPerHost, HostLimiter: c.hostLimiter,
+		SpoolAbove: int64(c.spoolAbove), SpoolDir: c.spoolDir}
+	if c.spoolAbove == 0 {
+		cfg.SpoolAbove = -1 // --spool-above 0: never
+	}
 	g, err := pickGPU(ctx, c.backend, log)
 	if err != nil {
 		return nil, err
@@ -428,7 +437,8 @@ func (c *common) pipeline(ctx context.Context, log *slog.Logger, extraAllowed []
 		}
 		return nil, err
 	}
-	log.Info("memory budget of jobs", "bytes", l.Config().MemoryBudget, "size", loader.FormatBytes(l.Config().MemoryBudget))
+	log.Info("memory budget of jobs", "bytes", l.Config().MemoryBudget, "size", loader.FormatBytes(l.Config().MemoryBudget),
+		"spool_above", l.Config().SpoolAbove, "spool_dir", cmp.Or(c.spoolDir, os.TempDir()))
 	p := &pipeline.Pipeline{Loader: l, CPU: cpu.New(c.threads), Log: log, ShardAbove: c.shardAbove, ShardSize: c.shardSize}
 	if g != nil {
 		p.GPU = g

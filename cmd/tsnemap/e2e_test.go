@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -581,4 +582,37 @@ func TestTSNESeparatesColours(t *testing.T) {
 		byGroup[k%groups] = append(byGroup[k%groups], []float64{*p.X, *p.Y, *p.Z})
 	}
 	checkColourGroups(t, byGroup, b)
+}
+
+// TestRunCommandSpoolsAboveSpoolAbove: --spool-above (here from the
+// environment) sends a job's pixels to a file in --spool-dir, giving the
+// table of a run in memory; an unusable --spool-dir fails the run naming it.
+func TestRunCommandSpoolsAboveSpoolAbove(t *testing.T) {
+	cat := newCatalogue(t, 12)
+	dir := t.TempDir()
+	runTo := func(out string, env map[string]string, extra ...string) error {
+		args := append([]string{"--dataset-url", cat.srv.URL + "/data.tab", "--image-url-template", cat.srv.URL + "/img/{id}.png",
+			"--method", "pca", "--image-width", "8", "--image-height", "8", "-o", out, "--quiet"}, extra...)
+		env["TSNEMAP_ALLOW_PRIVATE_NETWORKS"] = "true"
+		var stdout, stderr bytes.Buffer
+		return runCommand(context.Background(), args, func(k string) string { return env[k] }, &stdout, &stderr)
+	}
+	memOut, spoolOut := filepath.Join(dir, "mem.tab"), filepath.Join(dir, "spool.tab")
+	if err := runTo(memOut, map[string]string{}, "--spool-above", "0"); err != nil {
+		t.Fatal(err)
+	}
+	spoolDir := t.TempDir()
+	if err := runTo(spoolOut, map[string]string{"TSNEMAP_SPOOL_ABOVE": "1KB", "TSNEMAP_SPOOL_DIR": spoolDir}); err != nil {
+		t.Fatal(err)
+	}
+	mem, _ := os.ReadFile(memOut)
+	spooled, _ := os.ReadFile(spoolOut)
+	if len(mem) == 0 || !bytes.Equal(mem, spooled) {
+		t.Errorf("spooled table differs from the one in memory:\n%s\n---\n%s", spooled, mem)
+	}
+	missing := filepath.Join(spoolDir, "gone")
+	err := runTo(filepath.Join(dir, "x.tab"), map[string]string{"TSNEMAP_SPOOL_ABOVE": "1KB"}, "--spool-dir", missing)
+	if err == nil || !strings.Contains(err.Error(), missing) {
+		t.Errorf("run with a missing --spool-dir: %v, want an error naming %s", err, missing)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 )
 
 // writeBuffer is the size of the buffered writer in front of the file.
@@ -23,15 +24,20 @@ const writeBuffer = 1 << 20
 // readChunk bounds one pread, so a cancel is seen within about 16 MB read.
 const readChunk = 16 << 20
 
-// File is a temporary file of rows of D bytes each, written with Append,
-// then read with ReadRows after Finish. It is not safe for concurrent use
-// while writing; after Finish, ReadRows may be called concurrently.
+// File is a temporary file of rows of D bytes each, written either with
+// Append (in order, one goroutine) or with WriteRowsAt (at any row, from
+// any number of goroutines), then read with ReadRows after Finish, which
+// may be called concurrently.
 type File struct {
 	path          string
 	f             *os.File
 	w             *bufio.Writer // nil after Finish
-	d, n          int
+	d             int
 	removeOnClose bool // the file could not be unlinked while open
+
+	mu     sync.Mutex
+	n      int  // rows: appended, or up to the last written at
+	placed bool // written with WriteRowsAt (Append would write over it)
 }
 
 // Create makes an empty spool of d-byte rows in dir ("" is os.TempDir()).
@@ -60,8 +66,13 @@ func (s *File) Path() string { return s.path }
 // D is the width of a row in bytes.
 func (s *File) D() int { return s.d }
 
-// Len is the number of rows appended so far.
-func (s *File) Len() int { return s.n }
+// Len is the number of rows appended so far (or, with WriteRowsAt, one
+// past the last row written).
+func (s *File) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
 
 // Append writes rows (a whole number of D-byte rows) at the end. A failed
 // write (disk full) is an error that names the file.
@@ -72,10 +83,44 @@ func (s *File) Append(rows []uint8) error {
 	case len(rows)%s.d != 0:
 		return fmt.Errorf("rowspool %s: append of %d bytes, not a whole number of %d-byte rows", s.path, len(rows), s.d)
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.placed {
+		return fmt.Errorf("rowspool %s: append after WriteRowsAt", s.path)
+	}
 	if _, err := s.w.Write(rows); err != nil {
 		return fmt.Errorf("rowspool %s: write: %w", s.path, err)
 	}
 	s.n += len(rows) / s.d
+	return nil
+}
+
+// WriteRowsAt writes rows (a whole number of D-byte rows) at row lo, with
+// pwrite (os.File.WriteAt): rows may arrive in any order, from several
+// goroutines at once, and rows never written stay holes of zeros (no disk
+// space on Linux's file systems). Len becomes at least lo plus the rows
+// written. A File written this way takes no Append. A failed write (disk
+// full) is an error that names the file.
+func (s *File) WriteRowsAt(lo int, rows []uint8) error {
+	switch {
+	case s.w == nil:
+		return fmt.Errorf("rowspool %s: write after Finish", s.path)
+	case len(rows)%s.d != 0 || lo < 0:
+		return fmt.Errorf("rowspool %s: write of %d bytes at row %d, not a whole number of %d-byte rows", s.path, len(rows), lo, s.d)
+	}
+	s.mu.Lock()
+	if s.n > 0 && !s.placed {
+		s.mu.Unlock()
+		return fmt.Errorf("rowspool %s: WriteRowsAt after Append", s.path)
+	}
+	s.placed = true
+	s.mu.Unlock()
+	if _, err := s.f.WriteAt(rows, int64(lo)*int64(s.d)); err != nil {
+		return fmt.Errorf("rowspool %s: write: %w", s.path, err)
+	}
+	s.mu.Lock()
+	s.n = max(s.n, lo+len(rows)/s.d)
+	s.mu.Unlock()
 	return nil
 }
 
@@ -95,11 +140,11 @@ func (s *File) Finish() error {
 // (a whole number of rows, all appended).
 func (s *File) ReadRows(ctx context.Context, lo int, dst []uint8) error {
 	rows := len(dst) / s.d
-	switch {
+	switch n := s.Len(); {
 	case s.w != nil:
 		return fmt.Errorf("rowspool %s: read before Finish", s.path)
-	case len(dst)%s.d != 0 || lo < 0 || lo+rows > s.n:
-		return fmt.Errorf("rowspool %s: read of %d bytes at row %d: the file has %d rows of %d bytes", s.path, len(dst), lo, s.n, s.d)
+	case len(dst)%s.d != 0 || lo < 0 || lo+rows > n:
+		return fmt.Errorf("rowspool %s: read of %d bytes at row %d: the file has %d rows of %d bytes", s.path, len(dst), lo, n, s.d)
 	}
 	off := int64(lo) * int64(s.d)
 	for len(dst) > 0 {
