@@ -170,32 +170,89 @@ func approxNeighborsWith(ctx context.Context, b *Backend, x []float32, n, d, k i
 		st.trees, st.seeding, st.descent = t1.Sub(t0), t2.Sub(t1), time.Since(t2)
 		st.updates = s.updates
 	}
-	idx := make([]int32, n*k)
-	dist := make([]float32, n*k)
-	// The lists mix distances of two formulas; each is measured again as
-	// Σ(a−b)² in float64 (as the exact search's finishRow does), on the
-	// renumbered copy, where a point's neighbours sit near it in memory
-	// (on the input they are scattered: twice the time at 250,000
-	// points), and the list is sorted by (distance, original index).
-	if err := b.parallelFor(ctx, n, 1024, func(_, lo, hi int) {
+	idx, dist, err := s.finish(ctx, order, k)
+	if err != nil {
+		return nil, fmt.Errorf("cpu: approximate neighbours: %w", err)
+	}
+	return &embed.Neighbors{N: n, K: k, Index: idx, Dist2: dist, Method: embed.NeighborsApprox}, nil
+}
+
+// finish turns the working lists into the result, in the lists' own
+// memory: the result would otherwise be a second n·k copy (720 MB at
+// 1,000,000 points, k = 90) allocated while the lists are still held.
+//
+// The lists mix distances of two formulas; each is measured again as
+// Σ(a−b)² in float64 (as the exact search's finishRow does), on the
+// renumbered copy, where a point's neighbours sit near it in memory (on the
+// input they are scattered: twice the time at 250,000 points), and the list
+// is sorted by (distance, original index) and cut to k. Row p is written
+// back to the first k slots of its own list, then the rows are compacted to
+// width k and moved to the input's order.
+func (s *nnDescent) finish(ctx context.Context, order []int32, k int) ([]int32, []float32, error) {
+	n, kw := s.n, s.k
+	if err := s.b.parallelFor(ctx, n, 1024, func(_, lo, hi int) {
 		keys := make([]uint64, kw)
 		for p := lo; p < hi; p++ {
 			xp := s.row(int32(p))
-			for j, q := range s.g.idx[p*kw : (p+1)*kw] {
+			row := s.g.idx[p*kw : (p+1)*kw]
+			for j, q := range row {
 				keys[j] = neighborKey(nnSqDist64(xp, s.row(q)), int(order[q]))
 			}
 			slices.Sort(keys)
-			o := int(order[p])
+			drow := s.g.dist[p*kw : (p+1)*kw]
 			for j, key := range keys[:k] {
-				dist[o*k+j] = math.Float32frombits(uint32(key >> 32))
-				idx[o*k+j] = int32(uint32(key))
+				drow[j] = math.Float32frombits(uint32(key >> 32))
+				row[j] = int32(uint32(key))
 			}
 		}
 	}); err != nil {
-		return nil, fmt.Errorf("cpu: approximate neighbours: %w", err)
+		return nil, nil, err
 	}
-	s.x = nil
-	return &embed.Neighbors{N: n, K: k, Index: idx, Dist2: dist, Method: embed.NeighborsApprox}, nil
+	idx, dist := s.g.idx[:n*k:n*k], s.g.dist[:n*k:n*k]
+	if kw > k {
+		// Rows move down only (p·k ≤ p·kw), so ascending order is safe.
+		for p := 1; p < n; p++ {
+			copy(idx[p*k:(p+1)*k], s.g.idx[p*kw:p*kw+k])
+			copy(dist[p*k:(p+1)*k], s.g.dist[p*kw:p*kw+k])
+		}
+	}
+	permuteRows(idx, dist, order, k)
+	if kw > k {
+		// The lists' tail (kw−k of every kw) would stay held with the
+		// result; at kw ≤ 2k a copy costs less than keeping it.
+		idx, dist = slices.Clone(idx), slices.Clone(dist)
+	}
+	return idx, dist, nil
+}
+
+// permuteRows moves row p of idx and dist (rows of k) to row order[p], in
+// place, cycle by cycle, with one spare row and a bitmap of rows placed.
+func permuteRows(idx []int32, dist []float32, order []int32, k int) {
+	n := len(order)
+	done := make([]uint64, (n+63)/64)
+	carryI, spareI := make([]int32, k), make([]int32, k)
+	carryD, spareD := make([]float32, k), make([]float32, k)
+	for start := range n {
+		if done[start>>6]&(1<<(start&63)) != 0 {
+			continue
+		}
+		copy(carryI, idx[start*k:(start+1)*k])
+		copy(carryD, dist[start*k:(start+1)*k])
+		for p := start; ; {
+			to := int(order[p])
+			copy(spareI, idx[to*k:(to+1)*k])
+			copy(spareD, dist[to*k:(to+1)*k])
+			copy(idx[to*k:(to+1)*k], carryI)
+			copy(dist[to*k:(to+1)*k], carryD)
+			done[to>>6] |= 1 << (to & 63)
+			carryI, spareI = spareI, carryI
+			carryD, spareD = spareD, carryD
+			p = to
+			if p == start {
+				break
+			}
+		}
+	}
 }
 
 // nnDescent is the state of one approximate search.
@@ -559,20 +616,6 @@ func (s *nnDescent) packJoin(pts []int32, rows, w int, scale float32, dst, norm,
 	}
 }
 
-// propose queues (p, q) for whichever of the two lists it may improve. It
-// reads only the compact bound array, one cache line per point, since the
-// full lists are far apart in memory; push makes the exact decision.
-func (s *nnDescent) propose(p, q int32, d float32, bk [][]nnUpdate, shift uint) {
-	if d <= s.g.bound[p] {
-		o := p >> shift
-		bk[o] = append(bk[o], nnUpdate{p, q, d})
-	}
-	if d <= s.g.bound[q] {
-		o := q >> shift
-		bk[o] = append(bk[o], nnUpdate{q, p, d})
-	}
-}
-
 // sample draws this round's candidates: for each edge v→u of the graph, u
 // joins v's list and v joins u's (the reverse neighbour), new or old after
 // the edge's flag, keeping per list the maxCand of lowest random priority.
@@ -898,38 +941,6 @@ func nnSqDist(a, b []float32) float32 {
 		s0 += e * e
 	}
 	return (s0 + s1) + (s2 + s3)
-}
-
-// nnSqDistBelow is nnSqDist, given up as soon as a partial sum exceeds
-// limit; ok reports whether the distance is at most limit, and d is exact
-// when ok. Most pairs of a local join improve neither list, and the input is
-// PCA-reduced with its widest components first, so a partial sum usually
-// passes the limit after a few columns.
-func nnSqDistBelow(a, b []float32, limit float32) (d float32, ok bool) {
-	b = b[:len(a)]
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+8 <= len(a); i += 8 {
-		aa := a[i : i+8 : i+8]
-		bb := b[i : i+8 : i+8]
-		d0, d1, d2, d3 := aa[0]-bb[0], aa[1]-bb[1], aa[2]-bb[2], aa[3]-bb[3]
-		d4, d5, d6, d7 := aa[4]-bb[4], aa[5]-bb[5], aa[6]-bb[6], aa[7]-bb[7]
-		s0 += d0*d0 + d4*d4
-		s1 += d1*d1 + d5*d5
-		s2 += d2*d2 + d6*d6
-		s3 += d3*d3 + d7*d7
-		// Sums of non-negative terms only grow, rounding included, so
-		// the partial sum is a lower bound of the whole.
-		if i&8 != 0 && (s0+s1)+(s2+s3) > limit {
-			return 0, false
-		}
-	}
-	for ; i < len(a); i++ {
-		e := a[i] - b[i]
-		s0 += e * e
-	}
-	d = (s0 + s1) + (s2 + s3)
-	return d, d <= limit
 }
 
 // nnSqDist64 is the squared distance summed in float64, rounded once.
