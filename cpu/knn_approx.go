@@ -285,6 +285,11 @@ func (s *nnDescent) seedFromForest(ctx context.Context, forest []rpTree, order, 
 	scratch := make([]*joinScratch, nc)
 	members := make([][]int32, nc)
 	for t := range forest {
+		if t > 0 {
+			if err := s.resignAll(ctx); err != nil {
+				return err
+			}
+		}
 		tr := &forest[t]
 		leaves := len(tr.leafStart) - 1
 		err := s.b.parallelFor(ctx, leaves, 1, func(c, lo, hi int) {
@@ -300,7 +305,7 @@ func (s *nnDescent) seedFromForest(ctx context.Context, forest []rpTree, order, 
 				if scratch[c] == nil || !scratch[c].fits(len(pts), len(pts)) {
 					scratch[c] = newJoinScratch(s.d, len(pts), 0)
 				}
-				s.leafJoin(pts, scratch[c])
+				s.leafJoin(pts, scratch[c], t > 0)
 			}
 		})
 		if err != nil {
@@ -309,15 +314,26 @@ func (s *nnDescent) seedFromForest(ctx context.Context, forest []rpTree, order, 
 	}
 	return s.b.parallelFor(ctx, s.n, 1024, func(_, lo, hi int) {
 		for p := lo; p < hi; p++ {
+			s.g.resign(p)
 			s.fillRandom(p)
+		}
+	})
+}
+
+// resignAll rebuilds every point's filter from its list.
+func (s *nnDescent) resignAll(ctx context.Context) error {
+	return s.b.parallelFor(ctx, s.n, 4096, func(_, lo, hi int) {
+		for p := lo; p < hi; p++ {
+			s.g.resign(p)
 		}
 	})
 }
 
 // leafJoin offers every pair of pts to both lists, pushing directly: the
 // caller owns the lists of pts. Thresholds are refreshed per panel, so the
-// masks drop most pairs once the lists are full.
-func (s *nnDescent) leafJoin(pts []int32, sc *joinScratch) {
+// masks drop most pairs once the lists are full. dedupe is false for the
+// first tree, whose offers cannot repeat an entry (see seedPush).
+func (s *nnDescent) leafJoin(pts []int32, sc *joinScratch, dedupe bool) {
 	m := len(pts)
 	if m < 2 {
 		return
@@ -364,10 +380,10 @@ func (s *nnDescent) leafJoin(pts []int32, sc *joinScratch) {
 					q := pts[j0+j]
 					dd := sc.out[i*nr+j]
 					if mk&(1<<j) != 0 {
-						s.g.push(int(p), dd, q, true)
+						s.g.seedPush(int(p), dd, q, dedupe)
 					}
 					if cm&(1<<j) != 0 {
-						s.g.push(int(q), dd, p, true)
+						s.g.seedPush(int(q), dd, p, dedupe)
 					}
 				}
 			}
@@ -686,7 +702,7 @@ type nnHeap struct {
 	dist  []float32
 	fresh []bool // not yet taken part in a local join
 	size  []int32
-	// sig holds, per point, a 256-bit filter of the indices ever pushed
+	// sig holds, per point, a 512-bit filter of the indices ever pushed
 	// since its last rebuild: a clear bit proves absence, sparing most of
 	// the duplicate scans of push. Evictions leave stale bits, so it is
 	// rebuilt every round.
@@ -742,16 +758,41 @@ func (h *nnHeap) push(p int, d float32, q int32, fresh bool) bool {
 	if int(q) == p || !h.accepts(p, d, q) {
 		return false
 	}
+	w, bit := nnSigBit(q)
+	if h.sig[p][w]&bit != 0 && nnContains(h.idx[p*h.k:p*h.k+int(h.size[p])], q) {
+		return false
+	}
+	h.sig[p][w] |= bit
+	h.insert(p, d, q, fresh)
+	return true
+}
+
+// seedPush offers q to p's list during the seeding, where one tree's leaves
+// offer each pair once: only entries from earlier trees can repeat it, so
+// the first tree (dedupe false) skips the duplicate scan, and later ones
+// test against the filter the caller rebuilt before the tree, which the
+// tree's own insertions leave unpolluted.
+func (h *nnHeap) seedPush(p int, d float32, q int32, dedupe bool) {
+	if int(q) == p || !h.accepts(p, d, q) {
+		return
+	}
+	if dedupe {
+		w, bit := nnSigBit(q)
+		if h.sig[p][w]&bit != 0 && nnContains(h.idx[p*h.k:p*h.k+int(h.size[p])], q) {
+			return
+		}
+	}
+	h.insert(p, d, q, true)
+}
+
+// insert puts (d, q) into p's list, which accepts it and lacks q: in a
+// free slot while the list is short, else in place of the worst entry.
+func (h *nnHeap) insert(p int, d float32, q int32, fresh bool) {
 	base := p * h.k
 	s := int(h.size[p])
 	idx := h.idx[base : base+h.k]
 	dist := h.dist[base : base+h.k]
 	fr := h.fresh[base : base+h.k]
-	w, bit := nnSigBit(q)
-	if h.sig[p][w]&bit != 0 && nnContains(idx[:s], q) {
-		return false
-	}
-	h.sig[p][w] |= bit
 	var i int
 	if s < h.k {
 		// Sift up from the new last slot.
@@ -787,13 +828,15 @@ func (h *nnHeap) push(p int, d float32, q int32, fresh bool) bool {
 	if h.size[p] == int32(h.k) {
 		h.bound[p] = dist[0]
 	}
-	return true
 }
 
-type nnSig [4]uint64
+// nnSig is a 512-bit filter, one cache line per point: with a list of 90
+// and the insertions of a round, 256 bits gave false positives on about a
+// third of the lookups, each a scan of the whole list.
+type nnSig [8]uint64
 
 func nnSigBit(q int32) (word int, bit uint64) {
-	b := uint32(q) * 0x9e3779b1 >> 24 // Fibonacci hashing to 8 bits
+	b := uint32(q) * 0x9e3779b1 >> 23 // Fibonacci hashing to 9 bits
 	return int(b >> 6), 1 << (b & 63)
 }
 
