@@ -1004,8 +1004,10 @@ func nnSqDist64(a, b []float32) float32 {
 	return float32(s0 + s1)
 }
 
-// nnContains reports whether q is in list.
-func nnContains(list []int32, q int32) bool {
+// nnContainsGo reports whether q is in list; nnContains is the same, in
+// AVX2 where the machine has it (the scans of a 90-entry list were about a
+// sixth of the search's time at 250,000 points).
+func nnContainsGo(list []int32, q int32) bool {
 	for _, v := range list {
 		if v == q {
 			return true

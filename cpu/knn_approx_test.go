@@ -547,3 +547,19 @@ func TestCandHeapKeepsLowestPriorities(t *testing.T) {
 		})
 	}
 }
+
+// nnContains (AVX2 where present) must agree with the plain scan for every
+// length around the 16-entry steps and every position of the match.
+func TestNNContains(t *testing.T) {
+	for n := 0; n <= 100; n++ {
+		list := make([]int32, n)
+		for i := range list {
+			list[i] = int32(3*i + 1)
+		}
+		for q := int32(-1); q <= int32(3*n+2); q++ {
+			if got, want := nnContains(list, q), nnContainsGo(list, q); got != want {
+				t.Fatalf("n=%d q=%d: nnContains %v, plain scan %v", n, q, got, want)
+			}
+		}
+	}
+}
