@@ -859,10 +859,11 @@ type candHeap struct {
 	rs   uint64 // this round's seed of the priorities
 	idx  []int32
 	size []int32
+	root []uint32 // priority of the root of each full list
 }
 
 func newCandHeap(n, c int) *candHeap {
-	return &candHeap{c: c, idx: make([]int32, n*c), size: make([]int32, n)}
+	return &candHeap{c: c, idx: make([]int32, n*c), size: make([]int32, n), root: make([]uint32, n)}
 }
 
 // reset empties every list and sets the round seed of the priorities.
@@ -896,7 +897,7 @@ func (h *candHeap) push(v int, u int32) {
 	idx := h.idx[base : base+h.c]
 	v32 := int32(v)
 	pr := candPri(h.rs, v32, u)
-	if s == h.c && !candLess(pr, u, candPri(h.rs, v32, idx[0]), idx[0]) {
+	if s == h.c && !candLess(pr, u, h.root[v], idx[0]) {
 		return
 	}
 	// An edge seen from both ends has the same priority; keep one copy.
@@ -936,6 +937,11 @@ func (h *candHeap) push(v int, u int32) {
 		}
 	}
 	idx[i] = u
+	if int(h.size[v]) == h.c {
+		// Most offers to a full list are refused at the root; keeping
+		// its priority spares them a hash.
+		h.root[v] = candPri(h.rs, v32, idx[0])
+	}
 }
 
 // columnMean is the mean of the rows of x (n×d), summed in float64.
