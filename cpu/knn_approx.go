@@ -19,7 +19,7 @@ type approxParams struct {
 	// reverse together: the ρ·K sample of Dong et al.; maxOld caps the old.
 	maxCand   int
 	maxOld    int
-	delta     float64 // stop once a round changes fewer than delta·n·k entries
+	delta     float64 // stop once a round is expected to change fewer than delta·n·k entries
 	maxRounds int
 	block     int // points whose local joins share one update exchange
 	minWorkK  int // smallest list kept during the search
@@ -62,7 +62,8 @@ func defaultApproxParams(n, k int) approxParams {
 		// A round changes about as many list entries as it gains in
 		// recall (measured at 250,000 points: 0.023·n·k entries changed
 		// for +0.021, 0.0082 for +0.0078, 0.0025 for +0.0025), so the
-		// search stops once a round gains less than about one percent.
+		// search stops once a round gains, or the next is expected to
+		// gain, less than about one percent (see nnConverged).
 		delta:     0.01,
 		maxRounds: 12,
 		block:     1 << 13,
@@ -509,11 +510,34 @@ func (s *nnDescent) descend(ctx context.Context, order, inv []int32) error {
 		}
 		s.updates = append(s.updates, total)
 		s.probe(fmt.Sprintf("round %d: %d updates (%.4f·n·k)", round+1, total, float64(total)/(float64(n)*float64(s.k))), order, inv)
-		if float64(total) <= s.prm.delta*float64(n)*float64(s.k) {
+		if nnConverged(s.updates, s.prm.delta*float64(n)*float64(s.k)) {
 			break
 		}
 	}
 	return nil
+}
+
+// nnConverged reports whether the descent should stop after the rounds
+// that changed updates[r] entries: once the last round changed at most
+// limit, or once the next is expected to. The changes shrink by a roughly
+// steady factor from round to round (bench clusters, 1,000,000 points:
+// 0.364, 0.172, 0.030, 0.0054·n·k; 250,000: 0.134, 0.033, 0.0026), so the
+// next round's is predicted as the last times the last ratio. At 1,000,000
+// points that skips a fourth round that cost 26 of 315 CPU s for recall
+// +0.005 (0.961 → 0.965).
+func nnConverged(updates []int, limit float64) bool {
+	r := len(updates)
+	if r == 0 {
+		return false
+	}
+	last := float64(updates[r-1])
+	if last <= limit {
+		return true
+	}
+	if r < 2 || updates[r-2] == 0 {
+		return false
+	}
+	return last*last/float64(updates[r-2]) <= limit
 }
 
 // joinScratch is one chunk's buffers for the tiled local join.

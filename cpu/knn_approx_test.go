@@ -563,3 +563,32 @@ func TestNNContains(t *testing.T) {
 		}
 	}
 }
+
+// The descent stops after a round that changed at most the limit, or once
+// the next round, predicted from the last ratio of changes, would.
+func TestNNConverged(t *testing.T) {
+	cases := []struct {
+		name    string
+		updates []int
+		limit   float64
+		want    bool
+	}{
+		{"no round yet", nil, 10, false},
+		{"first round above", []int{1000}, 10, false},
+		{"first round below", []int{8}, 10, true},
+		{"at the limit", []int{1000, 10}, 10, true},
+		{"shrinking slowly", []int{1000, 500}, 10, false},
+		// 1,000,000-point bench clusters, limit 0.01·n·k = 900,000.
+		{"1M after round 2", []int{32737960, 15515796}, 900000, false},
+		{"1M after round 3", []int{32737960, 15515796, 2656790}, 900000, true},
+		{"growing", []int{100, 200}, 10, false},
+		{"previous zero", []int{0, 50}, 10, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := nnConverged(c.updates, c.limit); got != c.want {
+				t.Errorf("nnConverged(%v, %g) = %v, want %v", c.updates, c.limit, got, c.want)
+			}
+		})
+	}
+}
