@@ -85,3 +85,19 @@ func attraction2(y []float32, col []int32, val []float32, yi0, yi1 float32) (a0,
 	t0, t1 := attraction2Go(y, col[m:], val[m:], yi0, yi1)
 	return out[0] + t0, out[1] + t1
 }
+
+//go:noescape
+func containsAVX2(list *int32, n int, q int32) bool
+
+// nnContains reports whether q is in list; see nnContainsGo. The assembly
+// compares sixteen entries a step and Go the rest.
+func nnContains(list []int32, q int32) bool {
+	m := 0
+	if haveAVX2FMA {
+		m = len(list) &^ 15
+		if m > 0 && containsAVX2(&list[0], m, q) {
+			return true
+		}
+	}
+	return nnContainsGo(list[m:], q)
+}

@@ -540,3 +540,30 @@ a2done:
 	VMOVUPD      X3, (DX)
 	VZEROUPPER
 	RET
+
+// Reports whether q is among the n (a positive multiple of 16) int32 at
+// list, sixteen a step: two compares of eight against the broadcast q.
+
+// func containsAVX2(list *int32, n int, q int32) bool
+TEXT ·containsAVX2(SB), NOSPLIT, $0-25
+	MOVQ list+0(FP), SI
+	MOVQ n+8(FP), CX
+	MOVL q+16(FP), AX
+	VMOVD AX, X0
+	VPBROADCASTD X0, Y0
+containsloop:
+	VPCMPEQD (SI), Y0, Y1
+	VPCMPEQD 32(SI), Y0, Y2
+	VPOR Y1, Y2, Y1
+	VPTEST Y1, Y1
+	JNZ containsfound
+	ADDQ $64, SI
+	SUBQ $16, CX
+	JNZ containsloop
+	VZEROUPPER
+	MOVB $0, ret+24(FP)
+	RET
+containsfound:
+	VZEROUPPER
+	MOVB $1, ret+24(FP)
+	RET

@@ -27,3 +27,6 @@ func bhSources3(g *bhLaneXYZ, m int, src []float32, nself int, acc *bhAcc) {
 func attraction2(y []float32, col []int32, val []float32, yi0, yi1 float32) (a0, a1 float64) {
 	return attraction2Go(y, col, val, yi0, yi1)
 }
+
+// nnContains reports whether q is in list; see nnContainsGo.
+func nnContains(list []int32, q int32) bool { return nnContainsGo(list, q) }

@@ -459,3 +459,136 @@ func TestApproxNeighborsRecallBenchClusters(t *testing.T) {
 		}
 	}
 }
+
+// permuteRows moves rows in place, cycle by cycle; it must equal the plain
+// copy into a second array, for the identity, single cycles, fixed points
+// and random permutations.
+func TestPermuteRows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	cases := []struct {
+		name  string
+		order []int32
+		k     int
+	}{
+		{"one row", []int32{0}, 3},
+		{"identity", []int32{0, 1, 2, 3, 4}, 2},
+		{"one cycle", []int32{1, 2, 3, 4, 0}, 4},
+		{"swap and fixed", []int32{1, 0, 2, 4, 3}, 1},
+		{"random 1000", func() []int32 {
+			p := make([]int32, 1000)
+			for i, v := range rng.Perm(len(p)) {
+				p[i] = int32(v)
+			}
+			return p
+		}(), 7},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			n, k := len(c.order), c.k
+			idx := make([]int32, n*k)
+			dist := make([]float32, n*k)
+			for i := range idx {
+				idx[i] = int32(i)
+				dist[i] = float32(i) / 2
+			}
+			wantI := make([]int32, n*k)
+			wantD := make([]float32, n*k)
+			for p, o := range c.order {
+				copy(wantI[int(o)*k:int(o+1)*k], idx[p*k:(p+1)*k])
+				copy(wantD[int(o)*k:int(o+1)*k], dist[p*k:(p+1)*k])
+			}
+			permuteRows(idx, dist, c.order, k)
+			if !slices.Equal(idx, wantI) || !slices.Equal(dist, wantD) {
+				t.Errorf("rows differ from the out-of-place copy")
+			}
+		})
+	}
+}
+
+// The candidate lists recompute priorities rather than store them; a list
+// must still hold the c distinct entries of lowest (priority, index) among
+// all offered, whatever the order and repetition of the offers.
+func TestCandHeapKeepsLowestPriorities(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, c := range []struct{ c, offers, span int }{{1, 50, 40}, {8, 5, 100}, {16, 400, 300}, {64, 2000, 500}} {
+		t.Run(fmt.Sprintf("c%d-offers%d", c.c, c.offers), func(t *testing.T) {
+			const v = 3
+			h := newCandHeap(5, c.c)
+			h.reset(rng.Uint64())
+			seen := map[int32]bool{}
+			for range c.offers {
+				u := int32(rng.IntN(c.span))
+				if u == v {
+					continue
+				}
+				h.push(v, u)
+				seen[u] = true
+			}
+			var want []int32
+			for u := range seen {
+				want = append(want, u)
+			}
+			slices.SortFunc(want, func(a, b int32) int {
+				if candLess(candPri(h.rs, v, a), a, candPri(h.rs, v, b), b) {
+					return -1
+				}
+				return 1
+			})
+			want = want[:min(len(want), c.c)]
+			got := slices.Clone(h.row(v))
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("kept %v, want %v", got, want)
+			}
+			if len(h.row(4)) != 0 {
+				t.Errorf("another point's list is not empty")
+			}
+		})
+	}
+}
+
+// nnContains (AVX2 where present) must agree with the plain scan for every
+// length around the 16-entry steps and every position of the match.
+func TestNNContains(t *testing.T) {
+	for n := 0; n <= 100; n++ {
+		list := make([]int32, n)
+		for i := range list {
+			list[i] = int32(3*i + 1)
+		}
+		for q := int32(-1); q <= int32(3*n+2); q++ {
+			if got, want := nnContains(list, q), nnContainsGo(list, q); got != want {
+				t.Fatalf("n=%d q=%d: nnContains %v, plain scan %v", n, q, got, want)
+			}
+		}
+	}
+}
+
+// The descent stops after a round that changed at most the limit, or once
+// the next round, predicted from the last ratio of changes, would.
+func TestNNConverged(t *testing.T) {
+	cases := []struct {
+		name    string
+		updates []int
+		limit   float64
+		want    bool
+	}{
+		{"no round yet", nil, 10, false},
+		{"first round above", []int{1000}, 10, false},
+		{"first round below", []int{8}, 10, true},
+		{"at the limit", []int{1000, 10}, 10, true},
+		{"shrinking slowly", []int{1000, 500}, 10, false},
+		// 1,000,000-point bench clusters, limit 0.01·n·k = 900,000.
+		{"1M after round 2", []int{32737960, 15515796}, 900000, false},
+		{"1M after round 3", []int{32737960, 15515796, 2656790}, 900000, true},
+		{"growing", []int{100, 200}, 10, false},
+		{"previous zero", []int{0, 50}, 10, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := nnConverged(c.updates, c.limit); got != c.want {
+				t.Errorf("nnConverged(%v, %g) = %v, want %v", c.updates, c.limit, got, c.want)
+			}
+		})
+	}
+}
