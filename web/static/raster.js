@@ -40,6 +40,11 @@ export const SOURCE_BUDGET = 48 << 20;
  * view for the GPU or drawImage.
  */
 export const MAX_SOURCE_PIXELS = 24e6;
+/**
+ * Longest a piece of work done while the page is idle runs before it
+ * yields (ms), so that an input that comes meanwhile is not held up.
+ */
+export const IDLE_SLICE_MS = 8;
 
 /**
  * The atlas's thumbnails scaled to S × S device pixels: per sheet, the
@@ -72,6 +77,7 @@ export class Sprites {
       this.width.push(W);
     }
     this.fades = new Map(); // fade → the sprites blended towards white
+    this.fading = false; // fadeWhenIdle is making one
     const m = a.sheetOf.length;
     this.off = new Int32Array(m);
     for (let k = 0; k < m; k++) {
@@ -110,13 +116,16 @@ Sprites.prototype.fadeWhenIdle = function fadeWhenIdle(f) {
   let sheet = 0, at = 0;
   this.fading = true;
   const step = (deadline) => {
-    // At least one slice (256k pixels, a millisecond or two) a call, more while idle time lasts.
+    // At least one slice (256k pixels, a millisecond or two) a call, more
+    // while idle time lasts, but not past IDLE_SLICE_MS: a change that
+    // comes meanwhile waits at most that long (an idle period can be 50 ms).
+    const t0 = performance.now();
     while (sheet < out.length) {
       const src = this.data[sheet], end = Math.min(src.length, at + (1 << 18));
       fadeInto(out[sheet], src, a, at, end);
       at = end;
       if (at === src.length) { sheet++; at = 0; }
-      if (!deadline || deadline.didTimeout || deadline.timeRemaining() <= 2) break;
+      if (!deadline || deadline.didTimeout || deadline.timeRemaining() <= 2 || performance.now() - t0 > IDLE_SLICE_MS) break;
     }
     if (sheet < out.length) { idle(step); return; }
     this.fading = false;
@@ -152,6 +161,7 @@ export class Picture {
     this.px.fill(WHITE);
     this.W = W; this.H = H; this.flip = flip;
     this.box = null;
+    this.xs = null; this.ys = null; this.keep = null; // scratch(), made when first needed
   }
 
   /** Reused per-row scratch arrays of at least n entries (composite's positions and flags). */
@@ -470,7 +480,7 @@ function warmUp() {
   };
   const sprites = (S) => {
     const sp = Object.create(Sprites.prototype);
-    Object.assign(sp, { atlas: a, S, data: [new Uint32Array(S * S * n)], width: [S], fades: new Map(), off: Int32Array.from({ length: n }, (_, i) => i * S * S) });
+    Object.assign(sp, { atlas: a, S, data: [new Uint32Array(S * S * n)], width: [S], fades: new Map(), fading: false, off: Int32Array.from({ length: n }, (_, i) => i * S * S) });
     return sp;
   };
   const p = new Picture(16, 16, false);
