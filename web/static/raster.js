@@ -257,6 +257,11 @@ export function composite(m, side, cx, cy, p, dpr, look, sprites, cull = true) {
   const S = Math.max(1, Math.round(side * dpr));
   // Sprites of another side (the source set, zoomed in) are scaled as copied.
   const idx = sprites && sprites.S !== S ? nearest(S, sprites.S) : null;
+  // Until the dimmed copy is made (while the page is idle after the sprites),
+  // dimmed rows are blended as copied, the same pixels: making the copy here
+  // would blend every sprite, hidden ones too, and held up a first search
+  // that came soon after loading by 0.1–0.3 s.
+  const same = sprites && !idx ? nearest(S, S) : null;
   const dot = Math.max(1, Math.round(Math.max(2, Math.min(6, side / 3)) * dpr));
   const frame = look.frame ? Math.max(1, Math.round(look.frame * dpr)) : 0;
   const markW = Math.max(1, Math.round(Math.max(look.frame, 3) * dpr));
@@ -291,11 +296,11 @@ export function composite(m, side, cx, cy, p, dpr, look, sprites, cull = true) {
     if (c >= 0 && !(look.solid && col)) {
       if (sprites) {
         const sh = a.sheetOf[c];
-        if (idx) {
-          // Dimmed: the dimmed copy once made (blending as copied is four times slower).
-          const faded = f < 255 ? sprites.fades.get(f) : null;
-          blitScaled(p, x, y, S, (faded || sprites.data)[sh], sprites.off[c], sprites.width[sh], idx, faded ? 255 : f);
-        } else blit(p, x, y, S, (f >= 255 ? sprites.data : sprites.faded(f))[sh], sprites.off[c], sprites.width[sh]);
+        // Dimmed: from the dimmed copy once made (blending as copied is four times slower).
+        const faded = f < 255 ? sprites.fades.get(f) : null;
+        const src = (faded || sprites.data)[sh];
+        if (idx || (f < 255 && !faded)) blitScaled(p, x, y, S, src, sprites.off[c], sprites.width[sh], idx || same, faded ? 255 : f);
+        else blit(p, x, y, S, src, sprites.off[c], sprites.width[sh]);
       } else fillRect(p, x, y, S, S, GREY, f);
       if (mark) frameRect(p, x, y, S, markW, MARK, f);
       else if (col && frame) frameRect(p, x, y, S, frame, col >>> 0, f);
@@ -359,6 +364,8 @@ export class Raster {
     this.pic = null;
     this.sprites = [];
     this.source = null; // the source sprites (zoomed in), of this.source.atlas
+    this.thumbs = 0; // thumbnails copied by the last draw
+    this.scratchPic = null; // rehearse()'s picture
   }
 
   /**
@@ -411,6 +418,28 @@ export class Raster {
   }
 
   /**
+   * Rehearses drawing the map m as a change would (colour and fade per
+   * row given, the rows m draws now), into a small picture of
+   * its own that nobody sees, with the sprites already made for thumbnails
+   * of `side` CSS px, if any: run while the page is idle after loading
+   * (see app.js's rehearse), so that V8 has optimised the drawing loops for
+   * coloured squares, frames and dimmed thumbnails before the first change
+   * needs them, not while it draws. Returns the ms it took.
+   */
+  rehearse(m, side, colour, fade, look) {
+    const t0 = performance.now();
+    const list = m.drawList();
+    const r = { atlas: m.atlas, x: m.x, y: m.y, view: m.view, dpr: m.dpr, cellOf: m.cellOf, fade, colour, marked: m.marked,
+      styled: true, version: -1, allColoured: false, allColouredVersion: -2, drawList: () => list };
+    const S = Math.max(1, Math.round(side * m.dpr));
+    const sprites = this.sprites.find((x) => x.atlas === m.atlas && x.S === S) || null;
+    allColoured(r);
+    if (!this.scratchPic) this.scratchPic = new Picture(256, 256, true);
+    composite(r, side, m.view.cx, m.view.cy, this.scratchPic, m.dpr, look, sprites);
+    return performance.now() - t0;
+  }
+
+  /**
    * Draws into a W × H picture (rows bottom up with flip), reused between
    * calls. Returns {img: its ImageData, dirty}: dirty is the part that
    * changed since the last call (everything when the picture is new), a
@@ -429,7 +458,8 @@ export class Raster {
 function allColoured(m) {
   if (m.allColouredVersion === m.version) return m.allColoured;
   let all = true;
-  for (const r of m.drawList()) if (!(m.colour[r] >>> 24)) { all = false; break; }
+  const colour = m.colour;
+  for (const r of m.drawList()) if (!(colour[r] >>> 24)) { all = false; break; }
   m.allColouredVersion = m.version;
   m.allColoured = all;
   return all;
@@ -484,9 +514,10 @@ function warmUp() {
     return sp;
   };
   const p = new Picture(16, 16, false);
+  // Each with and without the dimmed copy made.
   for (const [side, sp, look] of [[2, sprites(2), { frame: 0, solid: false }], [2, sprites(2), { frame: 1, solid: false }],
     [2, null, { frame: 0, solid: true }], [4, sprites(2), { frame: 1, solid: false }], [4, null, { frame: 0, solid: false }]]) {
-    if (sp && side !== sp.S) sp.faded(DIM);
     composite(m, side, 0, 0, p, 1, look, sp);
+    if (sp) { sp.faded(DIM); composite(m, side, 0, 0, p, 1, look, sp); }
   }
 }
