@@ -9,7 +9,10 @@
 // TSNEMAP_BENCH_RENDERERS: default "webgl,2d"; TSNEMAP_BENCH_ZOOMS: the
 // views, as zoom factors over the fitted map (default "1,2,4": at 100,000
 // points thumbnails of 6, 12 and 24 px, the zoomed views centred on one of
-// the synthetic map's islands). Panning is timed fitted and at the last zoom.
+// the synthetic map's islands). Panning is timed fitted and at the last zoom
+// (TSNEMAP_BENCH_PAN=0 skips it). TSNEMAP_BENCH_FIRSTS: pages loaded afresh
+// per renderer only to time the first change after loading (default 6),
+// taking in turn colour-by, a search and a filter as that first change.
 //
 // Each change is made through the page's own controls (the colour-by
 // select, the search box, the range filter's inputs, a legend entry) and
@@ -17,7 +20,9 @@
 // its pixels read back (so a software rasteriser's work is included), then
 // the next requestAnimationFrame (the frame has been handed on). "search,
 // typing" types six keys 40 ms apart and is timed from the last key. The
-// first change after loading is reported on its own row. Besides wall
+// first change after loading (made as soon as the map is drawn, fitted, as
+// a person might) is reported on rows of its own, per kind, from the main
+// page and the pages loaded afresh for it; the other rows leave it out. Besides wall
 // time, the CPU time of every Chromium process during the change is read
 // from /proc (Linux; "no change" is what the measuring itself costs): on a
 // machine shared with other work it is the steadier figure. The timing is
@@ -34,6 +39,8 @@ const n = Number(process.env.TSNEMAP_BENCH_POINTS || 100000);
 const runs = Number(process.env.TSNEMAP_BENCH_RUNS || 5);
 const renderers = (process.env.TSNEMAP_BENCH_RENDERERS || 'webgl,2d').split(',');
 const zooms = (process.env.TSNEMAP_BENCH_ZOOMS || '1,2,4').split(',').map(Number);
+const pan = process.env.TSNEMAP_BENCH_PAN !== '0';
+const firsts = Number(process.env.TSNEMAP_BENCH_FIRSTS ?? 6);
 const browser = await chromium.launch({ executablePath: process.env.TSNEMAP_CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox'] });
 
 /**
@@ -145,32 +152,58 @@ async function view(page, zoom) {
   return page.evaluate(() => ({ side: window.tsnemap.state.thumbSide, inView: window.tsnemap.state.pointsDrawn }));
 }
 
+// The first change on a page loaded afresh, in turn: [label, kind, arg].
+const FIRSTS = [
+  ['colour by a category', 'colour', 'style'],
+  ['search', 'search', 'sunset'],
+  ['filter (year)', 'filter', 'year'],
+];
+
+/** A page with the synthetic map of n points drawn with renderer, fitted; returns {page, kind, loadMs}. */
+async function load(renderer) {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.on('pageerror', (e) => { throw e; });
+  await page.goto(base + '/?renderer=' + renderer);
+  const t0 = Date.now();
+  await page.evaluate((k) => window.tsnemap.loadSynthetic(k), n);
+  const kind = await page.evaluate(() => window.tsnemap.state.renderer);
+  return { page, kind, loadMs: Date.now() - t0 };
+}
+
+/** Makes one change on page, timed (and Chromium's CPU during it). */
+async function timed(page, what, arg) {
+  const c0 = browserCPU();
+  const r = await page.evaluate(change, [what, arg]);
+  r.cpu = browserCPU() - c0;
+  return r;
+}
+
 const quantile = (a, q) => { const s = [...a].sort((p, r) => p - r); return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]; };
 const median = (a) => { const s = [...a].sort((p, q) => p - q); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
 const table = [], pans = [];
 try {
   for (const renderer of renderers) {
-    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    page.on('pageerror', (e) => { throw e; });
-    await page.goto(base + '/?renderer=' + renderer);
-    const t0 = Date.now();
-    await page.evaluate((k) => window.tsnemap.loadSynthetic(k), n);
-    const kind = await page.evaluate(() => window.tsnemap.state.renderer);
-    console.log(`loaded ${n} points (${kind}) in ${Date.now() - t0} ms`);
-    let first = true;
+    const firstOf = new Map(); // label → results of first changes after loading
+    const addFirst = (label, r) => { if (!firstOf.has(label)) firstOf.set(label, []); firstOf.get(label).push(r); };
+    const { page, kind, loadMs } = await load(renderer);
+    console.log(`loaded ${n} points (${kind}) in ${loadMs} ms`);
+    const at = table.length; // the first changes' rows go first
+    let first = true, v1 = null;
     for (const zoom of zooms) {
       const v = await view(page, zoom);
+      if (zoom === 1) v1 = v;
       const all = new Map();
       for (let k = 0; k < runs; k++) {
         for (const [name, what, arg] of CHANGES) {
-          const c0 = browserCPU();
-          const r = await page.evaluate(change, [what, arg]);
-          r.cpu = browserCPU() - c0;
-          const label = first ? 'first change after loading (colour by a category)' : name;
-          first = false;
+          const r = await timed(page, what, arg);
+          const label = first && zoom === 1 ? 'first change after loading: ' + name : name;
           console.log('EXPLORETIME', JSON.stringify({ points: n, renderer: kind, zoom, side: v.side, run: k, change: label, ...r }));
-          if (!all.has(label)) all.set(label, []);
-          all.get(label).push(r);
+          if (first && zoom === 1) addFirst(label, r);
+          else {
+            if (!all.has(label)) all.set(label, []);
+            all.get(label).push(r);
+          }
+          first = false;
         }
       }
       for (const [name, rs] of all) {
@@ -179,7 +212,7 @@ try {
           median(rs.map((x) => x.cpu)), median(rs.map((x) => x.draw)), rs.length]);
       }
     }
-    for (const zoom of [1, zooms[zooms.length - 1]].filter((z, i, a) => a.indexOf(z) === i)) {
+    for (const zoom of pan ? [1, zooms[zooms.length - 1]].filter((z, i, a) => a.indexOf(z) === i) : []) {
       await view(page, zoom);
       for (const mode of zoom === 1 ? ['circle', 'sweep', 'zoom'] : ['circle', 'sweep']) {
         const r = await page.evaluate((m) => window.tsnemap.bench(300, m), mode);
@@ -188,6 +221,23 @@ try {
       }
     }
     await page.close();
+    // The first change after loading, on pages loaded only for it.
+    for (let k = 0; k < firsts; k++) {
+      const [name, what, arg] = FIRSTS[k % FIRSTS.length];
+      const fresh = await load(renderer);
+      const v = await view(fresh.page, 1);
+      const r = await timed(fresh.page, what, arg);
+      const label = 'first change after loading: ' + name;
+      console.log('EXPLORETIME', JSON.stringify({ points: n, renderer: kind, zoom: 1, side: v.side, run: k, change: label, ...r }));
+      addFirst(label, r);
+      await fresh.page.close();
+    }
+    const allFirst = [...firstOf.values()].flat();
+    table.splice(at, 0, ...[...firstOf, ['first change after loading: any of these', allFirst]].map(([name, rs]) => {
+      const p = rs.map((x) => x.painted);
+      return [n, kind, `1× (${v1 ? v1.side.toFixed(0) : '?'} px, ${v1 ? v1.inView : '?'} in view)`, name, median(p), quantile(p, 0.95), Math.max(...p),
+        median(rs.map((x) => x.cpu)), median(rs.map((x) => x.draw)), rs.length];
+    }));
   }
 } finally {
   await browser.close();

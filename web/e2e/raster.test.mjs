@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import test from 'node:test';
 
 // What raster.js needs of a browser: ImageData, and requestIdleCallback
-// (never called back here: the dimmed copies are made when first drawn).
+// (never called back here: dimmed rows are blended as copied until a test
+// makes the dimmed copy).
 globalThis.ImageData ??= class { constructor(w, h) { this.width = w; this.height = h; this.data = new Uint8ClampedArray(w * h * 4); } };
 globalThis.window ??= globalThis;
 globalThis.requestIdleCallback ??= () => 0;
@@ -56,6 +57,25 @@ test('skipping hidden thumbnails changes no pixel', () => {
           assert.equal(differ, 0, `${what}: ${differ} pixels differ`);
         }
       }
+    }
+  }
+});
+
+test('dimmed rows blended as copied match the dimmed copy', () => {
+  let seed = 11;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 4294967296);
+  const W = 160, H = 120, n = 2000;
+  for (const side of [3, 5, 9]) { // 5: the sprites' own side; others scaled as copied
+    for (const look of [{ frame: 0, solid: false }, { frame: 2, solid: false }]) {
+      const m = randomMap(n, W, H, true, rand);
+      const sprites = randomSprites(m.atlas, n, 5, rand);
+      const a = new Picture(W, H, false), b = new Picture(W, H, false);
+      composite(m, side, 0, 0, a, 1, look, sprites);
+      for (const f of new Set(m.fade)) if (f < 255) sprites.faded(f);
+      composite(m, side, 0, 0, b, 1, look, sprites);
+      let differ = 0;
+      for (let i = 0; i < a.px.length; i++) if (a.px[i] !== b.px[i]) differ++;
+      assert.equal(differ, 0, `${JSON.stringify({ side, look })}: ${differ} pixels differ`);
     }
   }
 });

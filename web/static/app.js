@@ -37,6 +37,7 @@ const state = {
   pendingView: null, // and its layout and view, applied once the result's positions are there
   lastUpdateMs: 0, // time the last colour/search/filter change took to apply
   searchShown: '', // the search the map's styles were last computed for
+  rehearsed: null, // the table whose changes were rehearsed (see rehearse)
 };
 const explorer = new Explorer();
 
@@ -717,6 +718,47 @@ function setTable(t) {
   explorer.valid();
   renderExploreControls();
   restyle();
+  rehearse(t);
+}
+
+/**
+ * Once per table, while the page is idle after it arrives, rehearses the
+ * changes people make first (colour by a category and by a number, a
+ * search, a filter) on a second explorer and, where the map is drawn on
+ * the CPU, draws each into a small picture nobody sees: V8 compiles the
+ * loops over the rows (apply's, the drawing's) when they first run hot,
+ * and at 100,000 rows the first change after loading ran them unoptimised
+ * while the compiler competed for the same two cores. One step an idle
+ * period, and only while no frame of the map is waiting (a step costs
+ * 5–30 ms the first time), so panning is not held up.
+ */
+function rehearse(t) {
+  if (!t || !t.n || state.rehearsed === t) return;
+  state.rehearsed = t;
+  const ex = new Explorer();
+  ex.setTable(t);
+  const n = map.n, colour = new Uint32Array(n), fade = new Uint8Array(n), shown = new Uint8Array(n);
+  const cat = t.columns.find((c, i) => t.info[i].kind === 'categorical'), num = t.columns.find((c, i) => t.info[i].kind === 'numeric');
+  const raster = map.renderer.raster && map.renderer.software !== false ? map.renderer.raster : null;
+  const draw = (look) => { if (raster && map.atlas) raster.rehearse(map, map.thumbSide(), colour, fade, look); };
+  const squares = { frame: 0, solid: true }, framed = { frame: 2, solid: false }, plain = { frame: 0, solid: false };
+  const steps = [
+    () => { ex.colour = cat || ''; ex.apply(n, colour, fade, shown); },
+    () => draw(squares),
+    () => draw(framed),
+    () => { ex.colour = num || ''; ex.apply(n, colour, fade, shown); },
+    () => draw(squares),
+    () => { ex.colour = ''; ex.search = t.values[0][0].slice(0, 3); ex.apply(n, colour, fade, shown); },
+    () => draw(plain),
+    () => { ex.search = t.values[0][0].slice(0, 4) || 'x'; ex.apply(n, colour, fade, shown); }, // typed on
+    () => { if (num) ex.filters.set(num, { min: t.info[t.col(num)].min, max: t.info[t.col(num)].max }); ex.apply(n, colour, fade, shown); },
+  ];
+  const step = (deadline) => {
+    if (explorer.table !== t || map.n !== n) return; // another table came: its own rehearsal runs
+    if (!map.frame && deadline.timeRemaining() >= 10) steps.shift()();
+    if (steps.length) requestIdleCallback(step);
+  };
+  if (window.requestIdleCallback) requestIdleCallback(step);
 }
 
 /** Writes the explorer's state into the map's style arrays and redraws. */

@@ -130,12 +130,14 @@ function describeColumn(vals) {
  */
 export class Explorer {
   constructor() {
+    warmUp();
     this.table = null;
     this.colour = ''; // column name
     this.hiddenCats = new Set(); // category values hidden by the legend
     this.search = '';
     this.filters = new Map(); // column → {values: Set} | {min, max}
     this.selection = new Set();
+    this.lastSearch = null; // matchesOf's last answer: {table, q, hit}
   }
 
   setTable(t) { this.table = t; }
@@ -281,6 +283,38 @@ export class Explorer {
     }
     this.selection = new Set(decodeRows(params.get('sel') || ''));
   }
+}
+
+let warm = false;
+
+/**
+ * Runs apply() once per page on a made-up table of a dozen rows, through
+ * every branch (colour by a category with hidden ones and by a number,
+ * filters of values and of a range, a search and one typed on), so that
+ * V8 has seen each before it optimises apply's loops on a real table.
+ * Otherwise the optimised code, made while the map loads (no colour, no
+ * search), is thrown away the first time a change takes a branch it has
+ * not seen, and that change runs its 100,000-row loops unoptimised.
+ */
+function warmUp() {
+  if (warm) return;
+  warm = true;
+  const n = 12;
+  const t = new Table(['id', 'style', 'year'], n, (r, c) => [`w${r}`, `s${r}`, String(1900 + r)][c]);
+  const e = new Explorer();
+  const colour = new Uint32Array(n + 1), fade = new Uint8Array(n + 1), shown = new Uint8Array(n + 1);
+  e.setTable(t);
+  e.colour = 'style';
+  e.hiddenCats.add('s1').add(null);
+  e.filters.set('style', { values: new Set(['s1', 's2', 's3']) });
+  e.search = 'w';
+  e.apply(n + 1, colour, fade, shown);
+  e.colour = 'year';
+  e.filters = new Map([['year', { min: 1901, max: 1905 }]]);
+  e.search = 'w1';
+  e.apply(n + 1, colour, fade, shown);
+  e.search = 'x';
+  e.apply(n, colour, fade, shown);
 }
 
 /** Sorted rows as ranges in base 36: "0-5.9.c-k". */

@@ -41,7 +41,20 @@ export class MapView {
     this.zoomTimer = 0;
     this.hovered = -1;
     this.selected = -1;
-    this.stats = { pointsDrawn: 0, thumbnailsDrawn: 0, frames: 0, drawMs: [], lastDrawMs: 0 };
+    this.stats = { pointsDrawn: 0, thumbnailsDrawn: 0, frames: 0, drawMs: [], lastDrawMs: 0, arrived: 0 };
+    // Every field the map ever gets is made here, so its shape (V8's hidden
+    // class) never changes after loading: a field added later (the first
+    // colour change used to add two) throws away the optimised code of
+    // every loop over the rows that reads the map, and the first change
+    // after loading then ran its 100,000-row loops unoptimised.
+    this.list = null; // drawList()'s answer, for listVersion
+    this.listBuf = null;
+    this.listVersion = -1;
+    this.allColoured = false; // raster.js's allColoured(), for allColouredVersion
+    this.allColouredVersion = -1;
+    this.before = null; // beforeNextFrame's function
+    this.fresh = null; // rows that just arrived: {rows, until}
+    this.overlayDirty = false;
     this.setRows(0);
     this.atlas = null; // {cell, sheets: ImageBitmap[], sheetOf, sxOf, syOf, ids, urls}
     this.pointers = new Map();
@@ -108,7 +121,7 @@ export class MapView {
       if (r >= 0 && r < this.n && !this.has[r]) { this.x[r] = from.x; this.y[r] = from.y; this.has[r] = 1; }
     }
     this.fresh = { rows: rows.slice(), until: performance.now() + ms };
-    this.stats.arrived = (this.stats.arrived ?? 0) + rows.length;
+    this.stats.arrived += rows.length;
     this.setPositions(rows, coords, dims, true);
   }
 

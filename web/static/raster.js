@@ -40,6 +40,11 @@ export const SOURCE_BUDGET = 48 << 20;
  * view for the GPU or drawImage.
  */
 export const MAX_SOURCE_PIXELS = 24e6;
+/**
+ * Longest a piece of work done while the page is idle runs before it
+ * yields (ms), so that an input that comes meanwhile is not held up.
+ */
+export const IDLE_SLICE_MS = 8;
 
 /**
  * The atlas's thumbnails scaled to S × S device pixels: per sheet, the
@@ -72,6 +77,7 @@ export class Sprites {
       this.width.push(W);
     }
     this.fades = new Map(); // fade → the sprites blended towards white
+    this.fading = false; // fadeWhenIdle is making one
     const m = a.sheetOf.length;
     this.off = new Int32Array(m);
     for (let k = 0; k < m; k++) {
@@ -110,13 +116,16 @@ Sprites.prototype.fadeWhenIdle = function fadeWhenIdle(f) {
   let sheet = 0, at = 0;
   this.fading = true;
   const step = (deadline) => {
-    // At least one slice (256k pixels, a millisecond or two) a call, more while idle time lasts.
+    // At least one slice (256k pixels, a millisecond or two) a call, more
+    // while idle time lasts, but not past IDLE_SLICE_MS: a change that
+    // comes meanwhile waits at most that long (an idle period can be 50 ms).
+    const t0 = performance.now();
     while (sheet < out.length) {
       const src = this.data[sheet], end = Math.min(src.length, at + (1 << 18));
       fadeInto(out[sheet], src, a, at, end);
       at = end;
       if (at === src.length) { sheet++; at = 0; }
-      if (!deadline || deadline.didTimeout || deadline.timeRemaining() <= 2) break;
+      if (!deadline || deadline.didTimeout || deadline.timeRemaining() <= 2 || performance.now() - t0 > IDLE_SLICE_MS) break;
     }
     if (sheet < out.length) { idle(step); return; }
     this.fading = false;
@@ -152,6 +161,7 @@ export class Picture {
     this.px.fill(WHITE);
     this.W = W; this.H = H; this.flip = flip;
     this.box = null;
+    this.xs = null; this.ys = null; this.keep = null; // scratch(), made when first needed
   }
 
   /** Reused per-row scratch arrays of at least n entries (composite's positions and flags). */
@@ -247,6 +257,11 @@ export function composite(m, side, cx, cy, p, dpr, look, sprites, cull = true) {
   const S = Math.max(1, Math.round(side * dpr));
   // Sprites of another side (the source set, zoomed in) are scaled as copied.
   const idx = sprites && sprites.S !== S ? nearest(S, sprites.S) : null;
+  // Until the dimmed copy is made (while the page is idle after the sprites),
+  // dimmed rows are blended as copied, the same pixels: making the copy here
+  // would blend every sprite, hidden ones too, and held up a first search
+  // that came soon after loading by 0.1–0.3 s.
+  const same = sprites && !idx ? nearest(S, S) : null;
   const dot = Math.max(1, Math.round(Math.max(2, Math.min(6, side / 3)) * dpr));
   const frame = look.frame ? Math.max(1, Math.round(look.frame * dpr)) : 0;
   const markW = Math.max(1, Math.round(Math.max(look.frame, 3) * dpr));
@@ -281,11 +296,11 @@ export function composite(m, side, cx, cy, p, dpr, look, sprites, cull = true) {
     if (c >= 0 && !(look.solid && col)) {
       if (sprites) {
         const sh = a.sheetOf[c];
-        if (idx) {
-          // Dimmed: the dimmed copy once made (blending as copied is four times slower).
-          const faded = f < 255 ? sprites.fades.get(f) : null;
-          blitScaled(p, x, y, S, (faded || sprites.data)[sh], sprites.off[c], sprites.width[sh], idx, faded ? 255 : f);
-        } else blit(p, x, y, S, (f >= 255 ? sprites.data : sprites.faded(f))[sh], sprites.off[c], sprites.width[sh]);
+        // Dimmed: from the dimmed copy once made (blending as copied is four times slower).
+        const faded = f < 255 ? sprites.fades.get(f) : null;
+        const src = (faded || sprites.data)[sh];
+        if (idx || (f < 255 && !faded)) blitScaled(p, x, y, S, src, sprites.off[c], sprites.width[sh], idx || same, faded ? 255 : f);
+        else blit(p, x, y, S, src, sprites.off[c], sprites.width[sh]);
       } else fillRect(p, x, y, S, S, GREY, f);
       if (mark) frameRect(p, x, y, S, markW, MARK, f);
       else if (col && frame) frameRect(p, x, y, S, frame, col >>> 0, f);
@@ -349,6 +364,8 @@ export class Raster {
     this.pic = null;
     this.sprites = [];
     this.source = null; // the source sprites (zoomed in), of this.source.atlas
+    this.thumbs = 0; // thumbnails copied by the last draw
+    this.scratchPic = null; // rehearse()'s picture
   }
 
   /**
@@ -401,6 +418,28 @@ export class Raster {
   }
 
   /**
+   * Rehearses drawing the map m as a change would (colour and fade per
+   * row given, the rows m draws now), into a small picture of
+   * its own that nobody sees, with the sprites already made for thumbnails
+   * of `side` CSS px, if any: run while the page is idle after loading
+   * (see app.js's rehearse), so that V8 has optimised the drawing loops for
+   * coloured squares, frames and dimmed thumbnails before the first change
+   * needs them, not while it draws. Returns the ms it took.
+   */
+  rehearse(m, side, colour, fade, look) {
+    const t0 = performance.now();
+    const list = m.drawList();
+    const r = { atlas: m.atlas, x: m.x, y: m.y, view: m.view, dpr: m.dpr, cellOf: m.cellOf, fade, colour, marked: m.marked,
+      styled: true, version: -1, allColoured: false, allColouredVersion: -2, drawList: () => list };
+    const S = Math.max(1, Math.round(side * m.dpr));
+    const sprites = this.sprites.find((x) => x.atlas === m.atlas && x.S === S) || null;
+    allColoured(r);
+    if (!this.scratchPic) this.scratchPic = new Picture(256, 256, true);
+    composite(r, side, m.view.cx, m.view.cy, this.scratchPic, m.dpr, look, sprites);
+    return performance.now() - t0;
+  }
+
+  /**
    * Draws into a W × H picture (rows bottom up with flip), reused between
    * calls. Returns {img: its ImageData, dirty}: dirty is the part that
    * changed since the last call (everything when the picture is new), a
@@ -419,7 +458,8 @@ export class Raster {
 function allColoured(m) {
   if (m.allColouredVersion === m.version) return m.allColoured;
   let all = true;
-  for (const r of m.drawList()) if (!(m.colour[r] >>> 24)) { all = false; break; }
+  const colour = m.colour;
+  for (const r of m.drawList()) if (!(colour[r] >>> 24)) { all = false; break; }
   m.allColouredVersion = m.version;
   m.allColoured = all;
   return all;
@@ -470,13 +510,14 @@ function warmUp() {
   };
   const sprites = (S) => {
     const sp = Object.create(Sprites.prototype);
-    Object.assign(sp, { atlas: a, S, data: [new Uint32Array(S * S * n)], width: [S], fades: new Map(), off: Int32Array.from({ length: n }, (_, i) => i * S * S) });
+    Object.assign(sp, { atlas: a, S, data: [new Uint32Array(S * S * n)], width: [S], fades: new Map(), fading: false, off: Int32Array.from({ length: n }, (_, i) => i * S * S) });
     return sp;
   };
   const p = new Picture(16, 16, false);
+  // Each with and without the dimmed copy made.
   for (const [side, sp, look] of [[2, sprites(2), { frame: 0, solid: false }], [2, sprites(2), { frame: 1, solid: false }],
     [2, null, { frame: 0, solid: true }], [4, sprites(2), { frame: 1, solid: false }], [4, null, { frame: 0, solid: false }]]) {
-    if (sp && side !== sp.S) sp.faded(DIM);
     composite(m, side, 0, 0, p, 1, look, sp);
+    if (sp) { sp.faded(DIM); composite(m, side, 0, 0, p, 1, look, sp); }
   }
 }

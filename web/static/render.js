@@ -251,21 +251,42 @@ export class GLRenderer {
     this.textures = [];
   }
 
+  /**
+   * The atlas sheets to draw from. With a GPU they go up as textures at
+   * once (with mipmaps, for thumbnails drawn smaller than a cell). In
+   * software (SwiftShader) they go up only when the GPU path first draws
+   * thumbnails, zoomed in past what the CPU draws: otherwise the CPU draws
+   * every thumbnail and the textures are not used, and at 100,000 points
+   * uploading a 5,072 × 5,072 sheet with its mipmaps kept SwiftShader busy
+   * for 1–2 s after loading, so the first colour or search change waited
+   * behind it. Drawn there, thumbnails are bigger than their cell (no
+   * mipmaps needed).
+   */
   setSheets(sheets) {
     const gl = this.gl;
-    for (const t of this.textures) gl.deleteTexture(t);
+    for (const t of this.textures) if (t) gl.deleteTexture(t);
     this.sheets = sheets;
-    this.textures = sheets.map((bm) => {
-      const t = gl.createTexture();
-      gl.bindTexture(gl.TEXTURE_2D, t);
-      gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, gl.RGBA, gl.UNSIGNED_BYTE, bm);
-      gl.generateMipmap(gl.TEXTURE_2D);
-      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.LINEAR_MIPMAP_LINEAR);
-      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.LINEAR);
-      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
-      gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
-      return t;
-    });
+    this.textures = sheets.map((bm) => (this.software ? null : this.uploadSheet(bm, true)));
+  }
+
+  /** The texture of sheet i, uploaded now if it is not yet. */
+  texture(i) {
+    if (!this.textures[i]) this.textures[i] = this.uploadSheet(this.sheets[i], !this.software);
+    return this.textures[i];
+  }
+
+  /** A texture of the sheet bm, with mipmaps or without. */
+  uploadSheet(bm, mipmaps) {
+    const gl = this.gl;
+    const t = gl.createTexture();
+    gl.bindTexture(gl.TEXTURE_2D, t);
+    gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, gl.RGBA, gl.UNSIGNED_BYTE, bm);
+    if (mipmaps) gl.generateMipmap(gl.TEXTURE_2D);
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, mipmaps ? gl.LINEAR_MIPMAP_LINEAR : gl.LINEAR);
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.LINEAR);
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
+    gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
+    return t;
   }
 
   draw(m, side, zooming) {
@@ -404,7 +425,7 @@ export class GLRenderer {
         gl.uniform1f(u.u_side, Math.max(2, Math.min(6, side / 3)));
       } else {
         const bm = a.sheets[g.sheet];
-        gl.bindTexture(gl.TEXTURE_2D, this.textures[g.sheet]);
+        gl.bindTexture(gl.TEXTURE_2D, this.texture(g.sheet));
         gl.uniform1i(u.u_textured, 1);
         gl.uniform2f(u.u_sheet, bm.width, bm.height);
         gl.uniform1f(u.u_cell, a.cell);
