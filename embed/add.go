@@ -172,12 +172,12 @@ func project(ctx context.Context, be Backend, b *Basis, data Data) ([]float32, e
 	}
 	if b.Metric == MetricCosine {
 		var err error
-		if data, err = UnitRows(ctx, data); err != nil {
+		if data, err = unitView(ctx, data); err != nil {
 			return nil, err
 		}
 	}
 	out := make([]float32, data.N*b.K)
-	ps := passes{be: be, block: blockRows(data.D)}
+	ps := passes{be: be, block: blockRowsOf(data)}
 	if err := ps.mulRight(ctx, data, b.Mean, b.Axes, b.K, out); err != nil {
 		return nil, fmt.Errorf("project new rows: %w", err)
 	}

@@ -18,11 +18,20 @@ type Data struct {
 	U8   []uint8
 	F32  []float32
 	Rows RowSource
+
+	// unit says that the pixels (U8 or Rows) are scaled to unit length
+	// as they are read (the cosine metric, see unitView): each block
+	// reaches the backend as float32 and the whole never exists as such.
+	unit bool
 }
+
+// streamed reports whether the passes over d go block by block (eachBlock)
+// rather than to the backend in one call.
+func (d Data) streamed() bool { return d.Rows != nil || d.unit }
 
 // Pixels reports whether the rows are uint8 (in memory or from a
 // RowSource).
-func (d Data) Pixels() bool { return d.U8 != nil || d.Rows != nil }
+func (d Data) Pixels() bool { return (d.U8 != nil || d.Rows != nil) && !d.unit }
 
 // Neighbors lists, for each of N points, its K nearest other points in
 // ascending order of squared Euclidean distance. Row i occupies

@@ -7,3 +7,6 @@ import "context"
 func PrincipalComponentsInBlocks(ctx context.Context, be Backend, x Data, k int, seed int64, block int) (*PCA, error) {
 	return principalComponentsIn(ctx, passes{be: be, block: block}, x, k, seed)
 }
+
+// UnitView exposes how a cosine run sees its data.
+var UnitView = unitView

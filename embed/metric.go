@@ -52,6 +52,23 @@ func UnitRows(ctx context.Context, data Data) (Data, error) {
 	return out, nil
 }
 
+// unitView is how Run and Project honour MetricCosine: UnitRows for
+// float32 features (a copy the size of the input), but pixels are not
+// copied: their float32 rows would be four times the pixels (12 GB for
+// 100,000 images of 100×100 RGB), so they are scaled a block at a time
+// whenever a pass reads them (eachBlock), and a row of zeros fails the
+// first pass with the same error.
+func unitView(ctx context.Context, data Data) (Data, error) {
+	if data.F32 != nil {
+		return UnitRows(ctx, data)
+	}
+	if err := data.Validate(); err != nil {
+		return Data{}, err
+	}
+	data.unit = true
+	return data, nil
+}
+
 // unitRows writes the rows of data (U8 or F32), scaled to unit length, into
 // dst; first is the number of the first row, for the error.
 func unitRows(data Data, dst []float32, first int) error {

@@ -42,7 +42,7 @@ type PCA struct {
 // pixels are never expanded to floats as a whole; rows from a RowSource
 // are read a block at a time in each of the passes (rows.go).
 func principalComponents(ctx context.Context, be Backend, x Data, k int, seed int64) (*PCA, error) {
-	return principalComponentsIn(ctx, passes{be: be, block: blockRows(x.D)}, x, k, seed)
+	return principalComponentsIn(ctx, passes{be: be, block: blockRowsOf(x)}, x, k, seed)
 }
 
 // principalComponentsIn is principalComponents with the passes' block size
@@ -54,7 +54,7 @@ func principalComponentsIn(ctx context.Context, ps passes, x Data, k int, seed i
 		return nil, fmt.Errorf("pca: %d components of a %d×%d matrix", k, n, d)
 	}
 	l := min(k+pcaOversample, d, n)
-	if h, ok := be.(DataHolder); ok && x.Rows == nil {
+	if h, ok := be.(DataHolder); ok && !x.streamed() {
 		if release, err := h.Hold(ctx, x); err == nil {
 			defer release()
 		} else if ctx.Err() != nil {

@@ -32,7 +32,21 @@ const rowBlockAlign = 256
 // blockRows is how many rows of d bytes one block of a RowSource holds:
 // about rowBlockBytes, a multiple of rowBlockAlign, at least one row.
 func blockRows(d int) int {
-	r := rowBlockBytes / max(d, 1)
+	return alignedRows(rowBlockBytes / max(d, 1))
+}
+
+// blockRowsOf is blockRows for x: a quarter as many rows when they are
+// passed on as float32 (x.unit), so that buffer too is about rowBlockBytes.
+func blockRowsOf(x Data) int {
+	if x.unit {
+		return alignedRows(rowBlockBytes / 4 / max(x.D, 1))
+	}
+	return blockRows(x.D)
+}
+
+// alignedRows is r rounded down to a multiple of rowBlockAlign when it is
+// at least that, and at least 1.
+func alignedRows(r int) int {
 	if r >= rowBlockAlign {
 		r -= r % rowBlockAlign
 	}
@@ -40,19 +54,39 @@ func blockRows(d int) int {
 }
 
 // eachBlock calls f on each block of rows [lo, lo+blk.N) of x, read from
-// its RowSource into one reused buffer of at most rows rows; x must have
-// Rows set.
+// its RowSource into one reused buffer of at most rows rows, or sliced from
+// U8. When x.unit, each block is passed on as float32 rows scaled to unit
+// length (one more reused buffer) and a row of zeros is an error naming
+// it. x must have Rows or U8 set.
 func eachBlock(ctx context.Context, x Data, rows int, f func(lo int, blk Data) error) error {
 	rows = max(1, min(rows, x.N))
-	buf := make([]uint8, rows*x.D)
+	var buf []uint8
+	if x.Rows != nil {
+		buf = make([]uint8, rows*x.D)
+	}
+	var unit []float32
+	if x.unit {
+		unit = make([]float32, rows*x.D)
+	}
 	for lo := 0; lo < x.N; lo += rows {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		r := min(rows, x.N-lo)
-		blk := Data{N: r, D: x.D, U8: buf[:r*x.D]}
-		if err := x.Rows.ReadRows(ctx, lo, blk.U8); err != nil {
-			return fmt.Errorf("read rows %d to %d: %w", lo, lo+r, err)
+		blk := Data{N: r, D: x.D}
+		if x.Rows != nil {
+			blk.U8 = buf[:r*x.D]
+			if err := x.Rows.ReadRows(ctx, lo, blk.U8); err != nil {
+				return fmt.Errorf("read rows %d to %d: %w", lo, lo+r, err)
+			}
+		} else {
+			blk.U8 = x.U8[lo*x.D : (lo+r)*x.D]
+		}
+		if x.unit {
+			if err := unitRows(blk, unit[:r*x.D], lo); err != nil {
+				return err
+			}
+			blk = Data{N: r, D: x.D, F32: unit[:r*x.D]}
 		}
 		if err := f(lo, blk); err != nil {
 			return err
@@ -72,7 +106,7 @@ type passes struct {
 // A block's means times its rows give its column sums back exactly (they
 // are integers far below 2⁵³), so the means are the in-memory ones.
 func (ps passes) columnMeans(ctx context.Context, x Data, dst []float64) error {
-	if x.Rows == nil {
+	if !x.streamed() {
 		return ps.be.ColumnMeans(ctx, x, dst)
 	}
 	sums := make([]float64, x.D)
@@ -82,7 +116,11 @@ func (ps passes) columnMeans(ctx context.Context, x Data, dst []float64) error {
 			return err
 		}
 		for j, m := range part {
-			sums[j] += math.Round(m * float64(blk.N))
+			if x.unit {
+				sums[j] += m * float64(blk.N)
+			} else {
+				sums[j] += math.Round(m * float64(blk.N))
+			}
 		}
 		return nil
 	})
@@ -99,7 +137,7 @@ func (ps passes) columnMeans(ctx context.Context, x Data, dst []float64) error {
 // output row depends on its input row alone, so blocks give the in-memory
 // result.
 func (ps passes) mulRight(ctx context.Context, x Data, mean, b []float32, l int, dst []float32) error {
-	if x.Rows == nil {
+	if !x.streamed() {
 		return ps.be.MulRight(ctx, x, mean, b, l, dst)
 	}
 	if len(dst) != x.N*l {
@@ -116,7 +154,7 @@ func (ps passes) mulRight(ctx context.Context, x Data, mean, b []float32, l int,
 // result differs from the in-memory one by at most about one float32
 // rounding per block of each partial's magnitude.
 func (ps passes) mulTransLeft(ctx context.Context, x Data, mean, b []float32, l int, dst []float32) error {
-	if x.Rows == nil {
+	if !x.streamed() {
 		return ps.be.MulTransLeft(ctx, x, mean, b, l, dst)
 	}
 	if len(b) != x.N*l || len(dst) != x.D*l {

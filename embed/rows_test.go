@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"math"
+	"runtime"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/tsnemap/tsnemap/cpu"
@@ -154,5 +156,67 @@ func TestUnitRowsOfSpooledPixels(t *testing.T) {
 	}
 	if !slices.Equal(got.F32, want.F32) {
 		t.Error("unit rows of the spool differ from the in-memory ones")
+	}
+}
+
+// A cosine run does not copy pixels, in memory or spooled, to float32
+// (4·N·D bytes): the view allocates nothing of their size, and the rows
+// are scaled as each pass reads them.
+func TestCosineViewOfPixelsCopiesNothing(t *testing.T) {
+	x := images(2000, 16)
+	src, _ := spooled(t, x)
+	for name, data := range map[string]embed.Data{"in memory": x, "spooled": src} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		got, err := embed.UnitView(context.Background(), data)
+		runtime.ReadMemStats(&after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := after.TotalAlloc - before.TotalAlloc; a > uint64(x.N*x.D) {
+			t.Errorf("%s: the cosine view of %d×%d pixels allocated %d bytes", name, x.N, x.D, a)
+		}
+		if got.F32 != nil || got.Pixels() {
+			t.Errorf("%s: the cosine view is %+v, want pixels read as unit float32 rows", name, got)
+		}
+	}
+}
+
+// A cosine run of pixels, in memory or spooled, is the euclidean run of
+// their unit rows made in memory (one block: to the bit), and a row of
+// zeros is an error naming it.
+func TestCosineRunOfPixels(t *testing.T) {
+	ctx := context.Background()
+	x := images(400, 10)
+	opts := embed.DefaultOptions()
+	opts.Iterations, opts.Perplexity = 150, 10
+	be := cpu.New(2)
+	unit, err := embed.UnitRows(ctx, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := embed.Run(ctx, be, unit, opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Metric = embed.MetricCosine
+	src, _ := spooled(t, x)
+	for name, data := range map[string]embed.Data{"in memory": x, "spooled": src} {
+		got, err := embed.Run(ctx, be, data, opts, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got.Y, want.Y) || got.KL != want.KL {
+			t.Errorf("%s: cosine run differs from the euclidean run of the unit rows: KL %v, want %v", name, got.KL, want.KL)
+		}
+	}
+	clear(x.U8[7*x.D : 8*x.D])
+	src, _ = spooled(t, x)
+	for name, data := range map[string]embed.Data{"in memory": x, "spooled": src} {
+		_, err = embed.Run(ctx, be, data, opts, nil)
+		var fe *embed.FieldError
+		if !errors.As(err, &fe) || !errors.Is(err, embed.ErrInvalidInput) || !strings.Contains(err.Error(), "row 7 ") {
+			t.Errorf("%s: cosine run with a row of zeros: %v, want an invalid-input error naming row 7", name, err)
+		}
 	}
 }

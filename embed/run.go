@@ -89,7 +89,7 @@ func Run(ctx context.Context, be Backend, data Data, opts Options, obs *Observer
 	}
 	if opts.Metric == MetricCosine {
 		var err error
-		if data, err = UnitRows(ctx, data); err != nil {
+		if data, err = unitView(ctx, data); err != nil {
 			return nil, err
 		}
 	}

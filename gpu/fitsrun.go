@@ -3,8 +3,10 @@ package gpu
 import "github.com/tsnemap/tsnemap/embed"
 
 // ProblemOf is the Problem of running opts on n rows of d values (u8:
-// pixels, else float32 features), as embed.Run will size it.
+// pixels, else float32 features), as embed.Run will size it. With the
+// cosine metric pixels reach the backend as float32 rows of unit length.
 func ProblemOf(n, d int, u8 bool, opts embed.Options) Problem {
+	u8 = u8 && opts.Metric != embed.MetricCosine
 	p := Problem{N: n, D: d, U8: u8, Dims: opts.Dimensions,
 		Components: max(1, min(opts.PCAComponents, d, n-1))}
 	if opts.Method != embed.MethodPCA {
