@@ -62,7 +62,18 @@ try {
 
   stepOf('the empty state');
   await page.goto(base + '/');
-  log('renderer chosen by the page:', await page.evaluate(() => window.tsnemap.state.renderer));
+  {
+    // Without a GPU Chromium hands out WebGL rendered by SwiftShader even
+    // when asked not to; "auto" then draws with canvas 2D, which is quicker.
+    const { renderer, glName } = await page.evaluate(() => {
+      const gl = document.createElement('canvas').getContext('webgl2');
+      const info = gl && gl.getExtension('WEBGL_debug_renderer_info');
+      return { renderer: window.tsnemap.state.renderer, glName: gl ? String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER)) : '' };
+    });
+    log('renderer chosen by the page:', renderer, 'WebGL 2 would be:', glName || 'none');
+    if (!glName || /swiftshader|llvmpipe|softpipe|software|basic render/i.test(glName)) assert.equal(renderer, 'canvas2d', `auto with a software WebGL (${glName})`);
+    else assert.equal(renderer, 'webgl2', `auto with a GPU's WebGL (${glName})`);
+  }
   await page.waitForSelector('#jobs-empty:not([hidden])');
   await shot(page, 'empty');
 

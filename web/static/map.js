@@ -19,7 +19,7 @@ export class MapView {
     this.canvas = canvas;
     this.overlay = overlay;
     this.octx = overlay.getContext('2d');
-    // renderer: "auto" (WebGL 2 where the GPU draws it, else canvas 2D),
+    // renderer: "auto" (WebGL 2 where a GPU draws it, else canvas 2D),
     // "webgl" (WebGL 2 even in software) or "2d".
     this.renderer = (renderer !== '2d' && GLRenderer.create(canvas, renderer === 'webgl')) || new Canvas2DRenderer(canvas);
     this.renderer.onRestore = () => this.request();

@@ -148,14 +148,31 @@ function drawCached(rd, m, side, zooming, version) {
   rd.blit(m, rect, false);
 }
 
+/** The name of the device (or program) that renders gl. */
+function glRendererName(gl) {
+  const info = gl.getExtension('WEBGL_debug_renderer_info');
+  return String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+}
+
+/** Whether gl is rendered in software (SwiftShader, llvmpipe, …). */
+function isSoftwareGL(gl) {
+  return /swiftshader|llvmpipe|softpipe|software|basic render/i.test(glRendererName(gl));
+}
+
 export class GLRenderer {
   /**
    * A WebGL 2 renderer, or null. Unless forced, it asks the browser not to
    * hand out a WebGL it would render in software where a GPU is missing or
    * blocked (failIfMajorPerformanceCaveat): canvas 2D is as quick then.
-   * (Headless Chromium hands out SwiftShader all the same.)
+   * Headless Chromium (and others) hand out SwiftShader all the same, so
+   * unless forced the renderer's name is read first on a throw-away canvas
+   * (a canvas that once gave a WebGL context cannot give a 2D one) and a
+   * software one is refused: at 100,000 points canvas 2D painted the first
+   * change after loading in 77 ms (median) where SwiftShader took 112 ms,
+   * and panned as fluidly (docs/page.md, "Fourth round").
    */
   static create(canvas, force) {
+    if (!force && GLRenderer.softwareOnly()) return null;
     const gl = canvas.getContext('webgl2', { alpha: false, antialias: false, premultipliedAlpha: true, preserveDrawingBuffer: false,
       failIfMajorPerformanceCaveat: !force });
     if (!gl) return null;
@@ -167,6 +184,15 @@ export class GLRenderer {
     }
   }
 
+  /** Whether the WebGL 2 this browser would hand out renders in software. */
+  static softwareOnly() {
+    const gl = document.createElement('canvas').getContext('webgl2', { failIfMajorPerformanceCaveat: true });
+    if (!gl) return true;
+    const software = isSoftwareGL(gl);
+    gl.getExtension('WEBGL_lose_context')?.loseContext();
+    return software;
+  }
+
   constructor(canvas, gl) {
     this.kind = 'webgl2';
     this.canvas = canvas;
@@ -174,10 +200,9 @@ export class GLRenderer {
     this.textures = [];
     this.sheets = null;
     this.raster = new Raster();
-    const info = gl.getExtension('WEBGL_debug_renderer_info');
-    this.glName = String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+    this.glName = glRendererName(gl);
     // Rendered in software (SwiftShader, llvmpipe): thumbnails are drawn on the CPU.
-    this.software = /swiftshader|llvmpipe|softpipe|software|basic render/i.test(this.glName);
+    this.software = isSoftwareGL(gl);
     this.init();
     canvas.addEventListener('webglcontextlost', (e) => e.preventDefault());
     canvas.addEventListener('webglcontextrestored', () => { this.init(); if (this.sheets) this.setSheets(this.sheets); this.onRestore?.(); });
