@@ -52,7 +52,7 @@ func UnitRows(ctx context.Context, data Data) (Data, error) {
 	return out, nil
 }
 
-// unitView is how Run and Project honour MetricCosine: UnitRows for
+// unitView is how Run and project honour MetricCosine: UnitRows for
 // float32 features (a copy the size of the input), but pixels are not
 // copied: their float32 rows would be four times the pixels (12 GB for
 // 100,000 images of 100×100 RGB), so they are scaled a block at a time

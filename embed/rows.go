@@ -103,8 +103,9 @@ type passes struct {
 }
 
 // columnMeans is be.ColumnMeans over x, in blocks when x is a RowSource.
-// A block's means times its rows give its column sums back exactly (they
-// are integers far below 2⁵³), so the means are the in-memory ones.
+// A block of pixels' means times its rows give its column sums back
+// exactly (they are integers far below 2⁵³), so the means are the
+// in-memory ones; unit rows' sums are added as they come.
 func (ps passes) columnMeans(ctx context.Context, x Data, dst []float64) error {
 	if !x.streamed() {
 		return ps.be.ColumnMeans(ctx, x, dst)

@@ -154,10 +154,8 @@ function glRendererName(gl) {
   return String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
 }
 
-/** Whether gl is rendered in software (SwiftShader, llvmpipe, …). */
-function isSoftwareGL(gl) {
-  return /swiftshader|llvmpipe|softpipe|software|basic render/i.test(glRendererName(gl));
-}
+/** The names of renderers that rasterise in software (SwiftShader, llvmpipe, …). */
+const SOFTWARE_GL = /swiftshader|llvmpipe|softpipe|software|basic render/i;
 
 export class GLRenderer {
   /**
@@ -167,9 +165,10 @@ export class GLRenderer {
    * Headless Chromium (and others) hand out SwiftShader all the same, so
    * unless forced the renderer's name is read first on a throw-away canvas
    * (a canvas that once gave a WebGL context cannot give a 2D one) and a
-   * software one is refused: at 100,000 points canvas 2D painted the first
-   * change after loading in 77 ms (median) where SwiftShader took 112 ms,
-   * and panned as fluidly (docs/page.md, "Fourth round").
+   * software one is refused: at 100,000 points on an idle 2-core machine
+   * canvas 2D painted the first change after loading in 71 ms (median; 89
+   * at worst) where SwiftShader took 80 (123), and panned as fluidly
+   * (docs/page.md, "Fourth round").
    */
   static create(canvas, force) {
     if (!force && GLRenderer.softwareOnly()) return null;
@@ -188,7 +187,7 @@ export class GLRenderer {
   static softwareOnly() {
     const gl = document.createElement('canvas').getContext('webgl2', { failIfMajorPerformanceCaveat: true });
     if (!gl) return true;
-    const software = isSoftwareGL(gl);
+    const software = SOFTWARE_GL.test(glRendererName(gl));
     gl.getExtension('WEBGL_lose_context')?.loseContext();
     return software;
   }
@@ -202,7 +201,7 @@ export class GLRenderer {
     this.raster = new Raster();
     this.glName = glRendererName(gl);
     // Rendered in software (SwiftShader, llvmpipe): thumbnails are drawn on the CPU.
-    this.software = isSoftwareGL(gl);
+    this.software = SOFTWARE_GL.test(this.glName);
     this.init();
     canvas.addEventListener('webglcontextlost', (e) => e.preventDefault());
     canvas.addEventListener('webglcontextrestored', () => { this.init(); if (this.sheets) this.setSheets(this.sheets); this.onRestore?.(); });
