@@ -2,7 +2,11 @@
 
 package cpu
 
-import "golang.org/x/sys/cpu"
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
 
 // haveAVX2FMA selects the assembly kernels; it is set once at start-up from
 // CPUID and never changed.
@@ -100,4 +104,19 @@ func nnContains(list []int32, q int32) bool {
 		}
 	}
 	return nnContainsGo(list[m:], q)
+}
+
+//go:noescape
+func prefetchRowsAsm(base unsafe.Pointer, idx *int32, n, stride, lines int)
+
+// prefetchRows asks for the rows idx of table (rows of w elements) to be
+// brought into L2 ahead of use. It changes nothing the program can observe;
+// it only turns a run of dependent cache misses into overlapping ones.
+func prefetchRows[T any](table []T, w int, idx []int32) {
+	if len(idx) == 0 || len(table) == 0 || w < 1 {
+		return
+	}
+	stride := w * int(unsafe.Sizeof(table[0]))
+	// A row may straddle one more line than its length covers.
+	prefetchRowsAsm(unsafe.Pointer(&table[0]), &idx[0], len(idx), stride, (stride+126)/64)
 }

@@ -30,3 +30,6 @@ func attraction2(y []float32, col []int32, val []float32, yi0, yi1 float32) (a0,
 
 // nnContains reports whether q is in list; see nnContainsGo.
 func nnContains(list []int32, q int32) bool { return nnContainsGo(list, q) }
+
+// prefetchRows is a hint that only amd64 acts on.
+func prefetchRows[T any](table []T, w int, idx []int32) {}

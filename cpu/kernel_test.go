@@ -3,6 +3,7 @@ package cpu
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -151,5 +152,40 @@ func TestAttraction2MatchesGo(t *testing.T) {
 		if math.Abs(a0-g0) > tol || math.Abs(a1-g1) > tol {
 			t.Errorf("row of %d: assembly (%g, %g), Go (%g, %g), tolerance %g", m, a0, a1, g0, g1, tol)
 		}
+	}
+}
+
+// TestPrefetchRowsIsHarmless asks for rows up to the last of small tables,
+// whose lines run past the table's end, and for none at all: a prefetch
+// must neither fault nor change the table or the indices.
+func TestPrefetchRowsIsHarmless(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		rows int
+		w    int
+		idx  []int32
+	}{
+		{"one short row", 1, 3, []int32{0, 0}},
+		{"last of odd rows", 5, 13, []int32{4, 0, 4, 2}},
+		{"rows wider than a line", 3, 50, []int32{2, 1, 0}},
+		{"no rows asked", 4, 8, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			table := make([]float32, tc.rows*tc.w)
+			for i := range table {
+				table[i] = float32(i)
+			}
+			idx := slices.Clone(tc.idx)
+			prefetchRows(table, tc.w, idx)
+			prefetchRows(table[:0], tc.w, idx)
+			for i, v := range table {
+				if v != float32(i) {
+					t.Fatalf("table[%d] = %v after prefetching, want %d", i, v, i)
+				}
+			}
+			if !slices.Equal(idx, tc.idx) {
+				t.Fatalf("indices %v after prefetching, want %v", idx, tc.idx)
+			}
+		})
 	}
 }

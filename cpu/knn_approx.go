@@ -479,6 +479,9 @@ func (s *nnDescent) descend(ctx context.Context, order, inv []int32) error {
 					if (v-b0-lo)%16 == 0 && ctx.Err() != nil {
 						return
 					}
+					if v+1 < b0+hi {
+						s.prefetchJoin(newC.row(v+1), oldC.row(v+1))
+					}
 					s.localJoin(newC.row(v), oldC.row(v), bk, shift, scratch[c])
 				}
 			})
@@ -488,11 +491,16 @@ func (s *nnDescent) descend(ctx context.Context, order, inv []int32) error {
 			// Apply: each part takes its updates from every chunk in
 			// chunk order, so the outcome does not depend on scheduling.
 			err = s.b.parallelFor(ctx, parts, 1, func(_, lo, hi int) {
+				var ahead [applyAhead]int32
 				for part := lo; part < hi; part++ {
 					for c := range buckets {
-						for j, u := range buckets[c][part] {
+						ups := buckets[c][part]
+						for j, u := range ups {
 							if j%4096 == 0 && ctx.Err() != nil {
 								return
+							}
+							if j%applyAhead == 0 && j+applyAhead < len(ups) {
+								s.prefetchTargets(ups[j+applyAhead:min(j+2*applyAhead, len(ups))], ahead[:0])
 							}
 							if s.g.push(int(u.target), u.d, u.other, true) {
 								changed[part]++
@@ -632,6 +640,20 @@ func (s *nnDescent) localJoin(nw, old []int32, bk [][]nnUpdate, shift uint, sc *
 	}
 }
 
+// prefetchJoin asks for what the local join of the candidates nw and old
+// will read at random: their rows, norms, bounds and filters. Issued one
+// point ahead, it overlaps the cache misses that otherwise come one row at a
+// time while the join packs its panels.
+func (s *nnDescent) prefetchJoin(nw, old []int32) {
+	for _, c := range [2][]int32{nw, old} {
+		prefetchRows(s.x, s.d, c)
+		prefetchRows(s.g.sig, 1, c)
+		prefetchRows(s.norm, 1, c)
+		prefetchRows(s.g.bound, 1, c)
+		prefetchRows(s.g.idx, s.k, c)
+	}
+}
+
 // packJoin packs the rows of pts into panels of w rows (dst[panel·d·w +
 // t·w + i] = scale·x[t]), with their norms and list bounds, and pads to
 // rows with zeros, +Inf norms and −Inf bounds so that padding never passes.
@@ -671,9 +693,13 @@ func (s *nnDescent) sample(ctx context.Context, round int, newC, oldC *candHeap)
 	parts := s.b.threads
 	err := s.b.parallelFor(ctx, parts, 1, func(_, plo, phi int) {
 		lo, hi := plo*n/parts, phi*n/parts
+		ahead := [2][]int32{make([]int32, 0, k), make([]int32, 0, k)}
 		for v := 0; v < n; v++ {
 			if v%4096 == 0 && ctx.Err() != nil {
 				return
+			}
+			if w := v + sampleAhead; w < n {
+				s.prefetchSample(w, lo, hi, newC, oldC, &ahead)
 			}
 			own := v >= lo && v < hi
 			base := v * k
@@ -717,6 +743,52 @@ func (s *nnDescent) sample(ctx context.Context, round int, newC, oldC *candHeap)
 			}
 		}
 	})
+}
+
+// applyAhead is how many updates ahead the apply step prefetches, in
+// batches of as many.
+const applyAhead = 16
+
+// prefetchTargets asks for the lists that the updates ups will be offered
+// to: their filters, sizes and the entries a push reads and sifts.
+func (s *nnDescent) prefetchTargets(ups []nnUpdate, buf []int32) {
+	if len(ups) == 0 {
+		return
+	}
+	for _, u := range ups {
+		buf = append(buf, u.target)
+	}
+	prefetchRows(s.g.sig, 1, buf)
+	prefetchRows(s.g.size, 1, buf)
+	prefetchRows(s.g.idx, s.k, buf)
+	prefetchRows(s.g.dist, s.k, buf)
+}
+
+// sampleAhead is how many points ahead sample prefetches: a point's
+// reverse edges push into lists scattered over the part, one cache miss
+// after another unless they were asked for early.
+const sampleAhead = 2
+
+// prefetchSample asks for the candidate lists that the edges of point w
+// whose far end lies in [lo, hi) will push into: their entries, sizes and
+// roots, in the heap (new or old) each edge's flag selects.
+func (s *nnDescent) prefetchSample(w, lo, hi int, newC, oldC *candHeap, ahead *[2][]int32) {
+	base := w * s.k
+	ahead[0], ahead[1] = ahead[0][:0], ahead[1][:0]
+	for j, u := range s.g.idx[base : base+s.k] {
+		if int(u) >= lo && int(u) < hi {
+			f := 1
+			if s.g.fresh[base+j] {
+				f = 0
+			}
+			ahead[f] = append(ahead[f], u)
+		}
+	}
+	for f, h := range [2]*candHeap{newC, oldC} {
+		prefetchRows(h.idx, h.c, ahead[f])
+		prefetchRows(h.size, 1, ahead[f])
+		prefetchRows(h.root, 1, ahead[f])
+	}
 }
 
 // nnHeap holds each point's current k nearest as a max-heap on (distance,
