@@ -14,8 +14,8 @@
 // without AVX2/FMA and on other architectures (kernel_other.go) and checked
 // against the assembly by the tests. The approximate search also asks for
 // the rows and lists it will read at random a step ahead (prefetchRows,
-// PREFETCHT1; a no-op elsewhere), which took its time at 1,000,000 points
-// from 142 s to ~109 s. Everything else — the FFT (our own
+// PREFETCHT1; a no-op elsewhere), which took its stage of a whole run at
+// 1,000,000 points from 172 s to 109 s. Everything else — the FFT (our own
 // Stockham radix-4/2/3 transform, fft_plan.go), the trees, NN-descent, the
 // update — is plain Go.
 //

@@ -641,7 +641,7 @@ func (s *nnDescent) localJoin(nw, old []int32, bk [][]nnUpdate, shift uint, sc *
 }
 
 // prefetchJoin asks for what the local join of the candidates nw and old
-// will read at random: their rows, norms, bounds and filters. Issued one
+// will read at random: their rows, norms, bounds, filters and lists. Issued one
 // point ahead, it overlaps the cache misses that otherwise come one row at a
 // time while the join packs its panels.
 func (s *nnDescent) prefetchJoin(nw, old []int32) {
